@@ -1,0 +1,6 @@
+"""``python -m correlate``."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()

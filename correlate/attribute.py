@@ -1,0 +1,334 @@
+"""Score and rank candidate calls per violation, attribute each conversation, and say why.
+
+Scoring (documented in the README): a call that names the destination +4; the event inside the
+call +2, after it +2 fading to 0 at the end of the window, before its start +1 fading to 0 at
+``--before``; the source address owned by the call's sandbox +1. Ties go to the smaller absolute
+lag, then the call id. A conversation is attributed from its first event that has candidates
+(its anchor); later events inherit that call with their own lag, whatever call happens to be near.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .identity import ns_or
+from .indicators import names_destination
+from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Window:
+    """The join window around a call: [start - before, end + after], both ends closed."""
+
+    before_ns: int
+    after_ns: int
+
+
+def score_candidates(
+    violations: pa.Table,
+    calls: pa.Table,
+    call_idx: np.ndarray,
+    event_idx: np.ndarray,
+    identity: np.ndarray,
+    window: Window,
+) -> pd.DataFrame:
+    """One row per (event, call) pair with lag, relation, evidence, score and rank per event."""
+    ev_ts = ns_or(violations.column("ts"), 0)
+    call_start = ns_or(calls.column("ts_start"), 0)
+    call_end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
+    t = ev_ts[event_idx]
+    start = call_start[call_idx]
+    end = call_end[call_idx]
+    relation = np.where(t < start, "before", np.where(t <= end, "during", "after"))
+    before_share = 1.0 - (start - t) / max(window.before_ns, 1)
+    after_share = 1.0 - (t - end) / max(window.after_ns, 1)
+    time_score = np.where(
+        relation == "during", 2.0, np.where(relation == "after", 2.0 * after_share, before_share)
+    )
+    texts = _call_texts(calls)
+    dst_ip = violations.column("dst_ip").to_pylist()
+    dst_domain = violations.column("dst_domain").to_pylist()
+    indicator = [
+        names_destination(texts[c], dst_ip[e], dst_domain[e])
+        for c, e in zip(call_idx, event_idx, strict=True)
+    ]
+    score = (
+        time_score
+        + np.where(identity == "match", 1.0, 0.0)
+        + np.array([4.0 if i else 0.0 for i in indicator])
+    )
+    frame = pd.DataFrame(
+        {
+            "event_row": event_idx,
+            "call_row": call_idx,
+            "lag_ns": t - start,
+            "relation": relation,
+            "identity": identity,
+            "indicator": pd.array(indicator, dtype=object),
+            "score": np.round(score, 6),
+            "call_id": pd.array(calls.column("call_id").to_pylist(), dtype=object)[call_idx]
+            if len(call_idx)
+            else [],
+        }
+    )
+    frame["abs_lag"] = frame["lag_ns"].abs()
+    frame = frame.sort_values(
+        ["event_row", "score", "abs_lag", "call_id", "call_row"],
+        ascending=[True, False, True, True, True],
+        kind="stable",
+    )
+    frame["rank"] = frame.groupby("event_row").cumcount() + 1
+    return frame.reset_index(drop=True)
+
+
+def _call_texts(calls: pa.Table) -> list[str]:
+    commands = calls.column("command").to_pylist()
+    arguments = calls.column("arguments").to_pylist()
+    return [" ".join(x for x in (c, a) if x) for c, a in zip(commands, arguments, strict=True)]
+
+
+def plain_rows(table: pa.Table) -> list[dict[str, object]]:
+    """Rows as dicts of plain Python values, timestamps as int ns (no precision lost)."""
+    columns = []
+    for field in table.schema:
+        column = table.column(field.name)
+        if pa.types.is_timestamp(field.type):
+            column = column.cast(pa.int64())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names).to_pylist()
+
+
+def attribute(
+    violations: pa.Table,
+    calls: pa.Table,
+    scored: pd.DataFrame,
+    other_hosts: dict[int, int],
+    identity_status: list[str],
+    identity_mode: str,
+    known_hosts: int,
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Build (candidates, attributions, findings) from scored pairs.
+
+    ``violations`` must be sorted by (conversation_id, conversation_seq). ``other_hosts`` maps an
+    event row to how many calls of other sandboxes fell in its window (excluded by identity).
+    """
+    v = plain_rows(violations)
+    c = plain_rows(calls)
+    by_event: dict[int, list[dict[str, object]]] = {}
+    for record in scored.to_dict("records"):
+        if not isinstance(record["indicator"], str):
+            record["indicator"] = None
+        by_event.setdefault(int(record["event_row"]), []).append(record)
+    conversations: dict[int, list[int]] = {}
+    for p, row in enumerate(v):
+        conversations.setdefault(int(row["conversation_id"]), []).append(p)  # type: ignore[call-overload]
+    attributions: list[dict[str, object]] = []
+    findings: list[dict[str, object]] = []
+    for conversation_id in sorted(conversations):
+        positions = conversations[conversation_id]
+        anchor = next((p for p in positions if p in by_event), None)
+        ranked = by_event.get(anchor, []) if anchor is not None else []
+        best = ranked[0] if ranked else None
+        second = ranked[1] if len(ranked) > 1 else None
+        call = c[int(best["call_row"])] if best else None  # type: ignore[call-overload]
+        confidence = _confidence(best, len(ranked), second)
+        first = positions[0]
+        status = identity_status[first] if identity_mode == "keyed" else "no identity map"
+        for order, p in enumerate(positions):
+            inherited = anchor is not None and order > positions.index(anchor)
+            how = "direct" if p == anchor else "inherited" if inherited else "none"
+            lag = (v[p]["ts"] - call["ts_start"]) / NS if call and how != "none" else None  # type: ignore[operator]
+            row = {k: v[p][k] for k in ATTRIBUTION_EVENT_FIELDS}
+            row.update(_call_fields(call if how != "none" else None))
+            row.pop("command")
+            row.update(how=how, lag_s=lag, confidence=confidence if how != "none" else "none")
+            attributions.append(row)
+        focus = anchor if anchor is not None else first
+        events = [v[p] for p in positions]
+        findings.append(
+            {
+                "conversation_id": conversation_id,
+                "first_ts": v[first]["ts"],
+                "last_ts": max(e["ts"] for e in events),  # type: ignore[type-var]
+                **{
+                    k: v[first][k]
+                    for k in ("src_ip", "src_host", "dst_ip", "dst_port", "protocol", "dst_scope")
+                },
+                "src_nat_ip": _first_value(events, "src_nat_ip"),
+                "dst_domain": _first_value(events, "dst_domain"),
+                "event_count": len(positions),
+                "actions": ",".join(sorted({str(e["action"]) for e in events})),
+                "rule": _first_value(events, "rule"),
+                "signature": _first_value(events, "signature") or _first_value(events, "category"),
+                "first_source_path": v[first]["source_path"],
+                "first_source_line": v[first]["source_line"],
+                "identity": status,
+                **_call_fields(call),
+                "lag_s": None if best is None else float(best["lag_ns"]) / NS,  # type: ignore[arg-type]
+                "relation": None if best is None else best["relation"],
+                "indicator": None if best is None else best["indicator"],
+                "confidence": confidence,
+                "candidates": len(ranked),
+                "other_hosts_calls": int(other_hosts.get(focus, 0)),
+                "reasons": _reasons(
+                    v[focus],
+                    best,
+                    second,
+                    len(ranked),
+                    other_hosts.get(focus, 0),
+                    status,
+                    known_hosts,
+                    len(positions),
+                ),
+            }
+        )
+    candidates = _candidate_table(violations, calls, scored)
+    attributions_table = (
+        conform(pa.Table.from_pylist(attributions), ATTRIBUTIONS)
+        if attributions
+        else ATTRIBUTIONS.empty_table()
+    )
+    findings_table = (
+        conform(pa.Table.from_pylist(findings), FINDINGS) if findings else FINDINGS.empty_table()
+    )
+    return candidates, attributions_table, findings_table
+
+
+ATTRIBUTION_EVENT_FIELDS = (
+    "event_id",
+    "conversation_id",
+    "ts",
+    "src_ip",
+    "src_host",
+    "dst_ip",
+    "dst_port",
+    "protocol",
+    "dst_domain",
+    "action",
+    "source_format",
+    "source_path",
+    "source_line",
+)
+
+
+def _confidence(
+    best: dict[str, object] | None, n_candidates: int, second: dict[str, object] | None
+) -> str:
+    """high / medium / low / none, from identity, indicators and how clearly the best call wins."""
+    if best is None:
+        return "none"
+    keyed = best["identity"] == "match"
+    named = bool(best["indicator"])
+    clear = second is None or (float(best["score"]) - float(second["score"]) >= 1.0)  # type: ignore[arg-type]
+    if keyed and (named or n_candidates == 1) and clear:
+        return "high"
+    if (keyed and clear) or named:
+        return "medium"
+    return "low"
+
+
+def _reasons(
+    event: dict[str, object],
+    best: dict[str, object] | None,
+    second: dict[str, object] | None,
+    n_candidates: int,
+    other: int,
+    status: str,
+    known_hosts: int,
+    events: int,
+) -> str:
+    """Plain-language reasons for a finding, most important first."""
+    parts: list[str] = []
+    src = event["src_ip"]
+    if status == "no identity map":
+        parts.append("no identity map: joined by time alone")
+    elif status == "mapped":
+        parts.append(f"source {src} is {event['src_host']}")
+    elif status == "ambiguous":
+        parts.append(f"source {src} is claimed by more than one host at that time: not attributed")
+    elif status == "unmapped (time-only)":
+        parts.append(
+            f"source {src} is not in the identity map: joined by time alone (--unmapped time)"
+        )
+    else:
+        parts.append(
+            f"source {src} is not in the identity map ({known_hosts} hosts known): not attributed"
+        )
+    if best is None:
+        if status in ("mapped", "no identity map", "unmapped (time-only)"):
+            parts.append("no tool call in the window")
+        return "; ".join(parts)
+    if best["indicator"] == "ip":
+        parts.append(f"destination {event['dst_ip']} appears in the call")
+    elif best["indicator"] == "domain":
+        parts.append(f"destination domain {event['dst_domain']} appears in the call")
+    lag = float(best["lag_ns"]) / NS  # type: ignore[arg-type]
+    where = {
+        "during": "during the call",
+        "after": "after the call ended",
+        "before": "before the call started (clock offset?)",
+    }[str(best["relation"])]
+    parts.append(f"first event {lag:+.3f}s from the call's start, {where}")
+    parts.append(f"{n_candidates} candidate call{'s' if n_candidates != 1 else ''} in the window")
+    if second is not None and float(best["score"]) - float(second["score"]) < 1.0:  # type: ignore[arg-type]
+        parts.append(
+            f"runner-up {second['call_id']} scores close ({float(second['score']):.2f} vs {float(best['score']):.2f})"
+        )  # type: ignore[arg-type]
+    if other:
+        parts.append(
+            f"{other} call{'s' if other != 1 else ''} in other sandboxes in the window, excluded by identity"
+        )
+    if events > 1:
+        parts.append(
+            f"{events - 1} later event{'s' if events != 2 else ''} inherit this call (same conversation)"
+        )
+    return "; ".join(parts)
+
+
+def _first_value(events: list[dict[str, object]], column: str) -> object:
+    return next((e[column] for e in events if e[column] is not None), None)
+
+
+def _call_fields(call: dict[str, object] | None) -> dict[str, object]:
+    keys = ("call_id", "run_id", "episode_id", "step", "host", "tool", "command")
+    return {k: (call[k] if call else None) for k in keys}
+
+
+def _candidate_table(violations: pa.Table, calls: pa.Table, scored: pd.DataFrame) -> pa.Table:
+    if not len(scored):
+        return CANDIDATES.empty_table()
+    ev = violations.take(pa.array(scored["event_row"].to_numpy()))
+    ca = calls.take(pa.array(scored["call_row"].to_numpy()))
+    columns = {
+        "conversation_id": ev.column("conversation_id"),
+        "event_id": ev.column("event_id"),
+        "event_ts": ev.column("ts"),
+        "event_source_path": ev.column("source_path"),
+        "event_source_line": ev.column("source_line"),
+        **{
+            k: ca.column(k)
+            for k in ("call_id", "run_id", "episode_id", "step", "host", "tool", "command")
+        },
+        "call_ts_start": ca.column("ts_start"),
+        "call_ts_end": ca.column("ts_end"),
+        "call_source_path": ca.column("source_path"),
+        "call_source_line": ca.column("source_line"),
+        "lag_s": pa.array(scored["lag_ns"].to_numpy() / NS),
+        "relation": pa.array(scored["relation"].tolist(), pa.string()),
+        "identity": pa.array(scored["identity"].tolist(), pa.string()),
+        "indicator": pa.array(
+            [x if isinstance(x, str) else None for x in scored["indicator"]], pa.string()
+        ),
+        "score": pa.array(scored["score"].to_numpy()),
+        "rank": pa.array(scored["rank"].to_numpy().astype(np.int32)),
+    }
+    table = conform(pa.table(columns), CANDIDATES)
+    return table.sort_by(
+        [("conversation_id", "ascending"), ("event_id", "ascending"), ("rank", "ascending")]
+    )

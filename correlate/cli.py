@@ -1,0 +1,333 @@
+"""Command line: a thin layer that parses flags, calls the library and renders its answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import CorrelateError, OptionError, Reject
+from .loaders import REGISTRY, LoadOptions
+from .pipeline import (
+    DEFAULT_AFTER_NS,
+    DEFAULT_BEFORE_NS,
+    UNMAPPED_CHOICES,
+    Result,
+    RunOptions,
+    analyse,
+    load_inputs,
+)
+from .policy import DEFAULT_ACTIONS, ViolationPolicy
+from .reports.parquet import write_report
+from .reports.terminal import print_report, rejects_renderable
+from .textsafe import inert
+from .timeparse import EPOCH_UNITS, format_duration, parse_duration, resolve_zone
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
+PIPED_WIDTH = 160
+ACTIONS = ("allowed", "alerted", "denied", "unknown")
+
+
+def _duration(name: str, text: str, *, allow_negative: bool = False) -> int:
+    try:
+        ns = parse_duration(text)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+    if ns < 0 and not allow_negative:
+        raise click.BadParameter(f"must not be negative: {text!r}", param_hint=name)
+    return ns
+
+
+def _pairs(values: Sequence[str], flag: str, default_key: str) -> list[tuple[str, str]]:
+    """``KEY=VALUE`` or a bare ``VALUE`` (keyed ``default_key``) for repeatable options."""
+    out = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep:
+            key, rest = default_key, value
+        if not key.strip() or not rest.strip():
+            raise click.BadParameter(f"expected [KEY=]VALUE, got {value!r}", param_hint=flag)
+        out.append((key.strip(), rest.strip()))
+    return out
+
+
+def _run_options(
+    before: str,
+    after: str,
+    gap: str,
+    tz: Sequence[str],
+    epoch_unit: str,
+    internal_cidr: Sequence[str],
+    actions: str,
+    unmapped: str,
+    formats: Sequence[str],
+    strict: bool,
+) -> RunOptions:
+    zones = {}
+    for key, value in _pairs(tz, "--tz", "*"):
+        if key != "*" and key not in REGISTRY:
+            raise click.BadParameter(
+                f"unknown format {key!r} (known: {', '.join(sorted(REGISTRY))})", param_hint="--tz"
+            )
+        try:
+            zones[key] = resolve_zone(value)
+        except OptionError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tz") from None
+    forced = _pairs(formats, "--format", "*")
+    for _, name in forced:
+        if name not in REGISTRY:
+            raise click.BadParameter(
+                f"unknown format {name!r} (known: {', '.join(sorted(REGISTRY))})",
+                param_hint="--format",
+            )
+    chosen = tuple(a.strip() for a in actions.split(",") if a.strip())
+    bad = [a for a in chosen if a not in ACTIONS]
+    if bad or not chosen:
+        raise click.BadParameter(f"choose from {', '.join(ACTIONS)}", param_hint="--actions")
+    try:
+        policy = ViolationPolicy.with_internal(internal_cidr, actions=chosen)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="--internal-cidr") from None
+    return RunOptions(
+        before_ns=_duration("--before", before),
+        after_ns=_duration("--after", after),
+        gap_ns=_duration("--gap", gap),
+        policy=policy,
+        unmapped=unmapped,
+        load=LoadOptions(zones=zones, epoch_unit=epoch_unit, strict=strict),
+        formats=tuple(forced),
+    )
+
+
+@contextmanager
+def _progress(console: Console, enabled: bool) -> Iterator[Any]:
+    """A file-level progress bar on a terminal; nothing when piped or quiet."""
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("reading {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=None)
+
+        def update(path: str, done: int, total: int) -> None:
+            progress.update(task, description=inert(path, 60), completed=done, total=total)
+
+        yield update
+
+
+def _write_rejects(path: str, rejects: Sequence[Reject]) -> None:
+    """Rejected rows as JSON lines: path, line, reason and the raw text."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for r in rejects:
+            record = {
+                "path": r.location.path,
+                "line": r.location.line,
+                "reason": r.reason,
+                "raw": r.raw,
+            }
+            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="correlate")
+def cli() -> None:
+    """Attribute outbound firewall violations to the AI-agent tool calls that caused them."""
+
+
+@cli.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--before",
+    default=format_duration(DEFAULT_BEFORE_NS),
+    show_default=True,
+    help="Window before a call's start (firewall clock behind, event logged early).",
+)
+@click.option(
+    "--after",
+    default=format_duration(DEFAULT_AFTER_NS),
+    show_default=True,
+    help="Window after a call's end (background processes, flow-log delay).",
+)
+@click.option(
+    "--gap",
+    default="10m",
+    show_default=True,
+    help="Idle gap that ends a conversation (src, dst, dport, proto).",
+)
+@click.option(
+    "--tz",
+    multiple=True,
+    metavar="[FORMAT=]ZONE",
+    help="Zone for naive times, for all formats or one (e.g. inventory=Asia/Shanghai). Default UTC.",
+)
+@click.option(
+    "--epoch-unit",
+    type=click.Choice(EPOCH_UNITS),
+    default="auto",
+    show_default=True,
+    help="Unit of epoch numbers; auto picks by magnitude and notes it when unexpected.",
+)
+@click.option(
+    "--inventory",
+    multiple=True,
+    type=click.Path(),
+    help="Host/sandbox to IP inventory (CSV or JSON); repeatable.",
+)
+@click.option(
+    "--internal-cidr",
+    multiple=True,
+    metavar="CIDR",
+    help="Extra internal network (added to RFC 1918, 100.64/10, link-local); repeatable.",
+)
+@click.option(
+    "--actions",
+    default=",".join(DEFAULT_ACTIONS),
+    show_default=True,
+    help="Verdicts that make an outbound event a violation.",
+)
+@click.option(
+    "--unmapped",
+    type=click.Choice(UNMAPPED_CHOICES),
+    default="skip",
+    show_default=True,
+    help="Sources not in the identity map: skip them, or join them by time alone.",
+)
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    metavar="[GLOB=]NAME",
+    help="Force a format for all files or those matching GLOB (see `correlate formats`).",
+)
+@click.option(
+    "--top",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Candidates shown per finding.",
+)
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False),
+    help="Write every rejected row (path, line, reason, raw text) to this JSON-lines file.",
+)
+@click.option("--strict", is_flag=True, help="Stop with exit code 1 at the first rejected row.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the Parquet report (OUTPUT, OUTPUT-stem.findings.parquet, .candidates.parquet).",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
+)
+def run_command(
+    paths: tuple[str, ...],
+    before: str,
+    after: str,
+    gap: str,
+    tz: tuple[str, ...],
+    epoch_unit: str,
+    inventory: tuple[str, ...],
+    internal_cidr: tuple[str, ...],
+    actions: str,
+    unmapped: str,
+    formats: tuple[str, ...],
+    top: int,
+    rejects_path: str | None,
+    strict: bool,
+    output: str | None,
+    quiet: bool,
+) -> None:
+    """Read firewall and agent logs under PATHS and report which tool calls caused the violations."""
+    options = _run_options(
+        before, after, gap, tz, epoch_unit, internal_cidr, actions, unmapped, formats, strict
+    )
+    out = _stdout_console()
+    err = Console(stderr=True, highlight=False)
+    try:
+        with _progress(err, not quiet) as progress:
+            loaded = load_inputs(paths, options, inventories=inventory, progress=progress)
+        if not quiet:
+            for f in loaded.inputs:
+                if f.format:
+                    how = "forced" if f.forced else f"detected, score {f.score:.2f}"
+                    err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
+                else:
+                    err.print(
+                        f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}",
+                        markup=False,
+                        highlight=False,
+                    )
+        result = analyse(loaded, options)
+        if loaded.rejects:
+            err.print(f"{len(loaded.rejects)} row(s) rejected:", markup=False)
+            err.print(rejects_renderable(loaded.rejects))
+        if rejects_path:
+            _write_rejects(rejects_path, loaded.rejects)
+        _check_inputs(result)
+        print_report(result, out, top=top)
+        if output:
+            written = write_report(result, output)
+            if not quiet:
+                err.print(
+                    "report: " + ", ".join(inert(str(p)) for p in written.values()), markup=False
+                )
+    except OptionError as exc:
+        err.print(f"error: {inert(exc)}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except CorrelateError as exc:
+        err.print(f"error: {inert(exc)}", markup=False)
+        sys.exit(EXIT_DATA)
+
+
+def _stdout_console() -> Console:
+    """Data on stdout: the terminal's width on a terminal, a fixed wide layout when piped."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=PIPED_WIDTH)
+    return console
+
+
+def _check_inputs(result: Result) -> None:
+    """One clear sentence when a side of the join is missing altogether."""
+    kinds = {f.kind for f in result.loaded.inputs if f.kind}
+    if "network" not in kinds:
+        raise CorrelateError("no firewall or flow log among the inputs; nothing to attribute")
+    if "agent" not in kinds:
+        raise CorrelateError(
+            "no agent trajectory among the inputs; nothing to attribute violations to"
+        )
+
+
+@cli.command("formats")
+def formats_command() -> None:
+    """List the log formats correlate reads."""
+    console = Console(highlight=False)
+    for name in sorted(REGISTRY):
+        module = REGISTRY[name]
+        console.print(f"{name:<14} {module.kind:<8} {module.description}", markup=False)
+
+
+def main() -> None:
+    """Entry point of the ``correlate`` command."""
+    try:
+        cli.main(standalone_mode=True)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted", markup=False)
+        sys.exit(130)

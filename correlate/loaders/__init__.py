@@ -1,0 +1,87 @@
+"""Loader registry: one module per format, chosen by a scored sniff of the file's head.
+
+To add a format, write ``loaders/<name>.py`` with ``name``, ``kind``, ``description``,
+``sniff(head, filename) -> score`` and ``read(source, options) -> LoadResult``, and add it to
+``REGISTRY`` below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from ..errors import FormatMismatch, UnknownFormat
+from ..sources import Source
+from . import alibaba_cfw, inventory, otlp_json
+from .base import LoadOptions, LoadResult, LoadStats
+
+__all__ = [
+    "REGISTRY",
+    "Detection",
+    "LoadOptions",
+    "LoadResult",
+    "LoadStats",
+    "detect",
+    "get_loader",
+]
+
+REGISTRY: dict[str, ModuleType] = {
+    module.name: module
+    for module in (
+        alibaba_cfw,
+        otlp_json,
+        inventory,
+    )
+}
+
+MIN_SCORE = 0.5
+"""A sniff score below this is "not my format"."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The format chosen for a file, its score, and whether the user forced it."""
+
+    loader: ModuleType
+    score: float
+    forced: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.loader.name)
+
+
+def get_loader(name: str) -> ModuleType:
+    """The loader module called ``name``; a clear error lists the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise UnknownFormat(f"unknown format {name!r}; known formats: {known}") from None
+
+
+def detect(source: Source, forced: str | None = None) -> Detection:
+    """Choose a loader for ``source``: the forced one (checked), else the best sniff score."""
+    head = source.head()
+    if not head.strip():
+        raise UnknownFormat(f"{source.display}: file is empty")
+    if forced is not None:
+        loader = get_loader(forced)
+        score = float(loader.sniff(head, source.name))
+        if score <= 0:
+            raise FormatMismatch(
+                f"{source.display}: does not look like {forced} ({loader.description}); "
+                "check --format or leave it out to detect the format"
+            )
+        return Detection(loader, score, forced=True)
+    scores = sorted(
+        ((float(module.sniff(head, source.name)), name) for name, module in REGISTRY.items()),
+        key=lambda pair: (-pair[0], pair[1]),
+    )
+    best_score, best_name = scores[0]
+    if best_score < MIN_SCORE:
+        raise UnknownFormat(
+            f"{source.display}: not a known log format; use --format NAME to force one "
+            f"(known: {', '.join(sorted(REGISTRY))})"
+        )
+    return Detection(REGISTRY[best_name], best_score, forced=False)

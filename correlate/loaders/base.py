@@ -1,0 +1,128 @@
+"""What every loader shares: options, load accounting, reject handling and batched table building."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ..errors import Reject, SourceLocation, StrictRejection
+from ..schema import concat
+from ..sources import Source
+
+MAX_RAW_CHARS = 4096
+"""How much of a rejected line is kept for ``--rejects``."""
+
+BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Options that change how rows are read (not which rows are violations)."""
+
+    zones: dict[str, tzinfo] = field(default_factory=dict)
+    """Zone for naive times, per format name; key ``*`` applies to every format."""
+    epoch_unit: str = "auto"
+    strict: bool = False
+
+    def zone_for(self, format_name: str, default: tzinfo = UTC) -> tzinfo:
+        """The zone naive times of ``format_name`` are read in: its override, ``*``, or the default."""
+        return self.zones.get(format_name, self.zones.get("*", default))
+
+
+@dataclass
+class LoadStats:
+    """Per-file accounting: every record read is loaded, rejected or skipped (with a reason)."""
+
+    path: str
+    format: str
+    kind: str
+    read: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+    unit: str = "rows"
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.loaded + self.rejected + self.skipped_total
+
+
+@dataclass
+class LoadResult:
+    """What a loader returns: its normalised rows, identity rows it found, and the accounting."""
+
+    kind: str
+    table: pa.Table
+    stats: LoadStats
+    rejects: list[Reject]
+    hosts: pa.Table | None = None
+
+
+class RejectSink:
+    """Collects rejected rows for one file; under ``strict`` the first one stops the load."""
+
+    def __init__(self, source: Source, stats: LoadStats, strict: bool) -> None:
+        self.source = source
+        self.stats = stats
+        self.strict = strict
+        self.rejects: list[Reject] = []
+
+    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None:
+        """Record a rejected row (``count`` > 1 when one line held several records)."""
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        if len(text) > MAX_RAW_CHARS:
+            text = text[:MAX_RAW_CHARS] + f"... [{len(text) - MAX_RAW_CHARS} more characters]"
+        item = Reject(SourceLocation(self.source.display, line), reason, text)
+        self.stats.rejected += count
+        self.rejects.append(item)
+        if self.strict:
+            raise StrictRejection(f"{item} (--strict stops at the first rejected row)")
+
+
+class Batcher:
+    """Accumulates rows as dicts and turns every ``BATCH_ROWS`` of them into an Arrow table."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._names = schema.names
+        self._columns: dict[str, list[Any]] = {n: [] for n in self._names}
+        self._tables: list[pa.Table] = []
+        self._pending = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name in self._names:
+            self._columns[name].append(row.get(name))
+        self._pending += 1
+        if self._pending >= BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            arrays = [pa.array(self._columns[f.name], type=f.type) for f in self.schema]
+            self._tables.append(pa.Table.from_arrays(arrays, schema=self.schema))
+            self._columns = {n: [] for n in self._names}
+            self._pending = 0
+
+    def table(self) -> pa.Table:
+        self._flush()
+        return concat(self._tables, self.schema)
+
+
+class Loader(Protocol):
+    """A format module: it says what it is, scores a file's head, and reads the file."""
+
+    name: str
+    kind: str
+    description: str
+    sniff: Callable[[bytes, str], float]
+    read: Callable[[Source, LoadOptions], LoadResult]

@@ -1,0 +1,97 @@
+"""Checked conversions of single field values, shared by loaders; each raises RowError with a reason."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+IANA_PROTOCOLS = {
+    0: "hopopt",
+    1: "icmp",
+    2: "igmp",
+    6: "tcp",
+    17: "udp",
+    47: "gre",
+    50: "esp",
+    58: "ipv6-icmp",
+    132: "sctp",
+}
+
+
+class RowError(ValueError):
+    """A record of the right format with a bad value; the message is the reject reason."""
+
+
+def is_blank(value: Any) -> bool:
+    """True for values a log uses to mean "nothing": None, empty or whitespace text, ``-``."""
+    return value is None or (isinstance(value, str) and value.strip() in ("", "-"))
+
+
+def text(value: Any) -> str | None:
+    """A field as text, None when blank; numbers are spelled as the log would."""
+    if is_blank(value):
+        return None
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def integer(
+    value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    """A field as an int (digits in a string are fine), None when blank; range-checked."""
+    if is_blank(value):
+        return None
+    if isinstance(value, bool):
+        raise RowError(f"{name} is not an integer: {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise RowError(f"{name} is not an integer: {value!r}")
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise RowError(f"{name} is not an integer: {value!r}") from None
+    else:
+        raise RowError(f"{name} is not an integer: {value!r}")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise RowError(f"{name} out of range: {number}")
+    if not -(2**63) <= number < 2**63:
+        raise RowError(f"{name} out of range: {number}")
+    return number
+
+
+def port(value: Any, name: str) -> int | None:
+    """A TCP/UDP port number 0..65535, None when blank."""
+    return integer(value, name, minimum=0, maximum=65535)
+
+
+def counter(value: Any, name: str) -> int | None:
+    """A non-negative byte or packet counter, None when blank."""
+    return integer(value, name, minimum=0)
+
+
+def ip(value: Any, name: str, *, required: bool = False) -> str | None:
+    """An IPv4/IPv6 address in canonical text form (IPv6 compressed, lower case)."""
+    if is_blank(value):
+        if required:
+            raise RowError(f"{name} is missing")
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise RowError(f"{name} is not an IP address: {value!r}") from None
+
+
+def protocol(value: Any) -> str | None:
+    """Protocol as a lower-case name; IANA numbers become names (6 -> tcp)."""
+    if is_blank(value):
+        return None
+    name = str(value).strip().lower()
+    if name.isdigit():
+        return IANA_PROTOCOLS.get(int(name), name)
+    return name

@@ -1,0 +1,177 @@
+"""Inventory of sandboxes/hosts and their addresses, CSV or JSON, with optional validity times.
+
+Columns (case-insensitive; first match wins): host = ``host`` | ``hostname`` | ``sandbox`` |
+``sandbox_id`` | ``container`` | ``name``; ip = ``ip`` | ``ip_address`` | ``address`` |
+``private_ip`` | ``sandbox_ip`` | ``host_ip``; optional ``valid_from``, ``valid_to`` (ISO 8601 or
+epoch; naive times are UTC unless ``--tz inventory=ZONE``) and ``note``. JSON may be an array of
+objects, ``{"hosts": [...]}``, or one object per line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from ..schema import HOSTS
+from ..sources import Source, decode_line
+from ..timeparse import TimeParseError, parse_time
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .records import csv_records, read_text
+
+name = "inventory"
+kind = "hosts"
+description = "Host/sandbox to IP inventory (CSV or JSON), optional valid_from/valid_to"
+
+HOST_KEYS = ("host", "hostname", "sandbox", "sandbox_id", "container", "name")
+IP_KEYS = ("ip", "ip_address", "address", "private_ip", "sandbox_ip", "host_ip")
+
+
+def _pick(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    lowered = {str(k).strip().lower(): v for k, v in record.items()}
+    for key in keys:
+        if key in lowered and not fields.is_blank(lowered[key]):
+            return lowered[key]
+    return None
+
+
+def _has_columns(names: list[str]) -> bool:
+    lowered = {n.strip().lower().lstrip("\ufeff") for n in names}
+    return bool(lowered & set(HOST_KEYS)) and bool(lowered & set(IP_KEYS))
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: a CSV header or JSON keys naming a host column and an IP column, and little else."""
+    sample = head.lstrip()
+    text, _ = decode_line(sample[:8192])
+    if sample.startswith((b"{", b"[")):
+        keys = set()
+        for token in ('"host"', '"hostname"', '"sandbox"', '"sandbox_id"'):
+            if token in text:
+                keys.add("host")
+        for token in ('"ip"', '"ip_address"', '"private_ip"', '"sandbox_ip"'):
+            if token in text:
+                keys.add("ip")
+        if keys == {"host", "ip"} and "resourceSpans" not in text and "rule_result" not in text:
+            return 0.6 if "valid_from" not in text else 0.9
+        return 0.0
+    first = text.split("\n", 1)[0]
+    try:
+        header = next(csv.reader([first]))
+    except (csv.Error, StopIteration):
+        return 0.0
+    if not _has_columns(header) or len(header) > 12:
+        return 0.0
+    return (
+        0.9
+        if "valid_from" in first.lower() or filename.lower().startswith(("inventory", "hosts"))
+        else 0.6
+    )
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read an inventory into ``hosts`` rows (origin ``inventory``)."""
+    stats = LoadStats(path=source.display, format=name, kind=kind)
+    sink = RejectSink(source, stats, options.strict)
+    batch = Batcher(HOSTS)
+    text = read_text(source, stats)
+    stripped = text.lstrip()
+    records = (
+        _json_records(text, stats, sink)
+        if stripped.startswith(("{", "["))
+        else csv_records(text, stats, sink)
+    )
+    zone = options.zone_for(name)
+    for line, record, raw in records:
+        stats.read += 1
+        try:
+            row = _convert(record, options, zone)
+        except fields.RowError as exc:
+            sink.reject(line, str(exc), raw)
+            continue
+        row.update(source_format=name, source_path=source.display, source_line=line)
+        batch.add(row)
+        stats.loaded += 1
+        if row["note"] and row["note"].startswith("no zone"):
+            stats.notes[row["note"]] += 1
+    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+
+
+def _convert(record: dict[str, Any], options: LoadOptions, zone: Any) -> dict[str, Any]:
+    host = fields.text(_pick(record, HOST_KEYS))
+    if host is None:
+        raise fields.RowError("no host/sandbox name")
+    address = fields.ip(_pick(record, IP_KEYS), "ip", required=True)
+    bounds: list[int | None] = []
+    notes: list[str] = []
+    for key in ("valid_from", "valid_to"):
+        value = _pick(record, (key,))
+        if value is None:
+            bounds.append(None)
+            continue
+        try:
+            ns, note = parse_time(
+                value, default_tz=zone, epoch_unit=options.epoch_unit, expected_unit="s"
+            )
+        except TimeParseError as exc:
+            raise fields.RowError(f"{key}: {exc}") from None
+        bounds.append(ns)
+        if note and note not in notes:
+            notes.append(note)
+    if bounds[0] is not None and bounds[1] is not None and bounds[1] <= bounds[0]:
+        raise fields.RowError("valid_to is not after valid_from")
+    user_note = fields.text(_pick(record, ("note", "comment", "description")))
+    return {
+        "host": host,
+        "ip": address,
+        "valid_from": bounds[0],
+        "valid_to": bounds[1],
+        "origin": "inventory",
+        "note": "; ".join(filter(None, [*notes, user_note])) or None,
+    }
+
+
+def _json_records(
+    text: str, stats: LoadStats, sink: RejectSink
+) -> Iterator[tuple[int, dict[str, Any], str]]:
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        document = None
+    if document is not None:
+        items = (
+            document.get("hosts")
+            if isinstance(document, dict) and "hosts" in document
+            else document
+        )
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list):
+            stats.read += 1
+            sink.reject(1, 'JSON inventory is neither a list nor {"hosts": [...]}', text[:200])
+            return
+        for index, item in enumerate(items, start=1):
+            if isinstance(item, dict):
+                yield index, item, json.dumps(item, ensure_ascii=False)
+            else:
+                stats.read += 1
+                sink.reject(index, f"inventory entry {index} is not an object", json.dumps(item))
+        return
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            stats.read += 1
+            stats.skipped["blank line"] += 1
+            continue
+        try:
+            item = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            stats.read += 1
+            sink.reject(line, f"not valid JSON ({exc.__class__.__name__})", raw)
+            continue
+        if isinstance(item, dict):
+            yield line, item, raw
+        else:
+            stats.read += 1
+            sink.reject(line, "not a JSON object", raw)

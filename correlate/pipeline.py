@@ -1,0 +1,344 @@
+"""The main job as library calls: load inputs, then analyse them into findings.
+
+``load_inputs`` reads and normalises every file (detecting formats, counting every row);
+``analyse`` is a pure function of the loaded tables and the options. The CLI and notebooks call
+the same two functions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import __version__
+from .attribute import Window, attribute, score_candidates
+from .conversations import DEFAULT_GAP_NS, assign_conversations
+from .errors import CorrelateError, InputError, Reject, UnknownFormat
+from .identity import build_identity, ns_or, resolve
+from .join import band_join
+from .loaders import LoadOptions, LoadStats, detect
+from .policy import ViolationPolicy, select_violations
+from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, HOSTS, NETWORK_EVENTS, TOOL_CALLS, concat
+from .sources import Source, expand_paths
+from .timeparse import format_duration, zone_name
+
+DEFAULT_BEFORE_NS = 10 * 1_000_000_000
+DEFAULT_AFTER_NS = 30 * 1_000_000_000
+UNMAPPED_CHOICES = ("skip", "time")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that changes the answer; recorded in every report."""
+
+    before_ns: int = DEFAULT_BEFORE_NS
+    after_ns: int = DEFAULT_AFTER_NS
+    gap_ns: int = DEFAULT_GAP_NS
+    policy: ViolationPolicy = field(default_factory=ViolationPolicy)
+    unmapped: str = "skip"
+    load: LoadOptions = field(default_factory=LoadOptions)
+    formats: tuple[tuple[str, str], ...] = ()
+    """(glob, format) pairs forcing a format; glob ``*`` forces it for every file."""
+
+    def parameters(self) -> dict[str, Any]:
+        """The options as plain JSON-able values, for provenance."""
+        return {
+            "before": format_duration(self.before_ns),
+            "after": format_duration(self.after_ns),
+            "gap": format_duration(self.gap_ns),
+            "violation_actions": list(self.policy.actions),
+            "internal_cidrs": list(self.policy.internal_cidrs),
+            "unmapped": self.unmapped,
+            "tz": {k: zone_name(z) for k, z in sorted(self.load.zones.items())},
+            "epoch_unit": self.load.epoch_unit,
+            "strict": self.load.strict,
+            "formats": [f"{g}={n}" for g, n in self.formats],
+        }
+
+
+@dataclass
+class InputFile:
+    """One input as read: where, what format, its hash, and its load accounting."""
+
+    path: str
+    format: str | None
+    kind: str | None
+    sha256: str
+    size: int
+    score: float | None = None
+    forced: bool = False
+    stats: LoadStats | None = None
+    skipped_reason: str | None = None
+
+
+@dataclass
+class Loaded:
+    """Normalised tables from all inputs, with accounting."""
+
+    events: pa.Table
+    calls: pa.Table
+    hosts: pa.Table
+    inputs: list[InputFile]
+    rejects: list[Reject]
+
+
+@dataclass
+class Result:
+    """Everything ``correlate run`` answers, as tables, plus what it read and how."""
+
+    loaded: Loaded
+    identity: pa.Table
+    violations: pa.Table
+    candidates: pa.Table
+    attributions: pa.Table
+    findings: pa.Table
+    options: RunOptions
+    identity_mode: str
+
+    def provenance(self) -> dict[str, Any]:
+        """Tool version, parameters, inputs with SHA-256 and load counts: for report metadata."""
+        return {
+            "tool": "correlate",
+            "version": __version__,
+            "parameters": self.options.parameters(),
+            "identity_mode": self.identity_mode,
+            "inputs": [_input_record(f) for f in self.loaded.inputs],
+            "counts": {
+                "network_events": self.loaded.events.num_rows,
+                "tool_calls": self.loaded.calls.num_rows,
+                "identity_rows": self.identity.num_rows,
+                "violations": self.violations.num_rows,
+                "conversations": self.findings.num_rows,
+                "candidates": self.candidates.num_rows,
+                "rejected": sum(f.stats.rejected for f in self.loaded.inputs if f.stats),
+            },
+        }
+
+
+def _input_record(f: InputFile) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "path": f.path,
+        "sha256": f.sha256,
+        "size": f.size,
+        "format": f.format,
+    }
+    if f.stats is not None:
+        record.update(
+            unit=f.stats.unit,
+            read=f.stats.read,
+            loaded=f.stats.loaded,
+            rejected=f.stats.rejected,
+            skipped=dict(sorted(f.stats.skipped.items())),
+            notes=dict(sorted(f.stats.notes.items())),
+        )
+    if f.skipped_reason:
+        record["skipped_reason"] = f.skipped_reason
+    return record
+
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as (path, files done, files total) before each file is read."""
+
+
+def forced_format(source: Source, formats: Sequence[tuple[str, str]]) -> str | None:
+    """The format the user forced for ``source``, if a glob matches its path or name."""
+    for pattern, name in formats:
+        if (
+            pattern == "*"
+            or fnmatch.fnmatch(source.display, pattern)
+            or fnmatch.fnmatch(source.path.name, pattern)
+        ):
+            return name
+    return None
+
+
+def load_inputs(
+    paths: Sequence[str],
+    options: RunOptions,
+    *,
+    inventories: Sequence[str] = (),
+    progress: ProgressCallback | None = None,
+) -> Loaded:
+    """Detect and read every file under ``paths`` (plus inventory files) into normalised tables.
+
+    A file the user named that no loader recognises is an error; one found by walking a directory
+    is listed as skipped. Every read row is loaded, rejected (kept with path:line and reason) or
+    skipped with a reason.
+    """
+    sources = expand_paths(paths)
+    inventory_sources = expand_paths(inventories) if inventories else []
+    inventory_paths = {s.path.resolve() for s in inventory_sources}
+    sources = [s for s in sources if s.path.resolve() not in inventory_paths]
+    jobs = [(s, forced_format(s, options.formats)) for s in sources] + [
+        (s, "inventory") for s in inventory_sources
+    ]
+    if not jobs:
+        raise InputError("no input files found under " + ", ".join(str(p) for p in paths))
+    events, calls, hosts = [], [], []
+    inputs: list[InputFile] = []
+    rejects: list[Reject] = []
+    for done, (source, forced) in enumerate(jobs):
+        if progress:
+            progress(source.display, done, len(jobs))
+        record = InputFile(
+            path=source.display, format=None, kind=None, sha256=source.sha256(), size=source.size()
+        )
+        inputs.append(record)
+        try:
+            detection = detect(source, forced)
+        except UnknownFormat as exc:
+            if source.explicit or forced:
+                raise
+            record.skipped_reason = str(exc).removeprefix(f"{source.display}: ").split(";")[0]
+            continue
+        record.format, record.kind = detection.name, detection.loader.kind
+        record.score, record.forced = detection.score, detection.forced
+        result = detection.loader.read(source, options.load)
+        record.stats = result.stats
+        rejects.extend(result.rejects)
+        if (source.explicit or forced) and 0 < result.stats.read == result.stats.rejected:
+            raise CorrelateError(
+                f"{source.display}: every one of {result.stats.read} rows was rejected as {detection.name} "
+                f"(first: {result.rejects[0].reason}); is --format right?"
+            )
+        if result.kind == "network":
+            events.append(result.table)
+        elif result.kind == "agent":
+            calls.append(result.table)
+        elif result.kind == "hosts":
+            hosts.append(result.table)
+        if result.hosts is not None:
+            hosts.append(result.hosts)
+    if progress:
+        progress("", len(jobs), len(jobs))
+    return Loaded(
+        events=_number_events(concat(events, NETWORK_EVENTS)),
+        calls=_order_calls(concat(calls, TOOL_CALLS)),
+        hosts=concat(hosts, HOSTS),
+        inputs=inputs,
+        rejects=rejects,
+    )
+
+
+def _number_events(events: pa.Table) -> pa.Table:
+    """Sort events by (time, path, line) and number them from 1: stable ids whatever the input order."""
+    ordered = events.sort_by(
+        [("ts", "ascending"), ("source_path", "ascending"), ("source_line", "ascending")]
+    )
+    ids = pa.array(np.arange(1, ordered.num_rows + 1, dtype=np.int64))
+    return ordered.set_column(ordered.schema.get_field_index("event_id"), "event_id", ids)
+
+
+def _order_calls(calls: pa.Table) -> pa.Table:
+    return calls.sort_by(
+        [("ts_start", "ascending"), ("source_path", "ascending"), ("source_line", "ascending")]
+    )
+
+
+def analyse(loaded: Loaded, options: RunOptions) -> Result:
+    """Violations, conversations, candidates, attributions and findings from loaded tables."""
+    identity = build_identity([loaded.hosts])
+    keyed = identity.num_rows > 0
+    violations = select_violations(loaded.events, options.policy)
+    ts = ns_or(violations.column("ts"), 0)
+    src_hosts, status = resolve(identity, violations.column("src_ip").to_pylist(), ts)
+    violations = violations.append_column("src_host", pa.array(src_hosts, pa.string()))
+    violations = violations.append_column("identity_status", pa.array(status, pa.string()))
+    violations = assign_conversations(violations, options.gap_ns)
+    ts = ns_or(violations.column("ts"), 0)
+    status = violations.column("identity_status").to_pylist()
+    src_hosts = violations.column("src_host").to_pylist()
+    calls = loaded.calls
+    call_start = ns_or(calls.column("ts_start"), 0)
+    call_end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
+    call_hosts = _call_keys(calls, identity)
+    window = Window(options.before_ns, options.after_ns)
+    join = dict(before_ns=options.before_ns, after_ns=options.after_ns)
+    everyone = ["*"] * calls.num_rows
+    if keyed:
+        call_idx, event_idx = band_join(call_hosts, call_start, call_end, src_hosts, ts, **join)
+        identity_col = np.full(len(call_idx), "match", dtype=object)
+        if options.unmapped == "time":
+            loose = ["*" if s == "unmapped" else None for s in status]
+            extra_c, extra_e = band_join(everyone, call_start, call_end, loose, ts, **join)
+            call_idx = np.concatenate([call_idx, extra_c])
+            event_idx = np.concatenate([event_idx, extra_e])
+            identity_col = np.concatenate(
+                [identity_col, np.full(len(extra_c), "time-only", dtype=object)]
+            )
+            status = ["unmapped (time-only)" if s == "unmapped" else s for s in status]
+        # How many calls of other sandboxes fell in each event's window (what identity excluded).
+        all_c, all_e = band_join(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)
+        same = np.array(
+            [call_hosts[c] == src_hosts[e] for c, e in zip(all_c, all_e, strict=True)], dtype=bool
+        )
+        other = (
+            np.bincount(all_e[~same], minlength=len(ts))
+            if len(all_e)
+            else np.zeros(len(ts), dtype=np.int64)
+        )
+        other_hosts = {i: int(n) for i, n in enumerate(other) if status[i] == "mapped"}
+    else:
+        call_idx, event_idx = band_join(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)
+        identity_col = np.full(len(call_idx), "time-only", dtype=object)
+        other_hosts = {}
+    scored = score_candidates(violations, calls, call_idx, event_idx, identity_col, window)
+    known = len(set(identity.column("host").to_pylist()))
+    candidates, attributions, findings = attribute(
+        violations, calls, scored, other_hosts, status, "keyed" if keyed else "time", known
+    )
+    return Result(
+        loaded=loaded,
+        identity=identity,
+        violations=violations,
+        candidates=candidates,
+        attributions=attributions,
+        findings=findings,
+        options=options,
+        identity_mode="keyed" if keyed else "time-only",
+    )
+
+
+def _call_keys(calls: pa.Table, identity: pa.Table) -> list[str | None]:
+    """Each call's sandbox: its host, else the owner of its host_ip at its start time."""
+    hosts = calls.column("host").to_pylist()
+    missing = [i for i, h in enumerate(hosts) if h is None]
+    if missing and identity.num_rows:
+        ips = calls.column("host_ip").to_pylist()
+        starts = ns_or(calls.column("ts_start"), 0)
+        found, _ = resolve(identity, [ips[i] for i in missing], starts[missing])
+        for i, host in zip(missing, found, strict=True):
+            hosts[i] = host
+    return hosts
+
+
+def run(
+    paths: Sequence[str],
+    options: RunOptions | None = None,
+    *,
+    inventories: Sequence[str] = (),
+    progress: ProgressCallback | None = None,
+) -> Result:
+    """Load and analyse in one call (what ``correlate run`` does)."""
+    options = options or RunOptions()
+    return analyse(load_inputs(paths, options, inventories=inventories, progress=progress), options)
+
+
+__all__ = [
+    "ATTRIBUTIONS",
+    "CANDIDATES",
+    "FINDINGS",
+    "UNMAPPED_CHOICES",
+    "InputFile",
+    "Loaded",
+    "Result",
+    "RunOptions",
+    "analyse",
+    "load_inputs",
+    "run",
+]

@@ -1,0 +1,1 @@
+"""Renderers of a Result: terminal tables (rich) and Parquet exports. They never change the answer."""

@@ -1,0 +1,190 @@
+"""Terminal report: findings with their ranked calls and reasons, then the load summary.
+
+Every value that came from a log goes through ``inert`` into a ``rich.text.Text``: no markup is
+ever built from log text, and control characters show as visible escapes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..attribute import plain_rows
+from ..errors import Reject
+from ..pipeline import Result
+from ..textsafe import inert
+from ..timeparse import ns_to_iso
+
+COMMAND_CHARS = 90
+
+
+def _t(value: object, limit: int | None = None, style: str = "") -> Text:
+    return Text(inert(value, limit), style=style)
+
+
+def _time(ns: object) -> str:
+    return ns_to_iso(int(ns)).replace("T", " ") if ns is not None else ""  # type: ignore[call-overload]
+
+
+def _destination(row: dict[str, object]) -> str:
+    port = f":{row['dst_port']}" if row["dst_port"] is not None else ""
+    proto = f"/{row['protocol']}" if row["protocol"] else ""
+    domain = f" ({row['dst_domain']})" if row["dst_domain"] else ""
+    return f"{row['dst_ip']}{port}{proto}{domain}"
+
+
+def _source(row: dict[str, object]) -> str:
+    host = row["src_host"] or "unknown host"
+    nat = f" via {row['src_nat_ip']}" if row["src_nat_ip"] else ""
+    return f"{host} ({row['src_ip']}{nat})"
+
+
+CONFIDENCE_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
+
+
+def findings_renderable(result: Result, top: int = 3) -> RenderableType:
+    """Each violation conversation, its attributed call, the reasons and the top candidates."""
+    findings = plain_rows(result.findings)
+    if not findings:
+        return Text("No violations: no denied or alerted outbound traffic in the network logs.")
+    anchors = {
+        row["conversation_id"]: row["event_id"]
+        for row in plain_rows(result.attributions)
+        if row["how"] == "direct"
+    }
+    by_event: dict[object, list[dict[str, object]]] = defaultdict(list)
+    for row in plain_rows(result.candidates):
+        by_event[row["event_id"]].append(row)
+    parts: list[RenderableType] = [
+        Text(
+            f"{len(findings)} violation conversation(s) from {result.violations.num_rows} violation event(s)",
+            style="bold",
+        )
+    ]
+    for f in findings:
+        parts.append(_finding(f, by_event.get(anchors.get(f["conversation_id"]), []), top))
+    return Group(*parts)
+
+
+def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int) -> RenderableType:
+    head = Text()
+    head.append(f"\n#{f['conversation_id']} ", style="bold")
+    head.append_text(_t(_source(f), style="bold"))
+    head.append(" -> ")
+    head.append_text(_t(_destination(f), style="bold"))
+    head.append(f"  [{inert(f['actions'])} x{f['event_count']}]")
+    lines = [head]
+    span = f"  {_time(f['first_ts'])}"
+    if f["last_ts"] != f["first_ts"]:
+        span += f" .. {_time(f['last_ts'])}"
+    lines.append(Text(span))
+    rule_bits = [x for x in (f["signature"], f"rule {f['rule']}" if f["rule"] else None) if x]
+    where = Text("  ")
+    where.append_text(_t(f"{f['first_source_path']}:{f['first_source_line']}", style="dim"))
+    if rule_bits:
+        where.append("  ")
+        where.append_text(_t("; ".join(str(b) for b in rule_bits)))
+    lines.append(where)
+    verdict = Text("  attributed to: ")
+    if f["call_id"] is None:
+        verdict.append("nothing", style="bold")
+    else:
+        verdict.append_text(_t(f["tool"], style="bold"))
+        verdict.append(" ")
+        verdict.append_text(_t(f["call_id"], style="dim"))
+        verdict.append(
+            f"  run {inert(f['run_id'])} episode {inert(f['episode_id'])} step {inert(f['step'])}"
+        )
+        verdict.append(f"  lag {f['lag_s']:+.3f}s {f['relation']}")
+    verdict.append("  confidence ")
+    verdict.append(str(f["confidence"]), style=CONFIDENCE_STYLE.get(str(f["confidence"]), ""))
+    lines.append(verdict)
+    if f["command"]:
+        command = Text("  command: ")
+        command.append_text(_t(f["command"], 200, style="green"))
+        lines.append(command)
+    why = Text("  why: ")
+    why.append_text(_t(f["reasons"]))
+    lines.append(why)
+    if candidates:
+        title = Text(f"  candidates for the first event: {len(candidates)}")
+        if len(candidates) > top:
+            title.append(f" (top {top} shown; all in the Parquet report)")
+        lines.append(title)
+        for c in candidates[:top]:
+            evidence = "identity" if c["identity"] == "match" else str(c["identity"])
+            if c["indicator"]:
+                evidence += f"+{c['indicator']}"
+            line = Text(
+                f"  {c['rank']:>4}. {c['lag_s']:+9.3f}s {c['relation']:<6} {evidence:<16} {c['score']:5.2f}  "
+            )
+            line.append_text(_t(f"{c['host']} {c['episode_id']} step {c['step']}  {c['tool']}: "))
+            line.append_text(_t(c["command"] or "", COMMAND_CHARS, style="green"))
+            line.no_wrap = True
+            line.overflow = "ellipsis"
+            lines.append(line)
+    return Group(*lines)
+
+
+def load_summary_renderable(result: Result) -> RenderableType:
+    """Per input file: format, rows read, loaded, rejected, skipped; then skip reasons and notes."""
+    table = Table(title="Inputs", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("format", no_wrap=True)
+    for column in ("read", "loaded", "rejected", "skipped"):
+        table.add_column(column, justify="right", no_wrap=True)
+    details: list[Text] = []
+    for f in result.loaded.inputs:
+        if f.stats is None:
+            table.add_row(_t(f.path), "skipped", "", "", "", "")
+            details.append(_t(f"  {f.path}: skipped, {f.skipped_reason}", style="dim"))
+            continue
+        s = f.stats
+        table.add_row(
+            _t(f.path),
+            f"{f.format}{' (forced)' if f.forced else ''}",
+            f"{s.read} {s.unit}",
+            str(s.loaded),
+            Text(str(s.rejected), style="bold red" if s.rejected else ""),
+            str(s.skipped_total),
+        )
+        for reason, n in sorted(s.skipped.items()):
+            details.append(_t(f"  {f.path}: skipped {n}: {reason}", style="dim"))
+        for note, n in sorted(s.notes.items()):
+            details.append(_t(f"  {f.path}: note on {n} row(s): {note}", style="dim"))
+    counts = result.provenance()["counts"]
+    footer = Text(
+        f"{counts['network_events']} network events, {counts['tool_calls']} tool calls, "
+        f"{counts['identity_rows']} identity rows ({result.identity_mode} join), "
+        f"{counts['violations']} violations in {counts['conversations']} conversations"
+    )
+    return Group(table, *details, footer)
+
+
+def rejects_renderable(rejects: Iterable[Reject], limit: int = 10) -> RenderableType:
+    """The first ``limit`` rejected rows as ``path:line: reason``."""
+    items = list(rejects)
+    lines = [_t(str(r), 300, style="yellow") for r in items[:limit]]
+    if len(items) > limit:
+        lines.append(
+            Text(
+                f"... and {len(items) - limit} more (use --rejects FILE to keep them all)",
+                style="yellow",
+            )
+        )
+    return Group(*lines)
+
+
+def print_report(result: Result, console: Console, top: int = 3) -> None:
+    """The whole terminal report: findings, then the input summary."""
+    console.print(findings_renderable(result, top))
+    console.print()
+    console.print(load_summary_renderable(result))
+
+
+__all__ = ["findings_renderable", "load_summary_renderable", "print_report", "rejects_renderable"]

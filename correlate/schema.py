@@ -1,0 +1,222 @@
+"""Arrow schemas of the normalised tables: the only contract between loaders, engine and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+TS = pa.timestamp("ns", tz="UTC")
+"""Every time in correlate: nanoseconds since the Unix epoch, UTC."""
+
+PROVENANCE = [
+    pa.field("source_format", pa.string()),
+    pa.field("source_path", pa.string()),
+    pa.field("source_line", pa.int64()),
+]
+
+NETWORK_EVENTS = pa.schema(
+    [
+        pa.field("event_id", pa.int64()),
+        pa.field("ts", TS),
+        pa.field("ts_end", TS),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_port", pa.int32()),
+        pa.field("src_nat_ip", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("direction", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("action_raw", pa.string()),
+        pa.field("rule", pa.string()),
+        pa.field("signature", pa.string()),
+        pa.field("category", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("app", pa.string()),
+        pa.field("bytes_out", pa.int64()),
+        pa.field("bytes_in", pa.int64()),
+        pa.field("packets_out", pa.int64()),
+        pa.field("packets_in", pa.int64()),
+        pa.field("observer", pa.string()),
+        pa.field("host_hint", pa.string()),
+        pa.field("ts_note", pa.string()),
+        *PROVENANCE,
+    ]
+)
+"""One row per flow record, alert or log line.
+
+``src_ip`` is the sender's own (private) address when the log gives it; ``src_nat_ip`` is the
+address the firewall saw it as after translation (Alibaba ``src_ip`` beside ``src_private_ip``).
+"""
+
+TOOL_CALLS = pa.schema(
+    [
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("ts_start", TS),
+        pa.field("ts_end", TS),
+        pa.field("ts_kind", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("arguments", pa.string()),
+        pa.field("output", pa.string()),
+        pa.field("exit_code", pa.int64()),
+        pa.field("is_error", pa.bool_()),
+        pa.field("host", pa.string()),
+        pa.field("host_ip", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("train_step", pa.int64()),
+        pa.field("ts_note", pa.string()),
+        *PROVENANCE,
+    ]
+)
+"""One row per tool invocation. ``ts_kind``: exact | bracket | step | inferred."""
+
+HOSTS = pa.schema(
+    [
+        pa.field("host", pa.string()),
+        pa.field("ip", pa.string()),
+        pa.field("valid_from", TS),
+        pa.field("valid_to", TS),
+        pa.field("origin", pa.string()),
+        pa.field("note", pa.string()),
+        *PROVENANCE,
+    ]
+)
+"""Time-versioned identity map: ``host`` owned ``ip`` during [valid_from, valid_to); null = open."""
+
+CANDIDATES = pa.schema(
+    [
+        pa.field("conversation_id", pa.int64()),
+        pa.field("event_id", pa.int64()),
+        pa.field("event_ts", TS),
+        pa.field("event_source_path", pa.string()),
+        pa.field("event_source_line", pa.int64()),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("call_ts_start", TS),
+        pa.field("call_ts_end", TS),
+        pa.field("call_source_path", pa.string()),
+        pa.field("call_source_line", pa.int64()),
+        pa.field("lag_s", pa.float64()),
+        pa.field("relation", pa.string()),
+        pa.field("identity", pa.string()),
+        pa.field("indicator", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("rank", pa.int32()),
+    ]
+)
+"""One row per (violation event x tool call) pair inside the window."""
+
+ATTRIBUTIONS = pa.schema(
+    [
+        pa.field("event_id", pa.int64()),
+        pa.field("conversation_id", pa.int64()),
+        pa.field("ts", TS),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_host", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("source_format", pa.string()),
+        pa.field("source_path", pa.string()),
+        pa.field("source_line", pa.int64()),
+        pa.field("how", pa.string()),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("lag_s", pa.float64()),
+        pa.field("confidence", pa.string()),
+    ]
+)
+"""One row per violation event: the call it is attributed to and how (direct | inherited | none)."""
+
+FINDINGS = pa.schema(
+    [
+        pa.field("conversation_id", pa.int64()),
+        pa.field("first_ts", TS),
+        pa.field("last_ts", TS),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_nat_ip", pa.string()),
+        pa.field("src_host", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("dst_scope", pa.string()),
+        pa.field("event_count", pa.int64()),
+        pa.field("actions", pa.string()),
+        pa.field("rule", pa.string()),
+        pa.field("signature", pa.string()),
+        pa.field("first_source_path", pa.string()),
+        pa.field("first_source_line", pa.int64()),
+        pa.field("identity", pa.string()),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("lag_s", pa.float64()),
+        pa.field("relation", pa.string()),
+        pa.field("indicator", pa.string()),
+        pa.field("confidence", pa.string()),
+        pa.field("candidates", pa.int64()),
+        pa.field("other_hosts_calls", pa.int64()),
+        pa.field("reasons", pa.string()),
+    ]
+)
+"""One row per violation conversation (src, dst, dport, proto, idle gap) with its best call."""
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    """An empty table of ``schema``."""
+    return schema.empty_table()
+
+
+def from_columns(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:
+    """Build a table of ``schema`` from column lists; absent columns become nulls."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    arrays = []
+    for field in schema:
+        values = columns.get(field.name)
+        if values is None:
+            arrays.append(pa.nulls(n, type=field.type))
+        else:
+            arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return ``table`` with exactly ``schema``'s columns, in order, cast to its types."""
+    n = table.num_rows
+    arrays = []
+    for field in schema:
+        if field.name in table.column_names:
+            arrays.append(table.column(field.name).cast(field.type))
+        else:
+            arrays.append(pa.nulls(n, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
+    """Concatenate tables of ``schema`` (an empty list gives an empty table)."""
+    parts = [conform(t, schema) for t in tables if t.num_rows]
+    if not parts:
+        return empty(schema)
+    return pa.concat_tables(parts).combine_chunks()
