@@ -259,7 +259,7 @@ def run_command(
         before, after, gap, tz, epoch_unit, internal_cidr, actions, unmapped, formats, strict
     )
     out = _stdout_console()
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         with _progress(err, not quiet) as progress:
             loaded = load_inputs(paths, options, inventories=inventory, progress=progress)
@@ -300,7 +300,7 @@ def _stdout_console() -> Console:
     """Data on stdout: the terminal's width on a terminal, a fixed wide layout when piped."""
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=PIPED_WIDTH)
+        console = Console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
     return console
 
 

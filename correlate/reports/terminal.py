@@ -108,9 +108,9 @@ def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int
         command = Text("  command: ")
         command.append_text(_t(f["command"], 200, style="green"))
         lines.append(command)
-    why = Text("  why: ")
-    why.append_text(_t(f["reasons"]))
-    lines.append(why)
+    lines.append(Text("  why:"))
+    for reason in str(f["reasons"] or "").split("; "):
+        lines.append(_t(f"    - {reason}"))
     if candidates:
         title = Text(f"  candidates for the first event: {len(candidates)}")
         if len(candidates) > top:

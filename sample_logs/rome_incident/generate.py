@@ -16,6 +16,7 @@ import csv
 import json
 import random
 import string
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -1193,8 +1194,8 @@ def expected_doc(
     }
 
 
-def main() -> None:
-    """Generate every output file next to this script."""
+def main(out_dir: Path = OUT_DIR) -> None:
+    """Generate every output file into ``out_dir`` (next to this script by default)."""
     rng = random.Random(SEED)
     scan_offs = scan_offsets(rng)
     pins = make_pins(scan_offs[-1] + 1150)
@@ -1215,18 +1216,18 @@ def main() -> None:
     lines = trace_lines(rng, episodes)
 
     write_text(
-        OUT_DIR / "firewall" / "cfw_internet_log.jsonl",
+        out_dir / "firewall" / "cfw_internet_log.jsonl",
         "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in internet),
     )
     write_csv(
-        OUT_DIR / "firewall" / "cfw_vpc_log.csv",
+        out_dir / "firewall" / "cfw_vpc_log.csv",
         VPC_COLUMNS,
         [[r[c] for c in VPC_COLUMNS] for r in vpc],
     )
-    write_text(OUT_DIR / "traces" / "traces.jsonl", "".join(line + "\n" for line in lines))
+    write_text(out_dir / "traces" / "traces.jsonl", "".join(line + "\n" for line in lines))
     inventory = inventory_rows()
     write_csv(
-        OUT_DIR / "inventory.csv", ("host", "ip", "valid_from", "valid_to", "note"), inventory
+        out_dir / "inventory.csv", ("host", "ip", "valid_from", "valid_to", "note"), inventory
     )
     counts = {
         "tool_calls": len(calls),
@@ -1238,8 +1239,8 @@ def main() -> None:
         "inventory_rows": len(inventory),
     }
     doc = expected_doc(flows, planted, episodes, counts)
-    write_text(OUT_DIR / "expected.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    write_text(out_dir / "expected.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT_DIR)

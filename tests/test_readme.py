@@ -1,0 +1,49 @@
+"""The README stays true: its set-up commands, its worked example, and its options table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from correlate.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_starts_with_the_two_set_up_commands() -> None:
+    shell = [body.strip() for lang, body in BLOCKS if lang == "sh"]
+    assert "pip install . && correlate run sample_logs/" in shell[0]
+    assert shell[1].endswith("pytest")
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == shell[1], ".ci/run must run exactly the README's test command"
+    first_block = README.index("```")
+    assert README.index("## Set up on a fresh machine") < first_block
+
+
+def test_worked_example_is_real_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = next(body for lang, body in BLOCKS if lang == "text")
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(cli, ["run", "sample_logs/rome_incident"], catch_exceptions=False)
+    assert result.exit_code == 0
+    actual = [line.rstrip() for line in result.stdout.splitlines()]
+    position = 0
+    for line in example.splitlines():
+        if line == "...":
+            continue
+        try:
+            position = actual.index(line.rstrip(), position) + 1
+        except ValueError:
+            pytest.fail(f"README example line not in the output (in order): {line!r}")
+
+
+def test_every_run_option_is_documented() -> None:
+    command = cli.commands["run"]
+    for param in command.params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--") and opt != "--help":
+                assert f"`{opt}" in README, f"{opt} missing from the README"
