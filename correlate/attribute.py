@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .identity import ns_or
 from .indicators import names_destination
-from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform
+from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform, plain_rows
 
 NS = 1_000_000_000
 
@@ -91,17 +91,6 @@ def _call_texts(calls: pa.Table) -> list[str]:
     commands = calls.column("command").to_pylist()
     arguments = calls.column("arguments").to_pylist()
     return [" ".join(x for x in (c, a) if x) for c, a in zip(commands, arguments, strict=True)]
-
-
-def plain_rows(table: pa.Table) -> list[dict[str, object]]:
-    """Rows as dicts of plain Python values, timestamps as int ns (no precision lost)."""
-    columns = []
-    for field in table.schema:
-        column = table.column(field.name)
-        if pa.types.is_timestamp(field.type):
-            column = column.cast(pa.int64())
-        columns.append(column)
-    return pa.Table.from_arrays(columns, names=table.column_names).to_pylist()
 
 
 def attribute(

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import HOSTS, concat
+from .schema import HOSTS, concat, conform, plain_rows
 
 NS_MIN = int(np.iinfo(np.int64).min)
 NS_MAX = int(np.iinfo(np.int64).max)
@@ -35,10 +35,9 @@ def build_identity(tables: Sequence[pa.Table]) -> pa.Table:
     hosts = concat(list(tables), HOSTS)
     if hosts.num_rows == 0:
         return hosts
-    rows = hosts.to_pylist()
-    starts = ns_or(hosts.column("valid_from"), NS_MIN)
-    for row, start in zip(rows, starts, strict=True):
-        row["_from"] = int(start)
+    rows = plain_rows(hosts)
+    for row in rows:
+        row["_from"] = NS_MIN if row["valid_from"] is None else row["valid_from"]
     rows.sort(
         key=lambda r: (
             r["ip"],
@@ -56,19 +55,25 @@ def build_identity(tables: Sequence[pa.Table]) -> pa.Table:
         if key not in seen:
             seen.add(key)
             unique.append(row)
+    by_ip: dict[str, list[dict[str, object]]] = {}
     for row in unique:
-        if row["origin"] != "trajectory":
-            continue
-        others = [r for r in unique if r["ip"] == row["ip"] and r["host"] != row["host"]]
-        later = [r["_from"] for r in others if r["_from"] > row["_from"]]
-        if later and row["valid_to"] is None:
-            row["valid_to"] = pd.Timestamp(min(later), tz="UTC").to_pydatetime()
-        if not any(r["_from"] <= row["_from"] for r in others):
-            row["valid_from"] = None
-            row["note"] = "first owner of this address seen in the trajectories: open to the past"
+        by_ip.setdefault(str(row["ip"]), []).append(row)
+    for rows_of_ip in by_ip.values():
+        for row in rows_of_ip:
+            if row["origin"] != "trajectory":
+                continue
+            others = [r for r in rows_of_ip if r["host"] != row["host"]]
+            later = [r["_from"] for r in others if r["_from"] > row["_from"]]  # type: ignore[operator]
+            if later and row["valid_to"] is None:
+                row["valid_to"] = min(later)  # type: ignore[type-var]
+            if not any(r["_from"] <= row["_from"] for r in others):  # type: ignore[operator]
+                row["valid_from"] = None
+                row["note"] = (
+                    "first owner of this address seen in the trajectories: open to the past"
+                )
     for row in unique:
         del row["_from"]
-    return pa.Table.from_pylist(unique, schema=HOSTS)
+    return conform(pa.Table.from_pylist(unique), HOSTS)
 
 
 def resolve(
@@ -96,11 +101,12 @@ def resolve(
     )
     pairs = events.merge(table, on="ip", how="inner")
     pairs = pairs[(pairs["lo"] <= pairs["t"]) & (pairs["t"] < pairs["hi"])]
-    for row, group in pairs.groupby("row", sort=False):
-        owners = sorted(set(group["host"]))
-        if len(owners) == 1:
-            hosts[int(row)] = owners[0]
-            status[int(row)] = "mapped"
-        else:
-            status[int(row)] = "ambiguous"
+    if len(pairs):
+        owners = pairs.groupby("row", sort=False)["host"].agg(["min", "nunique"])
+        for row, host, distinct in zip(owners.index, owners["min"], owners["nunique"], strict=True):
+            if distinct == 1:
+                hosts[int(row)] = host
+                status[int(row)] = "mapped"
+            else:
+                status[int(row)] = "ambiguous"
     return hosts, status

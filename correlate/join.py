@@ -101,3 +101,25 @@ def _saturating_add(values: np.ndarray, delta: int) -> np.ndarray:
     if delta < 0:
         return np.where(values < info.min - delta, info.min, shifted)
     return shifted
+
+
+def window_counts(
+    call_start: np.ndarray,
+    call_end: np.ndarray,
+    event_ts: np.ndarray,
+    *,
+    before_ns: int,
+    after_ns: int,
+) -> np.ndarray:
+    """For each event, how many calls (of any key) have it in their window; no pairs materialised.
+
+    A call covers t when start - before <= t <= end + after. Since start <= end, the calls with
+    end + after < t are a subset of those with start - before <= t, so the count is a difference
+    of two binary searches.
+    """
+    lo = np.sort(_saturating_add(np.asarray(call_start, dtype=np.int64), -before_ns))
+    hi = np.sort(_saturating_add(np.asarray(call_end, dtype=np.int64), after_ns))
+    t = np.asarray(event_ts, dtype=np.int64)
+    return (np.searchsorted(lo, t, side="right") - np.searchsorted(hi, t, side="left")).astype(
+        np.int64
+    )

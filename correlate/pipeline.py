@@ -20,7 +20,7 @@ from .attribute import Window, attribute, score_candidates
 from .conversations import DEFAULT_GAP_NS, assign_conversations
 from .errors import CorrelateError, InputError, Reject, UnknownFormat
 from .identity import build_identity, ns_or, resolve
-from .join import band_join
+from .join import band_join, window_counts
 from .loaders import LoadOptions, LoadStats, detect
 from .policy import ViolationPolicy, select_violations
 from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, HOSTS, NETWORK_EVENTS, TOOL_CALLS, concat
@@ -273,15 +273,13 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
             )
             status = ["unmapped (time-only)" if s == "unmapped" else s for s in status]
         # How many calls of other sandboxes fell in each event's window (what identity excluded).
-        all_c, all_e = band_join(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)
-        same = np.array(
-            [call_hosts[c] == src_hosts[e] for c, e in zip(all_c, all_e, strict=True)], dtype=bool
+        in_window = window_counts(call_start, call_end, ts, **join)
+        own = (
+            np.bincount(event_idx[identity_col == "match"], minlength=len(ts))
+            if len(event_idx)
+            else 0
         )
-        other = (
-            np.bincount(all_e[~same], minlength=len(ts))
-            if len(all_e)
-            else np.zeros(len(ts), dtype=np.int64)
-        )
+        other = in_window - own
         other_hosts = {i: int(n) for i, n in enumerate(other) if status[i] == "mapped"}
     else:
         call_idx, event_idx = band_join(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)

@@ -220,3 +220,14 @@ def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
     if not parts:
         return empty(schema)
     return pa.concat_tables(parts).combine_chunks()
+
+
+def plain_rows(table: pa.Table) -> list[dict[str, object]]:
+    """Rows as dicts of plain Python values, timestamps as int ns (no precision lost)."""
+    columns = []
+    for field in table.schema:
+        column = table.column(field.name)
+        if pa.types.is_timestamp(field.type):
+            column = column.cast(pa.int64())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names).to_pylist()

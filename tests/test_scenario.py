@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import correlate
-from correlate.attribute import plain_rows
+from correlate.schema import plain_rows
 from correlate.timeparse import parse_iso
 
 SCENARIO = Path(__file__).resolve().parent.parent / "sample_logs" / "rome_incident"

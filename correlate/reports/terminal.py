@@ -14,9 +14,9 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..attribute import plain_rows
 from ..errors import Reject
 from ..pipeline import Result
+from ..schema import plain_rows
 from ..textsafe import inert
 from ..timeparse import ns_to_iso
 
