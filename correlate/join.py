@@ -117,6 +117,8 @@ def window_counts(
     end + after < t are a subset of those with start - before <= t, so the count is a difference
     of two binary searches.
     """
+    if before_ns < 0 or after_ns < 0:
+        raise ValueError("window sides must be >= 0")
     lo = np.sort(_saturating_add(np.asarray(call_start, dtype=np.int64), -before_ns))
     hi = np.sort(_saturating_add(np.asarray(call_end, dtype=np.int64), after_ns))
     t = np.asarray(event_ts, dtype=np.int64)

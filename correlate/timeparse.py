@@ -108,8 +108,9 @@ def resolve_zone(name: str) -> tzinfo:
     m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})?", text)
     if m:
         sign = 1 if m.group(1) == "+" else -1
-        offset = timedelta(hours=int(m.group(2)), minutes=int(m.group(3) or 0))
-        if offset >= timedelta(hours=24):
+        minutes = int(m.group(3) or 0)
+        offset = timedelta(hours=int(m.group(2)), minutes=minutes)
+        if minutes >= 60 or offset >= timedelta(hours=24):
             raise OptionError(f"time zone offset out of range: {name!r}")
         return timezone(sign * offset)
     try:
@@ -188,12 +189,11 @@ def parse_duration(text: str) -> int:
 
 
 def format_duration(ns: int) -> str:
-    """Nanoseconds as a short human duration (``10s``, ``1.5s``, ``500ms``)."""
-    if ns % 1_000_000_000 == 0:
-        return f"{ns // 1_000_000_000}s"
-    if ns % 1_000_000 == 0 and abs(ns) < 1_000_000_000:
-        return f"{ns // 1_000_000}ms"
-    return f"{ns / 1e9:g}s"
+    """Nanoseconds as an exact duration that ``parse_duration`` reads back (``10s``, ``1500ms``)."""
+    for unit, size in (("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)):
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
 
 
 def ns_to_iso(ns: int) -> str:

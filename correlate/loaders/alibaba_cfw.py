@@ -62,7 +62,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     stats = LoadStats(path=source.display, format=name, kind=kind)
     sink = RejectSink(source, stats, options.strict)
     batch = Batcher(NETWORK_EVENTS)
-    head = source.head(4096).lstrip()
+    head = source.head(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith((b"{", b"[")):
         records = json_line_records(source, stats, sink)
     else:

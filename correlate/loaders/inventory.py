@@ -94,8 +94,8 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         row.update(source_format=name, source_path=source.display, source_line=line)
         batch.add(row)
         stats.loaded += 1
-        if row["note"] and row["note"].startswith("no zone"):
-            stats.notes[row["note"]] += 1
+        for note in row.pop("_time_notes"):
+            stats.notes[note] += 1
     return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
 
 
@@ -130,6 +130,7 @@ def _convert(record: dict[str, Any], options: LoadOptions, zone: Any) -> dict[st
         "valid_to": bounds[1],
         "origin": "inventory",
         "note": "; ".join(filter(None, [*notes, user_note])) or None,
+        "_time_notes": notes,
     }
 
 

@@ -25,7 +25,7 @@ from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import json_line_records
+from .records import json_documents
 
 name = "otlp_json"
 kind = "agent"
@@ -95,11 +95,16 @@ def _is_tool_span(span: dict[str, Any], attrs: dict[str, Any]) -> bool:
 
 
 def _is_error(status: Any) -> bool | None:
-    if not isinstance(status, dict) or "code" not in status:
+    """True for ERROR, False for OK, None for UNSET or absent (then the exit code decides)."""
+    if not isinstance(status, dict):
         return None
-    code = status["code"]
     # Accept the enum as an integer or, as some exporters write it, as its name.
-    return code in (2, "2", "STATUS_CODE_ERROR", "ERROR")
+    code = status.get("code", 0)
+    if code in (2, "2", "STATUS_CODE_ERROR", "ERROR"):
+        return True
+    if code in (1, "1", "STATUS_CODE_OK", "OK"):
+        return False
+    return None
 
 
 def command_from_arguments(arguments: Any) -> str | None:
@@ -128,7 +133,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     conversations: dict[str, str] = {}
     pending_trace: list[str | None] = []
     host_seen: dict[tuple[str, str], tuple[int, int]] = {}
-    for line, document, raw in json_line_records(source, stats, sink):
+    for line, document, raw in json_documents(source, stats, sink):
         resource_spans = _get(document, "resourceSpans", "resource_spans")
         if not isinstance(resource_spans, list):
             stats.read += 1

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import InputError
 from ..sources import Source, decode_line, iter_lines
 from .base import LoadStats, RejectSink
 
@@ -24,6 +25,8 @@ def json_line_records(source: Source, stats: LoadStats, sink: RejectSink) -> Ite
         raw, note = decode_line(raw_bytes)
         if note:
             stats.notes[note] += 1
+        if line == 1:
+            raw = raw.removeprefix("\ufeff")
         if not raw.strip():
             stats.read += 1
             stats.skipped["blank line"] += 1
@@ -43,7 +46,8 @@ def json_line_records(source: Source, stats: LoadStats, sink: RejectSink) -> Ite
 
 def csv_records(text: str, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
     """Rows of a CSV text with a header row, as dicts keyed by the header's names."""
-    lines = text.splitlines()
+    # Physical lines as csv counts them: only \n (and \r\n) end a line, not \x0c or \u2028.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lstrip("\ufeff") for h in next(reader)]
@@ -97,3 +101,45 @@ def first_line(head: bytes) -> bytes:
         if line.strip():
             return line.strip()
     return b""
+
+
+WHOLE_DOCUMENT_LIMIT = 256 * 1024 * 1024
+"""A pretty-printed (multi-line) JSON file is parsed whole only up to this size."""
+
+
+def json_documents(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
+    """JSON lines, or one pretty-printed JSON document (or an array of them) spread over many lines.
+
+    The file is one document when its first line does not parse on its own; records from it carry
+    line 1 (an array's items carry their 1-based index).
+    """
+    first = first_line(source.head())
+    try:
+        json.loads(first)
+        multi_line = False
+    except (ValueError, RecursionError):
+        multi_line = first.startswith((b"{", b"["))
+    if not multi_line:
+        yield from json_line_records(source, stats, sink)
+        return
+    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
+        raise InputError(
+            f"{source.display}: a multi-line JSON document over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; write it as JSON lines"
+        )
+    text = read_text(source, stats).removeprefix("\ufeff")
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        stats.read += 1
+        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+        return
+    items = document if isinstance(document, list) else [document]
+    for index, item in enumerate(items, start=1):
+        line = index if isinstance(document, list) else 1
+        if isinstance(item, dict):
+            yield line, item, json.dumps(item, ensure_ascii=False)[:4096]
+        else:
+            stats.read += 1
+            sink.reject(
+                line, f"not a JSON object but a JSON {type(item).__name__}", json.dumps(item)[:4096]
+            )
