@@ -19,7 +19,7 @@ from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_time
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import csv_records, read_text
+from .records import Record, csv_records, first_line, json_documents, read_text
 
 name = "inventory"
 kind = "hosts"
@@ -76,13 +76,10 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     stats = LoadStats(path=source.display, format=name, kind=kind)
     sink = RejectSink(source, stats, options.strict)
     batch = Batcher(HOSTS)
-    text = read_text(source, stats)
-    stripped = text.lstrip()
-    records = (
-        _json_records(text, stats, sink)
-        if stripped.startswith(("{", "["))
-        else csv_records(text, stats, sink)
-    )
+    if first_line(source.head()).startswith((b"{", b"[")):
+        records = _expand_hosts(json_documents(source, stats, sink), stats, sink)
+    else:
+        records = csv_records(read_text(source, stats), stats, sink)
     zone = options.zone_for(name)
     for line, record, raw in records:
         stats.read += 1
@@ -134,45 +131,18 @@ def _convert(record: dict[str, Any], options: LoadOptions, zone: Any) -> dict[st
     }
 
 
-def _json_records(
-    text: str, stats: LoadStats, sink: RejectSink
-) -> Iterator[tuple[int, dict[str, Any], str]]:
-    try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        document = None
-    if document is not None:
-        items = (
-            document.get("hosts")
-            if isinstance(document, dict) and "hosts" in document
-            else document
-        )
-        if isinstance(items, dict):
-            items = [items]
-        if not isinstance(items, list):
-            stats.read += 1
-            sink.reject(1, 'JSON inventory is neither a list nor {"hosts": [...]}', text[:200])
-            return
-        for index, item in enumerate(items, start=1):
+def _expand_hosts(
+    records: Iterator[Record], stats: LoadStats, sink: RejectSink
+) -> Iterator[Record]:
+    """Records as they come, except that ``{"hosts": [...]}`` gives one record per entry."""
+    for line, record, raw in records:
+        hosts = record.get("hosts")
+        if not isinstance(hosts, list):
+            yield line, record, raw
+            continue
+        for index, item in enumerate(hosts, start=1):
             if isinstance(item, dict):
                 yield index, item, json.dumps(item, ensure_ascii=False)
             else:
                 stats.read += 1
                 sink.reject(index, f"inventory entry {index} is not an object", json.dumps(item))
-        return
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            stats.read += 1
-            stats.skipped["blank line"] += 1
-            continue
-        try:
-            item = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            stats.read += 1
-            sink.reject(line, f"not valid JSON ({exc.__class__.__name__})", raw)
-            continue
-        if isinstance(item, dict):
-            yield line, item, raw
-        else:
-            stats.read += 1
-            sink.reject(line, "not a JSON object", raw)

@@ -108,15 +108,15 @@ WHOLE_DOCUMENT_LIMIT = 256 * 1024 * 1024
 
 
 def json_documents(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
-    """JSON lines, or one pretty-printed JSON document (or an array of them) spread over many lines.
+    """JSON lines, or one JSON document (an object, or an array of them) that may span many lines.
 
-    The file is one document when its first line does not parse on its own; records from it carry
-    line 1 (an array's items carry their 1-based index).
+    The file is one document when its first line does not parse on its own or is an array; records
+    from an object carry line 1, an array's items their 1-based index.
     """
     first = first_line(source.head())
     try:
-        json.loads(first)
-        multi_line = False
+        # An array on the first line is a whole-file document too (``[{...}, {...}]``).
+        multi_line = isinstance(json.loads(first), list)
     except (ValueError, RecursionError):
         multi_line = first.startswith((b"{", b"["))
     if not multi_line:
