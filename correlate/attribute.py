@@ -10,6 +10,7 @@ lag, then the call id. A conversation is attributed from its first event that ha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,30 +110,31 @@ def attribute(
     """
     v = plain_rows(violations)
     c = plain_rows(calls)
-    by_event: dict[int, list[dict[str, object]]] = {}
-    for record in scored.to_dict("records"):
+    by_event: dict[int, list[dict[str, Any]]] = {}
+    records: list[dict[str, Any]] = scored.to_dict("records")  # type: ignore[assignment]
+    for record in records:
         if not isinstance(record["indicator"], str):
             record["indicator"] = None
         by_event.setdefault(int(record["event_row"]), []).append(record)
     conversations: dict[int, list[int]] = {}
     for p, row in enumerate(v):
-        conversations.setdefault(int(row["conversation_id"]), []).append(p)  # type: ignore[call-overload]
-    attributions: list[dict[str, object]] = []
-    findings: list[dict[str, object]] = []
+        conversations.setdefault(int(row["conversation_id"]), []).append(p)
+    attributions: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
     for conversation_id in sorted(conversations):
         positions = conversations[conversation_id]
         anchor = next((p for p in positions if p in by_event), None)
         ranked = by_event.get(anchor, []) if anchor is not None else []
         best = ranked[0] if ranked else None
         second = ranked[1] if len(ranked) > 1 else None
-        call = c[int(best["call_row"])] if best else None  # type: ignore[call-overload]
+        call = c[int(best["call_row"])] if best else None
         confidence = _confidence(best, len(ranked), second)
         first = positions[0]
         status = identity_status[first] if identity_mode == "keyed" else "no identity map"
         for order, p in enumerate(positions):
             inherited = anchor is not None and order > positions.index(anchor)
             how = "direct" if p == anchor else "inherited" if inherited else "none"
-            lag = (v[p]["ts"] - call["ts_start"]) / NS if call and how != "none" else None  # type: ignore[operator]
+            lag = (v[p]["ts"] - call["ts_start"]) / NS if call and how != "none" else None
             row = {k: v[p][k] for k in ATTRIBUTION_EVENT_FIELDS}
             row.update(_call_fields(call if how != "none" else None))
             row.pop("command")
@@ -144,7 +146,7 @@ def attribute(
             {
                 "conversation_id": conversation_id,
                 "first_ts": v[first]["ts"],
-                "last_ts": max(e["ts"] for e in events),  # type: ignore[type-var]
+                "last_ts": max(e["ts"] for e in events),
                 **{
                     k: v[first][k]
                     for k in ("src_ip", "src_host", "dst_ip", "dst_port", "protocol", "dst_scope")
@@ -159,7 +161,7 @@ def attribute(
                 "first_source_line": v[first]["source_line"],
                 "identity": status,
                 **_call_fields(call),
-                "lag_s": None if best is None else float(best["lag_ns"]) / NS,  # type: ignore[arg-type]
+                "lag_s": None if best is None else float(best["lag_ns"]) / NS,
                 "relation": None if best is None else best["relation"],
                 "indicator": None if best is None else best["indicator"],
                 "confidence": confidence,
@@ -207,14 +209,14 @@ ATTRIBUTION_EVENT_FIELDS = (
 
 
 def _confidence(
-    best: dict[str, object] | None, n_candidates: int, second: dict[str, object] | None
+    best: dict[str, Any] | None, n_candidates: int, second: dict[str, Any] | None
 ) -> str:
     """high / medium / low / none, from identity, indicators and how clearly the best call wins."""
     if best is None:
         return "none"
     keyed = best["identity"] == "match"
     named = bool(best["indicator"])
-    clear = second is None or (float(best["score"]) - float(second["score"]) >= 1.0)  # type: ignore[arg-type]
+    clear = second is None or (float(best["score"]) - float(second["score"]) >= 1.0)
     if keyed and (named or n_candidates == 1) and clear:
         return "high"
     if (keyed and clear) or named:
@@ -223,9 +225,9 @@ def _confidence(
 
 
 def _reasons(
-    event: dict[str, object],
-    best: dict[str, object] | None,
-    second: dict[str, object] | None,
+    event: dict[str, Any],
+    best: dict[str, Any] | None,
+    second: dict[str, Any] | None,
     n_candidates: int,
     other: int,
     status: str,
@@ -257,7 +259,7 @@ def _reasons(
         parts.append(f"destination {event['dst_ip']} appears in the call")
     elif best["indicator"] == "domain":
         parts.append(f"destination domain {event['dst_domain']} appears in the call")
-    lag = float(best["lag_ns"]) / NS  # type: ignore[arg-type]
+    lag = float(best["lag_ns"]) / NS
     where = {
         "during": "during the call",
         "after": "after the call ended",
@@ -265,10 +267,10 @@ def _reasons(
     }[str(best["relation"])]
     parts.append(f"first event {lag:+.3f}s from the call's start, {where}")
     parts.append(f"{n_candidates} candidate call{'s' if n_candidates != 1 else ''} in the window")
-    if second is not None and float(best["score"]) - float(second["score"]) < 1.0:  # type: ignore[arg-type]
+    if second is not None and float(best["score"]) - float(second["score"]) < 1.0:
         parts.append(
             f"runner-up {second['call_id']} scores close ({float(second['score']):.2f} vs {float(best['score']):.2f})"
-        )  # type: ignore[arg-type]
+        )
     if other:
         parts.append(
             f"{other} call{'s' if other != 1 else ''} in other sandboxes in the window, excluded by identity"
@@ -280,11 +282,11 @@ def _reasons(
     return "; ".join(parts)
 
 
-def _first_value(events: list[dict[str, object]], column: str) -> object:
+def _first_value(events: list[dict[str, Any]], column: str) -> object:
     return next((e[column] for e in events if e[column] is not None), None)
 
 
-def _call_fields(call: dict[str, object] | None) -> dict[str, object]:
+def _call_fields(call: dict[str, Any] | None) -> dict[str, Any]:
     keys = ("call_id", "run_id", "episode_id", "step", "host", "tool", "command")
     return {k: (call[k] if call else None) for k in keys}
 

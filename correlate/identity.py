@@ -48,7 +48,7 @@ def build_identity(tables: Sequence[pa.Table]) -> pa.Table:
             r["source_line"] or 0,
         )
     )
-    seen: set[tuple[str, str, str | None, object]] = set()
+    seen: set[tuple[object, ...]] = set()
     unique = []
     for row in rows:
         key = (row["host"], row["ip"], row["origin"], row["valid_to"])

@@ -222,7 +222,7 @@ def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(parts).combine_chunks()
 
 
-def plain_rows(table: pa.Table) -> list[dict[str, object]]:
+def plain_rows(table: pa.Table) -> list[dict[str, Any]]:
     """Rows as dicts of plain Python values, timestamps as int ns (no precision lost)."""
     columns = []
     for field in table.schema:

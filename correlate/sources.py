@@ -43,7 +43,7 @@ class Source:
             raw = pa.input_stream(str(self.path), compression=self.compression)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(f"{self.display}: cannot open: {exc}") from exc
-        return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+        return io.BufferedReader(raw, buffer_size=1 << 20)
 
     def head(self, size: int = HEAD_BYTES) -> bytes:
         """Up to ``size`` decompressed bytes from the start, for format sniffing."""

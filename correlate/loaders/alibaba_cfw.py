@@ -88,7 +88,7 @@ def _convert(record: dict[str, Any], options: LoadOptions) -> dict[str, Any]:
     """One CFW record to a ``network_events`` row (without provenance)."""
     zone = options.zone_for(name)
     notes: list[str] = []
-    start = record.get("start_time")
+    start: Any = record.get("start_time")
     if fields.is_blank(start):
         start = record.get("__time__")
         if fields.is_blank(start):
