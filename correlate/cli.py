@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +29,14 @@ from .policy import DEFAULT_ACTIONS, ViolationPolicy
 from .reports.parquet import write_report
 from .reports.terminal import print_report, rejects_renderable
 from .textsafe import inert
-from .timeparse import EPOCH_UNITS, format_duration, parse_duration, resolve_zone
+from .timeparse import (
+    EPOCH_UNITS,
+    TimeParseError,
+    format_duration,
+    parse_duration,
+    parse_time,
+    resolve_zone,
+)
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 PIPED_WIDTH = 160
@@ -70,6 +77,8 @@ def _run_options(
     unmapped: str,
     formats: Sequence[str],
     strict: bool,
+    format_option: Sequence[str] = (),
+    reference_date: str | None = None,
 ) -> RunOptions:
     zones = {}
     for key, value in _pairs(tz, "--tz", "*"):
@@ -96,13 +105,39 @@ def _run_options(
         policy = ViolationPolicy.with_internal(internal_cidr, actions=chosen)
     except OptionError as exc:
         raise click.BadParameter(str(exc), param_hint="--internal-cidr") from None
+    per_format: dict[str, dict[str, str]] = {}
+    for key, value in _pairs(format_option, "--option", ""):
+        fmt, dot, name = key.partition(".")
+        if not dot or not name or fmt not in REGISTRY:
+            raise click.BadParameter(
+                f"expected FORMAT.KEY=VALUE with a known format, got {key!r} (known: {', '.join(sorted(REGISTRY))})",
+                param_hint="--option",
+            )
+        per_format.setdefault(fmt, {})[name] = value
+    reference_ns = None
+    if reference_date:
+        try:
+            reference_ns, _ = parse_time(
+                reference_date if "T" in reference_date else reference_date + "T00:00:00"
+            )
+        except TimeParseError:
+            raise click.BadParameter(
+                f"not a date: {reference_date!r} (write e.g. 2025-12-02)",
+                param_hint="--reference-date",
+            ) from None
     return RunOptions(
         before_ns=_duration("--before", before),
         after_ns=_duration("--after", after),
         gap_ns=_duration("--gap", gap),
         policy=policy,
         unmapped=unmapped,
-        load=LoadOptions(zones=zones, epoch_unit=epoch_unit, strict=strict),
+        load=LoadOptions(
+            zones=zones,
+            epoch_unit=epoch_unit,
+            strict=strict,
+            reference_ns=reference_ns,
+            format_options=per_format,
+        ),
         formats=tuple(forced),
     )
 
@@ -148,71 +183,96 @@ def cli() -> None:
     """Attribute outbound firewall violations to the AI-agent tool calls that caused them."""
 
 
+def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that change what is loaded and how it is joined, shared by every analysing command."""
+    decorators = [
+        click.option(
+            "--before",
+            default=format_duration(DEFAULT_BEFORE_NS),
+            show_default=True,
+            help="Window before a call's start (firewall clock behind, event logged early).",
+        ),
+        click.option(
+            "--after",
+            default=format_duration(DEFAULT_AFTER_NS),
+            show_default=True,
+            help="Window after a call's end (background processes, flow-log delay).",
+        ),
+        click.option(
+            "--gap",
+            default="10m",
+            show_default=True,
+            help="Idle gap that ends a conversation (src, dst, dport, proto).",
+        ),
+        click.option(
+            "--tz",
+            multiple=True,
+            metavar="[FORMAT=]ZONE",
+            help="Zone for naive times, for all formats or one (e.g. inventory=Asia/Shanghai). Default UTC.",
+        ),
+        click.option(
+            "--epoch-unit",
+            type=click.Choice(EPOCH_UNITS),
+            default="auto",
+            show_default=True,
+            help="Unit of epoch numbers; auto picks by magnitude and notes it when unexpected.",
+        ),
+        click.option(
+            "--inventory",
+            multiple=True,
+            type=click.Path(),
+            help="Host/sandbox to IP inventory (CSV or JSON); repeatable.",
+        ),
+        click.option(
+            "--internal-cidr",
+            multiple=True,
+            metavar="CIDR",
+            help="Extra internal network (added to RFC 1918, 100.64/10, link-local); repeatable.",
+        ),
+        click.option(
+            "--actions",
+            default=",".join(DEFAULT_ACTIONS),
+            show_default=True,
+            help="Verdicts that make an outbound event a violation.",
+        ),
+        click.option(
+            "--unmapped",
+            type=click.Choice(UNMAPPED_CHOICES),
+            default="skip",
+            show_default=True,
+            help="Sources not in the identity map: skip them, or join them by time alone.",
+        ),
+        click.option(
+            "--format",
+            "formats",
+            multiple=True,
+            metavar="[GLOB=]NAME",
+            help="Force a format for all files or those matching GLOB (see `correlate formats`).",
+        ),
+        click.option(
+            "--option",
+            "format_option",
+            multiple=True,
+            metavar="FORMAT.KEY=VALUE",
+            help="A setting for one format, e.g. aws_vpc_flow.fields='version account-id ...'.",
+        ),
+        click.option(
+            "--reference-date",
+            metavar="DATE",
+            help="Reference date for logs without a year (RFC 3164 syslog); default: each file's mtime.",
+        ),
+        click.option(
+            "--strict", is_flag=True, help="Stop with exit code 1 at the first rejected row."
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
 @cli.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--before",
-    default=format_duration(DEFAULT_BEFORE_NS),
-    show_default=True,
-    help="Window before a call's start (firewall clock behind, event logged early).",
-)
-@click.option(
-    "--after",
-    default=format_duration(DEFAULT_AFTER_NS),
-    show_default=True,
-    help="Window after a call's end (background processes, flow-log delay).",
-)
-@click.option(
-    "--gap",
-    default="10m",
-    show_default=True,
-    help="Idle gap that ends a conversation (src, dst, dport, proto).",
-)
-@click.option(
-    "--tz",
-    multiple=True,
-    metavar="[FORMAT=]ZONE",
-    help="Zone for naive times, for all formats or one (e.g. inventory=Asia/Shanghai). Default UTC.",
-)
-@click.option(
-    "--epoch-unit",
-    type=click.Choice(EPOCH_UNITS),
-    default="auto",
-    show_default=True,
-    help="Unit of epoch numbers; auto picks by magnitude and notes it when unexpected.",
-)
-@click.option(
-    "--inventory",
-    multiple=True,
-    type=click.Path(),
-    help="Host/sandbox to IP inventory (CSV or JSON); repeatable.",
-)
-@click.option(
-    "--internal-cidr",
-    multiple=True,
-    metavar="CIDR",
-    help="Extra internal network (added to RFC 1918, 100.64/10, link-local); repeatable.",
-)
-@click.option(
-    "--actions",
-    default=",".join(DEFAULT_ACTIONS),
-    show_default=True,
-    help="Verdicts that make an outbound event a violation.",
-)
-@click.option(
-    "--unmapped",
-    type=click.Choice(UNMAPPED_CHOICES),
-    default="skip",
-    show_default=True,
-    help="Sources not in the identity map: skip them, or join them by time alone.",
-)
-@click.option(
-    "--format",
-    "formats",
-    multiple=True,
-    metavar="[GLOB=]NAME",
-    help="Force a format for all files or those matching GLOB (see `correlate formats`).",
-)
+@analysis_options
 @click.option(
     "--top",
     default=3,
@@ -226,7 +286,6 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     help="Write every rejected row (path, line, reason, raw text) to this JSON-lines file.",
 )
-@click.option("--strict", is_flag=True, help="Stop with exit code 1 at the first rejected row.")
 @click.option(
     "-o",
     "--output",
@@ -238,26 +297,15 @@ def cli() -> None:
 )
 def run_command(
     paths: tuple[str, ...],
-    before: str,
-    after: str,
-    gap: str,
-    tz: tuple[str, ...],
-    epoch_unit: str,
     inventory: tuple[str, ...],
-    internal_cidr: tuple[str, ...],
-    actions: str,
-    unmapped: str,
-    formats: tuple[str, ...],
     top: int,
     rejects_path: str | None,
-    strict: bool,
     output: str | None,
     quiet: bool,
+    **analysis: Any,
 ) -> None:
     """Read firewall and agent logs under PATHS and report which tool calls caused the violations."""
-    options = _run_options(
-        before, after, gap, tz, epoch_unit, internal_cidr, actions, unmapped, formats, strict
-    )
+    options = _run_options(**analysis)
     out = _stdout_console()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:

@@ -23,7 +23,16 @@ from .identity import build_identity, ns_or, resolve
 from .join import band_join, window_counts
 from .loaders import LoadOptions, LoadStats, detect
 from .policy import ViolationPolicy, select_violations
-from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, HOSTS, NETWORK_EVENTS, TOOL_CALLS, concat
+from .schema import (
+    ATTRIBUTIONS,
+    CANDIDATES,
+    ENRICHMENT,
+    FINDINGS,
+    HOSTS,
+    NETWORK_EVENTS,
+    TOOL_CALLS,
+    concat,
+)
 from .sources import Source, expand_paths
 from .timeparse import format_duration, zone_name
 
@@ -179,7 +188,8 @@ def load_inputs(
     ]
     if not jobs:
         raise InputError("no input files found under " + ", ".join(str(p) for p in paths))
-    events, calls, hosts = [], [], []
+    events, calls, hosts, enrichment = [], [], [], []
+    context: dict[str, str] = {}
     inputs: list[InputFile] = []
     rejects: list[Reject] = []
     for done, (source, forced) in enumerate(jobs):
@@ -212,17 +222,60 @@ def load_inputs(
             calls.append(result.table)
         elif result.kind == "hosts":
             hosts.append(result.table)
+        elif result.kind == "enrichment":
+            enrichment.append(result.table)
         if result.hosts is not None:
             hosts.append(result.hosts)
+        for path in result.context:
+            context.setdefault(path, source.display)
     if progress:
         progress("", len(jobs), len(jobs))
+    for record, (source, _) in zip(inputs, jobs, strict=True):
+        reader = context.get(str(source.path.resolve()))
+        if record.format is None and reader is not None:
+            record.skipped_reason = f"read as context by {reader}"
+    network = fill_from_enrichment(concat(events, NETWORK_EVENTS), concat(enrichment, ENRICHMENT))
     return Loaded(
-        events=_number_events(concat(events, NETWORK_EVENTS)),
+        events=_number_events(network),
         calls=_order_calls(concat(calls, TOOL_CALLS)),
         hosts=concat(hosts, HOSTS),
         inputs=inputs,
         rejects=rejects,
     )
+
+
+def fill_from_enrichment(events: pa.Table, enrichment: pa.Table) -> pa.Table:
+    """Fill events' empty ``dst_domain``/``app`` from enrichment rows with the same ``flow_key``.
+
+    When several rows name one flow, the earliest (then the first by file and line) wins.
+    """
+    if enrichment.num_rows == 0 or events.num_rows == 0:
+        return events
+    ordered = enrichment.sort_by(
+        [("ts", "ascending"), ("source_path", "ascending"), ("source_line", "ascending")]
+    )
+    facts: dict[str, dict[str, str]] = {}
+    for key, domain, app in zip(
+        *(ordered.column(c).to_pylist() for c in ("flow_key", "dst_domain", "app")), strict=True
+    ):
+        if key is None:
+            continue
+        entry = facts.setdefault(key, {})
+        if domain and "dst_domain" not in entry:
+            entry["dst_domain"] = domain
+        if app and "app" not in entry:
+            entry["app"] = app
+    keys = events.column("flow_key").to_pylist()
+    for column in ("dst_domain", "app"):
+        values = events.column(column).to_pylist()
+        filled = [
+            v if v is not None or k is None else facts.get(k, {}).get(column)
+            for v, k in zip(values, keys, strict=True)
+        ]
+        events = events.set_column(
+            events.schema.get_field_index(column), column, pa.array(filled, pa.string())
+        )
+    return events
 
 
 def _number_events(events: pa.Table) -> pa.Table:

@@ -41,6 +41,7 @@ NETWORK_EVENTS = pa.schema(
         pa.field("packets_in", pa.int64()),
         pa.field("observer", pa.string()),
         pa.field("host_hint", pa.string()),
+        pa.field("flow_key", pa.string()),
         pa.field("ts_note", pa.string()),
         *PROVENANCE,
     ]
@@ -49,6 +50,22 @@ NETWORK_EVENTS = pa.schema(
 
 ``src_ip`` is the sender's own (private) address when the log gives it; ``src_nat_ip`` is the
 address the firewall saw it as after translation (Alibaba ``src_ip`` beside ``src_private_ip``).
+``flow_key`` links records of one flow across files (see ENRICHMENT).
+"""
+
+ENRICHMENT = pa.schema(
+    [
+        pa.field("flow_key", pa.string()),
+        pa.field("ts", TS),
+        pa.field("dst_domain", pa.string()),
+        pa.field("app", pa.string()),
+        *PROVENANCE,
+    ]
+)
+"""Facts about a flow logged elsewhere (Zeek dns/ssl by ``uid``, Suricata dns/tls by ``flow_id``).
+
+``flow_key`` is namespaced by the loader (``zeek:<uid>``, ``suricata:<flow_id>``); network events
+with the same ``flow_key`` and no ``dst_domain`` (or ``app``) get it filled after loading.
 """
 
 TOOL_CALLS = pa.schema(

@@ -270,3 +270,23 @@ def test_report_bytes_do_not_depend_on_the_machine_time_zone(tmp_path: Path) -> 
         stdout=subprocess.DEVNULL,
     )
     assert here.read_bytes() == there.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nodot=1", "expected FORMAT.KEY=VALUE"),
+        ("nosuch.key=1", "known format"),
+        ("alibaba_cfw.x", "expected [KEY=]VALUE"),
+    ],
+)
+def test_bad_format_options_are_usage_errors(tiny: Path, value: str, message: str) -> None:
+    result = invoke("run", "--option", value, str(tiny))
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_bad_reference_date_is_a_usage_error(tiny: Path) -> None:
+    result = invoke("run", "--reference-date", "someday", str(tiny))
+    assert result.exit_code == 2
+    assert "not a date" in result.stderr

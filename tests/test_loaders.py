@@ -48,6 +48,20 @@ SNIFF_SAMPLES: dict[str, list[Path]] = {
     "otlp_json": [TRACES, OTLP_MALFORMED, OTLP_EXAMPLE],
     "inventory": [INVENTORY, INVENTORY_BAD],
 }
+# Every file under tests/data/<loader name>/ is a sample of that loader (README, LICENSES and
+# golden *.expected.* files excepted), so a new loader only adds its folder.
+for _name in sorted(REGISTRY):
+    _folder = DATA / _name
+    if _folder.is_dir():
+        SNIFF_SAMPLES.setdefault(_name, []).extend(
+            p
+            for p in sorted(_folder.rglob("*"))
+            if p.is_file()
+            and p.name != "README.md"
+            and "LICENSES" not in p.parts
+            and ".expected." not in p.name
+        )
+
 NOT_A_LOG = [
     SAMPLE / "README.md",
     SAMPLE / "expected.json",
@@ -142,6 +156,7 @@ def test_cfw_internet_first_tunnel_drop_row_is_exact():
         "packets_in": 0,
         "observer": "alibaba-cfw/internet_log",
         "host_hint": None,
+        "flow_key": None,
         "ts_note": None,
         "source_format": "alibaba_cfw",
         "source_path": "sample_logs/rome_incident/firewall/cfw_internet_log.jsonl",
@@ -203,6 +218,7 @@ def test_cfw_vpc_probe_row_is_exact():
         "packets_in": 0,
         "observer": "alibaba-cfw/vpc_firewall_log",
         "host_hint": None,
+        "flow_key": None,
         "ts_note": None,
         "source_format": "alibaba_cfw",
         "source_path": "sample_logs/rome_incident/firewall/cfw_vpc_log.csv",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any, Protocol
@@ -28,6 +28,14 @@ class LoadOptions:
     """Zone for naive times, per format name; key ``*`` applies to every format."""
     epoch_unit: str = "auto"
     strict: bool = False
+    reference_ns: int | None = None
+    """Reference time for logs without a year (RFC 3164 syslog); None = the file's mtime, noted."""
+    format_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per-format settings from ``--option FORMAT.KEY=VALUE`` (e.g. ``aws_vpc_flow.fields``)."""
+
+    def option(self, format_name: str, key: str, default: str | None = None) -> str | None:
+        """A per-format setting, or ``default``."""
+        return self.format_options.get(format_name, {}).get(key, default)
 
     def zone_for(self, format_name: str, default: tzinfo = UTC) -> tzinfo:
         """The zone naive times of ``format_name`` are read in: its override, ``*``, or the default."""
@@ -62,10 +70,14 @@ class LoadResult:
     """What a loader returns: its normalised rows, identity rows it found, and the accounting."""
 
     kind: str
+    """network | agent | hosts | enrichment: which table ``table`` belongs to."""
     table: pa.Table
     stats: LoadStats
     rejects: list[Reject]
     hosts: pa.Table | None = None
+    """Identity rows the file revealed (e.g. a trajectory naming its sandbox's address)."""
+    context: list[str] = field(default_factory=list)
+    """Other files this loader read as context (resolved paths), e.g. a sibling ``result.json``."""
 
 
 class RejectSink:
