@@ -1,8 +1,8 @@
 """Loader registry: one module per format, chosen by a scored sniff of the file's head.
 
 To add a format, write ``loaders/<name>.py`` with ``name``, ``kind``, ``description``,
-``sniff(head, filename) -> score`` and ``read(source, options) -> LoadResult``, and add it to
-``REGISTRY`` below.
+``sniff(head, filename) -> score`` and ``read(source, options) -> LoadResult``, and add its module
+name to ``LOADER_MODULES`` below.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
+from importlib import import_module
+
 from ..errors import FormatMismatch, UnknownFormat
 from ..sources import Source
-from . import alibaba_cfw, inventory, otlp_json
 from .base import LoadOptions, LoadResult, LoadStats
 
 __all__ = [
+    "LOADER_MODULES",
     "REGISTRY",
     "Detection",
     "LoadOptions",
@@ -25,13 +27,15 @@ __all__ = [
     "get_loader",
 ]
 
+# One line per loader module in correlate/loaders/ (explicit: nothing registers itself on import).
+LOADER_MODULES = (
+    "alibaba_cfw",
+    "otlp_json",
+    "inventory",
+)
+
 REGISTRY: dict[str, ModuleType] = {
-    module.name: module
-    for module in (
-        alibaba_cfw,
-        otlp_json,
-        inventory,
-    )
+    module.name: module for module in (import_module(f"{__name__}.{m}") for m in LOADER_MODULES)
 }
 
 MIN_SCORE = 0.5
