@@ -8,9 +8,8 @@ name to ``LOADER_MODULES`` below.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
-
 from importlib import import_module
+from types import ModuleType
 
 from ..errors import FormatMismatch, UnknownFormat
 from ..sources import Source
