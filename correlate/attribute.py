@@ -1,6 +1,8 @@
 """Score and rank candidate calls per violation, attribute each conversation, and say why.
 
-Scoring (documented in the README): a call that names the destination +4; the event inside the
+Scoring (documented in the README): a call that names the destination's IP or domain +4 (a
+network holding it +3, only its port next to a network pattern +1); a call whose behaviour pattern
+agrees with the conversation's label (a miner command for a mining label) +2; the event inside the
 call +2, after it +2 fading to 0 at the end of the window, before its start +1 fading to 0 at
 ``--before``; the source address owned by the call's sandbox +1. Ties go to the smaller absolute
 lag, then the call id. A conversation is attributed from its first event that has candidates
@@ -16,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .classify import agrees
 from .identity import ns_or
-from .indicators import names_destination
+from .indicators import extract, match_destination
 from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform, plain_rows
 
 NS = 1_000_000_000
@@ -31,6 +34,10 @@ class Window:
     after_ns: int
 
 
+INDICATOR_POINTS = {"ip": 4.0, "domain": 4.0, "cidr": 3.0, "port": 1.0}
+AGREEMENT_POINTS = 2.0
+
+
 def score_candidates(
     violations: pa.Table,
     calls: pa.Table,
@@ -38,6 +45,7 @@ def score_candidates(
     event_idx: np.ndarray,
     identity: np.ndarray,
     window: Window,
+    labels: dict[int, list[tuple[str, str]]] | None = None,
 ) -> pd.DataFrame:
     """One row per (event, call) pair with lag, relation, evidence, score and rank per event."""
     ev_ts = ns_or(violations.column("ts"), 0)
@@ -52,17 +60,28 @@ def score_candidates(
     time_score = np.where(
         relation == "during", 2.0, np.where(relation == "after", 2.0 * after_share, before_share)
     )
-    texts = _call_texts(calls)
+    found = [extract(t) for t in _call_texts(calls)]
     dst_ip = violations.column("dst_ip").to_pylist()
     dst_domain = violations.column("dst_domain").to_pylist()
-    indicator = [
-        names_destination(texts[c], dst_ip[e], dst_domain[e])
-        for c, e in zip(call_idx, event_idx, strict=True)
-    ]
+    dst_port = violations.column("dst_port").to_pylist()
+    conversation = violations.column("conversation_id").to_pylist()
+    labels = labels or {}
+    indicator = []
+    agreement = []
+    for c, e in zip(call_idx, event_idx, strict=True):
+        indicator.append(match_destination(found[c], dst_ip[e], dst_domain[e], dst_port[e]))
+        agreed = None
+        for label, _ in labels.get(conversation[e], []):
+            pattern = agrees(label, found[c].patterns)
+            if pattern:
+                agreed = f"{pattern} call, {label} traffic"
+                break
+        agreement.append(agreed)
     score = (
         time_score
         + np.where(identity == "match", 1.0, 0.0)
-        + np.array([4.0 if i else 0.0 for i in indicator])
+        + np.array([INDICATOR_POINTS.get(i, 0.0) if i else 0.0 for i in indicator])
+        + np.array([AGREEMENT_POINTS if a else 0.0 for a in agreement])
     )
     frame = pd.DataFrame(
         {
@@ -72,6 +91,7 @@ def score_candidates(
             "relation": relation,
             "identity": identity,
             "indicator": pd.array(indicator, dtype=object),
+            "agreement": pd.array(agreement, dtype=object),
             "score": np.round(score, 6),
             "call_id": pd.array(calls.column("call_id").to_pylist(), dtype=object)[call_idx]
             if len(call_idx)
@@ -102,19 +122,26 @@ def attribute(
     identity_status: list[str],
     identity_mode: str,
     known_hosts: int,
+    labels: dict[int, list[tuple[str, str]]] | None = None,
+    hidden: dict[int, frozenset[str]] | None = None,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Build (candidates, attributions, findings) from scored pairs.
 
     ``violations`` must be sorted by (conversation_id, conversation_seq). ``other_hosts`` maps an
     event row to how many calls of other sandboxes fell in its window (excluded by identity).
+    ``labels`` are classify()'s per conversation; ``hidden`` maps a call row to what its text hid
+    in base64.
     """
+    labels = labels or {}
+    hidden = hidden or {}
     v = plain_rows(violations)
     c = plain_rows(calls)
     by_event: dict[int, list[dict[str, Any]]] = {}
     records: list[dict[str, Any]] = scored.to_dict("records")  # type: ignore[assignment]
     for record in records:
-        if not isinstance(record["indicator"], str):
-            record["indicator"] = None
+        for key in ("indicator", "agreement"):
+            if not isinstance(record[key], str):
+                record[key] = None
         by_event.setdefault(int(record["event_row"]), []).append(record)
     conversations: dict[int, list[int]] = {}
     for p, row in enumerate(v):
@@ -164,6 +191,8 @@ def attribute(
                 "lag_s": None if best is None else float(best["lag_ns"]) / NS,
                 "relation": None if best is None else best["relation"],
                 "indicator": None if best is None else best["indicator"],
+                "agreement": None if best is None else best["agreement"],
+                "labels": ",".join(label for label, _ in labels.get(conversation_id, [])) or None,
                 "confidence": confidence,
                 "candidates": len(ranked),
                 "other_hosts_calls": int(other_hosts.get(focus, 0)),
@@ -176,6 +205,8 @@ def attribute(
                     status,
                     known_hosts,
                     len(positions),
+                    labels.get(conversation_id, []),
+                    hidden.get(int(best["call_row"]), frozenset()) if best else frozenset(),
                 ),
             }
         )
@@ -211,15 +242,21 @@ ATTRIBUTION_EVENT_FIELDS = (
 def _confidence(
     best: dict[str, Any] | None, n_candidates: int, second: dict[str, Any] | None
 ) -> str:
-    """high / medium / low / none, from identity, indicators and how clearly the best call wins."""
+    """high / medium / low / none, from identity, evidence and how clearly the best call wins.
+
+    high: identity matched, the call names the destination (IP, network or domain) or its pattern
+    agrees with the traffic's label, or it is the only candidate; and it beats the runner-up by at
+    least one point. medium: identity matched with a clear winner, or strong evidence without
+    identity. low: time alone. none: no candidate.
+    """
     if best is None:
         return "none"
     keyed = best["identity"] == "match"
-    named = bool(best["indicator"])
+    strong = best["indicator"] in ("ip", "domain", "cidr") or bool(best["agreement"])
     clear = second is None or (float(best["score"]) - float(second["score"]) >= 1.0)
-    if keyed and (named or n_candidates == 1) and clear:
+    if keyed and (strong or n_candidates == 1) and clear:
         return "high"
-    if (keyed and clear) or named:
+    if (keyed and clear) or (strong and clear):
         return "medium"
     return "low"
 
@@ -233,9 +270,11 @@ def _reasons(
     status: str,
     known_hosts: int,
     events: int,
+    labels: list[tuple[str, str]] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> str:
     """Plain-language reasons for a finding, most important first."""
-    parts: list[str] = []
+    parts: list[str] = [f"{label}: {why}" for label, why in labels or []]
     src = event["src_ip"]
     if status == "no identity map":
         parts.append("no identity map: joined by time alone")
@@ -259,6 +298,14 @@ def _reasons(
         parts.append(f"destination {event['dst_ip']} appears in the call")
     elif best["indicator"] == "domain":
         parts.append(f"destination domain {event['dst_domain']} appears in the call")
+    elif best["indicator"] == "cidr":
+        parts.append(f"the call names a network that holds {event['dst_ip']}")
+    elif best["indicator"] == "port":
+        parts.append(f"the call names port {event['dst_port']}")
+    if best["agreement"]:
+        parts.append(f"the call's command agrees with the traffic ({best['agreement']})")
+    if hidden:
+        parts.append("the call hid " + ", ".join(sorted(hidden)) + " in a base64 payload")
     lag = float(best["lag_ns"]) / NS
     where = {
         "during": "during the call",
@@ -315,6 +362,9 @@ def _candidate_table(violations: pa.Table, calls: pa.Table, scored: pd.DataFrame
         "identity": pa.array(scored["identity"].tolist(), pa.string()),
         "indicator": pa.array(
             [x if isinstance(x, str) else None for x in scored["indicator"]], pa.string()
+        ),
+        "agreement": pa.array(
+            [x if isinstance(x, str) else None for x in scored["agreement"]], pa.string()
         ),
         "score": pa.array(scored["score"].to_numpy()),
         "rank": pa.array(scored["rank"].to_numpy().astype(np.int32)),

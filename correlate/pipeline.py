@@ -17,9 +17,11 @@ import pyarrow as pa
 
 from . import __version__
 from .attribute import Window, attribute, score_candidates
+from .classify import Rules, classify, load_rules
 from .conversations import DEFAULT_GAP_NS, assign_conversations
 from .errors import CorrelateError, InputError, Reject, UnknownFormat
 from .identity import build_identity, ns_or, resolve
+from .indicators import extract
 from .join import band_join, window_counts
 from .loaders import LoadOptions, LoadStats, detect
 from .policy import ViolationPolicy, select_violations
@@ -49,6 +51,8 @@ class RunOptions:
     after_ns: int = DEFAULT_AFTER_NS
     gap_ns: int = DEFAULT_GAP_NS
     policy: ViolationPolicy = field(default_factory=ViolationPolicy)
+    rules: Rules = field(default_factory=load_rules)
+    rules_path: str | None = None
     unmapped: str = "skip"
     load: LoadOptions = field(default_factory=LoadOptions)
     formats: tuple[tuple[str, str], ...] = ()
@@ -63,6 +67,7 @@ class RunOptions:
             "violation_actions": list(self.policy.actions),
             "internal_cidrs": list(self.policy.internal_cidrs),
             "unmapped": self.unmapped,
+            "rules": self.rules_path,
             "tz": {k: zone_name(z) for k, z in sorted(self.load.zones.items())},
             "epoch_unit": self.load.epoch_unit,
             "strict": self.load.strict,
@@ -303,6 +308,7 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
     violations = violations.append_column("src_host", pa.array(src_hosts, pa.string()))
     violations = violations.append_column("identity_status", pa.array(status, pa.string()))
     violations = assign_conversations(violations, options.gap_ns)
+    labels = classify(violations, loaded.events, options.rules)
     ts = ns_or(violations.column("ts"), 0)
     status = violations.column("identity_status").to_pylist()
     src_hosts = violations.column("src_host").to_pylist()
@@ -338,10 +344,24 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
         call_idx, event_idx = band_join(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)
         identity_col = np.full(len(call_idx), "time-only", dtype=object)
         other_hosts = {}
-    scored = score_candidates(violations, calls, call_idx, event_idx, identity_col, window)
+    scored = score_candidates(violations, calls, call_idx, event_idx, identity_col, window, labels)
+    hidden = {
+        int(c): extract(t).decoded
+        for c in set(scored["call_row"])
+        for t in [_call_text(calls, int(c))]
+        if extract(t).decoded
+    }
     known = len(set(identity.column("host").to_pylist()))
     candidates, attributions, findings = attribute(
-        violations, calls, scored, other_hosts, status, "keyed" if keyed else "time", known
+        violations,
+        calls,
+        scored,
+        other_hosts,
+        status,
+        "keyed" if keyed else "time",
+        known,
+        labels,
+        hidden,
     )
     return Result(
         loaded=loaded,
@@ -353,6 +373,12 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
         options=options,
         identity_mode="keyed" if keyed else "time-only",
     )
+
+
+def _call_text(calls: pa.Table, row: int) -> str:
+    command = calls.column("command")[row].as_py()
+    arguments = calls.column("arguments")[row].as_py()
+    return " ".join(x for x in (command, arguments) if x)
 
 
 def _call_keys(calls: pa.Table, identity: pa.Table) -> list[str | None]:

@@ -128,6 +128,7 @@ CANDIDATES = pa.schema(
         pa.field("relation", pa.string()),
         pa.field("identity", pa.string()),
         pa.field("indicator", pa.string()),
+        pa.field("agreement", pa.string()),
         pa.field("score", pa.float64()),
         pa.field("rank", pa.int32()),
     ]
@@ -192,6 +193,8 @@ FINDINGS = pa.schema(
         pa.field("lag_s", pa.float64()),
         pa.field("relation", pa.string()),
         pa.field("indicator", pa.string()),
+        pa.field("agreement", pa.string()),
+        pa.field("labels", pa.string()),
         pa.field("confidence", pa.string()),
         pa.field("candidates", pa.int64()),
         pa.field("other_hosts_calls", pa.int64()),

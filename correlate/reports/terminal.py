@@ -78,6 +78,8 @@ def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int
     head.append(" -> ")
     head.append_text(_t(_destination(f), style="bold"))
     head.append(f"  [{inert(f['actions'])} x{f['event_count']}]")
+    if f["labels"]:
+        head.append(f"  {inert(f['labels'])}", style="bold magenta")
     lines = [head]
     span = f"  {_time(f['first_ts'])}"
     if f["last_ts"] != f["first_ts"]:
