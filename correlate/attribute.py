@@ -166,6 +166,7 @@ def attribute(
             row.update(_call_fields(call if how != "none" else None))
             row.pop("command")
             row.update(how=how, lag_s=lag, confidence=confidence if how != "none" else "none")
+            row["clock_offset_s"] = (v[p].get("clock_offset_ns") or 0) / NS
             attributions.append(row)
         focus = anchor if anchor is not None else first
         events = [v[p] for p in positions]
@@ -310,7 +311,9 @@ def _reasons(
     where = {
         "during": "during the call",
         "after": "after the call ended",
-        "before": "before the call started (clock offset?)",
+        "before": "before the call started (clock offset?)"
+        if lag <= -1.0
+        else "at the call's start (within clock precision)",
     }[str(best["relation"])]
     parts.append(f"first event {lag:+.3f}s from the call's start, {where}")
     parts.append(f"{n_candidates} candidate call{'s' if n_candidates != 1 else ''} in the window")

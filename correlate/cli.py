@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .atomic import atomic_path
+from .classify import load_rules
 from .errors import CorrelateError, OptionError, Reject
 from .loaders import REGISTRY, LoadOptions
 from .pipeline import (
@@ -27,7 +29,12 @@ from .pipeline import (
 )
 from .policy import DEFAULT_ACTIONS, ViolationPolicy
 from .reports.parquet import write_report
-from .reports.terminal import print_report, rejects_renderable
+from .reports.terminal import (
+    offsets_renderable,
+    print_report,
+    rejects_renderable,
+    statistics_renderable,
+)
 from .textsafe import inert
 from .timeparse import (
     EPOCH_UNITS,
@@ -79,6 +86,8 @@ def _run_options(
     strict: bool,
     format_option: Sequence[str] = (),
     reference_date: str | None = None,
+    offset: Sequence[str] = (),
+    rules: str | None = None,
 ) -> RunOptions:
     zones = {}
     for key, value in _pairs(tz, "--tz", "*"):
@@ -125,7 +134,28 @@ def _run_options(
                 f"not a date: {reference_date!r} (write e.g. 2025-12-02)",
                 param_hint="--reference-date",
             ) from None
+    known: list[tuple[str, float]] = []
+    auto = False
+    for value in offset:
+        if value.strip() == "auto":
+            auto = True
+            continue
+        source, sep, amount = value.partition("=")
+        if not sep or source.strip() not in REGISTRY:
+            raise click.BadParameter(
+                f"expected auto or FORMAT=DURATION with a known format, got {value!r}",
+                param_hint="--offset",
+            )
+        known.append((source.strip(), _duration("--offset", amount, allow_negative=True) / 1e9))
+    try:
+        loaded_rules = load_rules(rules)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rules") from None
     return RunOptions(
+        rules=loaded_rules,
+        rules_path=rules,
+        offsets=tuple(known),
+        offset_auto=auto,
         before_ns=_duration("--before", before),
         after_ns=_duration("--after", after),
         gap_ns=_duration("--gap", gap),
@@ -262,12 +292,68 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="Reference date for logs without a year (RFC 3164 syslog); default: each file's mtime.",
         ),
         click.option(
+            "--offset",
+            multiple=True,
+            metavar="auto|FORMAT=DURATION",
+            help="Clock offset of a network source (its clock minus the trajectories', e.g. alibaba_cfw=-4s), or auto to estimate and apply.",
+        ),
+        click.option(
+            "--rules",
+            type=click.Path(dir_okay=False),
+            help="JSON file extending the labelling rules (pool domains, ports, thresholds).",
+        ),
+        click.option(
             "--strict", is_flag=True, help="Stop with exit code 1 at the first rejected row."
         ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+@contextmanager
+def _errors_as_exit_codes(err: Console) -> Iterator[None]:
+    """Library errors become one sentence on stderr and exit code 1 (2 for option errors)."""
+    try:
+        yield
+    except OptionError as exc:
+        err.print(f"error: {inert(exc)}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except CorrelateError as exc:
+        err.print(f"error: {inert(exc)}", markup=False)
+        sys.exit(EXIT_DATA)
+
+
+def _load_and_analyse(
+    paths: Sequence[str],
+    inventory: Sequence[str],
+    options: RunOptions,
+    err: Console,
+    quiet: bool,
+    rejects_path: str | None = None,
+) -> Result:
+    """Load (with progress and format announcements), report rejects, analyse, check both sides."""
+    with _progress(err, not quiet) as progress:
+        loaded = load_inputs(paths, options, inventories=inventory, progress=progress)
+    if not quiet:
+        for f in loaded.inputs:
+            if f.format:
+                how = "forced" if f.forced else f"detected, score {f.score:.2f}"
+                err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
+            else:
+                err.print(
+                    f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}",
+                    markup=False,
+                    highlight=False,
+                )
+    if loaded.rejects:
+        err.print(f"{len(loaded.rejects)} row(s) rejected:", markup=False)
+        err.print(rejects_renderable(loaded.rejects))
+    if rejects_path:
+        _write_rejects(rejects_path, loaded.rejects)
+    result = analyse(loaded, options)
+    _check_inputs(result)
+    return result
 
 
 @cli.command("run")
@@ -295,6 +381,13 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
 )
+@click.option(
+    "--permutations",
+    default=999,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Circular shifts per episode for the statistics in the Parquet report (0 skips them).",
+)
 def run_command(
     paths: tuple[str, ...],
     inventory: tuple[str, ...],
@@ -302,46 +395,89 @@ def run_command(
     rejects_path: str | None,
     output: str | None,
     quiet: bool,
+    permutations: int,
     **analysis: Any,
 ) -> None:
     """Read firewall and agent logs under PATHS and report which tool calls caused the violations."""
     options = _run_options(**analysis)
-    out = _stdout_console()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        with _progress(err, not quiet) as progress:
-            loaded = load_inputs(paths, options, inventories=inventory, progress=progress)
-        if not quiet:
-            for f in loaded.inputs:
-                if f.format:
-                    how = "forced" if f.forced else f"detected, score {f.score:.2f}"
-                    err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
-                else:
-                    err.print(
-                        f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}",
-                        markup=False,
-                        highlight=False,
-                    )
-        result = analyse(loaded, options)
-        if loaded.rejects:
-            err.print(f"{len(loaded.rejects)} row(s) rejected:", markup=False)
-            err.print(rejects_renderable(loaded.rejects))
-        if rejects_path:
-            _write_rejects(rejects_path, loaded.rejects)
-        _check_inputs(result)
-        print_report(result, out, top=top)
+    with _errors_as_exit_codes(err):
+        result = _load_and_analyse(paths, inventory, options, err, quiet, rejects_path)
+        print_report(result, _stdout_console(), top=top)
         if output:
-            written = write_report(result, output)
+            written = write_report(result, output, permutations=permutations)
             if not quiet:
                 err.print(
                     "report: " + ", ".join(inert(str(p)) for p in written.values()), markup=False
                 )
-    except OptionError as exc:
-        err.print(f"error: {inert(exc)}", markup=False)
-        sys.exit(EXIT_USAGE)
-    except CorrelateError as exc:
-        err.print(f"error: {inert(exc)}", markup=False)
-        sys.exit(EXIT_DATA)
+
+
+@cli.command("offset")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@analysis_options
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
+)
+def offset_command(
+    paths: tuple[str, ...], inventory: tuple[str, ...], quiet: bool, **analysis: Any
+) -> None:
+    """Estimate the clock offset of each network source against each trajectory source."""
+    options = _run_options(**analysis)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    with _errors_as_exit_codes(err):
+        result = _load_and_analyse(paths, inventory, options, err, quiet)
+        out = _stdout_console()
+        out.print(offsets_renderable(result))
+        if not result.offset_estimates:
+            out.print(
+                "no (network event, tool call) pairs of the same sandbox within 120s: nothing to estimate",
+                markup=False,
+            )
+
+
+@cli.command("stats")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@analysis_options
+@click.option(
+    "--permutations",
+    default=999,
+    show_default=True,
+    type=click.IntRange(19, 100_000),
+    help="Circular shifts per episode for the null.",
+)
+@click.option(
+    "--episodes",
+    "top",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Episodes listed (lowest p-values first).",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
+)
+def stats_command(
+    paths: tuple[str, ...],
+    inventory: tuple[str, ...],
+    permutations: int,
+    top: int,
+    quiet: bool,
+    **analysis: Any,
+) -> None:
+    """Are violations associated with tool calls more than chance? Clocks are aligned first.
+
+    Unless --offset is given, the estimated offsets are applied (as with --offset auto).
+    """
+    if not analysis.get("offset"):
+        analysis["offset"] = ("auto",)
+    options = _run_options(**analysis)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    with _errors_as_exit_codes(err):
+        result = _load_and_analyse(paths, inventory, options, err, quiet)
+        associations, baselines = result.statistics(permutations)
+        out = _stdout_console()
+        out.print(offsets_renderable(result))
+        out.print(statistics_renderable(associations, baselines, top))
 
 
 def _stdout_console() -> Console:
@@ -373,9 +509,22 @@ def formats_command() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``correlate`` command."""
+    """Entry point of the ``correlate`` command.
+
+    An unexpected exception is a bug in correlate, not in the input: it is reported in one line
+    (exit code 1) unless CORRELATE_DEBUG=1 asks for the traceback.
+    """
     try:
         cli.main(standalone_mode=True)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted", markup=False)
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("CORRELATE_DEBUG") == "1":
+            raise
+        Console(stderr=True, soft_wrap=True).print(
+            f"internal error: {type(exc).__name__}: {inert(exc, 300)} "
+            "(a bug in correlate; CORRELATE_DEBUG=1 shows the traceback; please report it)",
+            markup=False,
+        )
+        sys.exit(EXIT_DATA)

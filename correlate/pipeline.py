@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,16 @@ from .schema import (
     concat,
 )
 from .sources import Source, expand_paths
+from .stats import (
+    Association,
+    Baseline,
+    OffsetEstimate,
+    apply_offsets,
+    association,
+    baseline,
+    choose_offsets,
+    estimate_offsets,
+)
 from .timeparse import format_duration, zone_name
 
 DEFAULT_BEFORE_NS = 10 * 1_000_000_000
@@ -53,6 +63,10 @@ class RunOptions:
     policy: ViolationPolicy = field(default_factory=ViolationPolicy)
     rules: Rules = field(default_factory=load_rules)
     rules_path: str | None = None
+    offsets: tuple[tuple[str, float], ...] = ()
+    """Known clock offsets (network source format, seconds: its clock minus the trajectories')."""
+    offset_auto: bool = False
+    """Estimate each network source's offset and apply it (known offsets take precedence)."""
     unmapped: str = "skip"
     load: LoadOptions = field(default_factory=LoadOptions)
     formats: tuple[tuple[str, str], ...] = ()
@@ -68,6 +82,8 @@ class RunOptions:
             "internal_cidrs": list(self.policy.internal_cidrs),
             "unmapped": self.unmapped,
             "rules": self.rules_path,
+            "offsets": {k: v for k, v in self.offsets},
+            "offset_auto": self.offset_auto,
             "tz": {k: zone_name(z) for k, z in sorted(self.load.zones.items())},
             "epoch_unit": self.load.epoch_unit,
             "strict": self.load.strict,
@@ -113,6 +129,15 @@ class Result:
     findings: pa.Table
     options: RunOptions
     identity_mode: str
+    offset_estimates: list[OffsetEstimate] = field(default_factory=list)
+    applied_offsets: dict[str, float] = field(default_factory=dict)
+
+    def statistics(self, permutations: int = 999) -> tuple[list[Association], list[Baseline]]:
+        """Association with chance and the in-flight baseline (on the clocks as aligned here)."""
+        return (
+            association(self.violations, self.loaded.calls, permutations=permutations),
+            baseline(self.violations, self.loaded.calls),
+        )
 
     def provenance(self) -> dict[str, Any]:
         """Tool version, parameters, inputs with SHA-256 and load counts: for report metadata."""
@@ -121,6 +146,10 @@ class Result:
             "version": __version__,
             "parameters": self.options.parameters(),
             "identity_mode": self.identity_mode,
+            "clock_offsets": {
+                "applied_s": dict(sorted(self.applied_offsets.items())),
+                "estimates": [asdict(e) for e in self.offset_estimates],
+            },
             "inputs": [_input_record(f) for f in self.loaded.inputs],
             "counts": {
                 "network_events": self.loaded.events.num_rows,
@@ -302,13 +331,17 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
     """Violations, conversations, candidates, attributions and findings from loaded tables."""
     identity = build_identity([loaded.hosts])
     keyed = identity.num_rows > 0
-    violations = select_violations(loaded.events, options.policy)
+    estimates = estimate_offsets(loaded.events, loaded.calls, identity)
+    applied = choose_offsets(estimates) if options.offset_auto else {}
+    applied.update(dict(options.offsets))
+    events = apply_offsets(loaded.events, applied)
+    violations = select_violations(events, options.policy)
     ts = ns_or(violations.column("ts"), 0)
     src_hosts, status = resolve(identity, violations.column("src_ip").to_pylist(), ts)
     violations = violations.append_column("src_host", pa.array(src_hosts, pa.string()))
     violations = violations.append_column("identity_status", pa.array(status, pa.string()))
     violations = assign_conversations(violations, options.gap_ns)
-    labels = classify(violations, loaded.events, options.rules)
+    labels = classify(violations, events, options.rules)
     ts = ns_or(violations.column("ts"), 0)
     status = violations.column("identity_status").to_pylist()
     src_hosts = violations.column("src_host").to_pylist()
@@ -372,6 +405,8 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
         findings=findings,
         options=options,
         identity_mode="keyed" if keyed else "time-only",
+        offset_estimates=estimates,
+        applied_offsets=applied,
     )
 
 

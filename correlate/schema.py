@@ -150,6 +150,7 @@ ATTRIBUTIONS = pa.schema(
         pa.field("source_format", pa.string()),
         pa.field("source_path", pa.string()),
         pa.field("source_line", pa.int64()),
+        pa.field("clock_offset_s", pa.float64()),
         pa.field("how", pa.string()),
         pa.field("call_id", pa.string()),
         pa.field("run_id", pa.string()),

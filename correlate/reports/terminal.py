@@ -17,6 +17,7 @@ from rich.text import Text
 from ..errors import Reject
 from ..pipeline import Result
 from ..schema import plain_rows
+from ..stats import Association, Baseline
 from ..textsafe import inert
 from ..timeparse import ns_to_iso
 
@@ -133,6 +134,115 @@ def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int
     return Group(*lines)
 
 
+def offsets_renderable(result: Result) -> RenderableType:
+    """Clock offsets: what was applied, and each estimate with its interval and evidence."""
+    lines: list[Text] = []
+    for source, offset in sorted(result.applied_offsets.items()):
+        lines.append(
+            _t(
+                f"clock offset applied: {source} {offset:+.3f}s (its times are shown on the trajectories' clock)"
+            )
+        )
+    for e in result.offset_estimates:
+        if e.offset_s is None:
+            lines.append(
+                _t(
+                    f"clock: {e.network_source} vs {e.agent_source}: {e.note} ({e.pairs} pairs)",
+                    style="dim",
+                )
+            )
+            continue
+        text = (
+            f"clock: {e.network_source} runs {e.offset_s:+.2f}s [{e.ci_low_s:+.2f}, {e.ci_high_s:+.2f}] against "
+            f"{e.agent_source} ({e.peak_pairs} of {e.pairs} pairs in the peak"
+        )
+        if e.drift_ppm is not None:
+            text += f"; drift {e.drift_ppm:+.0f} ppm"
+        text += ")"
+        if e.network_source not in result.applied_offsets:
+            text += "; not applied: --offset auto applies it"
+        lines.append(_t(text))
+    return Group(*lines)
+
+
+def statistics_renderable(
+    associations: list[Association], baselines: list[Baseline], top: int = 10
+) -> RenderableType:
+    """Association with chance (run, tool, episodes) and the in-flight baseline."""
+    table = Table(
+        title="Violation onsets in call windows vs chance (circular shift within each episode)",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        pad_edge=False,
+    )
+    for column, justify in (
+        ("scope", "left"),
+        ("key", "left"),
+        ("calls", "right"),
+        ("onsets", "right"),
+        ("in windows", "right"),
+        ("expected", "right"),
+        ("lift", "right"),
+        ("p", "right"),
+        ("q (BH)", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    episodes = [a for a in associations if a.scope == "episode"]
+    shown = [a for a in associations if a.scope != "episode"] + sorted(
+        episodes, key=lambda a: (a.p_value, a.key)
+    )[:top]
+    for a in shown:
+        table.add_row(
+            a.scope,
+            _t(a.key if a.host is None else f"{a.key} ({a.host})", 60),
+            str(a.calls),
+            str(a.violations),
+            str(a.observed),
+            f"{a.expected:.2f}",
+            "-" if a.lift is None else f"{a.lift:.2f}",
+            f"{a.p_value:.3g}",
+            "" if a.q_value is None else f"{a.q_value:.3g}",
+        )
+    parts: list[RenderableType] = [table]
+    if len(episodes) > top:
+        parts.append(
+            Text(
+                f"  {len(episodes) - top} more episodes with onsets (all in the Parquet report)",
+                style="dim",
+            )
+        )
+    base = Table(
+        title="Onset rate while a call is in flight vs while none is",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        pad_edge=False,
+    )
+    for column in (
+        "tool",
+        "in flight h",
+        "idle h",
+        "onsets in flight",
+        "onsets idle",
+        "rate in flight /h",
+        "rate idle /h",
+        "ratio",
+    ):
+        base.add_column(column, justify="left" if column == "tool" else "right")
+    for b in baselines:
+        base.add_row(
+            _t(b.tool),
+            f"{b.in_flight_s / 3600:.2f}",
+            f"{b.idle_s / 3600:.2f}",
+            str(b.violations_in_flight),
+            str(b.violations_idle),
+            "-" if b.rate_in_flight_per_h is None else f"{b.rate_in_flight_per_h:.3f}",
+            "-" if b.rate_idle_per_h is None else f"{b.rate_idle_per_h:.3f}",
+            "-" if b.ratio is None else f"{b.ratio:.2f}",
+        )
+    parts.append(base)
+    return Group(*parts)
+
+
 def load_summary_renderable(result: Result) -> RenderableType:
     """Per input file: format, rows read, loaded, rejected, skipped; then skip reasons and notes."""
     table = Table(title="Inputs", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
@@ -183,10 +293,18 @@ def rejects_renderable(rejects: Iterable[Reject], limit: int = 10) -> Renderable
 
 
 def print_report(result: Result, console: Console, top: int = 3) -> None:
-    """The whole terminal report: findings, then the input summary."""
+    """The whole terminal report: clocks, findings, then the input summary."""
+    console.print(offsets_renderable(result))
     console.print(findings_renderable(result, top))
     console.print()
     console.print(load_summary_renderable(result))
 
 
-__all__ = ["findings_renderable", "load_summary_renderable", "print_report", "rejects_renderable"]
+__all__ = [
+    "findings_renderable",
+    "load_summary_renderable",
+    "offsets_renderable",
+    "print_report",
+    "rejects_renderable",
+    "statistics_renderable",
+]
