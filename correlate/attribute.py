@@ -36,6 +36,7 @@ class Window:
 
 INDICATOR_POINTS = {"ip": 4.0, "domain": 4.0, "cidr": 3.0, "port": 1.0}
 AGREEMENT_POINTS = 2.0
+IMPRECISE_TIME_FACTOR = 0.5
 
 
 def score_candidates(
@@ -60,6 +61,13 @@ def score_candidates(
     time_score = np.where(
         relation == "during", 2.0, np.where(relation == "after", 2.0 * after_share, before_share)
     )
+    # A window the trajectory only implies (a whole trajectory, one stamp per step) is weaker
+    # evidence of timing than a call's own start and end.
+    kinds = np.array([k or "exact" for k in calls.column("ts_kind").to_pylist()], dtype=object)
+    precise = (
+        np.isin(kinds[call_idx], ["exact", "bracket"]) if len(call_idx) else np.zeros(0, dtype=bool)
+    )
+    time_score = np.where(precise, time_score, time_score * IMPRECISE_TIME_FACTOR)
     found = [extract(t) for t in _call_texts(calls)]
     dst_ip = violations.column("dst_ip").to_pylist()
     dst_domain = violations.column("dst_domain").to_pylist()
@@ -92,6 +100,7 @@ def score_candidates(
             "identity": identity,
             "indicator": pd.array(indicator, dtype=object),
             "agreement": pd.array(agreement, dtype=object),
+            "precise": precise,
             "score": np.round(score, 6),
             "call_id": pd.array(calls.column("call_id").to_pylist(), dtype=object)[call_idx]
             if len(call_idx)
@@ -246,8 +255,8 @@ def _confidence(
     """high / medium / low / none, from identity, evidence and how clearly the best call wins.
 
     high: identity matched, the call names the destination (IP, network or domain) or its pattern
-    agrees with the traffic's label, or it is the only candidate; and it beats the runner-up by at
-    least one point. medium: identity matched with a clear winner, or strong evidence without
+    agrees with the traffic's label, or it is the only candidate and its times are its own (not a
+    window implied by a trajectory or a step); and it beats the runner-up by at least one point. medium: identity matched with a clear winner, or strong evidence without
     identity. low: time alone. none: no candidate.
     """
     if best is None:
@@ -255,7 +264,8 @@ def _confidence(
     keyed = best["identity"] == "match"
     strong = best["indicator"] in ("ip", "domain", "cidr") or bool(best["agreement"])
     clear = second is None or (float(best["score"]) - float(second["score"]) >= 1.0)
-    if keyed and (strong or n_candidates == 1) and clear:
+    alone = n_candidates == 1 and bool(best.get("precise", True))
+    if keyed and (strong or alone) and clear:
         return "high"
     if (keyed and clear) or (strong and clear):
         return "medium"

@@ -122,6 +122,10 @@ def _run_options(
                 f"expected FORMAT.KEY=VALUE with a known format, got {key!r} (known: {', '.join(sorted(REGISTRY))})",
                 param_hint="--option",
             )
+        allowed = getattr(REGISTRY[fmt], "OPTIONS", {})
+        if name not in allowed:
+            keys = ", ".join(sorted(allowed)) or "none"
+            raise click.BadParameter(f"{fmt} has no setting {name!r} (its settings: {keys})", param_hint="--option")
         per_format.setdefault(fmt, {})[name] = value
     reference_ns = None
     if reference_date:

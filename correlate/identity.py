@@ -51,7 +51,7 @@ def build_identity(tables: Sequence[pa.Table]) -> pa.Table:
     seen: set[tuple[object, ...]] = set()
     unique = []
     for row in rows:
-        key = (row["host"], row["ip"], row["origin"], row["valid_to"])
+        key = (row["host"], row["ip"], row["origin"], row["_from"], row["valid_to"])
         if key not in seen:
             seen.add(key)
             unique.append(row)
