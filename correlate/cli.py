@@ -35,6 +35,7 @@ from .reports.terminal import (
     rejects_renderable,
     statistics_renderable,
 )
+from .sources import DEFAULT_LIMITS, Limits
 from .textsafe import inert
 from .timeparse import (
     EPOCH_UNITS,
@@ -88,6 +89,8 @@ def _run_options(
     reference_date: str | None = None,
     offset: Sequence[str] = (),
     rules: str | None = None,
+    max_line_bytes: int = DEFAULT_LIMITS.max_line_bytes,
+    max_expansion: float = DEFAULT_LIMITS.max_expansion,
 ) -> RunOptions:
     zones = {}
     for key, value in _pairs(tz, "--tz", "*"):
@@ -125,7 +128,9 @@ def _run_options(
         allowed = getattr(REGISTRY[fmt], "OPTIONS", {})
         if name not in allowed:
             keys = ", ".join(sorted(allowed)) or "none"
-            raise click.BadParameter(f"{fmt} has no setting {name!r} (its settings: {keys})", param_hint="--option")
+            raise click.BadParameter(
+                f"{fmt} has no setting {name!r} (its settings: {keys})", param_hint="--option"
+            )
         per_format.setdefault(fmt, {})[name] = value
     reference_ns = None
     if reference_date:
@@ -156,6 +161,7 @@ def _run_options(
     except OptionError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from None
     return RunOptions(
+        limits=Limits(max_line_bytes=max_line_bytes, max_expansion=max_expansion),
         rules=loaded_rules,
         rules_path=rules,
         offsets=tuple(known),
@@ -305,6 +311,20 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "--rules",
             type=click.Path(dir_okay=False),
             help="JSON file extending the labelling rules (pool domains, ports, thresholds).",
+        ),
+        click.option(
+            "--max-line-bytes",
+            type=click.IntRange(1024),
+            default=DEFAULT_LIMITS.max_line_bytes,
+            show_default=True,
+            help="A longer line stops its file (untrusted input must not exhaust memory).",
+        ),
+        click.option(
+            "--max-expansion",
+            type=click.FloatRange(1.0),
+            default=DEFAULT_LIMITS.max_expansion,
+            show_default=True,
+            help="How many times its size a compressed file may expand (beyond 64 MiB).",
         ),
         click.option(
             "--strict", is_flag=True, help="Stop with exit code 1 at the first rejected row."

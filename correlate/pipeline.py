@@ -35,7 +35,7 @@ from .schema import (
     TOOL_CALLS,
     concat,
 )
-from .sources import Source, expand_paths
+from .sources import Limits, Source, expand_paths
 from .stats import (
     Association,
     Baseline,
@@ -66,6 +66,7 @@ class RunOptions:
     offsets: tuple[tuple[str, float], ...] = ()
     """Known clock offsets (network source format, seconds: its clock minus the trajectories')."""
     offset_auto: bool = False
+    limits: Limits = field(default_factory=Limits)
     """Estimate each network source's offset and apply it (known offsets take precedence)."""
     unmapped: str = "skip"
     load: LoadOptions = field(default_factory=LoadOptions)
@@ -88,6 +89,8 @@ class RunOptions:
             "epoch_unit": self.load.epoch_unit,
             "strict": self.load.strict,
             "formats": [f"{g}={n}" for g, n in self.formats],
+            "max_line_bytes": self.limits.max_line_bytes,
+            "max_expansion": self.limits.max_expansion,
         }
 
 
@@ -213,8 +216,8 @@ def load_inputs(
     is listed as skipped. Every read row is loaded, rejected (kept with path:line and reason) or
     skipped with a reason.
     """
-    sources = expand_paths(paths)
-    inventory_sources = expand_paths(inventories) if inventories else []
+    sources = expand_paths(paths, options.limits)
+    inventory_sources = expand_paths(inventories, options.limits) if inventories else []
     inventory_paths = {s.path.resolve() for s in inventory_sources}
     sources = [s for s in sources if s.path.resolve() not in inventory_paths]
     jobs = [(s, forced_format(s, options.formats)) for s in sources] + [

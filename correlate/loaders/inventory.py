@@ -42,21 +42,43 @@ def _has_columns(names: list[str]) -> bool:
     return bool(lowered & set(HOST_KEYS)) and bool(lowered & set(IP_KEYS))
 
 
+def _first_record(head: bytes) -> dict[str, Any] | None:
+    """The first JSON object of a head: a whole small document, else the first line."""
+    text, _ = decode_line(head)
+    candidates = [text, first_line(head).decode("utf-8", "replace")]
+    for candidate in candidates:
+        try:
+            document = json.loads(candidate)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(document, dict) and isinstance(document.get("hosts"), list):
+            document = document["hosts"]
+        if isinstance(document, list):
+            document = document[0] if document else None
+        return document if isinstance(document, dict) else None
+    return None
+
+
 def sniff(head: bytes, filename: str) -> float:
-    """Score: a CSV header or JSON keys naming a host column and an IP column, and little else."""
+    """Score: a CSV header, or the first JSON record's own keys, naming a host and an IP column.
+
+    Only top-level keys with plain values count, so a trajectory or a flow record that nests a
+    ``sandbox_ip`` or an endpoint's ``hostname`` is not mistaken for an inventory.
+    """
     sample = head.lstrip()
-    text, _ = decode_line(sample[:8192])
     if sample.startswith((b"{", b"[")):
-        keys = set()
-        for token in ('"host"', '"hostname"', '"sandbox"', '"sandbox_id"'):
-            if token in text:
-                keys.add("host")
-        for token in ('"ip"', '"ip_address"', '"private_ip"', '"sandbox_ip"'):
-            if token in text:
-                keys.add("ip")
-        if keys == {"host", "ip"} and "resourceSpans" not in text and "rule_result" not in text:
-            return 0.6 if "valid_from" not in text else 0.9
-        return 0.0
+        record = _first_record(head)
+        if record is None:
+            return 0.0
+        plain = {
+            k.lower()
+            for k, v in record.items()
+            if isinstance(k, str) and not isinstance(v, (dict, list))
+        }
+        if not (plain & set(HOST_KEYS) and plain & set(IP_KEYS)) or len(record) > 12:
+            return 0.0
+        return 0.9 if "valid_from" in plain else 0.6
+    text, _ = decode_line(sample[:8192])
     first = text.split("\n", 1)[0]
     try:
         header = next(csv.reader([first]))

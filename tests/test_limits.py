@@ -1,0 +1,79 @@
+"""Resource limits on untrusted input: long lines and decompression bombs stop with a clear message."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from correlate.cli import cli
+from correlate.errors import InputError
+from correlate.sources import Limits, Source, iter_lines
+
+SCENARIO = Path(__file__).resolve().parent.parent / "sample_logs" / "rome_incident"
+
+
+def test_a_line_over_the_cap_stops_the_file_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(b'{"a": 1}\n' + b"x" * 5000 + b"\n")
+    source = Source(path, "long.jsonl", limits=Limits(max_line_bytes=1024))
+    lines = iter_lines(source)
+    assert next(lines) == (1, b'{"a": 1}')
+    with pytest.raises(
+        InputError, match=r"long.jsonl:2: a line longer than 1,024 bytes; .*--max-line-bytes"
+    ):
+        next(lines)
+
+
+def test_a_line_exactly_at_the_cap_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "edge.txt"
+    path.write_bytes(b"y" * 1024 + b"\n" + b"z" * 1024)
+    assert [
+        n for n, _ in iter_lines(Source(path, "edge.txt", limits=Limits(max_line_bytes=1024)))
+    ] == [1, 2]
+
+
+def test_a_decompression_bomb_stops_with_the_limit_named(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n" * (3 * 1024 * 1024), compresslevel=9))
+    source = Source(
+        path, "bomb.jsonl.gz", limits=Limits(max_expansion=10, expansion_floor=1024 * 1024)
+    )
+    with pytest.raises(
+        InputError, match=r"bomb.jsonl.gz: decompresses to more than .*--max-expansion"
+    ):
+        for _ in iter_lines(source):
+            pass
+
+
+def test_ordinary_compression_ratios_pass(tmp_path: Path) -> None:
+    path = tmp_path / "ok.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"k": "v"}\n' * 1000))
+    assert sum(1 for _ in iter_lines(Source(path, "ok.jsonl.gz"))) == 1000
+
+
+def test_cli_reports_the_limit_and_exits_1(tmp_path: Path) -> None:
+    traces = (SCENARIO / "traces" / "traces.jsonl").read_text().splitlines()[:3]
+    (tmp_path / "traces.jsonl").write_text("\n".join(traces) + "\n")
+    line = json.dumps(
+        {
+            "rule_result": "drop",
+            "src_ip": "10.0.0.1",
+            "dst_ip": "203.0.113.1",
+            "start_time": "1764655200",
+            "pad": "p" * 4000,
+        }
+    )
+    (tmp_path / "fw.jsonl").write_text(line + "\n")
+    result = CliRunner().invoke(
+        cli, ["run", "-q", "--max-line-bytes", "2048", str(tmp_path)], catch_exceptions=False
+    )
+    assert result.exit_code == 1
+    assert "fw.jsonl:1: a line longer than 2,048 bytes" in result.stderr
+    again = CliRunner().invoke(
+        cli, ["run", "-q", "--max-line-bytes", "8192", str(tmp_path)], catch_exceptions=False
+    )
+    assert again.exit_code == 0
