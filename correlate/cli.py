@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .atomic import atomic_path
+from .case import load_case_or_inputs
 from .classify import load_rules
 from .errors import CorrelateError, OptionError, Reject
 from .loaders import REGISTRY, LoadOptions
@@ -25,7 +26,6 @@ from .pipeline import (
     Result,
     RunOptions,
     analyse,
-    load_inputs,
 )
 from .policy import DEFAULT_ACTIONS, ViolationPolicy
 from .reports.parquet import write_report
@@ -358,10 +358,10 @@ def _load_and_analyse(
 ) -> Result:
     """Load (with progress and format announcements), report rejects, analyse, check both sides."""
     with _progress(err, not quiet) as progress:
-        loaded = load_inputs(paths, options, inventories=inventory, progress=progress)
+        loaded = load_case_or_inputs(paths, options, inventories=inventory, progress=progress)
     if not quiet:
         for f in loaded.inputs:
-            if f.format:
+            if f.format and not f.skipped_reason:
                 how = "forced" if f.forced else f"detected, score {f.score:.2f}"
                 err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
             else:
@@ -525,11 +525,13 @@ def _check_inputs(result: Result) -> None:
 
 @cli.command("formats")
 def formats_command() -> None:
-    """List the log formats correlate reads."""
-    console = Console(highlight=False)
+    """List the log formats correlate reads, with their --option settings."""
+    console = Console(highlight=False, soft_wrap=True)
     for name in sorted(REGISTRY):
         module = REGISTRY[name]
-        console.print(f"{name:<14} {module.kind:<8} {module.description}", markup=False)
+        console.print(f"{name:<18} {module.kind:<10} {module.description}", markup=False)
+        for key, help_text in sorted(getattr(module, "OPTIONS", {}).items()):
+            console.print(f"{'':<18} --option {name}.{key}=...  {help_text}", markup=False)
 
 
 def main() -> None:
@@ -552,3 +554,8 @@ def main() -> None:
             markup=False,
         )
         sys.exit(EXIT_DATA)
+
+
+from .case_cli import register  # noqa: E402
+
+register(cli)

@@ -245,7 +245,15 @@ def load_inputs(
             continue
         record.format, record.kind = detection.name, detection.loader.kind
         record.score, record.forced = detection.score, detection.forced
-        result = detection.loader.read(source, options.load)
+        try:
+            result = detection.loader.read(source, options.load)
+        except InputError as exc:
+            # A file the user named, or any file under --strict, must load; one found by walking
+            # a directory is listed as skipped with the reason, so the rest can still be read.
+            if source.explicit or forced or options.load.strict:
+                raise
+            record.skipped_reason = _reason_without_path(str(exc), source.display)
+            continue
         record.stats = result.stats
         rejects.extend(result.rejects)
         if (source.explicit or forced) and 0 < result.stats.read == result.stats.rejected:
@@ -279,6 +287,15 @@ def load_inputs(
         inputs=inputs,
         rejects=rejects,
     )
+
+
+def _reason_without_path(message: str, display: str) -> str:
+    """``path:12: text`` -> ``line 12: text``; ``path: text`` -> ``text``."""
+    if not message.startswith(display + ":"):
+        return message
+    rest = message[len(display) + 1 :].lstrip()
+    number, sep, text = rest.partition(": ")
+    return f"line {number}: {text}" if sep and number.isdigit() else rest
 
 
 def fill_from_enrichment(events: pa.Table, enrichment: pa.Table) -> pa.Table:

@@ -68,12 +68,41 @@ def test_cli_reports_the_limit_and_exits_1(tmp_path: Path) -> None:
         }
     )
     (tmp_path / "fw.jsonl").write_text(line + "\n")
+    named = [str(tmp_path / "fw.jsonl"), str(tmp_path / "traces.jsonl")]
     result = CliRunner().invoke(
-        cli, ["run", "-q", "--max-line-bytes", "2048", str(tmp_path)], catch_exceptions=False
+        cli, ["run", "-q", "--max-line-bytes", "2048", *named], catch_exceptions=False
     )
     assert result.exit_code == 1
     assert "fw.jsonl:1: a line longer than 2,048 bytes" in result.stderr
     again = CliRunner().invoke(
-        cli, ["run", "-q", "--max-line-bytes", "8192", str(tmp_path)], catch_exceptions=False
+        cli, ["run", "-q", "--max-line-bytes", "8192", *named], catch_exceptions=False
     )
     assert again.exit_code == 0
+
+
+def test_a_file_over_a_limit_found_in_a_directory_is_skipped_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    traces = (SCENARIO / "traces" / "traces.jsonl").read_text().splitlines()[:3]
+    (tmp_path / "traces.jsonl").write_text("\n".join(traces) + "\n")
+    good = json.dumps(
+        {
+            "rule_result": "drop",
+            "src_ip": "10.0.0.1",
+            "dst_ip": "203.0.113.1",
+            "start_time": "1764655200",
+        }
+    )
+    (tmp_path / "a.jsonl").write_text(good + "\n")
+    (tmp_path / "b.jsonl").write_text(
+        good + "\n" + json.dumps({"rule_result": "drop", "pad": "p" * 4000}) + "\n"
+    )
+    result = CliRunner().invoke(
+        cli, ["run", "--max-line-bytes", "3000", str(tmp_path)], catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    assert "b.jsonl: skipped, line 2: a line longer than 3,000 bytes" in result.stderr
+    strict = CliRunner().invoke(
+        cli, ["run", "--strict", "--max-line-bytes", "3000", str(tmp_path)], catch_exceptions=False
+    )
+    assert strict.exit_code == 1

@@ -1,8 +1,9 @@
 """Loader registry: one module per format, chosen by a scored sniff of the file's head.
 
 To add a format, write ``loaders/<name>.py`` with ``name``, ``kind``, ``description``,
-``sniff(head, filename) -> score`` and ``read(source, options) -> LoadResult``, and add its module
-name to ``LOADER_MODULES`` below.
+``sniff(head, filename) -> score`` and ``read(source, options) -> LoadResult`` (and ``OPTIONS``, a
+dict of the ``--option <name>.KEY`` settings it reads, with their help), and add its module name
+to ``LOADER_MODULES`` below.
 """
 
 from __future__ import annotations
@@ -31,6 +32,33 @@ LOADER_MODULES = (
     "alibaba_cfw",
     "otlp_json",
     "inventory",
+    "aws_vpc_flow",
+    "aws_nfw",
+    "alibaba_vpc_flow",
+    "zeek_conn",
+    "zeek_dns",
+    "zeek_ssl",
+    "zeek_http",
+    "suricata_eve",
+    "gcp_logging",
+    "azure_nsg_flow",
+    "roll_dump",
+    "rock_llmservice",
+    "roll_rock_textlog",
+    "iptables",
+    "cef",
+    "inspect_ai",
+    "atif",
+    "swe_agent",
+    "mini_swe_agent",
+    "openhands",
+    "claude_code",
+    "codex",
+    "gemini_cli",
+    "generic",
+    "fortigate",
+    "panos_traffic",
+    "ocsf_network",
 )
 
 REGISTRY: dict[str, ModuleType] = {

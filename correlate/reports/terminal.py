@@ -252,7 +252,7 @@ def load_summary_renderable(result: Result) -> RenderableType:
         table.add_column(column, justify="right", no_wrap=True)
     details: list[Text] = []
     for f in result.loaded.inputs:
-        if f.stats is None:
+        if f.stats is None or f.skipped_reason:
             table.add_row(_t(f.path), "skipped", "", "", "", "")
             details.append(_t(f"  {f.path}: skipped, {f.skipped_reason}", style="dim"))
             continue

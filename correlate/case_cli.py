@@ -1,0 +1,948 @@
+"""Commands over a case directory: ingest once, then findings, query, timeline, export, report.
+
+Thin: each command parses its flags, calls ``correlate.case`` / ``query`` / ``timeline`` /
+``reports``, and renders. ``register(cli)`` adds them to the ``correlate`` group (idempotent).
+Data goes to stdout; progress and announcements to stderr, only on a terminal and never with
+``--quiet``; ``--json`` prints one JSON document for scripts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+
+import click
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console, RenderableType
+from rich.status import Status
+
+from .atomic import atomic_path
+from .case import (
+    ANALYSIS_DEFAULT_KEYS,
+    Case,
+    CaseResult,
+    IngestReport,
+    ingest,
+    open_case,
+    sha256_file,
+    verify,
+)
+from .errors import CorrelateError, OptionError
+from .pipeline import DEFAULT_AFTER_NS, DEFAULT_BEFORE_NS, UNMAPPED_CHOICES
+from .policy import DEFAULT_ACTIONS
+from .query import (
+    CONFIDENCE_ORDER,
+    GROUP_KEYS,
+    Filters,
+    display_zone,
+    events_table,
+    findings_table,
+    format_time,
+    group_findings,
+    groups_table,
+    select_events,
+    select_findings,
+)
+from .reports.export import FORMATS, export, table_csv, table_jsonl
+from .reports.html import write_html
+from .reports.parquet import write_table
+from .reports.terminal import rejects_renderable
+from .schema import plain_rows
+from .textsafe import inert
+from .timeline import build_timeline, timeline_table, timeline_text
+from .timeparse import format_duration
+
+_PENDING: list[click.Group] = []
+
+
+def register(group: click.Group) -> None:
+    """Add the case commands to ``group`` (the ``correlate`` CLI); commands present are kept.
+
+    ``cli.py`` ends with ``register(cli)``. When this module is imported first, that call comes
+    while this module is half-initialised (it imports ``cli`` below), which is why ``register`` is
+    defined before that import; the group is then completed at the end of this module.
+    """
+    commands = globals().get("COMMANDS")
+    if commands is None:
+        _PENDING.append(group)
+        return
+    for command in commands:
+        if command.name not in group.commands:
+            group.add_command(command)
+
+
+from .cli import (  # noqa: E402 (after register: see above)
+    EXIT_DATA,
+    _errors_as_exit_codes,
+    _progress,
+    _run_options,
+    _stdout_console,
+    analysis_options,
+)
+
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "before": format_duration(DEFAULT_BEFORE_NS),
+    "after": format_duration(DEFAULT_AFTER_NS),
+    "gap": "10m",
+    "internal_cidr": (),
+    "actions": ",".join(DEFAULT_ACTIONS),
+    "unmapped": "skip",
+    "offset": (),
+    "rules": None,
+}
+ROW_FORMATS = ("table", "csv", "jsonl", "parquet")
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _working(err: Console, quiet: bool, text: str) -> Iterator[None]:
+    """A spinner on stderr while something slow runs: only on a terminal and never with -q."""
+    if quiet or not err.is_terminal:
+        yield
+        return
+    with Status(text, console=err):
+        yield
+
+
+# --- shared options -------------------------------------------------------------------------
+
+
+def _decorate(function: Callable[..., Any], decorators: list[Any]) -> Callable[..., Any]:
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def case_analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that change the analysis of a case (loading options belong to ``ingest``)."""
+    return _decorate(
+        function,
+        [
+            click.option(
+                "--before",
+                metavar="DURATION",
+                help="Window before a call's start (default: the case's, else 10s).",
+            ),
+            click.option(
+                "--after",
+                metavar="DURATION",
+                help="Window after a call's end (default: the case's, else 30s).",
+            ),
+            click.option(
+                "--gap",
+                metavar="DURATION",
+                help="Idle gap that ends a conversation (default: the case's, else 10m).",
+            ),
+            click.option(
+                "--internal-cidr",
+                multiple=True,
+                metavar="CIDR",
+                help="Extra internal network; repeatable (default: the case's).",
+            ),
+            click.option(
+                "--actions",
+                metavar="LIST",
+                help="Verdicts that make a violation (default: the case's, else denied,alerted).",
+            ),
+            click.option(
+                "--unmapped",
+                type=click.Choice(UNMAPPED_CHOICES),
+                help="Sources not in the identity map: skip, or join by time (default: skip).",
+            ),
+            click.option(
+                "--offset",
+                multiple=True,
+                metavar="auto|FORMAT=DURATION",
+                help="Clock offset of a network source, or auto (default: the case's).",
+            ),
+            click.option(
+                "--rules",
+                type=click.Path(dir_okay=False),
+                help="JSON file extending the labelling rules (default: the case's).",
+            ),
+            click.option(
+                "--no-cache",
+                is_flag=True,
+                help="Analyse afresh instead of reading CASE/cache (nothing is written there).",
+            ),
+        ],
+    )
+
+
+def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Filters shared by ``findings`` and ``query`` (AND across filters, OR within one)."""
+    return _decorate(
+        function,
+        [
+            click.option(
+                "--dst",
+                multiple=True,
+                metavar="IP|CIDR|DOMAIN",
+                help="Destination (subdomains too).",
+            ),
+            click.option("--src", multiple=True, metavar="IP|CIDR", help="Source (or its NAT IP)."),
+            click.option(
+                "--host",
+                multiple=True,
+                metavar="NAME",
+                help="Sandbox of the source or of the call (glob).",
+            ),
+            click.option("--run", multiple=True, metavar="ID", help="Run of the call (glob)."),
+            click.option("--episode", multiple=True, metavar="ID", help="Episode (glob)."),
+            click.option("--tool", multiple=True, metavar="NAME", help="Tool of the call (glob)."),
+            click.option(
+                "--label", multiple=True, metavar="LABEL", help="mining, reverse_tunnel, ..."
+            ),
+            click.option(
+                "--since", metavar="TIME", help="ISO 8601, epoch, or -DURATION before --until."
+            ),
+            click.option(
+                "--until", metavar="TIME", help="ISO 8601, epoch, or +DURATION after --since."
+            ),
+            click.option(
+                "--min-confidence",
+                type=click.Choice([c for c in CONFIDENCE_ORDER if c != "none"]),
+                help="Only attributions at least this sure.",
+            ),
+            click.option("--grep", metavar="REGEX", help="Regular expression on the command."),
+        ],
+    )
+
+
+def output_options(formats: Sequence[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--output FORMAT``, ``-o FILE``, ``--json``, ``--display-tz``, ``-q``, ``-v``."""
+
+    def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+        return _decorate(
+            function,
+            [
+                click.option(
+                    "--output",
+                    "output_format",
+                    type=click.Choice(list(formats)),
+                    help="Row format (default: a table on a terminal, or as -o's extension).",
+                ),
+                click.option(
+                    "-o",
+                    "--out",
+                    "out_path",
+                    type=click.Path(dir_okay=False),
+                    help="Write the rows to this file (atomically) instead of stdout.",
+                ),
+                common_options,
+            ],
+        )
+
+    return wrap
+
+
+def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``, ``--display-tz``, ``-q``, ``-v``."""
+    return _decorate(
+        function,
+        [
+            click.option(
+                "--json", "as_json", is_flag=True, help="Print one JSON document for scripts."
+            ),
+            click.option(
+                "--display-tz",
+                metavar="ZONE",
+                help="Show times in this zone (IANA name or +08:00); default UTC.",
+            ),
+            click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors."),
+            click.option(
+                "-v", "--verbose", is_flag=True, help="Details on stderr (timings, cache)."
+            ),
+        ],
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _analysis_values(
+    given: dict[str, Any], case: Case, *, offset_auto: bool = False
+) -> dict[str, Any]:
+    """Each analysis option: as given on the command line, else the case's, else the built-in."""
+    values: dict[str, Any] = {}
+    stored = case.analysis_defaults
+    for key, builtin in BUILTIN_DEFAULTS.items():
+        value = given.get(key)
+        if value in (None, ()):
+            value = stored.get(key, builtin)
+        values[key] = tuple(value) if isinstance(value, list) else value
+    if offset_auto and not values["offset"]:
+        values["offset"] = ("auto",)
+    return values
+
+
+def _analyse(
+    case_path: str,
+    given: dict[str, Any],
+    err: Console,
+    *,
+    quiet: bool,
+    verbose: bool,
+    offset_auto: bool = False,
+) -> CaseResult:
+    """Open the case and analyse it with the options given (falling back on the case's)."""
+    no_cache = bool(given.pop("no_cache", False))
+    case = open_case(case_path)
+    kinds = case.kinds()
+    if "network" not in kinds:
+        raise CorrelateError("no firewall or flow log in the case; nothing to attribute")
+    if "agent" not in kinds:
+        raise CorrelateError("no agent trajectory in the case; nothing to attribute violations to")
+    values = _analysis_values(given, case, offset_auto=offset_auto)
+    options = _run_options(
+        before=values["before"],
+        after=values["after"],
+        gap=values["gap"],
+        tz=(),
+        epoch_unit="auto",
+        internal_cidr=values["internal_cidr"],
+        actions=values["actions"],
+        unmapped=values["unmapped"],
+        formats=(),
+        strict=False,
+        offset=values["offset"],
+        rules=values["rules"],
+    )
+    started = time.perf_counter()
+    with _working(err, quiet, "analysing the case"):
+        result = case.analyse(options, cache=not no_cache)
+    if verbose and not quiet:
+        source = "read from the case's cache" if result.cached else "computed"
+        err.print(
+            f"{inert(case_path)}: {len(case.inputs)} inputs; analysis {source} in "
+            f"{time.perf_counter() - started:.3f}s; options: "
+            + inert(json.dumps({k: v for k, v in values.items() if v not in (None, ())})),
+            markup=False,
+        )
+    return result
+
+
+def _zone(name: str | None) -> tzinfo:
+    return display_zone(name)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True, default=str))
+
+
+def _row_format(output_format: str | None, out_path: str | None, default: str = "table") -> str:
+    if output_format:
+        return output_format
+    if out_path:
+        suffix = Path(out_path).suffix.lower().lstrip(".")
+        if suffix in ROW_FORMATS[1:]:
+            return suffix
+        raise OptionError(f"-o {out_path}: say which format with --output (csv, jsonl or parquet)")
+    return default
+
+
+def _emit(
+    table: pa.Table,
+    fmt: str,
+    out_path: str | None,
+    zone: tzinfo,
+    renderable: Callable[[], RenderableType],
+    metadata: dict[str, str],
+    text: Callable[[], str] | None = None,
+) -> None:
+    """Rows to stdout or a file, as a table, text, CSV, JSON lines or Parquet."""
+    terminal = sys.stdout.isatty() and out_path is None
+    if fmt in ("table", "text"):
+        if out_path:
+            raise OptionError(
+                f"--output {fmt} goes to the screen; use csv, jsonl or parquet with -o"
+            )
+        if fmt == "text" and text is not None:
+            click.echo(text(), nl=False)
+        else:
+            _stdout_console().print(renderable())
+        return
+    if fmt == "parquet":
+        if out_path:
+            write_table(table, Path(out_path), metadata)
+            return
+        if terminal:
+            raise OptionError("Parquet is binary: give -o FILE or pipe the output")
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        buffer = io.BytesIO()
+        pq.write_table(table.replace_schema_metadata(merged), buffer, compression="zstd")
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+        return
+    body = table_csv(table, zone, terminal=terminal) if fmt == "csv" else table_jsonl(table, zone)
+    if out_path:
+        with atomic_path(out_path) as tmp:
+            tmp.write_bytes(body.encode("utf-8"))
+    else:
+        click.echo(body, nl=False)
+
+
+def _metadata(result: CaseResult, table: str, filters: Filters) -> dict[str, str]:
+    return {
+        "correlate.table": table,
+        "correlate.provenance": json.dumps(result.provenance(), sort_keys=True, ensure_ascii=False),
+        "correlate.filters": json.dumps(filters.describe(), sort_keys=True, ensure_ascii=False),
+    }
+
+
+def _filters(values: dict[str, Any], zone: tzinfo) -> Filters:
+    return Filters.build(
+        dst=values.pop("dst"),
+        src=values.pop("src"),
+        host=values.pop("host"),
+        run=values.pop("run"),
+        episode=values.pop("episode"),
+        tool=values.pop("tool"),
+        label=values.pop("label"),
+        since=values.pop("since"),
+        until=values.pop("until"),
+        min_confidence=values.pop("min_confidence"),
+        grep=values.pop("grep"),
+        zone=zone,
+    )
+
+
+def _plain(
+    rows: list[dict[str, Any]], zone: tzinfo, timestamps: Sequence[str]
+) -> list[dict[str, Any]]:
+    for row in rows:
+        for key in timestamps:
+            if key in row and row[key] is not None:
+                row[key] = format_time(row[key], zone)
+    return rows
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@click.command("ingest")
+@click.argument("case", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, type=click.Path())
+@analysis_options
+@click.option(
+    "--no-prepare",
+    is_flag=True,
+    help="Do not analyse after loading (the first query then analyses and caches).",
+)
+@common_options
+@click.pass_context
+def ingest_command(
+    ctx: click.Context,
+    case: str,
+    paths: tuple[str, ...],
+    inventory: tuple[str, ...],
+    no_prepare: bool,
+    as_json: bool,
+    display_tz: str | None,
+    quiet: bool,
+    verbose: bool,
+    **analysis: Any,
+) -> None:
+    """Load PATHS into the case directory CASE once (normalised Parquet plus a manifest).
+
+    Run it again to add files: inputs the case already holds (same SHA-256) are not read twice.
+    Analysis options given here (--offset, --before, ...) become the case's defaults.
+    """
+    err = _err()
+    if not paths and not inventory:
+        raise click.UsageError("give PATHS to ingest (or --inventory FILE)")
+    options = _run_options(**analysis)
+    given = {
+        key: analysis[key]
+        for key in ANALYSIS_DEFAULT_KEYS
+        if key in analysis
+        and ctx.get_parameter_source(key) is click.core.ParameterSource.COMMANDLINE
+        and analysis[key] not in (None, ())
+    }
+    with _errors_as_exit_codes(err):
+        _zone(display_tz)
+        started = time.perf_counter()
+        with _progress(err, not quiet) as progress:
+            report = ingest(
+                case,
+                paths,
+                options,
+                inventories=inventory,
+                analysis_defaults={
+                    k: list(v) if isinstance(v, tuple) else v for k, v in given.items()
+                },
+                progress=progress,
+            )
+        loaded_s = time.perf_counter() - started
+        if not quiet:
+            _announce(report, err)
+        if report.rejects:
+            err.print(
+                f"{len(report.rejects)} row(s) rejected (kept in CASE/rejects.jsonl):", markup=False
+            )
+            err.print(rejects_renderable(report.rejects))
+        prepared = None
+        if not no_prepare and (report.added or report.created):
+            prepared = _prepare(case, err, quiet)
+        if as_json:
+            summary = report.summary()
+            summary["prepared_s"] = prepared
+            _print_json(summary)
+            return
+        out = _stdout_console()
+        counts = report.counts
+        verb = "created" if report.created else ("updated" if report.added else "unchanged")
+        out.print(
+            f"{inert(case)}: {verb}; {len(report.added)} input(s) added, "
+            f"{len(report.already_present)} already present; {counts.get('network_events', 0)} "
+            f"network events, {counts.get('tool_calls', 0)} tool calls, "
+            f"{counts.get('identity_rows', 0)} identity rows, {counts.get('rejected', 0)} rejected",
+            markup=False,
+            highlight=False,
+        )
+        if verbose and not quiet:
+            err.print(f"loaded in {loaded_s:.2f}s", markup=False)
+
+
+def _announce(report: IngestReport, err: Console) -> None:
+    for f in report.added:
+        if f.format:
+            how = "forced" if f.forced else f"detected, score {f.score:.2f}"
+            err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
+        else:
+            err.print(f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}", markup=False)
+    for given, known in report.already_present:
+        same = "" if given == known else f" (as {inert(known)})"
+        err.print(f"{inert(given)}: already in the case{same}", markup=False, highlight=False)
+    for warning in report.warnings:
+        err.print(f"warning: {inert(warning)}", markup=False)
+
+
+def _prepare(case: str, err: Console, quiet: bool) -> float | None:
+    """Analyse once with the case's defaults (and aligned clocks for --by) to fill the cache."""
+    opened = open_case(case)
+    if not {"network", "agent"} <= opened.kinds():
+        return None
+    started = time.perf_counter()
+    with _working(err, quiet, "preparing the analysis for quick questions"):
+        _analyse(case, {}, err, quiet=True, verbose=False)
+        aligned = _analyse(case, {}, err, quiet=True, verbose=False, offset_auto=True)
+        aligned.statistics(999)
+    return round(time.perf_counter() - started, 3)
+
+
+@click.command("verify")
+@click.argument("case", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing when the case checks out.")
+def verify_command(case: str, as_json: bool, quiet: bool) -> None:
+    """Re-hash the case's files and the inputs still present; exit 1 on any mismatch."""
+    err = _err()
+    with _errors_as_exit_codes(err):
+        result = verify(case)
+    if as_json:
+        _print_json(result.summary())
+    else:
+        for problem in result.problems:
+            click.echo(inert(problem))
+        if result.ok and not quiet:
+            missing = (
+                f"; {len(result.missing_inputs)} input(s) not present, not checked"
+                if result.missing_inputs
+                else ""
+            )
+            click.echo(
+                f"{inert(case)}: OK, {result.checked_files} case files and "
+                f"{result.checked_inputs} inputs match the manifest{missing}"
+            )
+    if not result.ok:
+        sys.exit(EXIT_DATA)
+
+
+@click.command("findings")
+@click.argument("case", type=click.Path(file_okay=False))
+@filter_options
+@click.option(
+    "--by",
+    type=click.Choice(GROUP_KEYS),
+    help="One row per tool, run, episode, host, label or confidence, with association with chance.",
+)
+@click.option(
+    "--permutations",
+    default=999,
+    show_default=True,
+    type=click.IntRange(19, 100_000),
+    help="Circular shifts per episode for --by's statistics.",
+)
+@case_analysis_options
+@output_options(ROW_FORMATS)
+def findings_command(
+    case: str,
+    by: str | None,
+    permutations: int,
+    output_format: str | None,
+    out_path: str | None,
+    as_json: bool,
+    display_tz: str | None,
+    quiet: bool,
+    verbose: bool,
+    **values: Any,
+) -> None:
+    """One row per violation conversation of CASE, with its attributed call and confidence.
+
+    --by tool (run, episode, ...) groups them and adds the association with chance, on clocks
+    aligned as `correlate stats` aligns them (--offset auto unless an offset is given).
+    """
+    err = _err()
+    with _errors_as_exit_codes(err):
+        zone = _zone(display_tz)
+        filters = _filters(values, zone)
+        fmt = _row_format(output_format, out_path)
+        result = _analyse(
+            case, values, err, quiet=quiet, verbose=verbose, offset_auto=by is not None
+        )
+        findings = select_findings(result, filters)
+        if by:
+            with _working(err, quiet, f"association with chance ({permutations} shifts)"):
+                associations, _ = result.statistics(permutations)
+            groups = group_findings(findings, by, associations)
+            if as_json:
+                _print_json(
+                    {
+                        "case": case,
+                        "by": by,
+                        "filters": filters.describe(),
+                        "groups": _plain(plain_rows(groups), zone, ("first_ts", "last_ts")),
+                    }
+                )
+                return
+            _emit(
+                groups,
+                fmt,
+                out_path,
+                zone,
+                lambda: groups_table(groups),
+                _metadata(result, f"findings_by_{by}", filters),
+            )
+            return
+        if as_json:
+            rows = plain_rows(findings)
+            _print_json(
+                {
+                    "case": case,
+                    "filters": filters.describe(),
+                    "conversations": len(rows),
+                    "events": sum(int(r["event_count"]) for r in rows),
+                    "by_confidence": {
+                        c: sum(1 for r in rows if r["confidence"] == c) for c in CONFIDENCE_ORDER
+                    },
+                    "findings": _plain(rows, zone, ("first_ts", "last_ts")),
+                }
+            )
+            return
+        _emit(
+            findings,
+            fmt,
+            out_path,
+            zone,
+            lambda: findings_table(findings, zone),
+            _metadata(result, "findings", filters),
+        )
+        if not quiet and fmt == "table" and findings.num_rows == 0 and filters.active:
+            err.print("no conversation matches the filters", markup=False)
+
+
+@click.command("query")
+@click.argument("case", type=click.Path(file_okay=False))
+@filter_options
+@click.option(
+    "--candidates",
+    is_flag=True,
+    help="One row per (violation event, candidate call) pair instead of per event.",
+)
+@case_analysis_options
+@output_options(ROW_FORMATS)
+def query_command(
+    case: str,
+    candidates: bool,
+    output_format: str | None,
+    out_path: str | None,
+    as_json: bool,
+    display_tz: str | None,
+    quiet: bool,
+    verbose: bool,
+    **values: Any,
+) -> None:
+    """Violation events of CASE that match the filters, each with its attributed call.
+
+    One row per violation event: when, from where to where, its verdict and its conversation's
+    labels, the call it is attributed to (directly or inherited from its conversation), the lag,
+    the confidence, the command and how many candidate calls its window held.
+    """
+    err = _err()
+    with _errors_as_exit_codes(err):
+        zone = _zone(display_tz)
+        filters = _filters(values, zone)
+        fmt = _row_format(output_format, out_path)
+        result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        rows = select_events(result, filters, candidates=candidates)
+        if as_json:
+            plain = plain_rows(rows)
+            _print_json(
+                {
+                    "case": case,
+                    "filters": filters.describe(),
+                    "rows": len(plain),
+                    "conversations": sorted({r["conversation_id"] for r in plain}),
+                    "calls": sorted({r["call_id"] for r in plain if r["call_id"]}),
+                    "events": _plain(plain, zone, ("ts", "call_ts_start", "call_ts_end")),
+                }
+            )
+            return
+        _emit(
+            rows,
+            fmt,
+            out_path,
+            zone,
+            lambda: events_table(rows, zone),
+            _metadata(result, "query_candidates" if candidates else "query", filters),
+        )
+        if not quiet and fmt == "table" and rows.num_rows == 0 and filters.active:
+            err.print("no violation event matches the filters", markup=False)
+
+
+ANCHORS = ("first", "last")
+"""--since/--until keywords of ``timeline``: the first or last violation on the timeline."""
+
+
+def _anchor(value: str | None, rows: list[dict[str, Any]]) -> str | None:
+    """``first``/``last`` as the time of the first/last violation among ``rows`` (ISO, exact)."""
+    if value not in ANCHORS:
+        return value
+    times = [r["ts"] for r in rows if r["kind"] == "violation"]
+    if not times:
+        raise CorrelateError(f"--since/--until {value}: no violation on this timeline")
+    return format_time(min(times) if value == "first" else max(times))
+
+
+@click.command("timeline")
+@click.argument("case", type=click.Path(file_okay=False))
+@click.option("--episode", multiple=True, metavar="ID", help="Episode(s) to show (glob).")
+@click.option("--host", multiple=True, metavar="NAME", help="Sandbox/host(s) to show (glob).")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="ISO 8601, epoch, -DURATION before --until, or first/last (violation on the timeline).",
+)
+@click.option(
+    "--until",
+    metavar="TIME",
+    help="ISO 8601, epoch, +DURATION after --since, or first/last (violation on the timeline).",
+)
+@case_analysis_options
+@output_options(("table", "text", "csv", "jsonl", "parquet"))
+def timeline_command(
+    case: str,
+    episode: tuple[str, ...],
+    host: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    output_format: str | None,
+    out_path: str | None,
+    as_json: bool,
+    display_tz: str | None,
+    quiet: bool,
+    verbose: bool,
+    **values: Any,
+) -> None:
+    """Calls and violations of one episode or host interleaved in time, with attribution links.
+
+    Each violation says which call it is attributed to and its lag ("<- attributed to call X
+    (step 10), -3.2s"); each call how many violations are attributed to it. A table on a
+    terminal, plain lines when piped.
+    """
+    err = _err()
+    with _errors_as_exit_codes(err):
+        if not episode and not host:
+            raise OptionError("timeline needs --episode ID or --host NAME")
+        zone = _zone(display_tz)
+        default = "table" if sys.stdout.isatty() else "text"
+        fmt = _row_format(output_format, out_path, default)
+        result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        if {since, until} & set(ANCHORS):
+            everything = plain_rows(build_timeline(result, episode=episode, host=host))
+            since, until = (_anchor(v, everything) for v in (since, until))
+        filters = Filters.build(since=since, until=until, zone=zone)
+        rows = build_timeline(
+            result,
+            episode=episode,
+            host=host,
+            since_ns=filters.since_ns,
+            until_ns=filters.until_ns,
+        )
+        if as_json:
+            plain = plain_rows(rows)
+            _print_json(
+                {
+                    "case": case,
+                    "episode": list(episode),
+                    "host": list(host),
+                    "filters": filters.describe(),
+                    "calls": sum(1 for r in plain if r["kind"] == "call"),
+                    "violations": sum(1 for r in plain if r["kind"] == "violation"),
+                    "entries": _plain(plain, zone, ("ts", "ts_end")),
+                }
+            )
+            return
+        _emit(
+            rows,
+            fmt,
+            out_path,
+            zone,
+            lambda: timeline_table(rows, zone),
+            _metadata(result, "timeline", filters),
+            text=lambda: timeline_text(rows, zone),
+        )
+
+
+@click.command("export")
+@click.argument("case", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    required=True,
+    help="parquet (report with provenance), csv (spreadsheet-safe), jsonl, ocsf, timesketch.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Main output file; sibling tables and a provenance file are written beside it.",
+)
+@click.option(
+    "--permutations",
+    default=999,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Circular shifts per episode for the statistics table (0 skips it).",
+)
+@case_analysis_options
+@common_options
+def export_command(
+    case: str,
+    fmt: str,
+    out_path: str,
+    permutations: int,
+    as_json: bool,
+    display_tz: str | None,
+    quiet: bool,
+    verbose: bool,
+    **values: Any,
+) -> None:
+    """Export CASE's answer for other tools: Parquet, CSV, JSON lines, OCSF or Timesketch."""
+    err = _err()
+    with _errors_as_exit_codes(err):
+        zone = _zone(display_tz)
+        result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        with _working(err, quiet, f"writing {fmt}"):
+            written = export(result, fmt, out_path, permutations=permutations, zone=zone)
+        _report_written(written, as_json, quiet, err, fmt)
+
+
+def _report_written(
+    written: dict[str, Path], as_json: bool, quiet: bool, err: Console, fmt: str
+) -> None:
+    if as_json:
+        _print_json(
+            {
+                "format": fmt,
+                "files": {
+                    name: {
+                        "path": str(p),
+                        "bytes": p.stat().st_size,
+                        "sha256": sha256_file(p),
+                    }
+                    for name, p in written.items()
+                },
+            }
+        )
+    elif not quiet:
+        err.print("wrote: " + ", ".join(inert(str(p)) for p in written.values()), markup=False)
+
+
+@click.command("report")
+@click.argument("case", type=click.Path(file_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The HTML file to write (one self-contained file).",
+)
+@click.option("--title", default="correlate report", show_default=True, help="The report's title.")
+@click.option(
+    "--permutations",
+    default=999,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Circular shifts per episode for the statistics section (0 skips it).",
+)
+@case_analysis_options
+@common_options
+def report_command(
+    case: str,
+    out_path: str,
+    title: str,
+    permutations: int,
+    as_json: bool,
+    display_tz: str | None,
+    quiet: bool,
+    verbose: bool,
+    **values: Any,
+) -> None:
+    """Write a self-contained HTML report of CASE: summary, findings, timelines, statistics.
+
+    It opens offline (no external files, no script) and escapes all log text; a strict
+    Content-Security-Policy forbids scripts, network access and foreign styles.
+    """
+    err = _err()
+    with _errors_as_exit_codes(err):
+        zone = _zone(display_tz)
+        result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        with _working(err, quiet, "writing the report"):
+            path = write_html(result, out_path, title=title, permutations=permutations, zone=zone)
+        _report_written({"html": path}, as_json, quiet, err, "html")
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    ingest_command,
+    verify_command,
+    findings_command,
+    query_command,
+    timeline_command,
+    export_command,
+    report_command,
+)
+
+
+for _group in _PENDING:
+    register(_group)
+_PENDING.clear()
+
+__all__ = ["COMMANDS", "register"]

@@ -1,0 +1,311 @@
+"""Claude Code session transcripts: ``~/.claude/projects/<cwd>/<sessionId>.jsonl`` (and subagents).
+
+Claude Code has no published schema for these files; the shape below was read from real redacted
+sessions (marot/spotter ``test/fixtures/transcripts``, Claude Code 2.1.38/2.1.39), from Harbor's
+reader (``harbor/agents/installed/claude_code.py``, trajectory_formats.md §9.1) and checked against
+other public readers and fixtures (code search: "tool_result" "is_error" "Exit code"). Each line is
+one JSON object with ``type`` (user, assistant, system, summary, progress, file-history-snapshot,
+queue-operation, ...), ``sessionId``, ``uuid``/``parentUuid``, ``isSidechain``, ``cwd``,
+``gitBranch``, ``version`` and ``timestamp`` (ISO 8601 UTC with ``Z``). Assistant lines carry the
+Anthropic Messages API ``message`` (``model``, ``content[]``); a ``tool_use`` content block
+(``id``, ``name``, ``input``) is a tool call. The tool's answer is a ``tool_result`` block
+(``tool_use_id``, ``content`` as text or blocks, ``is_error``) on a later user line, which may also
+hold ``toolUseResult`` (Bash: ``stdout``, ``stderr``, ``interrupted``, ``backgroundTaskId``).
+
+One row per ``tool_use`` block:
+
+* ``call_id`` = the block's ``id`` (``toolu_...``); ``tool`` = ``name``; ``arguments`` = ``input``
+  as JSON; ``command`` = ``input.command`` (Bash); ``model`` = ``message.model``.
+* ``ts_start`` = the tool_use line's ``timestamp``, ``ts_end`` = the matching tool_result line's
+  (``ts_kind`` ``bracket``: the line times bound the execution; a wait for the user's permission is
+  inside the bracket). No tool_result in the file: ``ts_end`` is null and noted. A tool_result
+  stamped before its tool_use (clock or write order): end ignored, noted.
+* ``episode_id`` = ``sessionId``. ``run_id`` = ``agentId`` on subagent (sidechain) transcripts
+  (``<session>/subagents/agent-<id>.jsonl``, which carry the parent's ``sessionId``), so their calls
+  join the parent's episode but stay apart; null for the main agent.
+* ``output`` = the tool_result text (2,000 characters); ``is_error`` = its ``is_error`` (absent
+  means false, as in the Messages API); ``exit_code`` = N from an error result that starts
+  ``Exit code N`` (Bash); there is no structured exit code.
+* ``host``/``host_ip``: the transcript does not name the machine (``cwd`` and ``gitBranch`` are
+  project facts, not host identity, and are not mapped). Give them with ``--option
+  claude_code.host=NAME`` and ``--option claude_code.host_ip=IP``; with both, the file also yields
+  an identity row valid from its first call.
+
+Accounting (unit "records"): a line counts once, except that an assistant line with tool_use
+blocks counts as its blocks. Skipped (counted): other record types, assistant lines without tool_use, user lines with tool
+results (merged into their calls), duplicate tool_use ids, and tool uses the user rejected in the
+permission prompt (``toolUseResult`` "User rejected tool use": the tool never ran). Bash calls run
+in the background (``run_in_background`` or a ``backgroundTaskId``) get a note: the process may
+outlive ``ts_end``. Naive timestamps (never written by Claude Code) are read in UTC unless
+``--tz claude_code=ZONE``, noted. The same layout is used by iFlow CLI (§1.5, unverified).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..schema import TOOL_CALLS
+from ..sources import Source
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .generic import (
+    FirstSeen,
+    add_row,
+    command_from,
+    head_objects,
+    host_options,
+    iso_time,
+    truncate_output,
+)
+from .records import json_line_records
+
+name = "claude_code"
+kind = "agent"
+description = "Claude Code session transcripts (~/.claude/projects/*/<session>.jsonl, subagents)"
+
+OPTIONS = {
+    "host": "the machine the transcript was recorded on",
+    "host_ip": "its IP address (adds an identity row)",
+}
+"""``--option claude_code.KEY=VALUE`` settings."""
+
+RECORD_TYPES = (
+    "user",
+    "assistant",
+    "system",
+    "summary",
+    "progress",
+    "file-history-snapshot",
+    "queue-operation",
+)
+REJECTED_BY_USER = "tool use rejected by the user (never ran)"
+_EXIT_CODE = re.compile(r"^(?:Error: )?Exit code (-?\d{1,10})\b")
+_REJECTED_TEXT = "The user doesn't want to proceed with this tool use"
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: JSON lines with Claude Code's envelope (``type`` + ``sessionId`` + ``uuid``)."""
+    score = 0.0
+    for record in head_objects(head):
+        kind_ = record.get("type")
+        if (
+            kind_ in ("user", "assistant")
+            and isinstance(record.get("message"), dict)
+            and isinstance(record.get("sessionId"), str)
+            and "uuid" in record
+            and isinstance(record.get("timestamp"), str)
+        ):
+            return 0.95
+        if kind_ in RECORD_TYPES and (
+            ("sessionId" in record and ("uuid" in record or "leafUuid" in record))
+            or ("messageId" in record and "snapshot" in record)
+        ):
+            score = 0.9
+    return score
+
+
+@dataclass
+class _Call:
+    """A tool_use block waiting for (or matched with) its tool_result."""
+
+    line: int
+    call_id: str
+    tool: str
+    arguments: Any
+    ts_start: int
+    notes: list[str]
+    session: str | None
+    agent: str | None
+    model: str | None
+    background: bool = False
+    ts_end: int | None = None
+    answered: bool = False
+    output: str | None = None
+    is_error: bool | None = None
+    exit_code: int | None = None
+    rejected: bool = False
+    extra: list[str] = field(default_factory=list)
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read one transcript into ``tool_calls`` rows (and, with the host options, an identity row)."""
+    stats = LoadStats(path=source.display, format=name, kind=kind, unit="records")
+    sink = RejectSink(source, stats, options.strict)
+    zone = options.zone_for(name)
+    host, host_ip = host_options(options, name)
+    calls: dict[str, _Call] = {}
+    for line, record, raw in json_line_records(source, stats, sink):
+        record_type = record.get("type")
+        if not isinstance(record_type, str) or not record_type:
+            stats.read += 1
+            sink.reject(line, "no record type (not a Claude Code transcript line)", raw)
+            continue
+        message = record.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        uses = [b for b in blocks if b.get("type") == "tool_use"]
+        results = [b for b in blocks if b.get("type") == "tool_result"]
+        if record_type == "assistant" and uses:
+            _add_uses(uses, record, line, raw, zone, calls, stats, sink)
+            continue
+        stats.read += 1
+        if record_type == "user" and results:
+            stats.skipped["tool results (merged into their tool_use)"] += 1
+            _add_results(results, record, line, zone, calls, stats)
+        elif record_type == "assistant":
+            stats.skipped["assistant message without tool_use"] += 1
+        elif record_type in RECORD_TYPES:
+            stats.skipped[f"{record_type} record"] += 1
+        else:
+            stats.skipped["record of another type"] += 1
+    batch = Batcher(TOOL_CALLS)
+    hosts = FirstSeen(name, f"given by --option {name}.host_ip")
+    for call in calls.values():
+        if call.rejected:
+            stats.skipped[REJECTED_BY_USER] += 1
+            continue
+        row = _row(call, host, host_ip)
+        hosts.add(host, host_ip, call.ts_start, call.line)
+        add_row(batch, stats, row, source, name, call.line)
+    return LoadResult(
+        kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects, hosts=hosts.table(source)
+    )
+
+
+def _add_uses(
+    uses: list[dict[str, Any]],
+    record: dict[str, Any],
+    line: int,
+    raw: str,
+    zone: Any,
+    calls: dict[str, _Call],
+    stats: LoadStats,
+    sink: RejectSink,
+) -> None:
+    """Each tool_use block of an assistant line: a pending call, a duplicate, or a reject."""
+    message = record.get("message") or {}
+    for block in uses:
+        stats.read += 1
+        call_id = fields.text(block.get("id"))
+        if call_id is None:
+            sink.reject(line, "tool_use without an id", raw)
+            continue
+        tool = fields.text(block.get("name"))
+        if tool is None:
+            sink.reject(line, f"tool_use {call_id} without a name", raw)
+            continue
+        try:
+            ts_start, note = iso_time(record.get("timestamp"), "timestamp", zone)
+        except fields.RowError as exc:
+            sink.reject(line, f"tool_use {call_id}: {exc}", raw)
+            continue
+        if call_id in calls:
+            stats.skipped["duplicate tool_use id (first one kept)"] += 1
+            continue
+        arguments = block.get("input")
+        calls[call_id] = _Call(
+            line=line,
+            call_id=call_id,
+            tool=tool,
+            arguments=arguments,
+            ts_start=ts_start,
+            notes=[note] if note else [],
+            session=fields.text(record.get("sessionId")),
+            agent=fields.text(record.get("agentId")),
+            model=fields.text(message.get("model")),
+            background=isinstance(arguments, dict) and arguments.get("run_in_background") is True,
+        )
+
+
+def _add_results(
+    results: list[dict[str, Any]],
+    record: dict[str, Any],
+    line: int,
+    zone: Any,
+    calls: dict[str, _Call],
+    stats: LoadStats,
+) -> None:
+    """Match tool_result blocks to their calls: end time, output, error flag, exit code."""
+    # toolUseResult belongs to the line, so it is only unambiguous with one result on it.
+    extra = record.get("toolUseResult") if len(results) == 1 else None
+    for block in results:
+        call = calls.get(str(block.get("tool_use_id")))
+        if call is None:
+            stats.notes["tool_result without a matching tool_use in this file"] += 1
+            continue
+        if call.answered:
+            stats.notes["second tool_result for one tool_use (ignored)"] += 1
+            continue
+        call.answered = True
+        try:
+            ts_end, _ = iso_time(record.get("timestamp"), "timestamp", zone)
+        except fields.RowError:
+            call.extra.append(f"tool_result on line {line} has no valid timestamp: end unknown")
+        else:
+            if ts_end < call.ts_start:
+                call.extra.append("tool_result stamped before its tool_use: end ignored")
+            else:
+                call.ts_end = ts_end
+        text = _result_text(block.get("content"))
+        call.output = truncate_output(text)
+        flag = block.get("is_error")
+        call.is_error = flag if isinstance(flag, bool) else False
+        if call.is_error and text:
+            match = _EXIT_CODE.match(text)
+            if match:
+                call.exit_code = fields.integer(match.group(1), "exit code")
+        if extra == "User rejected tool use" or (
+            call.is_error and (text or "").startswith(_REJECTED_TEXT)
+        ):
+            call.rejected = True
+        if isinstance(extra, dict):
+            if extra.get("backgroundTaskId"):
+                call.background = True
+            if extra.get("interrupted") is True:
+                call.extra.append("interrupted by the user")
+
+
+def _result_text(content: Any) -> str | None:
+    """A tool_result's content as text: a string, or the text of its content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for item in content:
+            if isinstance(item, dict) and isinstance(item.get("text"), str):
+                parts.append(item["text"])
+            elif isinstance(item, dict) and item.get("type") == "image":
+                parts.append("[image]")
+        return "\n".join(parts)
+    return fields.text(content)
+
+
+def _row(call: _Call, host: str | None, host_ip: str | None) -> dict[str, Any]:
+    notes = list(call.notes)
+    if not call.answered:
+        notes.append("no tool_result in this file: end unknown")
+    notes.extend(call.extra)
+    if call.background:
+        notes.append("ran in the background: the process may outlive ts_end")
+    return {
+        "call_id": call.call_id,
+        "run_id": call.agent,
+        "episode_id": call.session,
+        "step": None,
+        "ts_start": call.ts_start,
+        "ts_end": call.ts_end,
+        "ts_kind": "bracket",
+        "tool": call.tool,
+        "command": command_from(call.arguments),
+        "arguments": fields.text(call.arguments),
+        "output": call.output,
+        "exit_code": call.exit_code,
+        "is_error": call.is_error,
+        "host": host,
+        "host_ip": host_ip,
+        "model": call.model,
+        "train_step": None,
+        "ts_note": "; ".join(notes) or None,
+    }

@@ -1,0 +1,332 @@
+"""Codex CLI rollout files: ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<local time>-<uuid>.jsonl``.
+
+Shape (trajectory_formats.md §9.2; checked against openai/codex ``codex-rs/protocol/src/models.rs``
+@ 001cb8e2 (``ResponseItem``), ``codex-rs/core/src/tools/mod.rs`` @ 019402a8 (output formats) and
+the public rollouts in OpenAgentsInc/openagents and madshn/localpush): every line is
+``{"timestamp": "<ISO 8601 UTC, ms, Z>", "type": ..., "payload": {...}}`` with ``type`` one of
+``session_meta`` (``payload.id`` = the session id, ``cwd``, ``originator``, ``cli_version``),
+``turn_context`` (``model``, ``cwd``, ``sandbox_policy``), ``response_item``, ``event_msg`` or
+``compacted``. Tool calls are ``response_item`` payloads of type ``function_call`` (``name``,
+``arguments`` as a JSON string, ``call_id``), ``custom_tool_call`` (``name``, free-form ``input``,
+e.g. ``apply_patch``) and ``local_shell_call`` (``action.command`` argv); their results are
+``function_call_output`` / ``custom_tool_call_output`` items with the same ``call_id``.
+
+One row per call: ``call_id``; ``tool`` = ``name`` (``local_shell`` for local_shell_call);
+``arguments`` = the arguments text as written (redacted or non-JSON text is kept as is);
+``command`` = ``cmd`` (exec_command), ``command`` as text (shell_command) or argv (shell, with a
+``bash -lc X`` wrapper reduced to ``X``); ``model`` = the latest ``turn_context.model``;
+``episode_id`` = ``session_meta.payload.id``, else the UUID at the end of the file name (noted);
+``run_id``/``step`` are not in the format (null). ``ts_start`` = the call line's ``timestamp``,
+``ts_end`` = its output line's (``ts_kind`` ``bracket``); no output in the file: end null, noted.
+
+Exit codes live inside the output text, in the shapes the Codex source writes:
+``{"output": ..., "metadata": {"exit_code": N, "duration_seconds": ...}}`` (structured),
+``Exit code: N`` / ``Wall time: ...`` / ``Output:`` (freeform) and, from ``exec_command``,
+``Chunk ID`` / ``Wall time`` / ``Process exited with code N`` / ``Output:`` - only the header
+above the first ``Output:`` line is searched, never the command's own output. ``Process running
+with session ID N`` means the process was still running when the output was written: noted, it may
+outlive ``ts_end``. ``is_error`` = exit code != 0, else ``success: false`` on an old-style output
+object, else null. ``output`` = the output text (2,000 characters).
+
+Skipped (counted): ``session_meta``, ``turn_context``, ``event_msg`` and ``compacted`` lines,
+outputs (merged into their calls), other response items (messages, reasoning, ...), duplicate
+call ids and ``web_search_call`` items (a hosted tool: the search runs on OpenAI's servers, not on
+the machine). The older rollout layout without per-line timestamps is not read (nothing to time).
+``host``/``host_ip`` are not in the file: give them with ``--option codex.host=NAME`` and
+``--option codex.host_ip=IP`` (with both, an identity row valid from the first call).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..schema import TOOL_CALLS
+from ..sources import Source
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .generic import (
+    FirstSeen,
+    add_row,
+    command_from,
+    head_objects,
+    host_options,
+    iso_time,
+    shell_text,
+    truncate_output,
+)
+from .records import json_line_records
+
+name = "codex"
+kind = "agent"
+description = "Codex CLI rollout JSONL (~/.codex/sessions/**/rollout-*.jsonl)"
+
+OPTIONS = {
+    "host": "the machine the rollout was recorded on",
+    "host_ip": "its IP address (adds an identity row)",
+}
+"""``--option codex.KEY=VALUE`` settings."""
+
+LINE_TYPES = ("session_meta", "turn_context", "response_item", "event_msg", "compacted")
+CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call")
+OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output")
+OTHER_ITEMS = ("message", "reasoning", "ghost_snapshot", "compaction", "compaction_summary")
+_SESSION_IN_NAME = re.compile(
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", re.IGNORECASE
+)
+_HEADER_LINE = re.compile(
+    r"^(Exit code: -?\d+|Process exited with code -?\d+|Process running with session ID \d+"
+    r"|Wall time: .*|Chunk ID: .*|Total output lines: .*|Original token count: .*)$"
+)
+_EXIT = re.compile(r"^(?:Exit code: |Process exited with code )(-?\d{1,10})$")
+_RUNNING = re.compile(r"^Process running with session ID (\d{1,20})$")
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: JSON lines of ``{timestamp, type, payload}`` with Codex line types."""
+    score = 0.0
+    for record in head_objects(head):
+        line_type = record.get("type")
+        if (
+            line_type in LINE_TYPES
+            and isinstance(record.get("payload"), dict)
+            and isinstance(record.get("timestamp"), str)
+        ):
+            if line_type == "session_meta":
+                return 0.95
+            score = 0.9
+    return score
+
+
+@dataclass
+class _Call:
+    """A call item waiting for (or matched with) its output."""
+
+    line: int
+    call_id: str
+    tool: str
+    arguments: str | None
+    command: str | None
+    ts_start: int
+    notes: list[str]
+    session: str | None
+    model: str | None
+    ts_end: int | None = None
+    answered: bool = False
+    output: str | None = None
+    exit_code: int | None = None
+    is_error: bool | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read one rollout into ``tool_calls`` rows (and, with the host options, an identity row)."""
+    stats = LoadStats(path=source.display, format=name, kind=kind, unit="lines")
+    sink = RejectSink(source, stats, options.strict)
+    zone = options.zone_for(name)
+    host, host_ip = host_options(options, name)
+    from_name = _SESSION_IN_NAME.search(source.name)
+    session: str | None = None
+    model: str | None = None
+    calls: dict[str, _Call] = {}
+    for line, record, raw in json_line_records(source, stats, sink):
+        stats.read += 1
+        line_type = record.get("type")
+        payload = record.get("payload")
+        if not isinstance(line_type, str) or not isinstance(payload, dict):
+            sink.reject(line, "not a Codex rollout line (needs a type and a payload object)", raw)
+            continue
+        if line_type == "session_meta":
+            stats.skipped["session_meta line"] += 1
+            session = (
+                session or fields.text(payload.get("id")) or fields.text(payload.get("session_id"))
+            )
+            continue
+        if line_type == "turn_context":
+            stats.skipped["turn_context line"] += 1
+            model = fields.text(payload.get("model")) or model
+            continue
+        if line_type != "response_item":
+            known = line_type in LINE_TYPES
+            stats.skipped[f"{line_type} line" if known else "line of another type"] += 1
+            continue
+        item_type = payload.get("type")
+        if item_type in CALL_TYPES:
+            note = None
+            episode = session
+            if episode is None and from_name:
+                episode = from_name.group(1).lower()
+                note = "session id from the file name (no session_meta line before the call)"
+            try:
+                call = _call(payload, str(item_type), record, zone, episode, model)
+            except fields.RowError as exc:
+                sink.reject(line, str(exc), raw)
+                continue
+            if call.call_id in calls:
+                stats.skipped["duplicate call_id (first one kept)"] += 1
+                continue
+            call.line = line
+            if note:
+                call.notes.append(note)
+            calls[call.call_id] = call
+        elif item_type in OUTPUT_TYPES:
+            stats.skipped["tool output (merged into its call)"] += 1
+            _answer(payload, record, line, zone, calls, stats)
+        elif item_type == "web_search_call":
+            stats.skipped["web_search_call (hosted tool: runs on OpenAI's servers)"] += 1
+        elif item_type in OTHER_ITEMS:
+            stats.skipped[f"response_item {item_type}"] += 1
+        else:
+            stats.skipped["response_item of another type"] += 1
+    batch = Batcher(TOOL_CALLS)
+    hosts = FirstSeen(name, f"given by --option {name}.host_ip")
+    for call in calls.values():
+        hosts.add(host, host_ip, call.ts_start, call.line)
+        add_row(batch, stats, _row(call, host, host_ip), source, name, call.line)
+    return LoadResult(
+        kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects, hosts=hosts.table(source)
+    )
+
+
+def _call(
+    payload: dict[str, Any],
+    item_type: str,
+    record: dict[str, Any],
+    zone: Any,
+    session: str | None,
+    model: str | None,
+) -> _Call:
+    """A call item as a pending call; RowError when it cannot be timed or matched."""
+    call_id = fields.text(payload.get("call_id"))
+    if call_id is None and item_type == "local_shell_call":
+        call_id = fields.text(payload.get("id"))
+    if call_id is None:
+        raise fields.RowError(f"{item_type} without a call_id")
+    tool: str | None
+    if item_type == "local_shell_call":
+        action = payload.get("action")
+        argv = action.get("command") if isinstance(action, dict) else None
+        tool, arguments, command = "local_shell", fields.text(action), shell_text(argv)
+    else:
+        tool = fields.text(payload.get("name"))
+        if tool is None:
+            raise fields.RowError(f"{item_type} {call_id} without a name")
+        raw_arguments = payload.get("arguments" if item_type == "function_call" else "input")
+        arguments = raw_arguments if isinstance(raw_arguments, str) else fields.text(raw_arguments)
+        command = command_from(raw_arguments) if item_type == "function_call" else None
+    ts_start, note = iso_time(record.get("timestamp"), f"{item_type} {call_id}: timestamp", zone)
+    return _Call(
+        line=0,
+        call_id=call_id,
+        tool=tool or "local_shell",
+        arguments=arguments if arguments and arguments.strip() else None,
+        command=command,
+        ts_start=ts_start,
+        notes=[note] if note else [],
+        session=session,
+        model=model,
+    )
+
+
+def _answer(
+    payload: dict[str, Any],
+    record: dict[str, Any],
+    line: int,
+    zone: Any,
+    calls: dict[str, _Call],
+    stats: LoadStats,
+) -> None:
+    """Match an output item to its call: end time, output text, exit code, error flag."""
+    call = calls.get(str(payload.get("call_id")))
+    if call is None:
+        stats.notes["tool output without a matching call in this file"] += 1
+        return
+    if call.answered:
+        stats.notes["second output for one call (ignored)"] += 1
+        return
+    call.answered = True
+    try:
+        ts_end, _ = iso_time(record.get("timestamp"), "timestamp", zone)
+    except fields.RowError:
+        call.extra.append(f"output on line {line} has no valid timestamp: end unknown")
+    else:
+        if ts_end < call.ts_start:
+            call.extra.append("output stamped before its call: end ignored")
+        else:
+            call.ts_end = ts_end
+    text, exit_code, failed, running = parse_output(payload.get("output"))
+    call.output = truncate_output(text)
+    call.exit_code = exit_code
+    call.is_error = exit_code != 0 if exit_code is not None else failed
+    if running is not None:
+        call.extra.append(
+            f"process still running when the output was written (session {running}): "
+            "it may outlive ts_end"
+        )
+
+
+def parse_output(value: Any) -> tuple[str | None, int | None, bool | None, str | None]:
+    """An output payload as (text, exit code, failed flag, running session id)."""
+    failed = None
+    if isinstance(value, dict):  # the old {content, success} payload
+        success = value.get("success")
+        failed = (not success) if isinstance(success, bool) else None
+        value = value.get("content")
+    if isinstance(value, list):  # content items: [{"type": "input_text", "text": ...}, ...]
+        value = "\n".join(
+            item["text"]
+            for item in value
+            if isinstance(item, dict) and isinstance(item.get("text"), str)
+        )
+    if not isinstance(value, str):
+        return fields.text(value), None, failed, None
+    if value.lstrip().startswith("{"):
+        try:
+            document = json.loads(value)
+        except (ValueError, RecursionError):
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("metadata"), dict):
+            code = document["metadata"].get("exit_code")
+            exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+            return fields.text(document.get("output")), exit_code, failed, None
+    exit_code, running = None, None
+    lines = value.split("\n")
+    header = lines[: lines.index("Output:")] if "Output:" in lines else lines[:1]
+    if all(_HEADER_LINE.match(h) for h in header):
+        for item in header:
+            match = _EXIT.match(item)
+            if match:
+                exit_code = int(match.group(1))
+            match = _RUNNING.match(item)
+            if match:
+                running = match.group(1)
+    return value, exit_code, failed, running
+
+
+def _row(call: _Call, host: str | None, host_ip: str | None) -> dict[str, Any]:
+    notes = list(call.notes)
+    if not call.answered:
+        notes.append("no output in this file: end unknown")
+    notes.extend(call.extra)
+    return {
+        "call_id": call.call_id,
+        "run_id": None,
+        "episode_id": call.session,
+        "step": None,
+        "ts_start": call.ts_start,
+        "ts_end": call.ts_end,
+        "ts_kind": "bracket",
+        "tool": call.tool,
+        "command": call.command,
+        "arguments": call.arguments,
+        "output": call.output,
+        "exit_code": call.exit_code,
+        "is_error": call.is_error,
+        "host": host,
+        "host_ip": host_ip,
+        "model": call.model,
+        "train_step": None,
+        "ts_note": "; ".join(notes) or None,
+    }

@@ -1,0 +1,388 @@
+"""Gemini CLI chat recordings: ``~/.gemini/tmp/<projectHash>/chats/session-*.jsonl`` (and ``.json``).
+
+Read from google-gemini/gemini-cli source (Apache-2.0), no public session file having been found:
+``packages/core/src/services/chatRecordingTypes.ts`` @ 04741d1d and ``chatRecordingService.ts``
+@ 016443b5 (the file layout), ``packages/core/src/core/geminiChat.ts`` @ 02a69c40
+(``recordCompletedToolCalls``) and ``packages/core/src/tools/shell.ts`` @ 002a57ef (shell output).
+
+The JSONL file starts with a metadata line ``{sessionId, projectHash, startTime, lastUpdated, kind,
+directories}``; then every change appends a whole record: a MessageRecord (``id``, ``timestamp``,
+``type`` user/gemini/info/error/warning, ``content``; gemini messages add ``toolCalls[]``,
+``thoughts[]`` (each with a ``timestamp``), ``tokens``, ``model``), ``{"$set": {...}}`` metadata
+updates (``lastUpdated``, ``sessionId``, sometimes all ``messages``) or ``{"$rewindTo": id}``. A
+message is appended again whenever it changes, so the last record of an id wins (as Gemini CLI's own
+loader does). The legacy format is one JSON document ``{sessionId, ..., messages: [...]}``
+(``session-*.json``); it is read the same way, record numbers being the 1-based message index.
+
+A ToolCallRecord (``id``, ``name``, ``args``, ``result`` = Gemini ``functionResponse`` parts,
+``status`` success/error/cancelled, ``timestamp``, ``agentId``, ``resultDisplay``) gives one row:
+
+* ``source_line`` = the line of the call's last record (a message index in a legacy document).
+* ``call_id`` = ``id``; ``tool`` = ``name``; ``arguments`` = ``args`` as JSON; ``command`` =
+  ``args.command`` (run_shell_command); ``model`` = the message's ``model``; ``episode_id`` = the
+  ``sessionId`` in force; ``run_id`` = ``agentId`` when set. A subagent recording (metadata
+  ``kind: "subagent"``, stored as ``chats/<parent session id>/<session id>.jsonl``) gets
+  ``run_id`` = its own session id and ``episode_id`` = the parent folder's name.
+* Time: the record's ``timestamp`` is taken when the *completed* calls are recorded
+  (``recordCompletedToolCalls``: ``new Date().toISOString()``), so it is ``ts_end``. ``ts_start`` is
+  the latest time written before the call's first record - earlier lines (messages, thoughts,
+  earlier tool calls, ``lastUpdated``), its message's own ``timestamp`` and thoughts when earlier -
+  a lower bound on when the tool started (``ts_kind`` ``bracket``). With nothing earlier,
+  ``ts_start`` = ``ts_end``, ``ts_kind`` ``inferred``, noted.
+* ``output`` = the function response's ``output`` (or ``error``) text, else ``resultDisplay``
+  (2,000 characters). ``exit_code`` = N from the shell tool's last ``Exit Code: N`` line (it writes
+  one only for non-zero codes, so a zero exit is null). ``is_error`` = exit code != 0, else
+  ``status`` error/success; a cancelled call is null and noted. ``Command moved to background`` or
+  ``Background PIDs:``: noted, the process may outlive ``ts_end``.
+
+Accounting (unit "records"): a line counts once, except that a line holding tool calls counts as
+its tool-call entries. Skipped (counted): metadata lines and updates, ``$rewindTo`` markers, messages without tool calls,
+and earlier records of a tool call that a later record replaced. Calls of messages later removed by
+``$rewindTo`` are kept (they ran) and counted in the file's notes. Times are ISO 8601 UTC (``Z``);
+naive ones are read in UTC unless ``--tz gemini_cli=ZONE``, noted. ``host``/``host_ip`` are not in
+the file: ``--option gemini_cli.host=NAME`` and ``--option gemini_cli.host_ip=IP`` (with both, an
+identity row valid from the first call).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..schema import TOOL_CALLS
+from ..sources import Source
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .generic import (
+    FirstSeen,
+    add_row,
+    command_from,
+    head_objects,
+    host_options,
+    iso_time,
+    truncate_output,
+)
+from .records import first_line, json_documents
+
+name = "gemini_cli"
+kind = "agent"
+description = "Gemini CLI chat recordings (~/.gemini/tmp/<hash>/chats/session-*.jsonl or .json)"
+
+OPTIONS = {
+    "host": "the machine the session was recorded on",
+    "host_ip": "its IP address (adds an identity row)",
+}
+"""``--option gemini_cli.KEY=VALUE`` settings."""
+
+MESSAGE_TYPES = ("user", "gemini", "info", "error", "warning")
+REWOUND = "tool calls of messages removed by a later $rewindTo (kept: they ran)"
+SUPERSEDED = "earlier record of a tool call replaced by a later one"
+_EXIT = re.compile(r"^Exit Code: (-?\d{1,10})$", re.MULTILINE)
+_BACKGROUND = re.compile(r"^(Command moved to background \(PID: \d+\)|Background PIDs: )", re.M)
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: the session metadata line/document, or Gemini CLI message records."""
+    score = 0.0
+    for record in head_objects(head):
+        if isinstance(record.get("sessionId"), str) and isinstance(record.get("projectHash"), str):
+            return 0.95
+        if (
+            isinstance(record.get("id"), str)
+            and isinstance(record.get("timestamp"), str)
+            and "content" in record
+            and record.get("type") in MESSAGE_TYPES
+        ):
+            score = max(score, 0.9 if record.get("type") == "gemini" else 0.6)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:8192]
+    # The legacy document, pretty-printed or on one line longer than the head.
+    legacy = b'"sessionId"' in text and b'"projectHash"' in text and b'"messages"' in head
+    if score == 0.0 and text.startswith(b"{") and legacy:
+        return 0.9
+    return score
+
+
+@dataclass
+class _Tool:
+    """The latest record of one tool call and what was known when it first appeared."""
+
+    line: int
+    record: dict[str, Any]
+    ts_end: int
+    notes: list[str]
+    bound: int | None
+    message_id: str | None
+    model: str | None
+    session: str | None
+
+
+class _Reader:
+    """State while reading one recording: times seen so far, tool calls, message order."""
+
+    def __init__(self, source: Source, options: LoadOptions) -> None:
+        self.source = source
+        self.stats = LoadStats(path=source.display, format=name, kind=kind, unit="records")
+        self.sink = RejectSink(source, self.stats, options.strict)
+        self.zone = options.zone_for(name)
+        self.watermark: int | None = None
+        """The latest time written on earlier records: a lower bound for later tool starts."""
+        self.pending: list[int] = []
+        self.tools: dict[str, _Tool] = {}
+        self.messages: list[str] = []
+        self.message_tools: dict[str, set[str]] = {}
+        self.rewound: set[str] = set()
+        self.session: str | None = None
+        self.subagent = False
+
+    def time(self, value: Any) -> int | None:
+        """A time written in the file, remembered as an event; None when unreadable."""
+        try:
+            ns, _ = iso_time(value, "timestamp", self.zone)
+        except fields.RowError:
+            return None
+        self.pending.append(ns)
+        return ns
+
+    def settle(self) -> None:
+        """End of a record: its times become a lower bound for what comes next."""
+        if self.pending:
+            latest = max(self.pending)
+            self.watermark = latest if self.watermark is None else max(self.watermark, latest)
+            self.pending.clear()
+
+    def metadata(self, record: dict[str, Any]) -> None:
+        self.session = fields.text(record.get("sessionId")) or self.session
+        if record.get("kind") == "subagent":
+            self.subagent = True
+        for key in ("startTime", "lastUpdated"):
+            self.time(record.get(key))
+
+    def message(self, msg: dict[str, Any], line: int, raw: str, plain: bool) -> int:
+        """One message record; returns how many tool-call entries it held (each counted read)."""
+        msg_id = fields.text(msg.get("id"))
+        if msg_id and msg_id not in self.message_tools:
+            self.messages.append(msg_id)
+            self.message_tools[msg_id] = set()
+        msg_ts = self.time(msg.get("timestamp"))
+        thoughts = msg.get("thoughts")
+        thought_times = (
+            [
+                t
+                for t in (self.time(x.get("timestamp")) for x in thoughts if isinstance(x, dict))
+                if t is not None
+            ]
+            if isinstance(thoughts, list)
+            else []
+        )
+        calls = msg.get("toolCalls") if msg.get("type") == "gemini" else None
+        if calls is None or calls == []:
+            if plain:
+                self.stats.read += 1
+                kind_ = msg.get("type")
+                label = f"{kind_} message" if kind_ in MESSAGE_TYPES else "message of another type"
+                self.stats.skipped[f"{label} without tool calls"] += 1
+            return 0
+        if not isinstance(calls, list):
+            self.stats.read += 1
+            self.sink.reject(line, "toolCalls is not a list", raw)
+            return 1
+        for entry in calls:
+            self.stats.read += 1
+            try:
+                self.tool(entry, msg, msg_id, msg_ts, thought_times, line)
+            except fields.RowError as exc:
+                self.sink.reject(line, str(exc), raw)
+        return len(calls)
+
+    def tool(
+        self,
+        entry: Any,
+        msg: dict[str, Any],
+        msg_id: str | None,
+        msg_ts: int | None,
+        thought_times: list[int],
+        line: int,
+    ) -> None:
+        """One ToolCallRecord: a new call, or a newer record replacing an earlier one."""
+        if not isinstance(entry, dict):
+            raise fields.RowError(f"tool call entry is not an object but {type(entry).__name__}")
+        call_id = fields.text(entry.get("id"))
+        if call_id is None:
+            raise fields.RowError("tool call without an id")
+        if fields.text(entry.get("name")) is None:
+            raise fields.RowError(f"tool call {call_id} without a name")
+        ts_end, note = iso_time(
+            entry.get("timestamp"), f"tool call {call_id}: timestamp", self.zone
+        )
+        self.pending.append(ts_end)
+        previous = self.tools.get(call_id)
+        if previous is not None:
+            self.stats.skipped[SUPERSEDED] += 1
+            bound = previous.bound
+        else:
+            earlier = [t for t in (self.watermark, msg_ts, *thought_times) if t is not None]
+            bound = max((t for t in earlier if t < ts_end), default=None)
+        self.tools[call_id] = _Tool(
+            line=line,
+            record=entry,
+            ts_end=ts_end,
+            notes=[note] if note else [],
+            bound=bound if bound is None or bound < ts_end else None,
+            message_id=msg_id,
+            model=fields.text(msg.get("model")),
+            session=self.session,
+        )
+        if msg_id:
+            self.message_tools.setdefault(msg_id, set()).add(call_id)
+
+    def rewind(self, target: Any) -> None:
+        """``$rewindTo``: the messages from ``target`` on leave the conversation (all if unknown)."""
+        index = self.messages.index(target) if target in self.messages else 0
+        for msg_id in self.messages[index:]:
+            self.rewound.update(self.message_tools.get(msg_id, ()))
+        del self.messages[index:]
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read one chat recording into ``tool_calls`` rows (and, with the host options, an identity row)."""
+    state = _Reader(source, options)
+    stats, sink = state.stats, state.sink
+    host, host_ip = host_options(options, name)
+    legacy_document = not first_line(source.head()).endswith(b"}")
+    for line, record, raw in json_documents(source, stats, sink):
+        if isinstance(record.get("messages"), list) and "projectHash" in record:
+            state.metadata(record)
+            stats.read += 1
+            stats.skipped["session metadata"] += 1
+            state.settle()
+            for index, msg in enumerate(record["messages"], start=1):
+                number = index if legacy_document else line
+                if isinstance(msg, dict):
+                    state.message(msg, number, json.dumps(msg, ensure_ascii=False)[:4096], True)
+                else:
+                    stats.read += 1
+                    sink.reject(number, "message is not an object", json.dumps(msg)[:4096])
+                state.settle()
+            continue
+        if "$rewindTo" in record:
+            stats.read += 1
+            stats.skipped["$rewindTo marker"] += 1
+            state.rewind(record.get("$rewindTo"))
+        elif "$set" in record:
+            update = record["$set"]
+            if not isinstance(update, dict):
+                stats.read += 1
+                sink.reject(line, "$set is not an object", raw)
+                continue
+            state.metadata(update)
+            messages = update.get("messages")
+            held = 0
+            for msg in messages if isinstance(messages, list) else []:
+                if isinstance(msg, dict):
+                    held += state.message(msg, line, raw, False)
+            if not held:
+                stats.read += 1
+                stats.skipped["metadata update ($set)"] += 1
+        elif isinstance(record.get("id"), str):
+            state.message(record, line, raw, True)
+        elif isinstance(record.get("sessionId"), str) and "projectHash" in record:
+            stats.read += 1
+            stats.skipped["session metadata"] += 1
+            state.metadata(record)
+        else:
+            stats.read += 1
+            sink.reject(line, "not a Gemini CLI record (no id, sessionId, $set or $rewindTo)", raw)
+        state.settle()
+    batch = Batcher(TOOL_CALLS)
+    hosts = FirstSeen(name, f"given by --option {name}.host_ip")
+    parent = source.path.parent.name
+    for call_id, tool in state.tools.items():
+        row = _row(call_id, tool, state, parent, host, host_ip)
+        if call_id in state.rewound:
+            stats.notes[REWOUND] += 1
+        hosts.add(host, host_ip, row["ts_start"], tool.line)
+        add_row(batch, stats, row, source, name, tool.line)
+    return LoadResult(
+        kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects, hosts=hosts.table(source)
+    )
+
+
+def _result_text(result: Any) -> str | None:
+    """The text of a tool's function response parts (``output``, else ``error``, else the JSON)."""
+    parts = result if isinstance(result, list) else [result] if isinstance(result, dict) else []
+    texts = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        response = (part.get("functionResponse") or {}).get("response")
+        if isinstance(response, dict):
+            for key in ("output", "error"):
+                if isinstance(response.get(key), str):
+                    texts.append(response[key])
+                    break
+            else:
+                texts.append(json.dumps(response, ensure_ascii=False, sort_keys=True))
+        elif isinstance(part.get("text"), str):
+            texts.append(part["text"])
+    return "\n".join(texts) if texts else None
+
+
+def _row(
+    call_id: str,
+    tool: _Tool,
+    state: _Reader,
+    parent: str,
+    host: str | None,
+    host_ip: str | None,
+) -> dict[str, Any]:
+    entry = tool.record
+    notes = list(tool.notes)
+    if tool.bound is None:
+        notes.append(
+            "no earlier record: start unknown, ts_start = when the completed call was recorded"
+        )
+    text = _result_text(entry.get("result"))
+    if text is None and isinstance(entry.get("resultDisplay"), str):
+        text = entry["resultDisplay"]
+    exit_codes = _EXIT.findall(text or "")
+    exit_code = int(exit_codes[-1]) if exit_codes else None
+    status = entry.get("status")
+    if exit_code is not None:
+        is_error: bool | None = exit_code != 0
+    else:
+        is_error = (
+            {"error": True, "success": False}.get(status) if isinstance(status, str) else None
+        )
+    if status == "cancelled":
+        notes.append("cancelled: it may not have run to the end")
+    if text and _BACKGROUND.search(text):
+        notes.append("ran in the background: the process may outlive ts_end")
+    run_id = fields.text(entry.get("agentId"))
+    episode = tool.session
+    if state.subagent:
+        run_id = run_id or tool.session
+        if parent and parent != "chats":
+            episode = parent
+    arguments = entry.get("args")
+    return {
+        "call_id": call_id,
+        "run_id": run_id,
+        "episode_id": episode,
+        "step": None,
+        "ts_start": tool.bound if tool.bound is not None else tool.ts_end,
+        "ts_end": tool.ts_end,
+        "ts_kind": "bracket" if tool.bound is not None else "inferred",
+        "tool": fields.text(entry.get("name")),
+        "command": command_from(arguments),
+        "arguments": fields.text(arguments),
+        "output": truncate_output(text),
+        "exit_code": exit_code,
+        "is_error": is_error,
+        "host": host,
+        "host_ip": host_ip,
+        "model": tool.model,
+        "train_step": None,
+        "ts_note": "; ".join(notes) or None,
+    }

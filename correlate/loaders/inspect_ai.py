@@ -1,0 +1,552 @@
+"""Inspect AI eval logs (UK AISI): ``.eval`` zip archives and ``.json`` logs; one row per tool call.
+
+Layout (read in UKGovernmentBEIS/inspect_ai ``src/inspect_ai/log/_recorders/eval.py`` and
+``log/_log.py``): a ``.json`` log is one ``EvalLog`` object (``version``, ``status``, ``eval``
+spec, ``plan``, ``stats``, ``samples[]``); an ``.eval`` file is a zip with ``header.json`` (the
+log without samples, written at the end), ``_journal/start.json`` (``{version, eval, plan}``,
+written first, so it stands in while a run is still going) and one ``samples/<id>_epoch_<n>.json``
+member per sample (a re-written sample is a second member of the same name: the last one wins).
+Older archives name the start member ``start.json``.
+
+Events (``src/inspect_ai/event/_base.py``, ``_tool.py``, ``_sandbox.py``): every event has
+``timestamp`` (ISO 8601 with an offset; old logs carry the machine's local offset, new ones UTC;
+naive ones are read as UTC, which is what Inspect's ``UtcDatetime`` does) and ``span_id``.
+
+* ``ToolEvent`` (``event: "tool"``) is one row: ``id`` → ``call_id``, ``function`` → ``tool``,
+  ``arguments`` → ``arguments`` (JSON) and ``command`` (the ``cmd`` of ``bash``, ``code`` of
+  ``python``, ``input`` of ``bash_session``), ``timestamp`` → ``ts_start``, ``completed`` →
+  ``ts_end`` (ts_kind ``exact``), ``result`` → ``output`` (first 2000 characters), ``error`` /
+  ``failed`` → ``is_error``.
+* ``SandboxEvent`` with ``action: "exec"`` (``cmd``, ``result`` = exit code, ``timestamp``,
+  ``completed``) is a detail of the tool call it ran inside, not a row of its own: Inspect emits
+  a tool call as ``span_begin(type "tool", name = function, parent_id = the ToolEvent's
+  span_id)``, the ``ToolEvent``, then the call's nested events carrying the tool span's id (and
+  logs before spans nested them in the ToolEvent's own ``events`` list). When exactly one exec
+  ran inside the call, its ``result`` becomes the row's ``exit_code``; with several (the web
+  browser tool runs a helper two to four times) the exit code is left empty and the file's notes
+  count it. An exec outside every tool call (solver set-up, scorers) still ran in the sandbox, so
+  it is a row of its own with ``tool`` = ``sandbox_exec`` and ``call_id`` = the event's ``uuid``.
+* Strings over 100 characters in event fields (a long ``cmd`` included) are stored as
+  ``attachment://<hash>`` (``tc://`` in 2024 logs) and resolved here from the sample's
+  ``attachments`` (or ``transcript.content``), as ``log/_condense.py`` does.
+
+Identity: ``run_id`` = ``eval.eval_id`` (unique per task log; ``eval.run_id`` in logs before
+eval_id existed), ``episode_id`` = ``<sample id>#<epoch>``, ``step`` = the number of model
+calls so far in the sample (tool calls answering one model response share a step), ``model`` =
+``eval.model``. ``host`` stays empty: a log names only the sandbox type (``eval.sandbox``), not
+the container (Docker's ``inspect-<task>-i<id>`` project name is never written), so these calls
+can only be joined by time (``--unmapped time``). No ``--option`` keys; ``--tz inspect_ai=ZONE``
+applies to naive timestamps only.
+
+Records are events: ``source_line`` is the 1-based index of the event in the file, counting the
+events of every sample in file (archive member) order; ``stats.unit`` is ``events``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+import zlib
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, tzinfo
+from functools import partial
+from typing import Any
+
+from ..errors import FormatMismatch, InputError
+from ..schema import TOOL_CALLS
+from ..sources import Source
+from ..timeparse import TimeParseError, parse_iso
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .otlp_json import command_from_arguments
+from .records import WHOLE_DOCUMENT_LIMIT, read_text
+
+name = "inspect_ai"
+kind = "agent"
+description = "Inspect AI eval log (.eval zip or .json): tool calls with start and end times"
+
+OUTPUT_CHARS = 2000
+ZIP_MAGIC = b"PK\x03\x04"
+EVAL_LIMIT = 4 * 1024 * 1024 * 1024
+"""A compressed ``.eval`` (``x.eval.gz``) is unpacked into memory only up to this size."""
+
+_SAMPLE_MEMBER = re.compile(r"^samples/.+\.json$")
+_HEADER_MEMBERS = ("header.json", "_journal/start.json", "start.json")
+_EVAL_MARKERS = (b"_journal/start.json", b"header.json", b"samples/")
+_REFERENCE_PREFIXES = ("attachment://", "tc://")
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: an ``.eval`` zip (its member names show in the head) or an ``EvalLog`` JSON object."""
+    if head.startswith(ZIP_MAGIC):
+        if any(marker in head[:65536] for marker in _EVAL_MARKERS):
+            return 0.95
+        return 0.6 if filename.lower().endswith(".eval") else 0.0
+    sample = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not sample.startswith(b"{"):
+        return 0.0
+    needed = (b'"eval"', b'"task_id"', b'"run_id"', b'"version"')
+    if all(token in sample for token in needed):
+        return 0.95 if b'"task"' in sample else 0.8
+    return 0.0
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read one Inspect log into ``tool_calls`` rows (see the module docstring for the mapping)."""
+    stats = LoadStats(path=source.display, format=name, kind=kind, unit="events")
+    sink = RejectSink(source, stats, options.strict)
+    reader = _Reader(source, options, stats, sink)
+    if source.head(4).startswith(ZIP_MAGIC):
+        reader.read_eval()
+    else:
+        reader.read_json()
+    if reader.ambiguous_exit:
+        stats.notes[
+            f"exit code left empty on {reader.ambiguous_exit} tool call(s) that ran several sandbox commands"
+        ] += 1
+    return LoadResult(kind=kind, table=reader.batch.table(), stats=stats, rejects=sink.rejects)
+
+
+class _Reader:
+    """State for one file: the eval spec, the running event number and the row batch."""
+
+    def __init__(
+        self, source: Source, options: LoadOptions, stats: LoadStats, sink: RejectSink
+    ) -> None:
+        self.source = source
+        self.stats = stats
+        self.sink = sink
+        self.zone: tzinfo = options.zone_for(name, UTC)
+        self.batch = Batcher(TOOL_CALLS)
+        self.record = 0
+        self.run_id: str | None = None
+        self.model: str | None = None
+        self.ambiguous_exit = 0
+
+    # --- containers -------------------------------------------------------------------------
+
+    def read_json(self) -> None:
+        if self.source.size() > WHOLE_DOCUMENT_LIMIT and not self.source.compression:
+            raise InputError(
+                f"{self.source.display}: an Inspect JSON log over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; "
+                "convert it to .eval (inspect log convert --to eval) to read it sample by sample"
+            )
+        text = read_text(self.source, self.stats).removeprefix("\ufeff")
+        try:
+            log = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            self.stats.read += 1
+            self.sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+            return
+        if not isinstance(log, dict) or not isinstance(log.get("eval"), dict):
+            raise FormatMismatch(
+                f"{self.source.display}: not an Inspect AI eval log (no 'eval' spec object)"
+            )
+        self._header(log)
+        samples = log.get("samples")
+        for sample in samples if isinstance(samples, list) else []:
+            self._sample(sample, None)
+
+    def read_eval(self) -> None:
+        try:
+            archive = self._open_zip()
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            raise InputError(
+                f"{self.source.display}: not a readable .eval zip archive ({exc})"
+            ) from None
+        with archive:
+            header = None
+            for member in _HEADER_MEMBERS:
+                header = self._member_json(archive, member)
+                if isinstance(header, dict) and isinstance(header.get("eval"), dict):
+                    break
+            if isinstance(header, dict) and isinstance(header.get("eval"), dict):
+                self._header(header)
+            else:
+                self.stats.notes[
+                    "no readable header.json or _journal/start.json: run and model unknown"
+                ] += 1
+            latest: dict[str, zipfile.ZipInfo] = {}
+            members = [info for info in archive.infolist() if _SAMPLE_MEMBER.match(info.filename)]
+            for info in members:
+                latest[info.filename] = info
+            for info in members:
+                if latest[info.filename] is not info:
+                    self.record += 1
+                    self.stats.read += 1
+                    self.stats.skipped[
+                        "sample rewritten later in the archive (last copy read)"
+                    ] += 1
+                    continue
+                try:
+                    sample = json.loads(archive.read(info))
+                except (
+                    zipfile.BadZipFile,
+                    NotImplementedError,
+                    OSError,
+                    EOFError,
+                    zlib.error,
+                    RuntimeError,
+                    ValueError,
+                    RecursionError,
+                ) as exc:
+                    self.record += 1
+                    self.stats.read += 1
+                    self.sink.reject(
+                        self.record,
+                        f"{info.filename}: unreadable sample ({exc.__class__.__name__}: {str(exc)[:80]})",
+                        info.filename,
+                    )
+                    continue
+                self._sample(sample, info.filename)
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        if not self.source.compression:
+            return zipfile.ZipFile(self.source.path)
+        with self.source.open() as stream:
+            data = stream.read(EVAL_LIMIT + 1)
+        if len(data) > EVAL_LIMIT:
+            raise InputError(
+                f"{self.source.display}: a compressed .eval over {EVAL_LIMIT >> 30} GiB; unpack it first"
+            )
+        return zipfile.ZipFile(io.BytesIO(data))
+
+    def _member_json(self, archive: zipfile.ZipFile, member: str) -> Any:
+        try:
+            return json.loads(archive.read(member))
+        except KeyError:
+            return None
+        except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, zlib.error) as exc:
+            self.stats.notes[f"{member} unreadable: {exc.__class__.__name__}"] += 1
+        except (ValueError, RecursionError):
+            self.stats.notes[f"{member} is not valid JSON"] += 1
+        return None
+
+    def _header(self, log: dict[str, Any]) -> None:
+        spec = log["eval"]
+        self.run_id = fields.text(spec.get("eval_id")) or fields.text(spec.get("run_id"))
+        self.model = fields.text(spec.get("model"))
+
+    # --- samples and events -----------------------------------------------------------------
+
+    def _sample(self, sample: Any, member: str | None) -> None:
+        where = f"{member}: " if member else ""
+        if not isinstance(sample, dict):
+            self.record += 1
+            self.stats.read += 1
+            self.sink.reject(
+                self.record, f"{where}sample is not an object", json.dumps(sample)[:4096]
+            )
+            return
+        events = sample.get("events")
+        references: dict[str, Any] = {}
+        transcript = sample.get("transcript")
+        if isinstance(transcript, dict):
+            if events is None:
+                events = transcript.get("events")
+            if isinstance(transcript.get("content"), dict):
+                references.update(transcript["content"])
+        if isinstance(sample.get("attachments"), dict):
+            references.update(sample["attachments"])
+        if not isinstance(events, list):
+            self.record += 1
+            self.stats.read += 1
+            self.sink.reject(
+                self.record,
+                f"{where}sample {sample.get('id')!r} has no events list",
+                json.dumps({k: sample.get(k) for k in ("id", "epoch")}),
+            )
+            return
+        episode = f"{fields.text(sample.get('id'))}#{fields.text(sample.get('epoch')) or '1'}"
+        tool_spans, inside_tool = _tool_spans(events)
+        execs_by_span: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for event in events:
+            if isinstance(event, dict) and _is_exec(event):
+                execs_by_span[_span_of(event)].append(event)
+        claimed: set[str] = set()
+        model_calls = 0
+        for index, event in enumerate(events):
+            self.record += 1
+            self.stats.read += 1
+            if not isinstance(event, dict):
+                self.sink.reject(
+                    self.record, f"event is not an object but {type(event).__name__}", str(event)
+                )
+                continue
+            kind_name = event.get("event")
+            if kind_name == "model":
+                model_calls += 1
+            if kind_name == "tool":
+                span = _claim_span(events, index, event, tool_spans, claimed)
+                nested = event.get("events")
+                execs = (
+                    execs_by_span.get(span, [])
+                    if span
+                    else [e for e in nested if isinstance(e, dict) and _is_exec(e)]
+                    if isinstance(nested, list)
+                    else []
+                )
+                convert = partial(self._tool_row, event, execs, references)
+                self._emit(convert, event, episode, model_calls)
+            elif kind_name == "sandbox" and _is_exec(event) and _span_of(event) not in inside_tool:
+                self._emit(partial(self._exec_row, event, references), event, episode, model_calls)
+            elif kind_name == "sandbox":
+                action = event.get("action")
+                reason = (
+                    "sandbox exec inside a tool call (folded into its row)"
+                    if action == "exec"
+                    else f"sandbox {action} (not a command)"
+                )
+                self.stats.skipped[reason] += 1
+            else:
+                self.stats.skipped[f"{kind_name or 'untyped'} event (not a tool call)"] += 1
+
+    def _emit(
+        self,
+        convert: Callable[[], dict[str, Any]],
+        event: dict[str, Any],
+        episode: str,
+        model_calls: int,
+    ) -> None:
+        try:
+            row = convert()
+        except fields.RowError as exc:
+            label = event.get("id") or event.get("uuid") or event.get("event")
+            self.sink.reject(self.record, f"{event.get('event')} event {label}: {exc}", _raw(event))
+            return
+        row.update(
+            run_id=self.run_id,
+            episode_id=episode,
+            step=model_calls or None,
+            model=self.model,
+            source_format=name,
+            source_path=self.source.display,
+            source_line=self.record,
+        )
+        self.batch.add(row)
+        self.stats.loaded += 1
+        if row["ts_note"]:
+            self.stats.notes[row["ts_note"]] += 1
+
+    def _times(self, event: dict[str, Any]) -> tuple[int, int | None, list[str]]:
+        notes: list[str] = []
+        start, note = _parse_time(event.get("timestamp"), "timestamp", self.zone)
+        if note:
+            notes.append(note)
+        end = None
+        if fields.is_blank(event.get("completed")):
+            notes.append("no completed time (call pending or interrupted)")
+        else:
+            end, note = _parse_time(event.get("completed"), "completed", self.zone)
+            if note and note not in notes:
+                notes.append(note)
+            if end < start:
+                notes.append("end before start: end ignored")
+                end = None
+        return start, end, notes
+
+    def _tool_row(
+        self, event: dict[str, Any], execs: list[dict[str, Any]], references: dict[str, Any]
+    ) -> dict[str, Any]:
+        function = fields.text(event.get("function"))
+        if function is None:
+            raise fields.RowError("function is missing")
+        start, end, notes = self._times(event)
+        arguments = _resolve(event.get("arguments"), references)
+        if arguments is not None and not isinstance(arguments, dict):
+            raise fields.RowError(f"arguments is not an object: {arguments!r}"[:200])
+        exit_code = None
+        if len(execs) == 1:
+            exit_code = _exit_code(execs[0].get("result"))
+        elif len(execs) > 1:
+            self.ambiguous_exit += 1
+        error = event.get("error")
+        output = _text(_resolve(event.get("result"), references))
+        if not output and isinstance(error, dict):
+            output = ": ".join(
+                x for x in (fields.text(error.get("type")), fields.text(error.get("message"))) if x
+            )
+        is_error: bool | None = bool(error) or event.get("failed") is True
+        if not is_error:
+            if exit_code is not None:
+                is_error = exit_code != 0
+            elif fields.is_blank(event.get("completed")):
+                is_error = None  # still pending or interrupted: outcome unknown
+        return {
+            "call_id": fields.text(event.get("id")),
+            "ts_start": start,
+            "ts_end": end,
+            "ts_kind": "exact",
+            "tool": function,
+            "command": _command(function, arguments),
+            "arguments": json.dumps(arguments, ensure_ascii=False)
+            if arguments is not None
+            else None,
+            "output": _truncate(output),
+            "exit_code": exit_code,
+            "is_error": is_error,
+            "ts_note": "; ".join(notes) or None,
+        }
+
+    def _exec_row(self, event: dict[str, Any], references: dict[str, Any]) -> dict[str, Any]:
+        start, end, notes = self._times(event)
+        command = _text(_resolve(event.get("cmd"), references))
+        exit_code = _exit_code(event.get("result"))
+        arguments = {"cmd": command, "options": event.get("options") or {}}
+        return {
+            "call_id": fields.text(event.get("uuid")),
+            "ts_start": start,
+            "ts_end": end,
+            "ts_kind": "exact",
+            "tool": "sandbox_exec",
+            "command": command,
+            "arguments": json.dumps(arguments, ensure_ascii=False),
+            "output": _truncate(_text(_resolve(event.get("output"), references))),
+            "exit_code": exit_code,
+            "is_error": None if exit_code is None else exit_code != 0,
+            "ts_note": "; ".join(notes) or None,
+        }
+
+
+def _span_of(event: dict[str, Any]) -> str | None:
+    """The event's span id, or None when it is missing or not text."""
+    span = event.get("span_id")
+    return span if isinstance(span, str) else None
+
+
+def _is_exec(event: dict[str, Any]) -> bool:
+    return event.get("event") == "sandbox" and event.get("action") == "exec"
+
+
+def _tool_spans(events: list[Any]) -> tuple[dict[str, tuple[int, Any, Any]], set[str]]:
+    """Tool spans by id (index, name, parent id), and every span id at or under a tool span."""
+    spans: dict[str, tuple[int, Any, Any, Any]] = {}
+    for index, event in enumerate(events):
+        if isinstance(event, dict) and event.get("event") == "span_begin":
+            span_id = event.get("id")
+            if isinstance(span_id, str):
+                spans[span_id] = (
+                    index,
+                    event.get("type"),
+                    event.get("parent_id"),
+                    event.get("name"),
+                )
+    tools = {
+        span_id: (index, span_name, parent)
+        for span_id, (index, span_type, parent, span_name) in spans.items()
+        if span_type == "tool"
+    }
+    inside: set[str] = set()
+    for span_id in spans:
+        current: Any = span_id
+        seen: set[str] = set()
+        while isinstance(current, str) and current not in seen:
+            seen.add(current)
+            if current in tools:
+                inside.add(span_id)
+                break
+            parent = spans.get(current)
+            current = parent[2] if parent else None
+    return tools, inside
+
+
+def _claim_span(
+    events: list[Any],
+    index: int,
+    event: dict[str, Any],
+    tool_spans: dict[str, tuple[int, Any, Any]],
+    claimed: set[str],
+) -> str | None:
+    """The tool span this ToolEvent was emitted in: the nearest unclaimed ``span_begin`` of type
+    tool with the call's function as name and the event's span as parent, looking back first."""
+    function = event.get("function")
+    parent = _span_of(event)
+    candidates = [
+        (abs(span_index - index) + (0 if span_index < index else 0.5), span_id)
+        for span_id, (span_index, span_name, span_parent) in tool_spans.items()
+        if span_id not in claimed
+        and span_name == function
+        and (span_parent == parent or span_parent is None)
+    ]
+    if not candidates:
+        return None
+    _, best = min(candidates)
+    claimed.add(best)
+    return best
+
+
+def _parse_time(value: Any, field: str, zone: tzinfo) -> tuple[int, str | None]:
+    if fields.is_blank(value):
+        raise fields.RowError(f"{field} is missing")
+    if not isinstance(value, str):
+        raise fields.RowError(f"{field} is not an ISO 8601 time: {value!r}")
+    try:
+        return parse_iso(value, default_tz=zone)
+    except TimeParseError as exc:
+        raise fields.RowError(f"{field}: {exc}") from None
+
+
+def _resolve(value: Any, references: dict[str, Any]) -> Any:
+    """``value`` with ``attachment://`` / ``tc://`` references replaced by the stored text."""
+    if isinstance(value, str):
+        for prefix in _REFERENCE_PREFIXES:
+            if value.startswith(prefix):
+                return references.get(value[len(prefix) :], value)
+        return value
+    if isinstance(value, list):
+        return [_resolve(v, references) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, references) for k, v in value.items()}
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """Tool output as text: a string, or the text parts of a content list (others as [type])."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for item in value:
+            if isinstance(item, dict):
+                text = item.get("text")
+                parts.append(text if isinstance(text, str) else f"[{item.get('type', 'content')}]")
+            else:
+                parts.append(str(item))
+        return "\n".join(parts)
+    return fields.text(value)
+
+
+def _command(function: str, arguments: dict[str, Any] | None) -> str | None:
+    if arguments is None:
+        return None
+    found = command_from_arguments(arguments)
+    if found is None and function.rsplit("/", 1)[-1].startswith("bash_session"):
+        value = arguments.get("input")
+        if isinstance(value, str) and value.strip():
+            return value
+    return found
+
+
+def _exit_code(value: Any) -> int | None:
+    """A sandbox exec ``result`` as an exit code (it may also be a string such as a timeout)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -(2**63) <= value < 2**63 else None
+
+
+def _truncate(text: str | None) -> str | None:
+    if text and len(text) > OUTPUT_CHARS:
+        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
+    return text or None
+
+
+def _raw(event: dict[str, Any]) -> str:
+    try:
+        return json.dumps(event, ensure_ascii=False)[:4096]
+    except (TypeError, ValueError, RecursionError):
+        return str(event)[:4096]

@@ -1,0 +1,645 @@
+"""Linux netfilter LOG lines (iptables ``-j LOG``, nftables ``log prefix``) in syslog, journald or
+Proxmox ``pve-firewall.log``.
+
+Line format, from the kernel (``torvalds/linux:net/netfilter/nf_log_syslog.c``, which prints
+``"%sIN=%s OUT=%s "`` with the log prefix glued on the left, then ``PHYSIN= PHYSOUT= MAC= SRC= DST=
+LEN= TOS= PREC= TTL= ID= [DF] PROTO= SPT= DPT= ... [UID= GID=] [MARK=]``; an ICMP error repeats an
+inner header in brackets ``[SRC=... DST=...]``, which is ignored) and ``../shared/formats/
+firewall_formats.md`` section 7. Envelopes read, line by line (they may be mixed in one file):
+
+- RFC 3164 syslog ``[<PRI>]Mmm dd HH:MM:SS[.frac] host kernel: [uptime] PREFIX IN=...`` (also
+  ``journalctl -o short``/``short-precise``). No year and no zone: the zone is
+  ``--tz iptables=ZONE`` (default UTC) and the year is inferred, both said in ``ts_note``: the first
+  line takes the year of ``--reference-date`` (default: the file's mtime), or the year before when
+  that would put it more than a day after the reference; later lines keep that year and roll over
+  to the next when the month goes backwards by more than one month (Dec -> Jan); a December line
+  right after January lines is read as the previous year (out of order across New Year).
+- ISO 8601 / RFC 3339 syslog: RFC 5424 ``<pri>1 2025-12-02T06:00:00.123+08:00 host kernel - - -
+  MSG`` and the same without the version digit (rsyslog high-precision, ``journalctl -o short-iso``);
+  a time without an offset is read in the ``iptables`` zone, noted.
+- journald JSON (``journalctl -o json``, one object per line; ``systemd.journal-fields(7)``):
+  ``MESSAGE`` (text, or a byte array for non-UTF-8 text), ``_SOURCE_REALTIME_TIMESTAMP`` else
+  ``__REALTIME_TIMESTAMP`` (epoch microseconds as a string, journalctl's own preference),
+  ``_HOSTNAME``.
+- ``dmesg -T`` lines ``[Tue Dec  2 06:00:00 2025] PREFIX IN=...`` (local time, read in the
+  ``iptables`` zone, noted). Plain ``dmesg`` lines carry only seconds since boot: rejected.
+- Proxmox VE ``/var/log/pve-firewall.log`` (``proxmox/pve-firewall:src/pvefw-logger.c``):
+  ``VMID LOGLEVEL CHAIN dd/Mon/yyyy:HH:MM:SS +zzzz PREFIX IN=...``; ``IN=``/``OUT=`` appear only
+  when set, the time has its offset.
+
+Mapping: ``src_ip``/``dst_ip`` = ``SRC``/``DST``, ``src_port``/``dst_port`` = ``SPT``/``DPT``,
+``protocol`` = ``PROTO`` lower-cased (``ICMPv6`` -> ``ipv6-icmp``, numbers -> IANA names); one row
+is one packet, so ``LEN`` (the IP packet length) goes to ``bytes_in``/``packets_in`` = 1 for inbound
+packets and to ``bytes_out``/``packets_out`` = 1 otherwise (sent by ``SRC``). ``rule`` =
+``action_raw`` = the log prefix without its trailing colon (Proxmox: ``rule`` = the chain).
+``host_hint`` = ``host=<syslog host>`` (Proxmox ``vmid=<id>``) plus the non-empty ``IN= OUT= PHYSIN=
+PHYSOUT= UID=`` values (``UID=`` from ``--log-uid`` names the local socket owner).
+``observer`` = ``netfilter@<host>`` (Proxmox: ``pve-firewall``).
+
+Direction (from the hook the packet was logged in): ``IN=`` empty and ``OUT=`` set -> outbound
+(locally generated); ``IN=`` set and ``OUT=`` empty -> inbound; ``lo`` on either side -> internal;
+both set -> forwarded, which is ``unknown`` (the policy then classifies by CIDR) unless
+``iptables.inside_interfaces`` names the sandbox-side interfaces: forwarded from an inside to an
+outside interface -> outbound, the reverse -> inbound, inside to inside -> internal (for a bridge,
+``IN`` = ``OUT``, the ``PHYSIN``/``PHYSOUT`` ports decide). Proxmox chains say it outright:
+``...-OUT`` (``tap101i0-OUT``, ``PVEFW-HOST-OUT``) -> outbound, ``...-IN`` -> inbound.
+
+Verdict: LOG is non-terminating, so the log never says what happened next; the verdict comes from
+the prefix (operator convention) through a prefix map, case-insensitive substrings tried in order,
+first match wins. Default: ``DROP``, ``REJECT``, ``DENY``, ``BLOCK`` -> denied; ``ACCEPT``,
+``ALLOW``, ``PASS`` -> allowed; otherwise (or no prefix) unknown.
+
+Options (``--option iptables.KEY=VALUE``):
+- ``prefix_map``: replaces the default map, e.g. ``"-D]=denied,-A]=allowed,LOG=alerted"``
+  (comma-separated ``SUBSTRING=action``; action one of allowed, denied, alerted, unknown).
+- ``inside_interfaces``: comma-separated shell globs of sandbox-side interfaces, e.g.
+  ``"docker0,br-*,veth*"``; default none.
+
+Skipped: blank lines, syslog lines that are not netfilter LOG lines, LOG lines of non-IP packets
+(no ``SRC=``/``DST=``). Rejected: lines with no recognisable time, damaged fields (an invalid
+address, port or length, ``SRC=``/``DST=`` without the ``IN=``/``OUT=`` pair), invalid JSON.
+Limitations: container network namespaces log nothing unless ``net.netfilter.nf_log_all_netns=1``;
+``log group N`` (NFLOG/ulogd) output other than pve-firewall's is not read; ``journalctl -o
+json-pretty`` is not read (use ``-o json``).
+
+Checked against: the kernel's ``nf_log_syslog.c``/``ipt_LOG.c`` printk formats (prefix glued to
+``IN=``, ``PHYSIN``/``PHYSOUT`` for bridged packets, bracketed inner headers, ``UID=``/``GID=``);
+``pvefw-logger.c`` (its ``<VMID> <LOGLEVEL> <CHAIN> <TIME> <TIMEZONE> <MSG>`` comment, ``IN=``/
+``OUT=`` printed only when set, status lines with chain ``-``); ``systemd.journal-fields(7)`` and
+journalctl's preference for ``_SOURCE_REALTIME_TIMESTAMP``; RFC 3164 section 5.4 and RFC 5424
+section 6.5 examples as quoted in the notes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from ..errors import InputError, OptionError
+from ..schema import NETWORK_EVENTS
+from ..sources import Source, decode_line, iter_lines
+from ..timeparse import TimeParseError, parse_epoch, parse_iso
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+
+name = "iptables"
+kind = "network"
+description = (
+    "Linux iptables/nftables LOG lines (syslog, journald JSON, dmesg -T, pve-firewall.log)"
+)
+
+OPTIONS = {
+    "prefix_map": "SUBSTRING=action,... replacing the default log-prefix verdict map",
+    "inside_interfaces": "globs of sandbox-side interfaces for forwarded packets (default none)",
+}
+"""``--option iptables.KEY=VALUE`` settings (see the module docstring)."""
+
+ACTIONS = ("allowed", "denied", "alerted", "unknown")
+DEFAULT_PREFIX_MAP = (
+    ("DROP", "denied"),
+    ("REJECT", "denied"),
+    ("DENY", "denied"),
+    ("BLOCK", "denied"),
+    ("ACCEPT", "allowed"),
+    ("ALLOW", "allowed"),
+    ("PASS", "allowed"),
+)
+DAY_NS = 86_400 * 1_000_000_000
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+        start=1,
+    )
+}
+NOT_NETFILTER = "not a netfilter LOG line"
+
+# --- syslog envelopes (shared with the cef loader) --------------------------------------------------
+
+_PRI = r"(?:<\d{1,3}>)?"
+_RFC3164 = re.compile(
+    _PRI + r"(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2})(?: (?P<year>\d{4}))? "
+    r"(?P<clock>\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) +(?P<host>\S+) ?(?P<rest>.*)$"
+)
+_ISO = re.compile(
+    _PRI + r"(?:(?P<version>\d{1,2}) )?"
+    r"(?P<stamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|z|[+-]\d{2}:?\d{2})?)"
+    r" +(?P<host>\S+) ?(?P<rest>.*)$"
+)
+_RFC5424_REST = re.compile(
+    r'(?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) (?P<sd>-|(?:\[(?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*\])+)'
+    r" ?(?P<msg>.*)$"
+)
+_DMESG_T = re.compile(
+    r"^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) "
+    r"(?P<clock>\d{2}:\d{2}:\d{2}) (?P<year>\d{4})\] ?(?P<rest>.*)$"
+)
+_UPTIME = re.compile(r"^\[\s*\d+\.\d+\]\s*")
+_TAG = re.compile(r"^(?P<tag>[\w.\-/]+)(?:\[\d+\])?:(?:\s+|$)")
+
+
+@dataclass(frozen=True)
+class SyslogLine:
+    """A syslog line split into its time, host and message (the part after the host)."""
+
+    host: str | None
+    message: str
+    tagged: bool
+    """True when ``message`` still begins with the syslog tag (``kernel:``), as in RFC 3164."""
+    iso: str | None = None
+    """The RFC 3339 / ISO 8601 stamp, when the line has one."""
+    month: int | None = None
+    day: int | None = None
+    year: int | None = None
+    clock: str | None = None
+    """``HH:MM:SS[.frac]`` of an RFC 3164 stamp."""
+
+
+def split_syslog(text: str) -> SyslogLine | None:
+    """Split an RFC 3164, RFC 5424 or ISO-stamped syslog line; None when it is none of them."""
+    m = _RFC3164.match(text)
+    if m:
+        month = MONTHS.get(m["mon"].lower())
+        if month is not None:
+            host, rest = _host_and_rest(m["host"], m["rest"])
+            return SyslogLine(
+                host=host,
+                message=rest,
+                tagged=True,
+                month=month,
+                day=int(m["day"]),
+                year=int(m["year"]) if m["year"] else None,
+                clock=m["clock"],
+            )
+    m = _ISO.match(text)
+    if m:
+        host, rest = _host_and_rest(m["host"], m["rest"])
+        if m["version"]:
+            structured = _RFC5424_REST.match(rest)
+            if structured:
+                return SyslogLine(
+                    host=host,
+                    message=structured["msg"].removeprefix("\ufeff"),
+                    tagged=False,
+                    iso=m["stamp"],
+                )
+        return SyslogLine(host=host, message=rest, tagged=True, iso=m["stamp"])
+    return None
+
+
+def _host_and_rest(host: str, rest: str) -> tuple[str | None, str]:
+    # "Jan  8 03:37:09 DENY: IN=..." has no host: the word after the time is already the message.
+    if host.endswith(":"):
+        return None, f"{host} {rest}"
+    return (None if host == "-" else host), rest
+
+
+class SyslogClock:
+    """Turns syslog stamps into ns; infers the missing year of RFC 3164 stamps in file order."""
+
+    def __init__(self, source: Source, reference_ns: int | None, zone: tzinfo) -> None:
+        self.source = source
+        self.reference_ns = reference_ns
+        self.zone = zone
+        self._year: int | None = None
+        self._month = 0
+        self._origin = ""
+
+    def timestamp(self, line: SyslogLine) -> tuple[int, str | None]:
+        """The line's time in ns and what was assumed; RowError when the stamp is not a date."""
+        if line.iso is not None:
+            try:
+                return parse_iso(line.iso.replace(",", "."), default_tz=self.zone)
+            except TimeParseError as exc:
+                raise fields.RowError(f"syslog time: {exc}") from None
+        assert line.month is not None and line.day is not None and line.clock is not None
+        if line.year is not None:
+            return self.at(line.year, line.month, line.day, line.clock)
+        return self.without_year(line.month, line.day, line.clock)
+
+    def without_year(
+        self, month: int, day: int, clock: str, zone: tzinfo | None = None
+    ) -> tuple[int, str | None]:
+        """ns for a ``Mmm dd HH:MM:SS`` stamp, the year inferred (see the module docstring)."""
+        if self._year is None:
+            reference, origin = self._reference()
+            year = datetime.fromtimestamp(reference // 1_000_000_000, tz=zone or self.zone).year
+            try:
+                ns, zone_note = self.at(year, month, day, clock, zone)
+            except fields.RowError:
+                if (month, day) != (2, 29):
+                    raise
+                ns = reference + 2 * DAY_NS  # Feb 29 of a common year: try the year before
+            if ns > reference + DAY_NS:
+                year -= 1
+                ns, zone_note = self.at(year, month, day, clock, zone)
+            self._year, self._month, self._origin = year, month, origin
+            return ns, join_notes(f"no year: assumed {year} ({origin})", zone_note)
+        year, month_seen, origin, how = self._year, self._month, self._origin, self._origin
+        if month < self._month - 1:
+            year += 1
+            month_seen = month
+            origin = how = f"{origin.split(';')[0]}; year rollover in file order"
+        elif self._month == 1 and month == 12:
+            year -= 1  # a line slightly out of order across New Year; the file stays in January
+            how = f"{origin.split(';')[0]}; out of order across New Year"
+        elif month > self._month:
+            month_seen = month
+        ns, zone_note = self.at(year, month, day, clock, zone)  # an invalid date changes nothing
+        if year >= self._year:
+            self._year, self._month, self._origin = year, month_seen, origin
+        return ns, join_notes(f"no year: assumed {year} ({how})", zone_note)
+
+    def _reference(self) -> tuple[int, str]:
+        if self.reference_ns is not None:
+            return self.reference_ns, "from --reference-date"
+        try:
+            return self.source.path.stat().st_mtime_ns, "from the file's mtime"
+        except OSError as exc:
+            raise InputError(
+                f"{self.source.display}: syslog times without a year and no file mtime to infer "
+                f"it from ({exc.strerror}); pass --reference-date"
+            ) from None
+
+    def at(
+        self, year: int, month: int, day: int, clock: str, zone: tzinfo | None = None
+    ) -> tuple[int, str | None]:
+        """ns for a full date and clock in the zone (the note says when the zone was assumed)."""
+        try:
+            return parse_iso(
+                f"{year:04d}-{month:02d}-{day:02d}T{clock}", default_tz=zone or self.zone
+            )
+        except TimeParseError:
+            raise fields.RowError(
+                f"not a valid date: month {month} day {day} {clock} in {year}"
+            ) from None
+
+
+def join_notes(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+# --- netfilter fields ------------------------------------------------------------------------------
+
+_KERNEL_FIELDS = re.compile(r"IN=(?P<in>\S*) OUT=(?P<out>\S*)(?=\s|$)")
+_PVE_FIELDS = re.compile(r"(?:^|(?<=\s))(?:IN|OUT|PHYSIN|PHYSOUT|MAC|SRC)=")
+_DAMAGED = re.compile(r"(?:^|\s)SRC=\S+ DST=\S+")
+_PVE_LINE = re.compile(
+    r"^(?P<vmid>\d+) (?P<level>\d) (?P<chain>\S+) "
+    r"(?P<day>\d{2})/(?P<mon>[A-Za-z]{3})/(?P<year>\d{4}):(?P<clock>\d{2}:\d{2}:\d{2}) "
+    r"(?P<offset>[+-]\d{4}) (?P<msg>.*)$"
+)
+_HINT_KEYS = ("IN", "OUT", "PHYSIN", "PHYSOUT", "UID")
+
+
+class Skip(Exception):
+    """A line of the right kind of file that is not a record (the message is the skip reason)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The per-format options, parsed once per file."""
+
+    prefix_map: tuple[tuple[str, str], ...]
+    inside: tuple[str, ...]
+
+    @classmethod
+    def from_options(cls, options: LoadOptions) -> Settings:
+        inside = options.option(name, "inside_interfaces") or ""
+        return cls(
+            prefix_map=parse_action_map(options.option(name, "prefix_map"), "prefix_map"),
+            inside=tuple(g.strip() for g in inside.split(",") if g.strip()),
+        )
+
+
+def parse_action_map(text: str | None, key: str, fmt: str = name) -> tuple[tuple[str, str], ...]:
+    """``"DROP=denied,OK=allowed"`` as ((upper-case text, action), ...); the default when None."""
+    if text is None:
+        return DEFAULT_PREFIX_MAP
+    pairs = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        needle, eq, action = item.rpartition("=")
+        needle, action = needle.strip(), action.strip().lower()
+        if not eq or not needle or action not in ACTIONS:
+            raise OptionError(
+                f"--option {fmt}.{key}: expected TEXT=ACTION pairs separated by commas with "
+                f"ACTION one of {', '.join(ACTIONS)}, got {item.strip()!r}"
+            )
+        pairs.append((needle.upper(), action))
+    if not pairs:
+        raise OptionError(f"--option {fmt}.{key}: empty map")
+    return tuple(pairs)
+
+
+def prefix_action(prefix: str | None, prefix_map: tuple[tuple[str, str], ...]) -> str:
+    """The verdict a log prefix stands for: the first map entry it contains, else unknown."""
+    if not prefix:
+        return "unknown"
+    upper = prefix.upper()
+    for needle, action in prefix_map:
+        if needle in upper:
+            return action
+    return "unknown"
+
+
+def _clean_prefix(before: str, tagged: bool) -> str | None:
+    """The operator's ``--log-prefix`` text: what precedes ``IN=`` minus tag and uptime stamp."""
+    text = before.strip()
+    if tagged:
+        m = _TAG.match(text)
+        # "kernel:" is always the tag; any other first word is a tag only if more text follows
+        # (ulogd's LOGEMU writes "host PREFIX IN=..." with no tag at all).
+        if m and (m["tag"] == "kernel" or text[m.end() :].strip()):
+            text = text[m.end() :]
+    text = _UPTIME.sub("", text.lstrip(), count=1).strip()
+    if text.endswith(":"):
+        text = text[:-1].rstrip()
+    return text or None
+
+
+def _packet_fields(payload: str) -> dict[str, str]:
+    """``KEY=VALUE`` tokens outside brackets (an ICMP error's inner header); first one wins."""
+    values: dict[str, str] = {}
+    depth = 0
+    for token in payload.split():
+        if token.startswith("["):
+            depth += 1
+        if depth == 0:
+            key, eq, value = token.partition("=")
+            if eq and key not in values:
+                values[key] = value
+        elif token.endswith("]"):
+            depth -= 1
+    return values
+
+
+def _matches(interface: str | None, globs: tuple[str, ...]) -> bool:
+    return bool(interface) and any(fnmatch.fnmatchcase(interface or "", g) for g in globs)
+
+
+def _direction(packet: dict[str, str], settings: Settings, chain: str | None) -> str:
+    """outbound | inbound | internal | unknown from the hook (IN=/OUT=) or a Proxmox chain."""
+    if chain is not None:
+        if chain.endswith("-OUT"):
+            return "outbound"
+        if chain.endswith("-IN"):
+            return "inbound"
+    into, out = packet.get("IN", ""), packet.get("OUT", "")
+    if "lo" in (into, out):
+        return "internal"
+    if out and not into:
+        return "outbound"
+    if into and not out:
+        return "inbound"
+    if not (into and out) or not settings.inside:
+        return "unknown"
+    if into == out:  # bridged: the ports say where the packet came from and goes to
+        into, out = packet.get("PHYSIN", into), packet.get("PHYSOUT", out)
+    inside_in, inside_out = _matches(into, settings.inside), _matches(out, settings.inside)
+    if inside_in and inside_out:
+        return "internal"
+    if inside_in:
+        return "outbound"
+    if inside_out:
+        return "inbound"
+    return "unknown"
+
+
+def _protocol(value: str | None) -> str | None:
+    if value is not None and value.lower() == "icmpv6":
+        return "ipv6-icmp"
+    return fields.protocol(value)
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    ts: int
+    note: str | None
+    host: str | None
+    observer: str
+    chain: str | None = None
+    vmid: str | None = None
+
+
+def _event(
+    payload: str, prefix: str | None, envelope: _Envelope, settings: Settings
+) -> dict[str, Any]:
+    """A ``network_events`` row from the netfilter fields (without provenance)."""
+    packet = _packet_fields(payload)
+    if "SRC" not in packet and "DST" not in packet:
+        raise Skip("netfilter LOG line without SRC=/DST= (not an IP packet)")
+    src = fields.ip(packet.get("SRC"), "SRC", required=True)
+    dst = fields.ip(packet.get("DST"), "DST", required=True)
+    length = fields.counter(packet.get("LEN"), "LEN")
+    direction = _direction(packet, settings, envelope.chain)
+    inbound = direction == "inbound"
+    if envelope.vmid is not None:
+        hint = [f"vmid={envelope.vmid}"]
+    else:
+        hint = [f"host={envelope.host}"] if envelope.host else []
+    hint += [f"{k}={packet[k]}" for k in _HINT_KEYS if packet.get(k)]
+    return {
+        "ts": envelope.ts,
+        "src_ip": src,
+        "src_port": fields.port(packet.get("SPT"), "SPT"),
+        "dst_ip": dst,
+        "dst_port": fields.port(packet.get("DPT"), "DPT"),
+        "protocol": _protocol(packet.get("PROTO")),
+        "direction": direction,
+        "action": prefix_action(prefix, settings.prefix_map),
+        "action_raw": prefix,
+        "rule": envelope.chain if envelope.chain is not None else prefix,
+        "bytes_out": None if inbound else length,
+        "bytes_in": length if inbound else None,
+        "packets_out": None if inbound else 1,
+        "packets_in": 1 if inbound else None,
+        "observer": envelope.observer,
+        "host_hint": " ".join(hint) or None,
+        "ts_note": envelope.note,
+    }
+
+
+def _kernel_event(
+    message: str, tagged: bool, envelope: _Envelope, settings: Settings
+) -> dict[str, Any]:
+    """A row from a kernel LOG message (``[prefix]IN=... OUT=... SRC=...``)."""
+    m = _KERNEL_FIELDS.search(message)
+    if m is None:
+        if _DAMAGED.search(message):
+            raise fields.RowError("netfilter fields (SRC=, DST=) without the IN=/OUT= pair")
+        raise Skip(NOT_NETFILTER)
+    prefix = _clean_prefix(message[: m.start()], tagged)
+    return _event(message[m.start() :], prefix, envelope, settings)
+
+
+def _convert(
+    text: str, clock: SyslogClock, settings: Settings, options: LoadOptions
+) -> dict[str, Any]:
+    """One line to a row; raises Skip or RowError."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        return _journald(stripped, settings, options)
+    m = _PVE_LINE.match(stripped)
+    if m:
+        return _proxmox(m, settings)
+    line = split_syslog(stripped)
+    if line is not None:
+        if not _KERNEL_FIELDS.search(line.message) and not _DAMAGED.search(line.message):
+            raise Skip(NOT_NETFILTER)
+        ts, note = clock.timestamp(line)
+        observer = f"netfilter@{line.host}" if line.host else "netfilter"
+        return _kernel_event(
+            line.message, line.tagged, _Envelope(ts, note, line.host, observer), settings
+        )
+    m = _DMESG_T.match(stripped)
+    if m and MONTHS.get(m["mon"].lower()):
+        ts, note = clock.at(int(m["year"]), MONTHS[m["mon"].lower()], int(m["day"]), m["clock"])
+        note = join_notes(note, "dmesg -T time (local time of the reading host)")
+        return _kernel_event(m["rest"], False, _Envelope(ts, note, None, "netfilter"), settings)
+    if _KERNEL_FIELDS.search(stripped) or _DAMAGED.search(stripped):
+        if _UPTIME.match(stripped):
+            raise fields.RowError(
+                "kernel uptime stamp only, no wall-clock time (read the syslog copy or dmesg -T)"
+            )
+        raise fields.RowError("netfilter LOG line without a syslog header (no time)")
+    raise fields.RowError("not a syslog, journald or pve-firewall line")
+
+
+def _journald(text: str, settings: Settings, options: LoadOptions) -> dict[str, Any]:
+    """A ``journalctl -o json`` entry."""
+    try:
+        record = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise fields.RowError(f"not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(record, dict):
+        raise fields.RowError(f"not a JSON object but a JSON {type(record).__name__}")
+    message = _journal_text(record.get("MESSAGE"))
+    if not _KERNEL_FIELDS.search(message) and not _DAMAGED.search(message):
+        raise Skip(NOT_NETFILTER)
+    key = "_SOURCE_REALTIME_TIMESTAMP"
+    if fields.is_blank(record.get(key)):
+        key = "__REALTIME_TIMESTAMP"
+    value = record.get(key)
+    if fields.is_blank(value) or not isinstance(value, (str, int)):
+        raise fields.RowError("no __REALTIME_TIMESTAMP")
+    try:
+        ts, note = parse_epoch(value, unit=options.epoch_unit, expected="us")
+    except TimeParseError as exc:
+        raise fields.RowError(f"{key}: {exc}") from None
+    host = fields.text(record.get("_HOSTNAME"))
+    observer = f"netfilter@{host}" if host else "netfilter"
+    return _kernel_event(message, False, _Envelope(ts, note, host, observer), settings)
+
+
+def _journal_text(value: Any) -> str:
+    """journald ``MESSAGE``: text, a byte array (non-UTF-8), or several values (first wins)."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = value[0]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b < 256 for b in value):
+        return bytes(value).decode("utf-8", errors="replace")
+    if value is None:
+        raise fields.RowError(
+            "MESSAGE is missing or null (journalctl nulls fields over 4096 bytes)"
+        )
+    raise fields.RowError(f"MESSAGE is not text but a JSON {type(value).__name__}")
+
+
+def _proxmox(m: re.Match[str], settings: Settings) -> dict[str, Any]:
+    """A ``pve-firewall.log`` line."""
+    month = MONTHS.get(m["mon"].lower())
+    if month is None:
+        raise fields.RowError(f"not a month: {m['mon']!r}")
+    stamp = f"{m['year']}-{month:02d}-{m['day']}T{m['clock']}{m['offset']}"
+    try:
+        ts, note = parse_iso(stamp)
+    except TimeParseError as exc:
+        raise fields.RowError(f"pve-firewall time: {exc}") from None
+    message = m["msg"]
+    start = _PVE_FIELDS.search(message)
+    if start is None:
+        raise Skip("pve-firewall status message")
+    prefix = _clean_prefix(message[: start.start()], tagged=False)
+    envelope = _Envelope(ts, note, None, "pve-firewall", chain=m["chain"], vmid=m["vmid"])
+    return _event(message[start.start() :], prefix, envelope, settings)
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read one file of netfilter LOG lines into ``network_events`` rows, line by line."""
+    stats = LoadStats(path=source.display, format=name, kind=kind, unit="lines")
+    sink = RejectSink(source, stats, options.strict)
+    batch = Batcher(NETWORK_EVENTS)
+    settings = Settings.from_options(options)
+    clock = SyslogClock(source, options.reference_ns, options.zone_for(name))
+    for line, raw_bytes in iter_lines(source):
+        stats.read += 1
+        text, note = decode_line(raw_bytes)
+        if note:
+            stats.notes[note] += 1
+        if line == 1:
+            text = text.removeprefix("\ufeff")
+        if not text.strip():
+            stats.skipped["blank line"] += 1
+            continue
+        try:
+            row = _convert(text, clock, settings, options)
+        except Skip as skip:
+            stats.skipped[str(skip)] += 1
+            continue
+        except fields.RowError as exc:
+            sink.reject(line, str(exc), text)
+            continue
+        row["source_format"] = name
+        row["source_path"] = source.display
+        row["source_line"] = line
+        batch.add(row)
+        stats.loaded += 1
+        if row["ts_note"]:
+            stats.notes[row["ts_note"]] += 1
+    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+
+
+# --- sniffing ------------------------------------------------------------------------------------
+
+SNIFF_LINES = 64
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: the share of the first lines that are netfilter LOG lines (0 when none is)."""
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and not head.endswith((b"\n", b"\r")):
+        lines = lines[:-1]  # the last line of a head may be cut short
+    lines = lines[:SNIFF_LINES]
+    if not lines:
+        return 0.0
+    hits = sum(1 for ln in lines if _looks_like_log_line(ln))
+    if not hits:
+        return 0.0
+    return round(0.6 + 0.35 * hits / len(lines), 3)
+
+
+def _looks_like_log_line(line: str) -> bool:
+    if line.startswith("{"):
+        if '"MESSAGE"' not in line or "REALTIME_TIMESTAMP" not in line:
+            return False
+        try:
+            record = json.loads(line)
+            message = record.get("MESSAGE") if isinstance(record, dict) else None
+            return isinstance(message, str) and bool(_KERNEL_FIELDS.search(message))
+        except (ValueError, RecursionError):
+            return False
+    if _PVE_LINE.match(line):
+        return " SRC=" in line and " DST=" in line
+    m = _KERNEL_FIELDS.search(line)
+    if m is None:
+        return False
+    fields_part = line[m.start() :]
+    return " SRC=" in fields_part and " DST=" in fields_part

@@ -1,0 +1,350 @@
+"""OpenHands (V0) event streams: a trajectory export, i.e. a JSON list of event dicts (or
+``{"trajectory": [...]}`` as the conversation API returns it); one row per tool action.
+
+Event fields per OpenHands ``openhands/events/serialization/event.py`` and
+``events/observation/commands.py`` (``CmdOutputMetadata``), read at All-Hands-AI/OpenHands
+156d0686: every event has ``id`` (sequential per conversation), ``timestamp`` (ISO 8601 **without
+a zone**: ``datetime.now().isoformat()`` on the server, i.e. its local time, µs) and ``source``.
+An action has ``action`` (``run``, ``run_ipython``, ``edit``, ``read``, ``write``, ``browse``,
+``browse_interactive``, ``mcp``, …), ``args`` and ``tool_call_metadata`` {``function_name``,
+``tool_call_id``, ``model_response``}; an observation has ``observation``, ``cause`` (the id of
+the action it answers), ``content`` and ``extras`` (for ``run``: ``metadata`` {``exit_code``,
+``hostname``, ``pid``, ``working_dir``, …}).
+
+Mapping: each action that does something in the runtime is one row (``message``, ``think``,
+``finish``, ``reject``, ``system``, ``recall``, ``change_agent_state``, ``null``,
+``condensation``… are counted as skipped); its observation (matched by ``cause``) is folded in.
+``ts_start`` = the action's timestamp, ``ts_end`` = the observation's (ts_kind ``bracket``).
+``call_id`` = ``tool_call_metadata.tool_call_id``, else ``event-<id>``; ``step`` = the event
+``id``; ``tool`` = ``function_name``, else the action name; ``command`` = ``args.command``
+(``run``) or ``args.code`` (``run_ipython``); ``arguments`` = ``args`` without ``thought``;
+``output`` = the observation's ``content`` (first 2000 characters); ``exit_code`` =
+``extras.metadata.exit_code`` — except ``-1``, which OpenHands writes when it stopped waiting for
+a command that was still running (no output for 30 s, or a background server): the exit code is
+then left empty, ``is_error`` too, and the note says so, because the command may still be running
+(and talking to the network) after ``ts_end``. ``is_error`` = non-zero exit, an ``error``
+observation, or ``success: false``. ``host`` = ``extras.metadata.hostname`` (the runtime
+container's hostname, a 12-hex Docker id); calls whose observation names none take the nearest
+hostname seen before them in the file (else the first one after). ``model`` =
+``tool_call_metadata.model_response.model``. ``episode_id`` = ``--option openhands.episode``, else
+the file name without ``.json`` (an export holds no conversation id). No ``host_ip``.
+
+Times: naive timestamps are read in ``--tz openhands=ZONE`` (default UTC) and the note says so.
+``model_response.created`` (Unix seconds from the LLM provider, zone-free) is written just before
+the action, so the offset between it and the naive time reveals the server's zone: when that
+offset (rounded to 15 minutes, median over the file) differs from the zone in use, the note adds
+e.g. ``model_response.created suggests UTC-08:00`` — rerun with ``--tz openhands=-08:00``.
+
+Records are events (``source_line`` = the 1-based index in the list, ``stats.unit`` = ``events``).
+The per-event store (``sessions/<sid>/events/<n>.json``, one event per file) and evaluation
+``output.jsonl`` files are not read: export the trajectory first.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from ..errors import InputError
+from ..schema import TOOL_CALLS
+from ..sources import Source
+from ..timeparse import TimeParseError, parse_epoch, parse_iso
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .records import WHOLE_DOCUMENT_LIMIT, read_text
+
+name = "openhands"
+kind = "agent"
+description = "OpenHands V0 trajectory (JSON list of events): action/observation brackets"
+
+OPTIONS = {
+    "episode": "episode id for the file's rows (default: the file name without .json)",
+}
+"""``--option openhands.KEY=VALUE`` settings (see the module docstring)."""
+
+OUTPUT_CHARS = 2000
+NOT_TOOL_ACTIONS = frozenset(
+    {
+        "message",
+        "system",
+        "start",
+        "think",
+        "finish",
+        "reject",
+        "recall",
+        "change_agent_state",
+        "null",
+        "pause",
+        "resume",
+        "stop",
+        "summarize",
+        "condensation",
+        "condensation_request",
+        "delegate",
+        "push",
+        "send_pr",
+    }
+)
+COMMAND_ARGS = {"run": "command", "run_ipython": "code"}
+STILL_RUNNING = "exit_code -1: command still running when OpenHands stopped waiting (ts_end)"
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: a JSON list (or ``{"trajectory": [...]}``) of events with OpenHands' keys."""
+    sample = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if sample.startswith(b"{"):
+        if not sample[1:].lstrip().startswith(b'"trajectory"'):
+            return 0.0
+    elif not sample.startswith(b"["):
+        return 0.0
+    keys = (b'"id"', b'"timestamp"', b'"source"')
+    if not all(key in sample for key in keys):
+        return 0.0
+    if not (b'"action"' in sample or b'"observation"' in sample):
+        return 0.0
+    if b'"args"' in sample or b'"extras"' in sample:
+        return 0.9 if b'"tool_call_metadata"' in sample or b'"cause"' in sample else 0.8
+    return 0.0
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read one OpenHands trajectory into ``tool_calls`` rows."""
+    stats = LoadStats(path=source.display, format=name, kind=kind, unit="events")
+    sink = RejectSink(source, stats, options.strict)
+    batch = Batcher(TOOL_CALLS)
+    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
+        raise InputError(
+            f"{source.display}: a trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole"
+        )
+    text = read_text(source, stats).removeprefix("\ufeff")
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        stats.read += 1
+        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    if isinstance(document, dict) and isinstance(document.get("trajectory"), list):
+        document = document["trajectory"]
+    if not isinstance(document, list):
+        stats.read += 1
+        sink.reject(1, "not an OpenHands event list", text[:4096])
+        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    zone = options.zone_for(name, UTC)
+    episode = options.option(name, "episode") or source.name.removesuffix(".json")
+    actions: dict[Any, tuple[int, dict[str, Any]]] = {}
+    order: list[tuple[int, dict[str, Any]]] = []
+    observations: dict[Any, dict[str, Any]] = {}
+    hostnames: list[tuple[int, str]] = []
+    other: set[Any] = set()
+    for line, event in enumerate(document, start=1):
+        stats.read += 1
+        if not isinstance(event, dict):
+            sink.reject(
+                line, f"event is not an object but {type(event).__name__}", str(event)[:4096]
+            )
+            continue
+        host = _hostname(event)
+        if host:
+            hostnames.append((line, host))
+        if "action" in event:
+            action = event.get("action")
+            if isinstance(action, str) and action in NOT_TOOL_ACTIONS:
+                stats.skipped[f"{action} action (not a tool call)"] += 1
+                other.add(_key(event.get("id")))
+                continue
+            order.append((line, event))
+            if event.get("id") is not None:
+                actions.setdefault(_key(event.get("id")), (line, event))
+        elif "observation" in event:
+            cause = _key(event.get("cause"))
+            kind_name = event.get("observation") or "untyped"
+            if cause is not None and cause in actions and cause not in observations:
+                observations[cause] = event
+                stats.skipped["observation (folded into its action's row)"] += 1
+            elif cause is None:
+                stats.skipped[f"{kind_name} observation (no cause: not a tool result)"] += 1
+            elif cause in other:
+                stats.skipped[f"{kind_name} observation of a non-tool action"] += 1
+            else:
+                stats.skipped[
+                    f"{kind_name} observation of an unknown or already answered action"
+                ] += 1
+        else:
+            sink.reject(line, "neither an action nor an observation", _raw(event))
+    hint = _zone_hint(order, zone)
+    for line, event in order:
+        observation = observations.get(_key(event.get("id")))
+        try:
+            row = _row(event, observation, zone, hint)
+        except fields.RowError as exc:
+            action = event.get("action")
+            label = f"{action if isinstance(action, str) and action else 'untyped'} action {event.get('id')}"
+            sink.reject(line, f"{label}: {exc}", _raw(event))
+            continue
+        row.update(
+            episode_id=episode,
+            host=row["host"] or _nearest_host(hostnames, line),
+            source_format=name,
+            source_path=source.display,
+            source_line=line,
+        )
+        batch.add(row)
+        stats.loaded += 1
+        if row["ts_note"]:
+            stats.notes[row["ts_note"]] += 1
+    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+
+
+def _key(value: Any) -> Any:
+    """Event ids and causes compare as text (``7`` and ``"7"`` are the same event)."""
+    return None if value is None or isinstance(value, (dict, list)) else str(value)
+
+
+def _metadata(observation: dict[str, Any] | None) -> dict[str, Any]:
+    extras = observation.get("extras") if observation else None
+    metadata = extras.get("metadata") if isinstance(extras, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _hostname(event: dict[str, Any]) -> str | None:
+    return fields.text(_metadata(event).get("hostname"))
+
+
+def _nearest_host(hostnames: list[tuple[int, str]], line: int) -> str | None:
+    before = [host for at, host in hostnames if at <= line]
+    if before:
+        return before[-1]
+    return hostnames[0][1] if hostnames else None
+
+
+def _model_response(event: dict[str, Any]) -> dict[str, Any]:
+    metadata = event.get("tool_call_metadata")
+    response = metadata.get("model_response") if isinstance(metadata, dict) else None
+    return response if isinstance(response, dict) else {}
+
+
+def _zone_hint(order: list[tuple[int, dict[str, Any]]], zone: tzinfo) -> str | None:
+    """``UTC±hh:mm`` when ``model_response.created`` implies another offset than ``zone``."""
+    offsets = []
+    zone_offsets = []
+    for _, event in order:
+        created = _model_response(event).get("created")
+        stamp = event.get("timestamp")
+        if created is None or not isinstance(stamp, str):
+            continue
+        try:
+            naive_utc, note = parse_iso(stamp, default_tz=UTC)
+            created_ns, _ = parse_epoch(created, unit="s", expected="s")
+        except TimeParseError:
+            continue
+        if note is None:  # the timestamp has its own offset: nothing to infer
+            return None
+        offsets.append((naive_utc - created_ns) / 60e9)
+        local = datetime.fromtimestamp(created_ns / 1e9, UTC).astimezone(zone)
+        zone_offsets.append((local.utcoffset() or timedelta()).total_seconds() / 60)
+    if not offsets:
+        return None
+    minutes = round(statistics.median(offsets) / 15) * 15
+    if abs(statistics.median(offsets) - minutes) > 5 or minutes == round(
+        statistics.median(zone_offsets)
+    ):
+        return None
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"model_response.created suggests UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def _time(value: Any, field: str, zone: tzinfo) -> tuple[int, str | None]:
+    if fields.is_blank(value):
+        raise fields.RowError(f"{field} is missing")
+    if not isinstance(value, str):
+        raise fields.RowError(f"{field} is not an ISO 8601 time: {value!r}")
+    try:
+        return parse_iso(value, default_tz=zone)
+    except TimeParseError as exc:
+        raise fields.RowError(f"{field}: {exc}") from None
+
+
+def _row(
+    event: dict[str, Any], observation: dict[str, Any] | None, zone: tzinfo, hint: str | None
+) -> dict[str, Any]:
+    action = event.get("action")
+    if not isinstance(action, str) or not action.strip():
+        raise fields.RowError(f"action is not a name: {action!r}"[:200])
+    notes: list[str] = []
+    start, note = _time(event.get("timestamp"), "timestamp", zone)
+    if note:
+        notes.append(f"{note} ({hint})" if hint else note)
+    end = None
+    if observation is None:
+        notes.append("no observation (not run, or the run stopped)")
+    else:
+        try:
+            end, _ = _time(observation.get("timestamp"), "observation timestamp", zone)
+        except fields.RowError as exc:
+            notes.append(f"{exc}: end unknown")
+        if end is not None and end < start:
+            notes.append("end before start: end ignored")
+            end = None
+    args = event.get("args")
+    if not isinstance(args, dict):
+        args = {}
+    metadata = _metadata(observation)
+    exit_code = fields.integer(metadata.get("exit_code"), "exit_code")
+    if exit_code == -1:
+        notes.append(STILL_RUNNING)
+        exit_code = None
+    is_error: bool | None = None
+    if observation is not None:
+        if observation.get("observation") == "error":
+            is_error = True
+        elif exit_code is not None:
+            is_error = exit_code != 0
+        elif isinstance(observation.get("success"), bool) and STILL_RUNNING not in notes:
+            is_error = not observation["success"]
+    tool_meta = event.get("tool_call_metadata")
+    tool_meta = tool_meta if isinstance(tool_meta, dict) else {}
+    command = args.get(COMMAND_ARGS.get(action, ""))
+    arguments = {k: v for k, v in args.items() if k != "thought"}
+    output = observation.get("content") if observation else None
+    return {
+        "call_id": fields.text(tool_meta.get("tool_call_id")) or f"event-{event.get('id')}",
+        "run_id": None,
+        "step": _event_id(event.get("id")),
+        "ts_start": start,
+        "ts_end": end,
+        "ts_kind": "bracket",
+        "tool": fields.text(tool_meta.get("function_name")) or action,
+        "command": command if isinstance(command, str) and command.strip() else None,
+        "arguments": json.dumps(arguments, ensure_ascii=False) if arguments else None,
+        "output": _truncate(output if isinstance(output, str) else fields.text(output)),
+        "exit_code": exit_code,
+        "is_error": is_error,
+        "host": fields.text(metadata.get("hostname")),
+        "host_ip": None,
+        "model": fields.text(_model_response(event).get("model")),
+        "train_step": None,
+        "ts_note": "; ".join(notes) or None,
+    }
+
+
+def _event_id(value: Any) -> int | None:
+    try:
+        return fields.integer(value, "id")
+    except fields.RowError:
+        return None
+
+
+def _truncate(text: str | None) -> str | None:
+    if text and len(text) > OUTPUT_CHARS:
+        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
+    return text or None
+
+
+def _raw(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)[:4096]
+    except (TypeError, ValueError, RecursionError):
+        return str(value)[:4096]

@@ -1,0 +1,595 @@
+"""ROCK ModelService hand-off files from inside a sandbox: ``LLMService.log`` and ``LLMTraj.jsonl``.
+
+In the ROME stack iFlow CLI runs the tools itself inside the ROCK sandbox and talks to the local
+ModelService (OpenAI-compatible, ``localhost:8080/v1``); ROLL reads each request from, and writes
+each policy response to, ``$ROCK_MODEL_SERVICE_DATA_DIR/LLMService.log`` (default ``/data/logs``).
+No file records a tool's own start or end, but every tool call of response *N* ran after response
+*N* was written and before iFlow sent request *N+1* (which carries the ``role: "tool"`` results).
+So each tool call becomes one row with ``ts_kind = "bracket"``: ``ts_start`` = response *N*'s time,
+``ts_end`` = request *N+1*'s time (null, with a note, when the session ended or the file stops
+first). Both stamps come from the sandbox's clock, zone-free.
+
+``LLMService.log`` lines (markers: alibaba/ROCK ``rock/sdk/model/server/config.py``; writers:
+``rock/sdk/model/server/file_handler.py`` ``write_request`` L28-L40 and ``write_session_end``,
+read in the zhongwen666/ROCK mirror because the alibaba/ROCK snapshot lacks the file, and
+``rock/sdk/model/client.py`` ``_construct_response``, L124-L131 per ``trajectory_formats.md``
+§1.4; the response stamp is taken by ``rock model-service anti-call-llm`` inside the sandbox)::
+
+    LLM_REQUEST_START{request json}LLM_REQUEST_END{"timestamp": <epoch ms>, "index": N}
+    LLM_RESPONSE_START{response json}LLM_RESPONSE_END{"timestamp": <epoch ms>, "index": N}
+    SESSION_END
+
+The body is split from the meta at the *last* end marker, so a marker inside agent-written text
+cannot cut a record short. Requests are OpenAI chat requests (``model``, ``messages``, ``tools``);
+responses are chat completions (``choices[].message.tool_calls[]`` with ``id``,
+``function.name``, ``function.arguments`` as a JSON string), per ROLL's anti-call protocol.
+
+``LLMTraj.jsonl`` (recording proxy, one JSON object per call): ``{"model", "stream", "status",
+"response_time", "start_time", "end_time", "request", "response", "error"}`` with ``time.time()``
+floats (``rock/sdk/model/server/traj.py`` ``TrajectoryRecorder.record``; ``api/proxy.py`` takes
+``start`` before the upstream call and ``end_time`` after it), or litellm's
+``StandardLoggingPayload`` (``startTime``/``endTime`` floats, ``messages``, ``response``;
+``rock/sdk/model/server/integrations/traj_recorder.py``; field list checked against
+https://docs.litellm.ai/docs/proxy/logging_spec). Tool calls of record *N* ran between its
+``end_time`` and record *N+1*'s ``start_time``. The older shape ``{"request", "response"}``
+(``rock/sdk/model/server/utils.py`` ``record_traj``; it also rewrote the file on every call unless
+``ROCK_MODEL_SERVICE_TRAJ_APPEND_MODE``) has no times: its tool calls are rejected, saying so.
+
+Mapping: ``call_id`` = ``tool_calls[].id``; ``tool`` = ``function.name``; ``arguments`` = the
+arguments text; ``command`` = ``command``/``cmd``/``commands``/``script`` from the arguments (not
+the ``view``/``create``/... sub-command of a file-editor tool); ``output`` = the matching
+``role: "tool"`` message of the next request (first 2000 characters); ``step`` = the response's
+meta ``index`` (for ``LLMTraj.jsonl``, the record's ordinal among readable records); ``model`` =
+the response's, else the request's ``model``; ``exit_code``/``is_error`` stay null (iFlow
+reports results only as text).
+
+Sandbox (``host``): ``--option rock_llmservice.sandbox=ID``; else a ``sandbox_id`` named in a
+record's meta or request (``sandbox_id``, ``metadata.sandbox_id``); else the name of the folder
+holding the file, skipping generic folder names (``logs``, ``data``, ...). The file lives inside
+the container, so copy each sandbox's ``/data/logs`` out as ``<root>/<sandbox_id>/LLMService.log``
+(or ``<root>/<sandbox_id>/data/logs/LLMService.log``), named by the ROCK ``sandbox_id`` that ROLL
+logs (``roll_rock_textlog``) and dumps (``roll_dump``). ``episode_id`` = ``<sandbox>#<session>``,
+sessions counted by ``SESSION_END``. ``run_id`` = ``--option rock_llmservice.run=ID`` (else null).
+
+A record is a request line, ``SESSION_END``, a response without tool calls, or one tool call of
+a response (``stats.unit = "records"``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..schema import TOOL_CALLS
+from ..sources import Source, decode_line, iter_lines
+from ..timeparse import TimeParseError, parse_epoch
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .records import first_line, json_line_records
+
+name = "rock_llmservice"
+kind = "agent"
+description = (
+    "ROCK ModelService LLMService.log / LLMTraj.jsonl: iFlow tool calls bracketed by LLM turns"
+)
+
+OPTIONS = {
+    "sandbox": "the sandbox id for every call (default: one named in the records, else the folder name)",
+    "run": "the run id (default none)",
+}
+"""``--option rock_llmservice.KEY=VALUE`` settings."""
+
+OUTPUT_CHARS = 2000
+REQUEST_START, REQUEST_END = "LLM_REQUEST_START", "LLM_REQUEST_END"
+RESPONSE_START, RESPONSE_END = "LLM_RESPONSE_START", "LLM_RESPONSE_END"
+SESSION_END = "SESSION_END"
+
+GENERIC_FOLDERS = frozenset(
+    {"", ".", "..", "logs", "log", "data", "model", "model_service", "tmp", "tmp_model_service"}
+)
+"""Folder names that are not a sandbox id (the container's ``/data/logs`` copied as is)."""
+
+COMMAND_KEYS = ("command", "cmd", "commands", "script")
+EDITOR_SUBCOMMANDS = frozenset({"view", "create", "str_replace", "insert", "undo_edit"})
+EDITOR_TOOLS = frozenset({"str_replace_editor", "str_replace_based_edit_tool", "edit_file"})
+
+SKIP_REQUEST = "request (ends the previous response's tool-call window)"
+SKIP_NO_TOOLS = "response without tool calls"
+SKIP_SESSION_END = "SESSION_END marker"
+
+
+# --- helpers shared with roll_dump (OpenAI chat tool calls) ---------------------------------------
+
+
+def shell_command(tool: str | None, arguments: Any) -> str | None:
+    """The shell text in a tool call's arguments (``{"command": ...}`` and similar), if any.
+
+    A file-editor tool's ``command`` (``view``, ``create``, ...) is a sub-command, not shell text.
+    """
+    value = arguments
+    if isinstance(arguments, str):
+        try:
+            value = json.loads(arguments)
+        except (json.JSONDecodeError, RecursionError):
+            return None
+    if not isinstance(value, dict):
+        return None
+    if tool in EDITOR_TOOLS:
+        return None
+    for key in COMMAND_KEYS:
+        found = value.get(key)
+        if isinstance(found, str) and found.strip():
+            if found.strip() in EDITOR_SUBCOMMANDS and "path" in value:
+                return None
+            return found
+        if isinstance(found, list) and found and all(isinstance(x, str) for x in found):
+            return "; ".join(found) if key == "commands" else " ".join(found)
+    return None
+
+
+def content_text(content: Any) -> str | None:
+    """A chat message's content as text (string, or the text parts of a list of parts)."""
+    if isinstance(content, list):
+        parts = [
+            str(part.get("text"))
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+        if parts:
+            return "\n".join(parts)
+    return fields.text(content)
+
+
+def truncate_output(text: str | None) -> str | None:
+    """Tool output cut to ``OUTPUT_CHARS`` characters, saying how much was left out."""
+    if text and len(text) > OUTPUT_CHARS:
+        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
+    return text
+
+
+def tool_results(messages: Any) -> dict[str, str | None]:
+    """``tool_call_id`` -> text of the ``role: "tool"`` messages in a chat message list."""
+    out: dict[str, str | None] = {}
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict) and message.get("role") == "tool":
+                call_id = fields.text(message.get("tool_call_id"))
+                if call_id is not None:
+                    out.setdefault(call_id, content_text(message.get("content")))
+    return out
+
+
+def convert_tool_call(item: Any, position: int) -> dict[str, Any]:
+    """``call_id``, ``tool``, ``arguments`` and ``command`` of one OpenAI ``tool_calls`` entry."""
+    if not isinstance(item, dict):
+        raise fields.RowError(f"tool call {position} is not an object")
+    function = item.get("function")
+    if not isinstance(function, dict):
+        raise fields.RowError(f"tool call {position} has no function object")
+    tool = fields.text(function.get("name"))
+    if tool is None:
+        raise fields.RowError(f"tool call {position} has no function.name")
+    arguments = function.get("arguments")
+    if isinstance(arguments, (dict, list)):
+        arguments_text: str | None = json.dumps(arguments, ensure_ascii=False)
+    else:
+        arguments_text = None if arguments is None else str(arguments)
+    return {
+        "call_id": fields.text(item.get("id")),
+        "tool": tool,
+        "arguments": arguments_text,
+        "command": shell_command(tool, arguments),
+    }
+
+
+def response_tool_calls(response: dict[str, Any]) -> list[Any]:
+    """The ``tool_calls`` entries of a chat completion (every choice), in order."""
+    found: list[Any] = []
+    choices = response.get("choices")
+    messages: list[Any] = []
+    if isinstance(choices, list):
+        messages = [c.get("message") for c in choices if isinstance(c, dict)]
+    elif isinstance(response.get("message"), dict):
+        messages = [response["message"]]
+    else:
+        messages = [response]
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        calls = message.get("tool_calls")
+        if calls is None:
+            continue
+        if not isinstance(calls, list):
+            raise fields.RowError("tool_calls is not a list")
+        found.extend(calls)
+    return found
+
+
+# --- sniffing -------------------------------------------------------------------------------------
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: LLMService.log markers at line starts, or LLMTraj.jsonl request/response records."""
+    first = first_line(head)
+    if first.startswith((REQUEST_START.encode(), RESPONSE_START.encode())):
+        return 0.95
+    if first == SESSION_END.encode():
+        return 0.9
+    if not first.startswith(b"{"):
+        return 0.0
+    traj_name = filename.lower().startswith("llmtraj")
+    has_pair = b'"request"' in first and b'"response"' in first
+    if has_pair and b'"start_time"' in first and b'"end_time"' in first:
+        return 0.95 if traj_name or b'"response_time"' in first else 0.8
+    if traj_name and (has_pair or (b'"startTime"' in first and b'"messages"' in first)):
+        return 0.85
+    return 0.0
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Brackets:
+    """Tool-call rows of the latest response, waiting for the next request to close their window."""
+
+    batch: Batcher
+    stats: LoadStats
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    pending_index: int | None = None
+
+    def open(self, rows: list[dict[str, Any]], index: int | None) -> None:
+        """Hold a response's rows; an unclosed earlier response is flushed first."""
+        self.flush("no request before the next response: end unknown")
+        self.pending = rows
+        self.pending_index = index
+
+    def close(self, ts_ns: int, index: int | None, outputs: dict[str, str | None]) -> None:
+        """Close the pending window at a request's time and attach the tool results it carries."""
+        for row in self.pending:
+            notes = [row["ts_note"]] if row["ts_note"] else []
+            if ts_ns < row["ts_start"]:
+                notes.append("next request is earlier than the response: end unknown")
+            else:
+                row["ts_end"] = ts_ns
+            if (
+                index is not None
+                and self.pending_index is not None
+                and index != self.pending_index + 1
+            ):
+                notes.append(f"next request has index {index}, not {self.pending_index + 1}")
+            if row["call_id"] is not None and row["call_id"] in outputs:
+                row["output"] = truncate_output(outputs[row["call_id"]])
+            row["ts_note"] = "; ".join(notes) or None
+        self._emit()
+
+    def flush(self, note: str) -> None:
+        """Emit the pending rows with an open end, saying why."""
+        for row in self.pending:
+            row["ts_note"] = "; ".join(filter(None, [row["ts_note"], note]))
+        self._emit()
+
+    def _emit(self) -> None:
+        for row in self.pending:
+            self.batch.add(row)
+            self.stats.loaded += 1
+            if row["ts_note"]:
+                self.stats.notes[row["ts_note"]] += 1
+        self.pending = []
+        self.pending_index = None
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read ``LLMService.log`` or ``LLMTraj.jsonl`` into bracketed ``tool_calls`` rows."""
+    stats = LoadStats(path=source.display, format=name, kind=kind, unit="records")
+    sink = RejectSink(source, stats, options.strict)
+    batch = Batcher(TOOL_CALLS)
+    if first_line(source.head()).startswith(b"{"):
+        _read_traj_jsonl(source, options, stats, sink, batch)
+    else:
+        _read_service_log(source, options, stats, sink, batch)
+    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+
+
+@dataclass
+class _Context:
+    """What every row of one file shares."""
+
+    source: Source
+    options: LoadOptions
+    folder_host: str | None
+    run_id: str | None
+    forced_host: str | None
+    session: int = 1
+    named_host: str | None = None
+
+    @property
+    def host(self) -> str | None:
+        return self.forced_host or self.named_host or self.folder_host
+
+    @property
+    def episode(self) -> str:
+        return f"{self.host or Path(self.source.name).stem}#{self.session}"
+
+
+def _context(source: Source, options: LoadOptions) -> _Context:
+    return _Context(
+        source=source,
+        options=options,
+        folder_host=host_from_path(source.path),
+        run_id=options.option(name, "run"),
+        forced_host=options.option(name, "sandbox"),
+    )
+
+
+def host_from_path(path: Path) -> str | None:
+    """The nearest enclosing folder name that is not a generic one (``logs``, ``data``, ...)."""
+    for parent in path.absolute().parents:
+        if parent.name.lower() not in GENERIC_FOLDERS:
+            return parent.name
+    return None
+
+
+def _named_sandbox(*records: Any) -> str | None:
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        metadata = record.get("metadata")
+        for value in (
+            record.get("sandbox_id"),
+            metadata.get("sandbox_id") if isinstance(metadata, dict) else None,
+        ):
+            found = fields.text(value)
+            if found:
+                return found
+    return None
+
+
+def _split(raw: str, start: str, end: str) -> tuple[str, str]:
+    cut = raw.rfind(end)
+    if cut < len(start):
+        raise fields.RowError(f"no {end} marker (record truncated or split over lines)")
+    return raw[len(start) : cut], raw[cut + len(end) :]
+
+
+def _meta(text: str, options: LoadOptions) -> tuple[int, int | None, str | None, dict[str, Any]]:
+    """(time ns, index, epoch note, meta) from a record's meta JSON."""
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise fields.RowError(f"meta is not valid JSON: {text.strip()[:80]!r}") from None
+    if not isinstance(meta, dict):
+        raise fields.RowError("meta is not a JSON object")
+    stamp = meta.get("timestamp")
+    if fields.is_blank(stamp):
+        raise fields.RowError("meta has no timestamp")
+    if not isinstance(stamp, (str, int, float)):
+        raise fields.RowError(f"meta timestamp is not a number: {stamp!r}")
+    try:
+        ts, note = parse_epoch(stamp, unit=options.epoch_unit, expected="ms")
+    except TimeParseError as exc:
+        raise fields.RowError(f"meta timestamp: {exc}") from None
+    index = fields.integer(meta.get("index"), "meta index")
+    return ts, index, note, meta
+
+
+def _body(text: str, what: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise fields.RowError(
+            f"{what} body is not valid JSON ({exc.__class__.__name__}: {str(exc)[:60]})"
+        ) from None
+    if not isinstance(body, dict):
+        raise fields.RowError(f"{what} body is not a JSON object")
+    return body
+
+
+def _service_lines(source: Source, stats: LoadStats) -> Iterator[tuple[int, str]]:
+    for line, raw_bytes in iter_lines(source):
+        text, note = decode_line(raw_bytes)
+        if note:
+            stats.notes[note] += 1
+        if line == 1:
+            text = text.removeprefix("\ufeff")
+        yield line, text
+
+
+def _read_service_log(
+    source: Source, options: LoadOptions, stats: LoadStats, sink: RejectSink, batch: Batcher
+) -> None:
+    ctx = _context(source, options)
+    brackets = _Brackets(batch, stats)
+    last_model: str | None = None
+    for line, raw in _service_lines(source, stats):
+        text = raw.strip()
+        if not text:
+            stats.read += 1
+            stats.skipped["blank line"] += 1
+            continue
+        if text == SESSION_END:
+            stats.read += 1
+            stats.skipped[SKIP_SESSION_END] += 1
+            brackets.flush("session ended before a next request: end unknown")
+            ctx.session += 1
+            continue
+        if text.startswith(REQUEST_START):
+            stats.read += 1
+            try:
+                body_text, meta_text = _split(text, REQUEST_START, REQUEST_END)
+                ts, index, _note, meta = _meta(meta_text, options)
+            except fields.RowError as exc:
+                sink.reject(line, f"request: {exc}", raw)
+                continue
+            try:
+                request = _body(body_text, "request")
+            except fields.RowError as exc:
+                brackets.close(ts, index, {})
+                sink.reject(line, f"{exc} (its timestamp still ends the previous window)", raw)
+                continue
+            ctx.named_host = _named_sandbox(meta, request) or ctx.named_host
+            last_model = fields.text(request.get("model")) or last_model
+            brackets.close(ts, index, tool_results(request.get("messages")))
+            stats.skipped[SKIP_REQUEST] += 1
+            continue
+        if text.startswith(RESPONSE_START):
+            _read_response(line, raw, text, ctx, last_model, stats, sink, brackets)
+            continue
+        stats.read += 1
+        sink.reject(
+            line,
+            "not an LLMService.log record (expected LLM_REQUEST_START, LLM_RESPONSE_START or SESSION_END)",
+            raw,
+        )
+    brackets.flush("file ends before a next request: end unknown")
+
+
+def _read_response(
+    line: int,
+    raw: str,
+    text: str,
+    ctx: _Context,
+    last_model: str | None,
+    stats: LoadStats,
+    sink: RejectSink,
+    brackets: _Brackets,
+) -> None:
+    try:
+        body_text, meta_text = _split(text, RESPONSE_START, RESPONSE_END)
+        response = _body(body_text, "response")
+        calls = response_tool_calls(response)
+    except fields.RowError as exc:
+        stats.read += 1
+        sink.reject(line, f"response: {exc}", raw)
+        return
+    if not calls:
+        stats.read += 1
+        stats.skipped[SKIP_NO_TOOLS] += 1
+        # A plain answer still ends any earlier window only at the next request; nothing to open.
+        return
+    stats.read += len(calls)
+    try:
+        ts, index, note, meta = _meta(meta_text, ctx.options)
+    except fields.RowError as exc:
+        sink.reject(line, f"response with {len(calls)} tool call(s): {exc}", raw, count=len(calls))
+        return
+    ctx.named_host = _named_sandbox(meta) or ctx.named_host
+    model = fields.text(response.get("model")) or last_model
+    rows = []
+    for position, item in enumerate(calls, start=1):
+        try:
+            call = convert_tool_call(item, position)
+        except fields.RowError as exc:
+            sink.reject(line, str(exc), raw)
+            continue
+        rows.append(_row(call, ctx, index, ts, note, model, line))
+    brackets.open(rows, index)
+
+
+def _row(
+    call: dict[str, Any],
+    ctx: _Context,
+    step: int | None,
+    ts_start: int,
+    note: str | None,
+    model: str | None,
+    line: int,
+) -> dict[str, Any]:
+    return {
+        **call,
+        "run_id": ctx.run_id,
+        "episode_id": ctx.episode,
+        "step": step,
+        "ts_start": ts_start,
+        "ts_end": None,
+        "ts_kind": "bracket",
+        "output": None,
+        "exit_code": None,
+        "is_error": None,
+        "host": ctx.host,
+        "host_ip": None,
+        "model": model,
+        "train_step": None,
+        "ts_note": note,
+        "source_format": name,
+        "source_path": ctx.source.display,
+        "source_line": line,
+    }
+
+
+def _traj_time(record: dict[str, Any], keys: tuple[str, str], options: LoadOptions) -> int | None:
+    for key in keys:
+        value = record.get(key)
+        if not fields.is_blank(value):
+            if not isinstance(value, (str, int, float)):
+                raise fields.RowError(f"{key} is not a number: {value!r}")
+            try:
+                return parse_epoch(value, unit=options.epoch_unit, expected="s")[0]
+            except TimeParseError as exc:
+                raise fields.RowError(f"{key}: {exc}") from None
+    return None
+
+
+def _read_traj_jsonl(
+    source: Source, options: LoadOptions, stats: LoadStats, sink: RejectSink, batch: Batcher
+) -> None:
+    ctx = _context(source, options)
+    brackets = _Brackets(batch, stats)
+    ordinal = 0
+    for line, record, raw in json_line_records(source, stats, sink):
+        ordinal += 1
+        request = record.get("request")
+        request = request if isinstance(request, dict) else {}
+        messages = request.get("messages", record.get("messages"))
+        try:
+            start = _traj_time(record, ("start_time", "startTime"), options)
+            end = _traj_time(record, ("end_time", "endTime"), options)
+        except fields.RowError as exc:
+            start = end = None
+            time_error: str | None = str(exc)
+        else:
+            time_error = None
+        if start is not None:
+            brackets.close(start, None, tool_results(messages))
+        ctx.named_host = _named_sandbox(record, request) or ctx.named_host
+        response = record.get("response")
+        if not isinstance(response, dict):
+            stats.read += 1
+            status = fields.text(record.get("status")) or "no status"
+            stats.skipped[f"call without a response ({status})"] += 1
+            continue
+        try:
+            calls = response_tool_calls(response)
+        except fields.RowError as exc:
+            stats.read += 1
+            sink.reject(line, f"response: {exc}", raw)
+            continue
+        if not calls:
+            stats.read += 1
+            stats.skipped[SKIP_NO_TOOLS] += 1
+            continue
+        stats.read += len(calls)
+        if end is None:
+            reason = time_error or (
+                "no end_time/endTime (the older LLMTraj.jsonl shape {request, response} has no times)"
+            )
+            sink.reject(line, f"response with {len(calls)} tool call(s): {reason}", raw, len(calls))
+            continue
+        model = (
+            fields.text(response.get("model"))
+            or fields.text(request.get("model"))
+            or fields.text(record.get("model"))
+        )
+        rows = []
+        for position, item in enumerate(calls, start=1):
+            try:
+                call = convert_tool_call(item, position)
+            except fields.RowError as exc:
+                sink.reject(line, str(exc), raw)
+                continue
+            rows.append(_row(call, ctx, ordinal, end, None, model, line))
+        brackets.open(rows, None)
+    brackets.flush("file ends before a next call: end unknown")

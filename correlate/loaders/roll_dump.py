@@ -1,0 +1,400 @@
+"""ROLL agentic rollout dumps (``rollout_dump_dir``): ``rollout_dump_data.step_<N>.jsonl``.
+
+Writer: ``roll/pipeline/agentic/utils.py`` ``dump_rollout_trajectories`` (drops rows holding a
+None via ``remove_nan_items``, appends ``global_step``) -> ``roll/pipeline/rlvr/utils.py``
+``write_to_json_process``, which opens the file with mode ``"w"`` and writes **one JSON line whose
+values are columns**: ``{"trajectory_data": [...], "messages": [...], "tools": [...],
+"exp_name": [...], "global_step": [...]}`` (element *i* of each list is trajectory *i*; the
+column list is ``COLUMMNS_CONFIG`` in ``agent_native_env_manager.py`` ``formulate_rollouts``).
+
+``trajectory_data[i]`` is a JSON string (``formulate_rollouts``; ``trajectory_formats.md`` §1.1):
+``trajectory_id``, ``timestamp`` (``%Y%m%d_%H%M%S_%f``), ``current_step``, ``env_info`` (``env_id``,
+``group_id``, ``tag``, ``seed``, ``episode_id``, ... plus ``RockTBNativeEnv.env_info``: ``task_id``,
+``task_name``, ``sandbox_image``, ``sandbox_ip``, ``sandbox_id`` — ``rock_tb_native_env.py``
+``env_info``), ``timing_info`` (``traj_save_time`` = ``datetime.now().isoformat()`` and the
+trajectory timings in seconds: ``trajectory.total_time`` = now - ``traj_start_time`` in current
+ROLL, ``traj_time_env_total`` in older ROLL), ``length_info``, ``reward_info``, ``failure_info``.
+``messages[i]`` is a JSON string of a list of OpenAI chat message lists (iFlow's last request:
+assistant ``tool_calls[].id/function.name/function.arguments``, ``role: "tool"`` results with
+``tool_call_id``); a flat message list is read too.
+
+Times: ROLL stamps only the trajectory's end, with ``datetime.now()`` — **naive local time of the
+trainer** — so there is no per-call time. Each tool call gets the trajectory's window
+``[traj_save_time - trajectory.total_time, traj_save_time]`` with ``ts_kind = "inferred"`` and a
+note (only the save time when no duration is recorded). Naive times are read in
+``--tz roll_dump=ZONE`` (default UTC, noted). For per-call brackets use the sandbox's
+``LLMService.log`` (``rock_llmservice``).
+
+Mapping: ``call_id`` = ``tool_calls[].id``; ``episode_id`` = ``trajectory_id``; ``run_id`` =
+``exp_name``; ``step`` = the assistant turn (1-based) holding the call; ``train_step`` = ``N`` of
+the file name (else ``global_step``, else ``current_step``); ``host`` = ``env_info.sandbox_id``;
+``host_ip`` = ``env_info.sandbox_ip`` (ROCK's ``host_ip``: the pod IP on Kubernetes, the Docker
+host's IP — shared by its sandboxes — on Ray/Docker; ``trajectory_formats.md`` §1.3);
+``tool``/``arguments``/``command``/``output`` as in ``rock_llmservice``. Each trajectory naming
+both ``sandbox_id`` and ``sandbox_ip`` yields a HOSTS row (origin ``trajectory``, valid from the
+trajectory's start).
+
+``source_line`` (and a reject's location) is the trajectory's 1-based position in the file, counted
+across lines (ROLL writes one physical line); a line that cannot be split into trajectories is
+reported at the position its first trajectory would have, its line number in the reason.
+A record is one tool call, or one trajectory without tool calls (``stats.unit = "records"``).
+Rows of a dump without ``trajectory_data`` (ROLL's RLVR dumps share the file name) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+
+from ..schema import HOSTS, TOOL_CALLS, from_columns
+from ..sources import Source, decode_line, iter_lines
+from ..timeparse import TimeParseError, parse_iso
+from . import fields
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .records import first_line
+from .rock_llmservice import content_text, convert_tool_call, truncate_output
+
+name = "roll_dump"
+kind = "agent"
+description = (
+    "ROLL agentic rollout dump (rollout_dump_data.step_N.jsonl): tool calls per trajectory"
+)
+
+_FILE_STEP = re.compile(r"step_(\d+)")
+_COMPACT_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})_(\d{1,6})$")
+DURATION_KEYS = ("trajectory.total_time", "traj_time_env_total")
+ZONE_HINT = "ROLL writes the trainer's local time; use --tz roll_dump=ZONE"
+HOST_NOTE = (
+    "env_info.sandbox_ip of a ROLL trajectory (ROCK host_ip: pod IP on Kubernetes, "
+    "Docker host IP shared by its sandboxes on Ray/Docker)"
+)
+
+
+def sniff(head: bytes, filename: str) -> float:
+    """Score: a column-oriented JSON line starting with ``trajectory_data``, or the dump's name."""
+    first = first_line(head)
+    if not first.startswith(b"{"):
+        return 0.0
+    if re.match(rb'\{\s*"trajectory_data"\s*:\s*\[', first):
+        return 0.95
+    if filename.startswith("rollout_dump_data.step_") and b'"global_step"' in head:
+        return 0.7
+    return 0.0
+
+
+def read(source: Source, options: LoadOptions) -> LoadResult:
+    """Read one rollout dump into ``tool_calls`` rows and the sandbox identities it names."""
+    stats = LoadStats(path=source.display, format=name, kind=kind, unit="records")
+    sink = RejectSink(source, stats, options.strict)
+    batch = Batcher(TOOL_CALLS)
+    zone = options.zone_for(name)
+    hinted = name not in options.zones and "*" not in options.zones
+    match = _FILE_STEP.search(source.name)
+    file_step = int(match.group(1)) if match else None
+    hosts: dict[tuple[str, str], tuple[int, int]] = {}
+    ordinal = 0  # trajectories seen so far: locations are trajectory positions in the file
+    for line, raw_bytes in iter_lines(source):
+        raw, note = decode_line(raw_bytes)
+        if note:
+            stats.notes[note] += 1
+        if line == 1:
+            raw = raw.removeprefix("\ufeff")
+        if not raw.strip():
+            stats.read += 1
+            stats.skipped["blank line"] += 1
+            continue
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            stats.read += 1
+            sink.reject(
+                ordinal + 1,
+                f"line {line}: not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})",
+                raw,
+            )
+            continue
+        if not isinstance(record, dict):
+            stats.read += 1
+            sink.reject(ordinal + 1, f"line {line}: not a JSON object", raw)
+            continue
+        trajectories = record.get("trajectory_data")
+        lengths = {k: len(v) for k, v in record.items() if isinstance(v, list)}
+        if trajectories is None:
+            count = max(lengths.values(), default=1)
+            stats.read += count
+            stats.skipped["not an agentic rollout (no trajectory_data column)"] += count
+            continue
+        if not isinstance(trajectories, list):
+            stats.read += 1
+            sink.reject(
+                ordinal + 1,
+                f"line {line}: trajectory_data is not a list (expected ROLL's column dump)",
+                raw,
+            )
+            continue
+        if len(set(lengths.values())) > 1:
+            described = ", ".join(f"{k} {n}" for k, n in lengths.items())
+            count = len(trajectories) or 1
+            stats.read += count
+            sink.reject(
+                ordinal + 1,
+                f"line {line}: columns differ in length ({described}): trajectories cannot be paired",
+                raw,
+                count=count,
+            )
+            ordinal += len(trajectories)
+            continue
+        for i, data in enumerate(trajectories):
+            ordinal += 1
+            column = {k: v[i] for k, v in record.items() if isinstance(v, list)}
+            _read_trajectory(
+                ordinal, data, column, file_step, zone, hinted, source, stats, sink, batch, hosts
+            )
+    return LoadResult(
+        kind=kind,
+        table=batch.table(),
+        stats=stats,
+        rejects=sink.rejects,
+        hosts=_hosts(hosts, source),
+    )
+
+
+def _json_value(value: Any, what: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise fields.RowError(
+                f"{what} is not valid JSON ({exc.__class__.__name__}: {str(exc)[:60]})"
+            ) from None
+    return value
+
+
+def _message_lists(messages: Any) -> list[list[Any]]:
+    if messages is None:
+        return []
+    if not isinstance(messages, list):
+        raise fields.RowError("messages is not a list")
+    if messages and all(isinstance(m, dict) for m in messages):
+        return [messages]
+    return [m for m in messages if isinstance(m, list)]
+
+
+def _calls(lists: list[list[Any]]) -> tuple[list[tuple[int, Any]], dict[str, Any], int]:
+    """(assistant turn, tool call) pairs, tool results by id, and calls repeated across lists."""
+    seen: set[str] = set()
+    found: list[tuple[int, Any]] = []
+    results: dict[str, Any] = {}
+    repeated = 0
+    for messages in lists:
+        turn = 0
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            if message.get("role") == "tool":
+                call_id = fields.text(message.get("tool_call_id"))
+                if call_id is not None:
+                    results.setdefault(call_id, message.get("content"))
+            if message.get("role") != "assistant":
+                continue
+            turn += 1
+            calls = message.get("tool_calls")
+            if not isinstance(calls, list):
+                continue
+            for call in calls:
+                call_id = fields.text(call.get("id")) if isinstance(call, dict) else None
+                if call_id is not None and call_id in seen:
+                    repeated += 1
+                    continue
+                if call_id is not None:
+                    seen.add(call_id)
+                found.append((turn, call))
+    return found, results, repeated
+
+
+def _end_time(data: dict[str, Any], zone: tzinfo) -> tuple[int, str | None]:
+    """The trajectory's end (ns) and the zone note: ``traj_save_time``, else ``timestamp``."""
+    timing = data.get("timing_info")
+    candidates: list[tuple[str, Any]] = [
+        (
+            "timing_info.traj_save_time",
+            timing.get("traj_save_time") if isinstance(timing, dict) else None,
+        ),
+        ("timestamp", data.get("timestamp")),
+    ]
+    trajectory_id = fields.text(data.get("trajectory_id"))
+    embedded = _COMPACT_TIME.search(trajectory_id) if trajectory_id else None
+    if embedded:
+        candidates.append(("trajectory_id", embedded.group(0)))
+    for key, value in candidates:
+        if fields.is_blank(value):
+            continue
+        text = str(value).strip()
+        compact = _COMPACT_TIME.fullmatch(text)
+        if compact:
+            y, mo, d, h, mi, s, frac = compact.groups()
+            text = f"{y}-{mo}-{d}T{h}:{mi}:{s}.{frac}"
+        try:
+            return parse_iso(text, default_tz=zone)
+        except TimeParseError as exc:
+            raise fields.RowError(f"{key}: {exc}") from None
+    raise fields.RowError("no trajectory time (timing_info.traj_save_time, timestamp)")
+
+
+def _duration_ns(data: dict[str, Any]) -> tuple[int | None, str | None]:
+    """The trajectory's duration in ns (exact for decimal seconds) and the key it came from."""
+    timing = data.get("timing_info")
+    if not isinstance(timing, dict):
+        return None, None
+    for key in DURATION_KEYS:
+        value = timing.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return None, key
+        try:
+            seconds = Decimal(str(value).strip())
+        except InvalidOperation:
+            return None, key
+        if not seconds.is_finite() or seconds < 0:
+            return None, key
+        return int(seconds * 1_000_000_000), key
+    return None, None
+
+
+def _read_trajectory(
+    ordinal: int,
+    raw_data: Any,
+    column: dict[str, Any],
+    file_step: int | None,
+    zone: tzinfo,
+    hinted: bool,
+    source: Source,
+    stats: LoadStats,
+    sink: RejectSink,
+    batch: Batcher,
+    hosts: dict[tuple[str, str], tuple[int, int]],
+) -> None:
+    raw = raw_data if isinstance(raw_data, str) else json.dumps(raw_data, ensure_ascii=False)
+    try:
+        data = _json_value(raw_data, "trajectory_data")
+        if not isinstance(data, dict):
+            raise fields.RowError("trajectory_data is not a JSON object")
+        lists = _message_lists(_json_value(column.get("messages"), "messages"))
+    except fields.RowError as exc:
+        stats.read += 1
+        sink.reject(ordinal, f"trajectory {ordinal}: {exc}", raw)
+        return
+    calls, results, repeated = _calls(lists)
+    if repeated:
+        stats.read += repeated
+        stats.skipped["tool call repeated in another message list of the trajectory"] += repeated
+    try:
+        shared = _trajectory_fields(data, column, file_step, zone, hinted)
+    except fields.RowError as exc:
+        stats.read += max(len(calls), 1)
+        sink.reject(ordinal, f"trajectory {ordinal}: {exc}", raw, count=max(len(calls), 1))
+        return
+    if shared["host"] and shared["host_ip"]:
+        key = (shared["host"], shared["host_ip"])
+        first = hosts.get(key)
+        if first is None or shared["ts_start"] < first[0]:
+            hosts[key] = (shared["ts_start"], ordinal)
+    if not calls:
+        stats.read += 1
+        stats.skipped["trajectory without tool calls"] += 1
+        return
+    for position, (turn, item) in enumerate(calls, start=1):
+        stats.read += 1
+        try:
+            call = convert_tool_call(item, position)
+        except fields.RowError as exc:
+            sink.reject(ordinal, f"trajectory {ordinal}: {exc}", raw)
+            continue
+        output = results.get(call["call_id"]) if call["call_id"] else None
+        row = {
+            **shared,
+            **call,
+            "step": turn,
+            "output": truncate_output(content_text(output)),
+            "source_format": name,
+            "source_path": source.display,
+            "source_line": ordinal,
+        }
+        batch.add(row)
+        stats.loaded += 1
+        if row["ts_note"]:
+            stats.notes[row["ts_note"]] += 1
+
+
+def _trajectory_fields(
+    data: dict[str, Any],
+    column: dict[str, Any],
+    file_step: int | None,
+    zone: tzinfo,
+    hinted: bool,
+) -> dict[str, Any]:
+    env_info = data.get("env_info")
+    env_info = env_info if isinstance(env_info, dict) else {}
+    end, zone_note = _end_time(data, zone)
+    duration, duration_key = _duration_ns(data)
+    notes = []
+    if duration is not None:
+        start = end - duration
+        notes.append(
+            f"inferred: the trajectory's window (traj_save_time - {duration_key}); "
+            "ROLL dumps have no per-call times"
+        )
+    else:
+        start = end
+        why = f"{duration_key} unreadable" if duration_key else "no trajectory duration"
+        notes.append(f"inferred: the trajectory's save time only ({why}; the calls ran before it)")
+    if zone_note:
+        notes.append(f"{zone_note} ({ZONE_HINT})" if hinted else zone_note)
+    train_step = file_step
+    if train_step is None:
+        train_step = fields.integer(column.get("global_step"), "global_step")
+    if train_step is None:
+        train_step = fields.integer(data.get("current_step"), "current_step")
+    episode = fields.text(data.get("trajectory_id"))
+    if episode is None and env_info.get("episode_id") is not None:
+        episode = "_".join(
+            str(env_info.get(k)) for k in ("tag", "group_id", "episode_id", "seed", "env_id")
+        )
+    return {
+        "run_id": fields.text(column.get("exp_name")),
+        "episode_id": episode,
+        "ts_start": start,
+        "ts_end": end,
+        "ts_kind": "inferred",
+        "exit_code": None,
+        "is_error": None,
+        "host": fields.text(env_info.get("sandbox_id")),
+        "host_ip": fields.ip(env_info.get("sandbox_ip"), "env_info.sandbox_ip"),
+        "model": None,
+        "train_step": train_step,
+        "ts_note": "; ".join(notes),
+    }
+
+
+def _hosts(seen: dict[tuple[str, str], tuple[int, int]], source: Source) -> pa.Table:
+    keys = sorted(seen, key=lambda k: (seen[k][0], k))
+    return from_columns(
+        {
+            "host": [k[0] for k in keys],
+            "ip": [k[1] for k in keys],
+            "valid_from": [seen[k][0] for k in keys],
+            "valid_to": [None] * len(keys),
+            "origin": ["trajectory"] * len(keys),
+            "note": [HOST_NOTE] * len(keys),
+            "source_format": [name] * len(keys),
+            "source_path": [source.display] * len(keys),
+            "source_line": [seen[k][1] for k in keys],
+        },
+        HOSTS,
+    )

@@ -1,0 +1,818 @@
+"""Questions asked of an analysed case: filters, the rows they select, and how they are shown.
+
+``query`` answers "everything near X" with one row per violation event: the event, its
+conversation's labels, the call it is attributed to (how, lag, confidence, command) and how many
+candidate calls its window held; ``--candidates`` gives one row per (event, candidate call) pair
+instead. ``findings`` gives one row per conversation, or per tool/run/episode/host/label with
+``--by``. Filters combine with AND; a repeated filter matches any of its values (OR).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+import pyarrow as pa
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.table import Table
+from rich.text import Text
+
+from .errors import OptionError
+from .pipeline import Result
+from .schema import TS, plain_rows
+from .stats import Association
+from .textsafe import inert
+from .timeparse import TimeParseError, parse_duration, parse_time, resolve_zone, zone_name
+
+CONFIDENCE_ORDER = {"none": 0, "low": 1, "medium": 2, "high": 3}
+GROUP_KEYS = ("tool", "run", "episode", "host", "label", "confidence")
+
+Row = dict[str, Any]
+
+
+# --- times ----------------------------------------------------------------------------------
+
+
+def display_zone(name: str | None) -> tzinfo:
+    """The zone times are shown in (``--display-tz``); storage is always UTC."""
+    return UTC if not name else resolve_zone(name)
+
+
+def format_time(
+    ns: int | None, zone: tzinfo = UTC, sep: str = "T", digits: int | None = None
+) -> str:
+    """ns since the epoch as ISO 8601 in ``zone`` with its offset (``Z`` for UTC).
+
+    The fraction is the shortest exact one, or exactly ``digits`` digits (truncated) for columns
+    that line up.
+    """
+    if ns is None:
+        return ""
+    seconds, frac = divmod(int(ns), 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).astimezone(zone)
+    text = moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S")
+    if digits:
+        text += "." + f"{frac:09d}"[:digits]
+    elif frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    if zone is UTC:
+        return text + "Z"
+    offset = moment.strftime("%z")
+    return f"{text}{offset[:3]}:{offset[3:]}"
+
+
+def clock(
+    values: Sequence[int | None], zone: tzinfo = UTC, digits: int | None = None
+) -> tuple[Callable[[int | None], str], str | None]:
+    """A formatter for a column of times, and a caption: the date once when all share it."""
+    dates = {format_time(v, zone)[:10] for v in values if v is not None}
+    if len(dates) == 1:
+        label = "UTC" if zone is UTC else zone_name(zone)
+        return (
+            lambda ns: format_time(ns, zone, " ", digits)[11:],
+            f"times on {dates.pop()} ({label})",
+        )
+    return (lambda ns: format_time(ns, zone, " ", digits)), None
+
+
+def parse_bounds(
+    since: str | None, until: str | None, zone: tzinfo = UTC
+) -> tuple[int | None, int | None]:
+    """``--since``/``--until`` as ns: ISO 8601 (naive = ``zone``), epoch, or ``-1m``/``+30s``
+    relative to the other bound (``--until T --since -1m`` is the minute before T)."""
+
+    def absolute(text: str, flag: str) -> int:
+        try:
+            return parse_time(text.strip(), default_tz=zone)[0]
+        except TimeParseError:
+            raise OptionError(
+                f"{flag}: not a time: {text!r}; write ISO 8601 (2025-12-02T06:19:44Z), "
+                "epoch seconds, or a duration relative to the other bound (-1m)"
+            ) from None
+
+    def relative(text: str | None) -> int | None:
+        if text is None or text.strip()[:1] not in "+-":
+            return None
+        try:
+            return parse_duration(text.strip())
+        except OptionError:
+            return None
+
+    rel_since, rel_until = relative(since), relative(until)
+    if rel_since is not None and rel_until is not None:
+        raise OptionError("--since and --until cannot both be relative durations")
+    lo = None if since is None or rel_since is not None else absolute(since, "--since")
+    hi = None if until is None or rel_until is not None else absolute(until, "--until")
+    if rel_since is not None:
+        if hi is None:
+            raise OptionError("--since as a duration needs an absolute --until")
+        lo = hi + rel_since if rel_since < 0 else hi - rel_since
+    if rel_until is not None:
+        if lo is None:
+            raise OptionError("--until as a duration needs an absolute --since")
+        hi = lo + abs(rel_until)
+    if lo is not None and hi is not None and lo > hi:
+        raise OptionError("--since is after --until")
+    return lo, hi
+
+
+# --- filters --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddressPattern:
+    """An IP, a network (CIDR) or a domain (matching itself and its subdomains)."""
+
+    text: str
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    domain: str | None
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> AddressPattern:
+        value = text.strip()
+        if not value:
+            raise OptionError(f"{flag}: empty value")
+        try:
+            return cls(value, ipaddress.ip_network(value, strict=False), None)
+        except ValueError:
+            pass
+        if "/" in value or ":" in value or not re.fullmatch(r"[A-Za-z0-9_.*-]+", value):
+            raise OptionError(f"{flag}: not an IP, a CIDR or a domain: {value!r}")
+        return cls(value, None, value.lower().strip(".").removeprefix("*."))
+
+    def matches(self, ip: str | None, domain: str | None = None) -> bool:
+        if self.network is not None:
+            if not ip:
+                return False
+            try:
+                return ipaddress.ip_address(ip) in self.network
+            except ValueError:
+                return False
+        if not domain or self.domain is None:
+            return False
+        name = domain.lower().rstrip(".")
+        return name == self.domain or name.endswith("." + self.domain)
+
+
+def name_matches(patterns: Sequence[str], value: object) -> bool:
+    """Exact match, or a shell glob (``sbx-0*``) when the pattern has one."""
+    if value is None:
+        return False
+    text = str(value)
+    return any(
+        fnmatch.fnmatchcase(text, p) if any(c in p for c in "*?[") else text == p for p in patterns
+    )
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What ``findings``, ``query``, ``timeline`` and the exports may be narrowed to."""
+
+    dst: tuple[AddressPattern, ...] = ()
+    src: tuple[AddressPattern, ...] = ()
+    host: tuple[str, ...] = ()
+    run: tuple[str, ...] = ()
+    episode: tuple[str, ...] = ()
+    tool: tuple[str, ...] = ()
+    label: tuple[str, ...] = ()
+    since_ns: int | None = None
+    until_ns: int | None = None
+    min_confidence: str | None = None
+    grep: re.Pattern[str] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        dst: Iterable[str] = (),
+        src: Iterable[str] = (),
+        host: Iterable[str] = (),
+        run: Iterable[str] = (),
+        episode: Iterable[str] = (),
+        tool: Iterable[str] = (),
+        label: Iterable[str] = (),
+        since: str | None = None,
+        until: str | None = None,
+        min_confidence: str | None = None,
+        grep: str | None = None,
+        zone: tzinfo = UTC,
+    ) -> Filters:
+        """Filters from command-line values; a bad value raises OptionError (exit code 2)."""
+        lo, hi = parse_bounds(since, until, zone)
+        if min_confidence is not None and min_confidence not in CONFIDENCE_ORDER:
+            raise OptionError(f"--min-confidence: choose from {', '.join(CONFIDENCE_ORDER)}")
+        pattern = None
+        if grep is not None:
+            try:
+                pattern = re.compile(grep)
+            except re.error as exc:
+                raise OptionError(f"--grep: not a regular expression: {grep!r} ({exc})") from None
+        return cls(
+            dst=tuple(AddressPattern.parse(d, "--dst") for d in dst),
+            src=tuple(AddressPattern.parse(s, "--src") for s in src),
+            host=tuple(host),
+            run=tuple(run),
+            episode=tuple(episode),
+            tool=tuple(tool),
+            label=tuple(label),
+            since_ns=lo,
+            until_ns=hi,
+            min_confidence=min_confidence,
+            grep=pattern,
+        )
+
+    @property
+    def active(self) -> bool:
+        return any(
+            (
+                self.dst,
+                self.src,
+                self.host,
+                self.run,
+                self.episode,
+                self.tool,
+                self.label,
+                self.since_ns is not None,
+                self.until_ns is not None,
+                self.min_confidence,
+                self.grep,
+            )
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The filters as plain values (for ``--json`` and export metadata)."""
+        out: dict[str, Any] = {}
+        for name in ("host", "run", "episode", "tool", "label"):
+            if getattr(self, name):
+                out[name] = list(getattr(self, name))
+        if self.dst:
+            out["dst"] = [p.text for p in self.dst]
+        if self.src:
+            out["src"] = [p.text for p in self.src]
+        if self.since_ns is not None:
+            out["since"] = format_time(self.since_ns)
+        if self.until_ns is not None:
+            out["until"] = format_time(self.until_ns)
+        if self.min_confidence:
+            out["min_confidence"] = self.min_confidence
+        if self.grep is not None:
+            out["grep"] = self.grep.pattern
+        return out
+
+    def _common(self, row: Row, *, host_fields: Sequence[str], first: str, last: str) -> bool:
+        if self.dst and not any(p.matches(row["dst_ip"], row["dst_domain"]) for p in self.dst):
+            return False
+        if self.src and not any(
+            p.matches(row["src_ip"]) or p.matches(row.get("src_nat_ip")) for p in self.src
+        ):
+            return False
+        if self.host and not any(name_matches(self.host, row.get(f)) for f in host_fields):
+            return False
+        for name, column in (("run", "run_id"), ("episode", "episode_id"), ("tool", "tool")):
+            wanted = getattr(self, name)
+            if wanted and not name_matches(wanted, row.get(column)):
+                return False
+        if self.label:
+            labels = set(filter(None, str(row.get("labels") or "").split(",")))
+            if not labels & set(self.label):
+                return False
+        if self.since_ns is not None and (row[last] is None or row[last] < self.since_ns):
+            return False
+        if self.until_ns is not None and (row[first] is None or row[first] > self.until_ns):
+            return False
+        if (
+            self.min_confidence is not None
+            and CONFIDENCE_ORDER.get(str(row.get("confidence")), 0)
+            < CONFIDENCE_ORDER[self.min_confidence]
+        ):
+            return False
+        return not (self.grep is not None and not self.grep.search(str(row.get("command") or "")))
+
+    def event(self, row: Row) -> bool:
+        """A violation event (or an event x candidate pair): times are the event's."""
+        return self._common(row, host_fields=("src_host", "host"), first="ts", last="ts")
+
+    def conversation(self, row: Row) -> bool:
+        """A conversation: it matches the time filter when it overlaps [since, until]."""
+        return self._common(row, host_fields=("src_host", "host"), first="first_ts", last="last_ts")
+
+
+# --- rows -----------------------------------------------------------------------------------
+
+QUERY = pa.schema(
+    [
+        pa.field("event_id", pa.int64()),
+        pa.field("ts", TS),
+        pa.field("conversation_id", pa.int64()),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_nat_ip", pa.string()),
+        pa.field("src_port", pa.int32()),
+        pa.field("src_host", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("rule", pa.string()),
+        pa.field("signature", pa.string()),
+        pa.field("labels", pa.string()),
+        pa.field("how", pa.string()),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("call_ts_start", TS),
+        pa.field("lag_s", pa.float64()),
+        pa.field("confidence", pa.string()),
+        pa.field("candidates", pa.int64()),
+        pa.field("clock_offset_s", pa.float64()),
+        pa.field("source_path", pa.string()),
+        pa.field("source_line", pa.int64()),
+    ]
+)
+"""One row per violation event: the event, its conversation's labels and its attributed call."""
+
+CANDIDATE_ROWS = pa.schema(
+    [
+        pa.field("event_id", pa.int64()),
+        pa.field("ts", TS),
+        pa.field("conversation_id", pa.int64()),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_nat_ip", pa.string()),
+        pa.field("src_host", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("labels", pa.string()),
+        pa.field("rank", pa.int32()),
+        pa.field("attributed", pa.bool_()),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("call_ts_start", TS),
+        pa.field("call_ts_end", TS),
+        pa.field("lag_s", pa.float64()),
+        pa.field("relation", pa.string()),
+        pa.field("identity", pa.string()),
+        pa.field("indicator", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("confidence", pa.string()),
+        pa.field("source_path", pa.string()),
+        pa.field("source_line", pa.int64()),
+        pa.field("call_source_path", pa.string()),
+        pa.field("call_source_line", pa.int64()),
+    ]
+)
+"""One row per (violation event x candidate call) pair; ``attributed`` marks the chosen call."""
+
+
+def _call_index(result: Result) -> dict[tuple[Any, ...], Row]:
+    """Calls by (call_id, run_id, episode_id, step): the first one wins on a duplicate id."""
+    calls = result.loaded.calls.select(
+        ["call_id", "run_id", "episode_id", "step", "command", "ts_start", "ts_end", "host"]
+    )
+    index: dict[tuple[Any, ...], Row] = {}
+    for row in plain_rows(calls):
+        index.setdefault((row["call_id"], row["run_id"], row["episode_id"], row["step"]), row)
+    return index
+
+
+def _table(rows: list[Row], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
+    )
+
+
+def violation_rows(result: Result) -> list[Row]:
+    """One row per violation event (QUERY columns, times as int ns)."""
+    violations = {
+        r["event_id"]: r
+        for r in plain_rows(result.violations.select(["event_id", "src_port", "rule", "signature"]))
+    }
+    labels = {r["conversation_id"]: r["labels"] for r in plain_rows(result.findings)}
+    nat = {
+        r["event_id"]: r["src_nat_ip"]
+        for r in plain_rows(result.violations.select(["event_id", "src_nat_ip"]))
+    }
+    candidates = Counter(result.candidates.column("event_id").to_pylist())
+    calls = _call_index(result)
+    rows = []
+    for a in plain_rows(result.attributions):
+        event = violations.get(a["event_id"], {})
+        call = calls.get((a["call_id"], a["run_id"], a["episode_id"], a["step"]), {})
+        rows.append(
+            {
+                **a,
+                "src_nat_ip": nat.get(a["event_id"]),
+                "src_port": event.get("src_port"),
+                "rule": event.get("rule"),
+                "signature": event.get("signature"),
+                "labels": labels.get(a["conversation_id"]),
+                "command": call.get("command"),
+                "call_ts_start": call.get("ts_start"),
+                "candidates": candidates.get(a["event_id"], 0),
+            }
+        )
+    return rows
+
+
+def candidate_rows(result: Result) -> list[Row]:
+    """One row per (violation event, candidate call) pair (CANDIDATE_ROWS columns)."""
+    events = {r["event_id"]: r for r in violation_rows(result)}
+    rows = []
+    for c in plain_rows(result.candidates):
+        event = events.get(c["event_id"], {})
+        attributed = event.get("call_id") == c["call_id"] and event.get("run_id") == c["run_id"]
+        rows.append(
+            {
+                **{k: event.get(k) for k in ("src_ip", "src_nat_ip", "src_host", "dst_ip")},
+                **{k: event.get(k) for k in ("dst_port", "protocol", "dst_domain", "action")},
+                "labels": event.get("labels"),
+                "confidence": event.get("confidence"),
+                "source_path": c["event_source_path"],
+                "source_line": c["event_source_line"],
+                "ts": c["event_ts"],
+                **{k: c[k] for k in c if not k.startswith("event_") or k == "event_id"},
+                "attributed": bool(attributed),
+            }
+        )
+    return rows
+
+
+def select_events(result: Result, filters: Filters, *, candidates: bool = False) -> pa.Table:
+    """``query``: violation events (or event x candidate pairs) that pass the filters."""
+    if candidates:
+        return _table([r for r in candidate_rows(result) if filters.event(r)], CANDIDATE_ROWS)
+    return _table([r for r in violation_rows(result) if filters.event(r)], QUERY)
+
+
+def select_findings(result: Result, filters: Filters) -> pa.Table:
+    """``findings``: conversations that pass the filters (the FINDINGS columns)."""
+    rows = plain_rows(result.findings)
+    keep = [i for i, r in enumerate(rows) if filters.conversation(r)]
+    return result.findings.take(pa.array(keep, pa.int64()))
+
+
+GROUPS = pa.schema(
+    [
+        pa.field("by", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("conversations", pa.int64()),
+        pa.field("events", pa.int64()),
+        pa.field("high", pa.int64()),
+        pa.field("medium", pa.int64()),
+        pa.field("low", pa.int64()),
+        pa.field("none", pa.int64()),
+        pa.field("labels", pa.string()),
+        pa.field("first_ts", TS),
+        pa.field("last_ts", TS),
+        pa.field("calls", pa.int64()),
+        pa.field("onsets", pa.int64()),
+        pa.field("observed", pa.int64()),
+        pa.field("expected", pa.float64()),
+        pa.field("lift", pa.float64()),
+        pa.field("p_value", pa.float64()),
+        pa.field("q_value", pa.float64()),
+    ]
+)
+"""``findings --by``: conversations per key, with association with chance where it is defined."""
+
+_GROUP_COLUMN: dict[str, Callable[[Row], list[str]]] = {
+    "tool": lambda r: [r["tool"] or "(none)"],
+    "run": lambda r: [r["run_id"] or "(none)"],
+    "episode": lambda r: [r["episode_id"] or "(none)"],
+    "host": lambda r: [r["src_host"] or "(unknown)"],
+    "label": lambda r: [x for x in str(r["labels"] or "").split(",") if x] or ["(none)"],
+    "confidence": lambda r: [r["confidence"] or "none"],
+}
+_ASSOCIATION_SCOPE = {"tool": "tool", "run": "run", "episode": "episode"}
+
+
+def group_findings(
+    findings: pa.Table, by: str, associations: Sequence[Association] = ()
+) -> pa.Table:
+    """Conversations grouped by tool, run, episode, host, label or confidence.
+
+    For tool, run and episode the association with chance (``correlate stats``) is joined: the
+    onsets in that key's call windows against what circular shifts give, lift, p and q.
+    """
+    if by not in _GROUP_COLUMN:
+        raise OptionError(f"--by: choose from {', '.join(GROUP_KEYS)}")
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for row in plain_rows(findings):
+        for key in _GROUP_COLUMN[by](row):
+            groups[key].append(row)
+    scope = _ASSOCIATION_SCOPE.get(by)
+    stats = {a.key: a for a in associations if a.scope == scope} if scope else {}
+    out = []
+    for key, rows in groups.items():
+        confidence = Counter(str(r["confidence"]) for r in rows)
+        labels = Counter(x for r in rows for x in str(r["labels"] or "").split(",") if x)
+        a = stats.get(key)
+        out.append(
+            {
+                "by": by,
+                "key": key,
+                "conversations": len(rows),
+                "events": sum(int(r["event_count"]) for r in rows),
+                **{c: confidence.get(c, 0) for c in ("high", "medium", "low", "none")},
+                "labels": ",".join(sorted(labels)) or None,
+                "first_ts": min(r["first_ts"] for r in rows),
+                "last_ts": max(r["last_ts"] for r in rows),
+                "calls": a.calls if a else None,
+                "onsets": a.violations if a else None,
+                "observed": a.observed if a else None,
+                "expected": a.expected if a else None,
+                "lift": a.lift if a else None,
+                "p_value": a.p_value if a else None,
+                "q_value": a.q_value if a else None,
+            }
+        )
+    out.sort(
+        key=lambda r: (
+            r["p_value"] if r["p_value"] is not None else 2.0,
+            -r["conversations"],
+            r["key"],
+        )
+    )
+    return _table(out, GROUPS)
+
+
+# --- terminal renderables -------------------------------------------------------------------
+
+
+def _dest(row: Row) -> str:
+    port = f":{row['dst_port']}" if row.get("dst_port") is not None else ""
+    domain = f" {row['dst_domain']}" if row.get("dst_domain") else ""
+    return f"{row['dst_ip']}{port}{domain}"
+
+
+def _call(row: Row) -> str:
+    if not row.get("call_id"):
+        return "nothing"
+    step = f" step {row['step']}" if row.get("step") is not None else ""
+    return f"{row['tool']} {row['episode_id']}{step}"
+
+
+CONFIDENCE_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table that fits the console: lower ``priority`` is kept longer."""
+
+    name: str
+    priority: int = 1
+    right: bool = False
+    max_width: int | None = None
+    flexible: bool = False
+    """The column that takes the remaining width (one line, cut with an ellipsis)."""
+
+
+class FitTable:
+    """A table that fits the console width: it drops its least important columns when narrow.
+
+    Every cell is one line (untrusted text inert, cut with an ellipsis), so rows never turn into
+    towers of folded characters; the flexible column (a command) takes what width is left.
+    """
+
+    GAP = 3
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        rows: Sequence[Sequence[Text]],
+        caption: str | None = None,
+    ) -> None:
+        self.columns = list(columns)
+        self.rows = [list(r) for r in rows]
+        self.caption = caption
+
+    def _widths(self) -> list[int]:
+        out = []
+        for i, c in enumerate(self.columns):
+            width = max([len(c.name), *(self.rows[r][i].cell_len for r in range(len(self.rows)))])
+            out.append(min(width, c.max_width) if c.max_width else width)
+        return out
+
+    SHRINK_TO = 18
+    """A column with a ``max_width`` may be cut down to this many characters rather than dropped."""
+
+    def shown(self, width: int) -> dict[int, int | None]:
+        """The columns that fit in ``width`` characters: index -> forced width (None: natural)."""
+        widths = self._widths()
+        order = sorted(range(len(self.columns)), key=lambda i: (self.columns[i].priority, i))
+        used, chosen = 0, dict[int, int | None]()
+        for i in order:
+            column = self.columns[i]
+            need = (min(widths[i], 20) if column.flexible else widths[i]) + self.GAP
+            if used + need <= width or not chosen:
+                chosen[i] = None
+                used += need
+                continue
+            room = width - used - self.GAP
+            if column.max_width and not column.flexible and room >= self.SHRINK_TO:
+                chosen[i] = room
+                used += room + self.GAP
+        return dict(sorted(chosen.items()))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        keep = self.shown(options.max_width)
+        if self.caption:
+            yield Text(self.caption, style="dim")
+        table = Table(
+            box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1), expand=False
+        )
+        for i, forced in keep.items():
+            c = self.columns[i]
+            table.add_column(
+                c.name,
+                justify="right" if c.right else "left",
+                no_wrap=not c.flexible,
+                overflow="ellipsis",
+                width=forced,
+                max_width=c.max_width,
+                min_width=10 if c.flexible else None,
+            )
+        for row in self.rows:
+            table.add_row(*(row[i] for i in keep))
+        yield table
+        hidden = [self.columns[i].name for i in range(len(self.columns)) if i not in keep]
+        if hidden:
+            yield Text(
+                f"(not shown at this width: {', '.join(hidden)}; widen the terminal or use --output csv)",
+                style="dim",
+            )
+
+
+def _cell(value: object, style: str = "", limit: int = 1000) -> Text:
+    """Untrusted text as one inert line, cut with an ellipsis when its column is narrow."""
+    return Text(inert(value, limit), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def _confidence(value: object) -> Text:
+    return Text(str(value), style=CONFIDENCE_STYLE.get(str(value), ""), no_wrap=True)
+
+
+def _lag(value: float | None) -> Text:
+    return Text("" if value is None else f"{value:+.1f}s", no_wrap=True)
+
+
+def findings_table(findings: pa.Table, zone: tzinfo = UTC) -> RenderableType:
+    """Conversations, one line each, fitted to the console."""
+    columns = [
+        Column("#", 1, right=True),
+        Column("first", 1),
+        Column("source", 3, max_width=24),
+        Column("destination", 1, max_width=36),
+        Column("labels", 1, max_width=16),
+        Column("events", 2, right=True),
+        Column("attributed to", 1, max_width=44),
+        Column("lag", 2, right=True),
+        Column("confidence", 1),
+        Column("command", 2, flexible=True),
+    ]
+    rows = []
+    records = plain_rows(findings)
+    when, caption = clock([r["first_ts"] for r in records], zone)
+    for r in records:
+        rows.append(
+            [
+                _cell(r["conversation_id"]),
+                _cell(when(r["first_ts"])),
+                _cell(f"{r['src_host'] or 'unknown'} {r['src_ip']}"),
+                _cell(_dest(r)),
+                _cell(r["labels"] or ""),
+                _cell(f"{r['event_count']} {r['actions']}"),
+                _cell(_call(r)),
+                _lag(r["lag_s"]),
+                _confidence(r["confidence"]),
+                _cell(r["command"] or "", "green"),
+            ]
+        )
+    return FitTable(columns, rows, caption)
+
+
+def events_table(rows: pa.Table, zone: tzinfo = UTC) -> RenderableType:
+    """``query`` rows (violation events, or event x candidate pairs), fitted to the console."""
+    candidates = "rank" in rows.column_names
+    columns = [
+        Column("event", 2, right=True),
+        Column("time", 1),
+        Column("source", 2, max_width=24),
+        Column("destination", 1, max_width=36),
+        Column("action", 3),
+        Column("labels", 2, max_width=16),
+    ]
+    if candidates:
+        columns += [Column("rank", 1, right=True), Column("score", 3, right=True)]
+    else:
+        columns += [Column("how", 4)]
+    columns += [
+        Column("call", 1, max_width=44),
+        Column("lag", 2, right=True),
+        Column("conf.", 1),
+        Column("command", 2, flexible=True),
+    ]
+    out = []
+    records = plain_rows(rows)
+    when, caption = clock([r["ts"] for r in records], zone)
+    for r in records:
+        middle = (
+            [_cell(f"{r['rank']}{'*' if r['attributed'] else ''}"), _cell(f"{r['score']:.2f}")]
+            if candidates
+            else [_cell(r["how"])]
+        )
+        out.append(
+            [
+                _cell(r["event_id"]),
+                _cell(when(r["ts"])),
+                _cell(f"{r['src_host'] or 'unknown'} {r['src_ip']}"),
+                _cell(_dest(r)),
+                _cell(r["action"]),
+                _cell(r["labels"] or ""),
+                *middle,
+                _cell(_call(r)),
+                _lag(r["lag_s"]),
+                _confidence(r["confidence"]),
+                _cell(r["command"] or "", "green"),
+            ]
+        )
+    return FitTable(columns, out, caption)
+
+
+def groups_table(groups: pa.Table) -> RenderableType:
+    """``findings --by``: counts, confidence mix and association with chance, fitted."""
+    rows = plain_rows(groups)
+    by = rows[0]["by"] if rows else "key"
+    stats = any(r["calls"] is not None for r in rows)
+    columns = [Column(by, 1, max_width=40), Column("conv.", 1, right=True)]
+    columns += [Column("events", 2, right=True)]
+    columns += [Column(c, 3, right=True) for c in ("high", "med.", "low", "none")]
+    if stats:
+        columns += [
+            Column("calls", 2, right=True),
+            Column("in windows", 1, right=True),
+            Column("expected", 1, right=True),
+            Column("lift", 1, right=True),
+            Column("p", 1, right=True),
+            Column("q (BH)", 2, right=True),
+        ]
+    columns.append(Column("labels", 2, flexible=True))
+    out = []
+    for r in rows:
+        cells = [_cell(r["key"])] + [
+            _cell(r[k]) for k in ("conversations", "events", "high", "medium", "low", "none")
+        ]
+        if stats:
+            if r["calls"] is None:
+                cells += [_cell("")] * 6
+            else:
+                cells += [
+                    _cell(r["calls"]),
+                    _cell(f"{r['observed']}/{r['onsets']}"),
+                    _cell(f"{r['expected']:.2f}"),
+                    _cell("-" if r["lift"] is None else f"{r['lift']:.2f}"),
+                    _cell(f"{r['p_value']:.3g}"),
+                    _cell("" if r["q_value"] is None else f"{r['q_value']:.3g}"),
+                ]
+        cells.append(_cell(r["labels"] or ""))
+        out.append(cells)
+    return FitTable(columns, out)
+
+
+__all__ = [
+    "CANDIDATE_ROWS",
+    "GROUPS",
+    "GROUP_KEYS",
+    "QUERY",
+    "AddressPattern",
+    "Column",
+    "Filters",
+    "FitTable",
+    "display_zone",
+    "events_table",
+    "findings_table",
+    "format_time",
+    "group_findings",
+    "groups_table",
+    "parse_bounds",
+    "select_events",
+    "select_findings",
+]

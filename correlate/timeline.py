@@ -1,0 +1,324 @@
+"""One episode's (or one sandbox's) tool calls and violations interleaved in time.
+
+An episode's timeline holds its calls, the violations attributed to them (however late: a miner's
+flows an hour on), and every other violation from its sandbox while the episode ran (its first
+call's start minus ``--before`` to its last call's end plus ``--after``), so that a violation
+attributed elsewhere, or to nothing, still shows up beside the calls it followed. A host's
+timeline holds that host's calls and the violations from it or attributed to its calls.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, tzinfo
+from typing import Any
+
+import pyarrow as pa
+from rich.console import RenderableType
+from rich.text import Text
+
+from .errors import CorrelateError, OptionError
+from .pipeline import Result
+from .query import Column, FitTable, clock, format_time, name_matches, violation_rows
+from .schema import TS, plain_rows
+from .textsafe import inert
+
+TIMELINE = pa.schema(
+    [
+        pa.field("ts", TS),
+        pa.field("ts_end", TS),
+        pa.field("kind", pa.string()),
+        pa.field("delta_s", pa.float64()),
+        pa.field("host", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("tool", pa.string()),
+        pa.field("call_id", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("exit_code", pa.int64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("event_id", pa.int64()),
+        pa.field("conversation_id", pa.int64()),
+        pa.field("src_ip", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("labels", pa.string()),
+        pa.field("how", pa.string()),
+        pa.field("attributed_call_id", pa.string()),
+        pa.field("attributed_step", pa.int64()),
+        pa.field("lag_s", pa.float64()),
+        pa.field("confidence", pa.string()),
+        pa.field("link", pa.string()),
+        pa.field("source_path", pa.string()),
+        pa.field("source_line", pa.int64()),
+    ]
+)
+"""One row per call (``kind`` call) or violation event (``kind`` violation), in time order.
+
+``delta_s`` is the time since the previous row; ``link`` says in words which call a violation is
+attributed to (and its lag), or how many violations a call is blamed for.
+"""
+
+_KIND_ORDER = {"call": 0, "violation": 1}
+
+
+def _short(call_id: object) -> str:
+    text = str(call_id)
+    return text if len(text) <= 16 else text[:15] + "…"
+
+
+def _violation_link(v: dict[str, Any]) -> str:
+    if not v.get("call_id"):
+        return "← not attributed"
+    verb = "inherited from" if v.get("how") == "inherited" else "attributed to"
+    step = f" (step {v['step']})" if v.get("step") is not None else ""
+    lag = f", {v['lag_s']:+.1f}s" if v.get("lag_s") is not None else ""
+    return f"← {verb} {v['call_id']}{step}{lag}, {v['confidence']}"
+
+
+def build_timeline(
+    result: Result,
+    *,
+    episode: Sequence[str] = (),
+    host: Sequence[str] = (),
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> pa.Table:
+    """The TIMELINE rows of the episodes and/or hosts named (shell globs allowed)."""
+    if not episode and not host:
+        raise OptionError("timeline needs --episode or --host")
+    calls = plain_rows(
+        result.loaded.calls.select(
+            [
+                "call_id",
+                "run_id",
+                "episode_id",
+                "step",
+                "ts_start",
+                "ts_end",
+                "tool",
+                "command",
+                "exit_code",
+                "host",
+                "source_path",
+                "source_line",
+            ]
+        )
+    )
+    chosen = [
+        c
+        for c in calls
+        if (not episode or name_matches(episode, c["episode_id"]))
+        and (not host or name_matches(host, c["host"]))
+    ]
+    violations = violation_rows(result)
+    if episode:
+        hosts = {c["host"] for c in chosen if c["host"]}
+        starts = [c["ts_start"] for c in chosen if c["ts_start"] is not None]
+        ends = [c["ts_end"] or c["ts_start"] for c in chosen if c["ts_start"] is not None]
+        lo = min(starts) - result.options.before_ns if starts else None
+        hi = max(ends) + result.options.after_ns if ends else None
+
+        def near(v: dict[str, Any]) -> bool:
+            if name_matches(episode, v["episode_id"]) and (
+                not host or name_matches(host, v["host"]) or name_matches(host, v["src_host"])
+            ):
+                return True
+            return (
+                v["src_host"] in hosts
+                and lo is not None
+                and hi is not None
+                and lo <= v["ts"] <= hi
+                and (not host or name_matches(host, v["src_host"]))
+            )
+
+        picked = [v for v in violations if near(v)]
+    else:
+        picked = [
+            v
+            for v in violations
+            if name_matches(host, v["src_host"]) or name_matches(host, v["host"])
+        ]
+    if not chosen and not picked:
+        what = " and ".join(
+            x
+            for x in (
+                f"episode {', '.join(episode)}" if episode else "",
+                f"host {', '.join(host)}" if host else "",
+            )
+            if x
+        )
+        known = sorted({str(c["episode_id" if episode else "host"]) for c in calls})
+        sample = ", ".join(inert(k, 40) for k in known[:5]) + (", …" if len(known) > 5 else "")
+        raise CorrelateError(
+            f"no calls or violations for {inert(what)} in the case (e.g. {sample})"
+        )
+    blamed: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
+    for v in violations:
+        if v["call_id"]:
+            blamed[(v["call_id"], v["run_id"])].append(v)
+    rows: list[dict[str, Any]] = []
+    for c in chosen:
+        mine = blamed.get((c["call_id"], c["run_id"]), [])
+        conversations = sorted({v["conversation_id"] for v in mine})
+        labels = sorted({x for v in mine for x in str(v["labels"] or "").split(",") if x})
+        link = None
+        if mine:
+            link = f"→ {len(mine)} violation(s) attributed, conversation(s) " + ", ".join(
+                f"#{n}" for n in conversations
+            )
+            if labels:
+                link += f" ({', '.join(labels)})"
+        duration = (
+            (c["ts_end"] - c["ts_start"]) / 1e9
+            if c["ts_end"] is not None and c["ts_start"] is not None
+            else None
+        )
+        rows.append(
+            {
+                **{k: c[k] for k in ("host", "run_id", "episode_id", "step", "tool", "call_id")},
+                **{k: c[k] for k in ("command", "exit_code", "source_path", "source_line")},
+                "ts": c["ts_start"],
+                "ts_end": c["ts_end"],
+                "kind": "call",
+                "duration_s": duration,
+                "labels": ",".join(labels) or None,
+                "link": link,
+            }
+        )
+    for v in picked:
+        rows.append(
+            {
+                "ts": v["ts"],
+                "kind": "violation",
+                "host": v["src_host"],
+                **{
+                    k: v[k] for k in ("run_id", "episode_id", "tool", "event_id", "conversation_id")
+                },
+                **{k: v[k] for k in ("src_ip", "dst_ip", "dst_port", "protocol", "dst_domain")},
+                **{k: v[k] for k in ("action", "labels", "how", "lag_s", "confidence", "command")},
+                "attributed_call_id": v["call_id"],
+                "attributed_step": v["step"],
+                "link": _violation_link(v),
+                "source_path": v["source_path"],
+                "source_line": v["source_line"],
+            }
+        )
+    rows = [
+        r
+        for r in rows
+        if r["ts"] is not None
+        and (since_ns is None or r["ts"] >= since_ns)
+        and (until_ns is None or r["ts"] <= until_ns)
+    ]
+    rows.sort(
+        key=lambda r: (
+            r["ts"],
+            _KIND_ORDER[r["kind"]],
+            r["source_path"] or "",
+            r["source_line"] or 0,
+        )
+    )
+    previous = None
+    for r in rows:
+        r["delta_s"] = None if previous is None else (r["ts"] - previous) / 1e9
+        previous = r["ts"]
+    return pa.Table.from_pylist(
+        [{f.name: r.get(f.name) for f in TIMELINE} for r in rows], schema=TIMELINE
+    )
+
+
+def _what(r: dict[str, Any]) -> str:
+    if r["kind"] == "call":
+        step = f"step {r['step']} " if r["step"] is not None else ""
+        return f"{step}{r['tool'] or ''}"
+    port = f":{r['dst_port']}" if r["dst_port"] is not None else ""
+    domain = f" {r['dst_domain']}" if r["dst_domain"] else ""
+    return f"{r['action']} → {r['dst_ip']}{port}{domain}"
+
+
+def _detail(r: dict[str, Any]) -> str:
+    if r["kind"] == "call":
+        bits = []
+        if r["duration_s"] is not None:
+            bits.append(f"{r['duration_s']:.1f}s")
+        if r["exit_code"] is not None:
+            bits.append(f"exit {r['exit_code']}")
+        head = f"({', '.join(bits)}) " if bits else ""
+        return head + str(r["command"] or "")
+    return str(r["labels"] or "")
+
+
+def _short_link(r: dict[str, Any]) -> str:
+    """The link for a narrow column: step, lag and confidence first, the long call id last."""
+    if r["kind"] == "call" or not r["attributed_call_id"]:
+        return str(r["link"] or "")
+    verb = "inherited from" if r["how"] == "inherited" else "attributed to"
+    step = f"step {r['attributed_step']}, " if r["attributed_step"] is not None else ""
+    lag = f"{r['lag_s']:+.1f}s, " if r["lag_s"] is not None else ""
+    return f"← {verb} {step}{lag}{r['confidence']}: {r['attributed_call_id']}"
+
+
+def _delta(value: float | None) -> str:
+    return "" if value is None else f"+{value:.1f}s"
+
+
+def timeline_table(timeline: pa.Table, zone: tzinfo = UTC) -> RenderableType:
+    """The timeline as a table fitted to the console (violations in red)."""
+    columns = [
+        Column("time", 1),
+        Column("+Δ", 1, right=True),
+        Column("episode", 4, max_width=24),
+        Column("what", 1, max_width=48),
+        Column("link", 1, max_width=72),
+        Column("command / labels", 2, flexible=True),
+    ]
+    rows = []
+    records = plain_rows(timeline)
+    when, caption = clock([r["ts"] for r in records], zone, digits=3)
+    for r in records:
+        style = "bold red" if r["kind"] == "violation" else ""
+        rows.append(
+            [
+                Text(when(r["ts"]), style=style, no_wrap=True),
+                Text(_delta(r["delta_s"]), no_wrap=True),
+                Text(inert(r["episode_id"] or ""), no_wrap=True, overflow="ellipsis"),
+                Text(inert(_what(r)), style=style, no_wrap=True, overflow="ellipsis"),
+                Text(inert(_short_link(r)), style="magenta", no_wrap=True, overflow="ellipsis"),
+                Text(
+                    inert(_detail(r), 400),
+                    style="green" if r["kind"] == "call" else "magenta",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                ),
+            ]
+        )
+    return FitTable(columns, rows, caption)
+
+
+def timeline_text(timeline: pa.Table, zone: tzinfo = UTC) -> str:
+    """The timeline as plain lines for pipes: time, +delta, kind, what, link, command/labels."""
+    lines = []
+    for r in plain_rows(timeline):
+        parts = [
+            format_time(r["ts"], zone, " ", digits=3),
+            _delta(r["delta_s"]).rjust(9) if r["delta_s"] is not None else " " * 9,
+            r["kind"].ljust(9),
+            inert(r["episode_id"] or "-"),
+            inert(_what(r)),
+        ]
+        if r["link"]:
+            parts.append(inert(r["link"]))
+        detail = _detail(r)
+        if detail:
+            parts.append(inert(detail))
+        lines.append("  ".join(parts))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+__all__ = ["TIMELINE", "build_timeline", "timeline_table", "timeline_text"]
