@@ -347,8 +347,16 @@ def _order_calls(calls: pa.Table) -> pa.Table:
     )
 
 
-def analyse(loaded: Loaded, options: RunOptions) -> Result:
-    """Violations, conversations, candidates, attributions and findings from loaded tables."""
+Joiner = Callable[..., tuple[np.ndarray, np.ndarray]]
+"""A band join with ``join.band_join``'s signature; the Dask engine supplies a distributed one."""
+
+
+def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) -> Result:
+    """Violations, conversations, candidates, attributions and findings from loaded tables.
+
+    ``joiner`` computes the keyed band join (the only step whose cost grows with both tables);
+    any replacement must return exactly ``join.band_join``'s pairs, in its order.
+    """
     identity = build_identity([loaded.hosts])
     keyed = identity.num_rows > 0
     estimates = estimate_offsets(loaded.events, loaded.calls, identity)
@@ -373,11 +381,11 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
     join = dict(before_ns=options.before_ns, after_ns=options.after_ns)
     everyone = ["*"] * calls.num_rows
     if keyed:
-        call_idx, event_idx = band_join(call_hosts, call_start, call_end, src_hosts, ts, **join)
+        call_idx, event_idx = joiner(call_hosts, call_start, call_end, src_hosts, ts, **join)
         identity_col = np.full(len(call_idx), "match", dtype=object)
         if options.unmapped == "time":
             loose = ["*" if s == "unmapped" else None for s in status]
-            extra_c, extra_e = band_join(everyone, call_start, call_end, loose, ts, **join)
+            extra_c, extra_e = joiner(everyone, call_start, call_end, loose, ts, **join)
             call_idx = np.concatenate([call_idx, extra_c])
             event_idx = np.concatenate([event_idx, extra_e])
             identity_col = np.concatenate(
@@ -394,7 +402,7 @@ def analyse(loaded: Loaded, options: RunOptions) -> Result:
         other = in_window - own
         other_hosts = {i: int(n) for i, n in enumerate(other) if status[i] == "mapped"}
     else:
-        call_idx, event_idx = band_join(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)
+        call_idx, event_idx = joiner(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)
         identity_col = np.full(len(call_idx), "time-only", dtype=object)
         other_hosts = {}
     scored = score_candidates(violations, calls, call_idx, event_idx, identity_col, window, labels)
