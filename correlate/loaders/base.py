@@ -131,7 +131,11 @@ class Batcher:
 
 
 class Loader(Protocol):
-    """A format module: it says what it is, scores a file's head, and reads the file."""
+    """A format module: it says what it is, scores a file's head, and reads the file.
+
+    Modules may also define ``OPTIONS``: ``{key: help}`` for the ``--option <name>.KEY=VALUE``
+    settings they read through ``LoadOptions.option``; the CLI refuses keys not listed there.
+    """
 
     name: str
     kind: str
