@@ -8,6 +8,7 @@ to ``LOADER_MODULES`` below.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from types import ModuleType
@@ -61,9 +62,34 @@ LOADER_MODULES = (
     "ocsf_network",
 )
 
-REGISTRY: dict[str, ModuleType] = {
-    module.name: module for module in (import_module(f"{__name__}.{m}") for m in LOADER_MODULES)
-}
+
+class _Registry(Mapping[str, ModuleType]):
+    """Format name -> loader module, imported on first use.
+
+    Commands that only name formats (option checks, case queries) do not pay for importing all
+    the loaders; detection imports them all. A module's ``name`` must equal its file name.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self._names = names
+        self._modules: dict[str, ModuleType] = {}
+
+    def __getitem__(self, name: str) -> ModuleType:
+        if name not in self._names:
+            raise KeyError(name)
+        module = self._modules.get(name)
+        if module is None:
+            module = self._modules[name] = import_module(f"{__name__}.{name}")
+        return module
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+REGISTRY: Mapping[str, ModuleType] = _Registry(LOADER_MODULES)
 
 MIN_SCORE = 0.5
 """A sniff score below this is "not my format"."""
