@@ -43,8 +43,8 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .atomic import atomic_path
-from .errors import CorrelateError, InputError, Reject, SourceLocation, UnknownFormat
-from .loaders import LoadStats, detect
+from .errors import CorrelateError, InputError, Reject, SourceLocation
+from .loaders import LoadStats
 from .pipeline import (
     InputFile,
     Loaded,
@@ -54,6 +54,7 @@ from .pipeline import (
     analyse,
     fill_from_enrichment,
     forced_format,
+    load_file,
     load_inputs,
 )
 from .reports.parquet import write_table
@@ -543,31 +544,10 @@ def _load(
             path=source.display, format=None, kind=None, sha256=digest, size=source.size()
         )
         inputs.append(record)
-        try:
-            detection = detect(source, forced)
-        except UnknownFormat as exc:
-            if source.explicit or forced:
-                raise
-            record.skipped_reason = str(exc).removeprefix(f"{source.display}: ").split(";")[0]
+        result = load_file(source, forced, options, record)
+        if result is None:
             continue
-        record.format, record.kind = detection.name, detection.loader.kind
-        record.score, record.forced = detection.score, detection.forced
-        try:
-            result = detection.loader.read(source, options.load)
-        except InputError as exc:
-            # As load_inputs: a named file (or any under --strict) must load; one found by walking
-            # a directory is listed as skipped with the reason.
-            if source.explicit or forced or options.load.strict:
-                raise
-            record.skipped_reason = str(exc).removeprefix(f"{source.display}:").strip()
-            continue
-        record.stats = result.stats
         rejects.extend(result.rejects)
-        if (source.explicit or forced) and 0 < result.stats.read == result.stats.rejected:
-            raise CorrelateError(
-                f"{source.display}: every one of {result.stats.read} rows was rejected as "
-                f"{detection.name} (first: {result.rejects[0].reason}); is --format right?"
-            )
         if result.kind in kinds:
             parts[kinds[result.kind]].append(result.table)
         if result.hosts is not None:

@@ -18,7 +18,7 @@ from .atomic import atomic_path
 from .case import load_case_or_inputs
 from .classify import load_rules
 from .errors import CorrelateError, OptionError, Reject
-from .loaders import REGISTRY, LoadOptions
+from .loaders import MIN_SCORE, REGISTRY, LoadOptions
 from .pipeline import (
     DEFAULT_AFTER_NS,
     DEFAULT_BEFORE_NS,
@@ -35,7 +35,7 @@ from .reports.terminal import (
     rejects_renderable,
     statistics_renderable,
 )
-from .sources import DEFAULT_LIMITS, Limits
+from .sources import DEFAULT_LIMITS, Limits, expand_paths
 from .textsafe import inert
 from .timeparse import (
     EPOCH_UNITS,
@@ -521,6 +521,30 @@ def _check_inputs(result: Result) -> None:
         raise CorrelateError(
             "no agent trajectory among the inputs; nothing to attribute violations to"
         )
+
+
+@cli.command("sniff")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def sniff_command(paths: tuple[str, ...]) -> None:
+    """Print every format's sniff score for each file under PATHS (the best one is chosen)."""
+    console = _stdout_console()
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    with _errors_as_exit_codes(err):
+        for source in expand_paths(paths):
+            head = source.head()
+            scores = sorted(
+                (
+                    (float(module.sniff(head, source.name)), name)
+                    for name, module in REGISTRY.items()
+                ),
+                key=lambda pair: (-pair[0], pair[1]),
+            )
+            best_score, best = scores[0]
+            verdict = best if best_score >= MIN_SCORE else "no format (all below 0.5)"
+            console.print(f"{inert(source.display)}: {verdict}", markup=False)
+            for score, name in scores:
+                if score > 0:
+                    console.print(f"  {score:4.2f}  {name}", markup=False)
 
 
 @cli.command("formats")

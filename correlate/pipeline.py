@@ -19,11 +19,11 @@ from . import __version__
 from .attribute import Window, attribute, score_candidates
 from .classify import Rules, classify, load_rules
 from .conversations import DEFAULT_GAP_NS, assign_conversations
-from .errors import CorrelateError, InputError, Reject, UnknownFormat
+from .errors import CorrelateError, FormatMismatch, InputError, Reject, UnknownFormat
 from .identity import build_identity, ns_or, resolve
 from .indicators import extract
 from .join import band_join, window_counts
-from .loaders import LoadOptions, LoadStats, detect
+from .loaders import LoadOptions, LoadResult, LoadStats, detect
 from .policy import ViolationPolicy, select_violations
 from .schema import (
     ATTRIBUTIONS,
@@ -236,31 +236,10 @@ def load_inputs(
             path=source.display, format=None, kind=None, sha256=source.sha256(), size=source.size()
         )
         inputs.append(record)
-        try:
-            detection = detect(source, forced)
-        except UnknownFormat as exc:
-            if source.explicit or forced:
-                raise
-            record.skipped_reason = str(exc).removeprefix(f"{source.display}: ").split(";")[0]
+        result = load_file(source, forced, options, record)
+        if result is None:
             continue
-        record.format, record.kind = detection.name, detection.loader.kind
-        record.score, record.forced = detection.score, detection.forced
-        try:
-            result = detection.loader.read(source, options.load)
-        except InputError as exc:
-            # A file the user named, or any file under --strict, must load; one found by walking
-            # a directory is listed as skipped with the reason, so the rest can still be read.
-            if source.explicit or forced or options.load.strict:
-                raise
-            record.skipped_reason = _reason_without_path(str(exc), source.display)
-            continue
-        record.stats = result.stats
         rejects.extend(result.rejects)
-        if (source.explicit or forced) and 0 < result.stats.read == result.stats.rejected:
-            raise CorrelateError(
-                f"{source.display}: every one of {result.stats.read} rows was rejected as {detection.name} "
-                f"(first: {result.rejects[0].reason}); is --format right?"
-            )
         if result.kind == "network":
             events.append(result.table)
         elif result.kind == "agent":
@@ -287,6 +266,41 @@ def load_inputs(
         inputs=inputs,
         rejects=rejects,
     )
+
+
+def load_file(
+    source: Source, forced: str | None, options: RunOptions, record: InputFile
+) -> LoadResult | None:
+    """Detect and read one file, filling ``record``; None when the file is skipped.
+
+    A file the user named (or forced), or any file under ``--strict``, must load: its problems
+    are errors. One found by walking a directory that matches no format, does not fit its format,
+    or hits a limit is listed as skipped with the reason, so the rest can still be read.
+    """
+    must_load = source.explicit or forced is not None
+    try:
+        detection = detect(source, forced)
+    except UnknownFormat as exc:
+        if must_load:
+            raise
+        record.skipped_reason = str(exc).removeprefix(f"{source.display}: ").split(";")[0]
+        return None
+    record.format, record.kind = detection.name, detection.loader.kind
+    record.score, record.forced = detection.score, detection.forced
+    try:
+        result: LoadResult = detection.loader.read(source, options.load)
+    except (InputError, FormatMismatch) as exc:
+        if must_load or options.load.strict:
+            raise
+        record.skipped_reason = _reason_without_path(str(exc), source.display)
+        return None
+    record.stats = result.stats
+    if must_load and 0 < result.stats.read == result.stats.rejected:
+        raise CorrelateError(
+            f"{source.display}: every one of {result.stats.read} rows was rejected as {detection.name} "
+            f"(first: {result.rejects[0].reason}); is --format right? (`correlate sniff` shows the scores)"
+        )
+    return result
 
 
 def _reason_without_path(message: str, display: str) -> str:

@@ -290,3 +290,29 @@ def test_bad_reference_date_is_a_usage_error(tiny: Path) -> None:
     result = invoke("run", "--reference-date", "someday", str(tiny))
     assert result.exit_code == 2
     assert "not a date" in result.stderr
+
+
+def test_sniff_prints_every_positive_score_and_the_winner() -> None:
+    result = invoke(
+        "sniff", str(SCENARIO / "firewall" / "cfw_vpc_log.csv"), str(SCENARIO / "README.md")
+    )
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("README.md: no format (all below 0.5)")
+    assert lines[1].endswith("cfw_vpc_log.csv: alibaba_cfw")
+    assert lines[2] == "  0.95  alibaba_cfw"
+
+
+def test_a_file_whose_first_records_all_fail_stops_early_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "fw.jsonl"
+    path.write_text(
+        cfw_line(dst_ip="masked")
+        + "\n"
+        + "\n".join(cfw_line(dst_ip=f"x{i}") for i in range(150))
+        + "\n"
+    )
+    (tmp_path / "traces.jsonl").write_text(otlp_line("ls") + "\n")
+    result = invoke("run", "-q", str(path), str(tmp_path / "traces.jsonl"))
+    assert result.exit_code == 1
+    assert "the first 100 records all failed as alibaba_cfw" in result.stderr
+    assert "try --format or `correlate sniff" in result.stderr

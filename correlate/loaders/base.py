@@ -10,12 +10,15 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from ..errors import Reject, SourceLocation, StrictRejection
+from ..errors import FormatMismatch, Reject, SourceLocation, StrictRejection
 from ..schema import concat
 from ..sources import Source
 
 MAX_RAW_CHARS = 4096
 """How much of a rejected line is kept for ``--rejects``."""
+
+EARLY_STOP_REJECTS = 100
+"""When this many records were read and every one was rejected, the file is not this format."""
 
 BATCH_ROWS = 65_536
 
@@ -99,6 +102,13 @@ class RejectSink:
         self.rejects.append(item)
         if self.strict:
             raise StrictRejection(f"{item} (--strict stops at the first rejected row)")
+        if self.stats.loaded == 0 and self.stats.rejected >= EARLY_STOP_REJECTS:
+            fmt = self.stats.format
+            raise FormatMismatch(
+                f"{self.source.display}: the first {self.stats.rejected} records all failed as {fmt} "
+                f"(first: {self.rejects[0].reason}); this does not look like {fmt}; "
+                f"try --format or `correlate sniff {self.source.display}`"
+            )
 
 
 class Batcher:
