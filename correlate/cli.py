@@ -35,6 +35,7 @@ from .reports.terminal import (
     rejects_renderable,
     statistics_renderable,
 )
+from .schema import plain_rows
 from .sources import DEFAULT_LIMITS, Limits, expand_paths
 from .textsafe import inert
 from .timeparse import (
@@ -412,6 +413,12 @@ def _load_and_analyse(
     type=click.IntRange(0, 100_000),
     help="Circular shifts per episode for the statistics in the Parquet report (0 skips them).",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (provenance and findings) instead of the report, for scripts.",
+)
 def run_command(
     paths: tuple[str, ...],
     inventory: tuple[str, ...],
@@ -420,6 +427,7 @@ def run_command(
     output: str | None,
     quiet: bool,
     permutations: int,
+    as_json: bool,
     **analysis: Any,
 ) -> None:
     """Read firewall and agent logs under PATHS and report which tool calls caused the violations."""
@@ -427,7 +435,12 @@ def run_command(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         result = _load_and_analyse(paths, inventory, options, err, quiet, rejects_path)
-        print_report(result, _stdout_console(), top=top)
+        if as_json:
+            document = {"provenance": result.provenance(), "findings": plain_rows(result.findings)}
+            # ASCII-only: log text cannot act on the terminal; times are int ns since the epoch, UTC.
+            click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True))
+        else:
+            print_report(result, _stdout_console(), top=top)
         if output:
             written = write_report(result, output, permutations=permutations)
             if not quiet:

@@ -316,3 +316,14 @@ def test_a_file_whose_first_records_all_fail_stops_early_with_a_hint(tmp_path: P
     assert result.exit_code == 1
     assert "the first 100 records all failed as alibaba_cfw" in result.stderr
     assert "try --format or `correlate sniff" in result.stderr
+
+
+def test_json_summary_for_scripts_is_ascii_and_complete() -> None:
+    result = invoke("run", "-q", "--json", str(SCENARIO))
+    assert result.exit_code == 0
+    assert result.stdout.isascii()
+    document = json.loads(result.stdout)
+    assert {f["call_id"] for f in document["findings"]} >= {
+        v["call_id"] for v in EXPECTED["violations"] if v["call_id"]
+    }
+    assert document["provenance"]["counts"]["tool_calls"] == EXPECTED["counts"]["tool_calls"]
