@@ -60,6 +60,7 @@ LOADER_MODULES = (
     "fortigate",
     "panos_traffic",
     "ocsf_network",
+    "generic_network",
 )
 
 
