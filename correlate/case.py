@@ -44,9 +44,11 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_path
 from .errors import CorrelateError, InputError, Reject, SourceLocation
+from .join import band_join
 from .loaders import LoadStats
 from .pipeline import (
     InputFile,
+    Joiner,
     Loaded,
     ProgressCallback,
     Result,
@@ -243,7 +245,9 @@ class Case:
             rejects=self.rejects(),
         )
 
-    def analyse(self, options: RunOptions, *, cache: bool = True) -> CaseResult:
+    def analyse(
+        self, options: RunOptions, *, cache: bool = True, joiner: Joiner = band_join
+    ) -> CaseResult:
         """``analyse`` over the stored tables with the given analysis options.
 
         The answer is kept under ``CASE/cache/`` keyed by the manifest and the options (a derived
@@ -262,7 +266,7 @@ class Case:
             found = _read_cached(where, loaded, options, summary)
             if found is not None:
                 return found
-        result = analyse(loaded, options)
+        result = analyse(loaded, options, joiner=joiner)
         values = {f.name: getattr(result, f.name) for f in fields(Result)}
         out = CaseResult(**values, case=summary, cache_dir=where if cache else None)
         if cache:

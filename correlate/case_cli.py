@@ -86,6 +86,8 @@ from .cli import (  # noqa: E402 (after register: see above)
     _run_options,
     _stdout_console,
     analysis_options,
+    engine_joiner,
+    engine_options,
 )
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -176,6 +178,7 @@ def case_analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 is_flag=True,
                 help="Analyse afresh instead of reading CASE/cache (nothing is written there).",
             ),
+            engine_options,
         ],
     )
 
@@ -298,6 +301,8 @@ def _analyse(
 ) -> CaseResult:
     """Open the case and analyse it with the options given (falling back on the case's)."""
     no_cache = bool(given.pop("no_cache", False))
+    engine = given.pop("engine", None) or "local"
+    scheduler = given.pop("scheduler", None)
     case = open_case(case_path)
     kinds = case.kinds()
     if "network" not in kinds:
@@ -320,8 +325,8 @@ def _analyse(
         rules=values["rules"],
     )
     started = time.perf_counter()
-    with _working(err, quiet, "analysing the case"):
-        result = case.analyse(options, cache=not no_cache)
+    with engine_joiner(engine, scheduler) as joiner, _working(err, quiet, "analysing the case"):
+        result = case.analyse(options, cache=not no_cache, joiner=joiner)
     if verbose and not quiet:
         source = "read from the case's cache" if result.cached else "computed"
         err.print(

@@ -18,11 +18,13 @@ from .atomic import atomic_path
 from .case import load_case_or_inputs
 from .classify import load_rules
 from .errors import CorrelateError, OptionError, Reject
+from .join import band_join
 from .loaders import MIN_SCORE, REGISTRY, LoadOptions
 from .pipeline import (
     DEFAULT_AFTER_NS,
     DEFAULT_BEFORE_NS,
     UNMAPPED_CHOICES,
+    Joiner,
     Result,
     RunOptions,
     analyse,
@@ -336,6 +338,39 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+ENGINES = ("local", "dask")
+
+
+def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine and --scheduler: where the band join runs (the answer is the same either way)."""
+    function = click.option(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="Dask scheduler of an existing cluster for --engine dask (default: a local cluster).",
+    )(function)
+    return click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default="local",
+        show_default=True,
+        help="Run the call-event join in this process, or on Dask (pip install 'agent-correlate[dask]').",
+    )(function)
+
+
+@contextmanager
+def engine_joiner(engine: str = "local", scheduler: str | None = None) -> Iterator[Joiner]:
+    """The joiner for ``analyse``: band_join here, or a DaskJoiner on the cluster (closed after)."""
+    if engine == "local":
+        if scheduler:
+            raise OptionError("--scheduler needs --engine dask")
+        yield band_join
+        return
+    from .distributed import dask_joiner
+
+    with dask_joiner(scheduler) as joiner:
+        yield joiner
+
+
 @contextmanager
 def _errors_as_exit_codes(err: Console) -> Iterator[None]:
     """Library errors become one sentence on stderr and exit code 1 (2 for option errors)."""
@@ -356,6 +391,9 @@ def _load_and_analyse(
     err: Console,
     quiet: bool,
     rejects_path: str | None = None,
+    *,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> Result:
     """Load (with progress and format announcements), report rejects, analyse, check both sides."""
     with _progress(err, not quiet) as progress:
@@ -376,7 +414,8 @@ def _load_and_analyse(
         err.print(rejects_renderable(loaded.rejects))
     if rejects_path:
         _write_rejects(rejects_path, loaded.rejects)
-    result = analyse(loaded, options)
+    with engine_joiner(engine, scheduler) as joiner:
+        result = analyse(loaded, options, joiner=joiner)
     _check_inputs(result)
     return result
 
@@ -384,6 +423,7 @@ def _load_and_analyse(
 @cli.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @analysis_options
+@engine_options
 @click.option(
     "--top",
     default=3,
@@ -431,10 +471,11 @@ def run_command(
     **analysis: Any,
 ) -> None:
     """Read firewall and agent logs under PATHS and report which tool calls caused the violations."""
+    engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
     options = _run_options(**analysis)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
-        result = _load_and_analyse(paths, inventory, options, err, quiet, rejects_path)
+        result = _load_and_analyse(paths, inventory, options, err, quiet, rejects_path, **engine)
         if as_json:
             document = {"provenance": result.provenance(), "findings": plain_rows(result.findings)}
             # ASCII-only: log text cannot act on the terminal; times are int ns since the epoch, UTC.
@@ -452,6 +493,7 @@ def run_command(
 @cli.command("offset")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @analysis_options
+@engine_options
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
 )
@@ -459,10 +501,11 @@ def offset_command(
     paths: tuple[str, ...], inventory: tuple[str, ...], quiet: bool, **analysis: Any
 ) -> None:
     """Estimate the clock offset of each network source against each trajectory source."""
+    engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
     options = _run_options(**analysis)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
-        result = _load_and_analyse(paths, inventory, options, err, quiet)
+        result = _load_and_analyse(paths, inventory, options, err, quiet, **engine)
         out = _stdout_console()
         out.print(offsets_renderable(result))
         if not result.offset_estimates:
@@ -475,6 +518,7 @@ def offset_command(
 @cli.command("stats")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @analysis_options
+@engine_options
 @click.option(
     "--permutations",
     default=999,
@@ -507,10 +551,11 @@ def stats_command(
     """
     if not analysis.get("offset"):
         analysis["offset"] = ("auto",)
+    engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
     options = _run_options(**analysis)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
-        result = _load_and_analyse(paths, inventory, options, err, quiet)
+        result = _load_and_analyse(paths, inventory, options, err, quiet, **engine)
         associations, baselines = result.statistics(permutations)
         out = _stdout_console()
         out.print(offsets_renderable(result))
