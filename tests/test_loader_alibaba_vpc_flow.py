@@ -9,13 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "alibaba_vpc_flow"
@@ -29,10 +28,6 @@ MALFORMED = DATA / "malformed.jsonl"
 SBX13 = "i-bp1sbx13rome0423a7f"
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def shown(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
@@ -40,14 +35,6 @@ def shown(path: Path) -> str:
 def load(path: Path, options: LoadOptions | None = None) -> LoadResult:
     source = Source(path, shown(path) if path.is_relative_to(ROOT) else path.name)
     return detect(source).loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Table rows as dicts, with timestamps as integer nanoseconds."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(result: LoadResult) -> dict[int, dict[str, Any]]:

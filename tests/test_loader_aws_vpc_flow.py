@@ -7,13 +7,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import OptionError, StrictRejection
 from correlate.loaders import MIN_SCORE, REGISTRY, LoadOptions, LoadResult, detect
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "aws_vpc_flow"
@@ -34,10 +33,6 @@ SAMPLES = sorted(p for p in DATA.glob("*.log"))
 TASK = "3f2a9c1e5b7d4e6f8a0b1c2d3e4f5a6b"
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def shown(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
@@ -45,14 +40,6 @@ def shown(path: Path) -> str:
 def load(path: Path, options: LoadOptions | None = None, forced: str | None = None) -> LoadResult:
     source = Source(path, shown(path) if path.is_relative_to(ROOT) else path.name)
     return detect(source, forced).loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Table rows as dicts, with timestamps as integer nanoseconds."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(result: LoadResult) -> dict[int, dict[str, Any]]:

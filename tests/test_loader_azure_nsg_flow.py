@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
+from loader_helpers import rows
 
 from correlate.errors import FormatMismatch, StrictRejection
 from correlate.loaders import MIN_SCORE, REGISTRY, LoadOptions, LoadResult, detect
@@ -37,14 +37,6 @@ def shown(path: Path) -> str:
 def load(path: Path, options: LoadOptions | None = None, forced: str | None = None) -> LoadResult:
     source = Source(path, shown(path))
     return detect(source, forced).loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Table rows as dicts, with timestamps as integer nanoseconds."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_port(result: LoadResult) -> dict[int, dict[str, Any]]:

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import OptionError, StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "claude_code"
@@ -32,10 +31,6 @@ SESSION = "7c1d2e3f-4a5b-4c6d-8e7f-90a1b2c3d4e5"
 loader = REGISTRY["claude_code"]
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def display(path: Path) -> str:
     try:
         return str(path.relative_to(TESTS.parent))
@@ -48,13 +43,6 @@ def load(path: Path, options: LoadOptions | None = None) -> LoadResult:
     detection = detect(source)
     assert detection.name == "claude_code"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_call(result: LoadResult) -> dict[str, dict[str, Any]]:

@@ -9,13 +9,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "codex"
@@ -25,10 +24,6 @@ OPENAGENTS = DATA / "openagents_rollout_sample.jsonl"
 NO_META = DATA / "sessions_chronicle_no_session_meta.jsonl"
 SESSION = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 loader = REGISTRY["codex"]
-
-
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
 
 
 def display(path: Path) -> str:
@@ -43,13 +38,6 @@ def load(path: Path, options: LoadOptions | None = None) -> LoadResult:
     detection = detect(source)
     assert detection.name == "codex"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_call(result: LoadResult) -> dict[str, dict[str, Any]]:

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import OptionError, StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect, fortigate
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "fortigate"
@@ -26,10 +25,6 @@ BAD = DATA / "bad_rows_unterminated_quote_bad_ip.log"
 ALL = sorted(DATA.glob("*.log"))
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
@@ -37,14 +32,6 @@ def shown(path: Path) -> str:
 def load(path: Path, options: LoadOptions | None = None, display: str | None = None) -> LoadResult:
     source = Source(path, display or shown(path))
     return fortigate.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts with timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(result: LoadResult) -> dict[int, dict[str, Any]]:

@@ -9,13 +9,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "gemini_cli"
@@ -30,10 +29,6 @@ CALL_D = "run_shell_command-1764655880000-d4"
 loader = REGISTRY["gemini_cli"]
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def display(path: Path) -> str:
     try:
         return str(path.relative_to(TESTS.parent))
@@ -46,13 +41,6 @@ def load(path: Path, options: LoadOptions | None = None) -> LoadResult:
     detection = detect(source)
     assert detection.name == "gemini_cli"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_call(result: LoadResult) -> dict[str, dict[str, Any]]:

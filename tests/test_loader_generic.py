@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import FormatMismatch, OptionError, StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.pipeline import RunOptions, load_inputs
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "generic"
@@ -28,10 +27,6 @@ MALFORMED = DATA / "malformed.calls.jsonl"
 ROLL = EXTRA / "roll_like_trajectories.jsonl"
 ROLL_MAPPING = EXTRA / "roll_like_mapping.json"
 loader = REGISTRY["generic"]
-
-
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
 
 
 def display(path: Path) -> str:
@@ -50,13 +45,6 @@ def load(path: Path, opts: LoadOptions | None = None, forced: bool = False) -> L
     detection = detect(source, forced="generic" if forced else None)
     assert detection.name == "generic"
     return detection.loader.read(source, opts or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_call(result: LoadResult) -> dict[str, dict[str, Any]]:

@@ -13,12 +13,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import InputError, OptionError, StrictRejection, UnknownFormat
 from correlate.loaders import MIN_SCORE, REGISTRY, LoadOptions, LoadResult, detect
 from correlate.pipeline import RunOptions, load_inputs
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "generic_network"
@@ -33,10 +33,6 @@ PARQUET = DATA / "flows_same_named.events.parquet"
 AZURE = DATA / "msticpy_az_net_flows.events.csv"
 AZURE_MAPPING = EXTRA / "msticpy_az_net_flows.mapping.json"
 loader = REGISTRY["generic_network"]
-
-
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
 
 
 def display(path: Path) -> str:
@@ -59,13 +55,6 @@ def load(path: Path, opts: LoadOptions | None = None, shown: str | None = None) 
 
 def gateway(opts: LoadOptions | None = None) -> LoadResult:
     return load(GATEWAY, opts or options(mapping=str(GATEWAY_MAPPING)))
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(table: pa.Table) -> dict[int, dict[str, Any]]:

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import OptionError, StrictRejection
 from correlate.loaders import MIN_SCORE, LoadOptions, LoadResult, detect
 from correlate.loaders import iptables as loader
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 DATA = Path(__file__).resolve().parent / "data"
 FOLDER = DATA / "iptables"
@@ -33,23 +32,11 @@ PROXMOX = FOLDER / "crowdsec_proxmox_iptables.log"
 FIXTURES = [ROLLOVER, STAMPS, JOURNAL, DAMAGED, CROWDSEC, SCAN, PROXMOX]
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 REF = ns("2026-01-02T00:00:00Z")
 OPTIONS = LoadOptions(reference_ns=REF)
 UTC_NOTE = "no zone: assumed UTC"
 FIRST_YEAR = f"no year: assumed 2025 (from --reference-date); {UTC_NOTE}"
 ROLLED = f"no year: assumed 2026 (from --reference-date; year rollover in file order); {UTC_NOTE}"
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Table rows as dicts, with timestamps as integer nanoseconds."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(result: LoadResult) -> dict[int, dict[str, Any]]:

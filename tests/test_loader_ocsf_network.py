@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import FormatMismatch, InputError, StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect, ocsf_network
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "ocsf_network"
@@ -27,10 +27,6 @@ JSON_FILES = [LAKE, PRETTY, BAD]
 T = 1_764_655_201_000  # 2025-12-02T06:00:01Z in ms
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
@@ -38,14 +34,6 @@ def shown(path: Path) -> str:
 def load(path: Path, options: LoadOptions | None = None, display: str | None = None) -> LoadResult:
     source = Source(path, display or shown(path))
     return ocsf_network.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts with timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(result: LoadResult) -> dict[int, dict[str, Any]]:

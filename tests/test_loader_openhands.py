@@ -7,21 +7,19 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterator
-from copy import deepcopy
 from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
+from loader_helpers import type_confused as _type_confused
 
 from correlate.errors import FormatMismatch, InputError, StrictRejection
 from correlate.loaders import LoadOptions, LoadResult, detect
 from correlate.loaders import openhands as loader
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "openhands"
@@ -33,10 +31,6 @@ MALFORMED = DATA / "malformed_events.json"
 SAMPLES = sorted(p for p in DATA.iterdir() if p.is_file() and p.name != "README.md")
 UTC_HINT_PLUS8 = "no zone: assumed UTC (model_response.created suggests UTC+08:00)"
 RUNNING = "exit_code -1: command still running when OpenHands stopped waiting (ts_end)"
-
-
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
 
 
 def display(path: Path) -> str:
@@ -53,13 +47,6 @@ def load(path: Path, options: LoadOptions | None = None, shown: str | None = Non
 @cache
 def loaded(path: Path) -> LoadResult:
     return load(path)
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_call(result: LoadResult) -> dict[str, dict[str, Any]]:
@@ -286,33 +273,6 @@ def test_sniff_rejects_near_misses(content):
 
 def test_the_episode_setting_is_a_declared_option_for_the_cli():
     assert set(loader.OPTIONS) == {"episode"}
-
-
-def _type_confused(document: Any, limit: int = 50) -> Iterator[Any]:
-    """Copies of ``document`` with one value (every n-th, in walk order) of another JSON type."""
-    paths: list[tuple[Any, ...]] = []
-
-    def walk(node: Any, path: tuple[Any, ...]) -> None:
-        items = (
-            node.items()
-            if isinstance(node, dict)
-            else enumerate(node)
-            if isinstance(node, list)
-            else ()
-        )
-        for key, value in items:
-            paths.append((*path, key))
-            walk(value, (*path, key))
-
-    walk(document, ())
-    for path in paths[:: max(1, len(paths) // limit)]:
-        for replacement in ([1], {"x": 1}, None, 7.5, "x"):
-            copy = deepcopy(document)
-            node = copy
-            for key in path[:-1]:
-                node = node[key]
-            node[path[-1]] = replacement
-            yield copy
 
 
 def test_values_of_the_wrong_type_never_crash_the_loader(tmp_path):

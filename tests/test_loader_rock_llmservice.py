@@ -13,12 +13,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loader_helpers import ns, rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import MIN_SCORE, REGISTRY, LoadOptions, LoadResult, detect
 from correlate.loaders import rock_llmservice as loader
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "rock_llmservice"
@@ -31,10 +31,6 @@ ALL = [SESSION, TRAPS, OFFICIAL, TRAJ, TRAJ_TRAPS]
 
 SSH = "ssh -fNR 2222:localhost:22 -o StrictHostKeyChecking=no tunnel@203.0.113.7"
 SKIP_REQUEST = "request (ends the previous response's tool-call window)"
-
-
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
 
 
 def shown(path: Path) -> str:
@@ -50,14 +46,6 @@ def load(path: Path, options: LoadOptions | None = None, display: str | None = N
     detection = detect(source)
     assert detection.name == "rock_llmservice"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Table rows as dicts, timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_call(table: pa.Table) -> dict[str, dict[str, Any]]:

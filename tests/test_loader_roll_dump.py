@@ -13,12 +13,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loader_helpers import ns, rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import MIN_SCORE, LoadOptions, LoadResult, detect
 from correlate.loaders import roll_dump as loader
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "roll_dump"
@@ -37,10 +37,6 @@ UTC_NOTE = "no zone: assumed UTC (ROLL writes the trainer's local time; use --tz
 SHANGHAI = LoadOptions(zones={"roll_dump": ZoneInfo("Asia/Shanghai")})
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def shown(path: Path) -> str:
     try:
         return str(path.relative_to(TESTS.parent))
@@ -53,14 +49,6 @@ def load(path: Path, options: LoadOptions | None = None, display: str | None = N
     detection = detect(source)
     assert detection.name == "roll_dump"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Table rows as dicts, timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_call(table: pa.Table) -> dict[str, dict[str, Any]]:

@@ -5,21 +5,19 @@ from __future__ import annotations
 import gzip
 import re
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loader_helpers import ns, rows
 
 from correlate.errors import StrictRejection
 from correlate.identity import build_identity, resolve
 from correlate.loaders import MIN_SCORE, LoadOptions, LoadResult, detect
 from correlate.loaders import roll_rock_textlog as loader
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "roll_rock_textlog"
@@ -30,10 +28,6 @@ TRAPS = DATA / "log_rank_traps.log"
 ROLL_HINT = "(ROLL logs the trainer's local time; use --tz roll_rock_textlog=ZONE)"
 NO_IDENTITY = "no sandbox identity on this line"
 REPEAT = "sandbox identity already loaded from an earlier line"
-
-
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
 
 
 def shown(path: Path) -> str:
@@ -48,14 +42,6 @@ def load(path: Path, options: LoadOptions | None = None, display: str | None = N
     detection = detect(source)
     assert detection.name == "roll_rock_textlog"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Table rows as dicts, timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def assert_balanced(result: LoadResult) -> None:

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "suricata_eve"
@@ -26,10 +26,6 @@ MALFORMED = DATA / "malformed_events.json.log"
 SAMPLES = sorted(DATA.glob("*.json.log"))
 
 loader = REGISTRY["suricata_eve"]
-
-
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
 
 
 def display(path: Path) -> str:
@@ -44,14 +40,6 @@ def load(path: Path, options: LoadOptions | None = None, shown: str | None = Non
     detection = detect(source)
     assert detection.name == "suricata_eve"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts with timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(table: pa.Table) -> dict[int, dict[str, Any]]:

@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
+from loader_helpers import ns, rows
 
 from correlate.errors import OptionError, StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.pipeline import RunOptions, load_inputs
 from correlate.sources import Source
-from correlate.timeparse import parse_iso
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "zeek_conn"
@@ -35,10 +35,6 @@ SAMPLES = sorted(p for p in DATA.glob("*.log"))
 loader = REGISTRY["zeek_conn"]
 
 
-def ns(text: str) -> int:
-    return parse_iso(text)[0]
-
-
 def display(path: Path) -> str:
     try:
         return str(path.relative_to(TESTS.parent))
@@ -51,14 +47,6 @@ def load(path: Path, options: LoadOptions | None = None, shown: str | None = Non
     detection = detect(source)
     assert detection.name == "zeek_conn"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts with timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def by_line(table: pa.Table) -> dict[int, dict[str, Any]]:

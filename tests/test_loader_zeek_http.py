@@ -5,10 +5,9 @@ from __future__ import annotations
 import gzip
 import re
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pytest
+from loader_helpers import rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
@@ -36,14 +35,6 @@ def load(path: Path, options: LoadOptions | None = None, shown: str | None = Non
     detection = detect(source)
     assert detection.name == "zeek_http"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts with timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def test_host_names_without_port_in_lower_case():

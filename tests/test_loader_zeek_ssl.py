@@ -6,10 +6,9 @@ import gzip
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pytest
+from loader_helpers import rows
 
 from correlate.errors import StrictRejection
 from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
@@ -38,14 +37,6 @@ def load(path: Path, options: LoadOptions | None = None, shown: str | None = Non
     detection = detect(source)
     assert detection.name == "zeek_ssl"
     return detection.loader.read(source, options or LoadOptions())
-
-
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts with timestamps as int ns."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def test_sni_names_the_connection():

@@ -1,0 +1,62 @@
+"""Helpers shared by the loader tests (tests/ is on sys.path under pytest's default import mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from correlate.timeparse import parse_iso
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ns(text: str) -> int:
+    """ISO 8601 text to int ns (UTC)."""
+    return parse_iso(text)[0]
+
+
+def display(path: Path) -> str:
+    """The name a file is shown under: relative to the repository, else the bare file name."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return path.name
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Table rows as dicts, with timestamps as integer nanoseconds (no pandas rounding)."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.int64()))
+    return table.to_pylist()
+
+
+def type_confused(document: Any, limit: int = 50) -> Iterator[Any]:
+    """Copies of ``document`` with one value (every n-th, in walk order) of another JSON type."""
+    paths: list[tuple[Any, ...]] = []
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        items = (
+            node.items()
+            if isinstance(node, dict)
+            else enumerate(node)
+            if isinstance(node, list)
+            else ()
+        )
+        for key, value in items:
+            paths.append((*path, key))
+            walk(value, (*path, key))
+
+    walk(document, ())
+    for path in paths[:: max(1, len(paths) // limit)]:
+        for replacement in ([1], {"x": 1}, None, 7.5, "x"):
+            copy = deepcopy(document)
+            node = copy
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = replacement
+            yield copy
