@@ -235,6 +235,8 @@ TARGETS = (
 SETTINGS = ("time_zone", "epoch_unit", "duration_unit", "ts_kind", "records")
 TS_KINDS = ("exact", "bracket", "step", "inferred")
 CALLS_SUFFIXES = (".calls.jsonl", ".calls.json", ".calls.csv")
+MAPPING_SUFFIXES = CALLS_SUFFIXES
+"""File names this mapping loader claims (see ``forced_only_score``)."""
 _HEADER_NAME = re.compile(r"^[A-Za-z_][\w .:/@()\[\]-]{0,99}$")
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -281,34 +283,50 @@ def sniff(head: bytes, filename: str) -> float:
     A file another loader recognises scores 0, so forcing ``generic`` on a known format fails;
     a hosts-kind loader's guess below 0.9 does not count (host/IP fields are common in calls).
     """
+    if _shape(head) is None:
+        return 0.0
+    return forced_only_score(name, head, filename, CALLS_SUFFIXES)
+
+
+def forced_only_score(own: str, head: bytes, filename: str, suffixes: tuple[str, ...]) -> float:
+    """The score of a mapping loader (``generic``, ``generic_network``) that must never win by content.
+
+    0 when any other loader recognises the file (so forcing a mapping loader on a known format
+    fails), 0.6 for the file names of the loader's convention, else 0.3 (enough to be forced). A
+    hosts-kind loader's guess below 0.9 does not count (host and IP fields are common in calls).
+    One flag, shared by the mapping loaders, stops them re-sniffing each other.
+    """
     global _sniffing
-    if _sniffing or _shape(head) is None:
+    if _sniffing:
         return 0.0
     from . import MIN_SCORE, REGISTRY  # the registry imports this module: look it up late
 
     _sniffing = True
     try:
         for other, module in REGISTRY.items():
-            if other == name:
+            if other == own:
+                continue
+            convention = getattr(module, "MAPPING_SUFFIXES", None)
+            if convention is not None:  # another mapping loader: its file names are its claim
+                if filename.lower().endswith(convention):
+                    return 0.0
                 continue
             try:
                 score = float(module.sniff(head, filename))
             except Exception:  # another loader's bug must not break detection
                 score = 0.0
-            # A trajectory naming its sandbox's host and IP looks like an inventory to the
-            # inventory sniff; only a sure inventory (>= 0.9) stops it being read as calls.
             if score >= 0.9 or (score >= MIN_SCORE and getattr(module, "kind", "") != "hosts"):
                 return 0.0
     finally:
         _sniffing = False
-    return 0.6 if filename.lower().endswith(CALLS_SUFFIXES) else 0.3
+    return 0.6 if filename.lower().endswith(suffixes) else 0.3
 
 
-def load_mapping(options: LoadOptions) -> Mapping:
-    """The mapping from ``generic.mapping`` and ``generic.columns`` (OptionError when invalid)."""
+def read_mapping_document(options: LoadOptions, fmt: str) -> tuple[dict[str, Any], list[str]]:
+    """``--option FMT.mapping``: inline JSON or a path to a JSON file; (mapping, files read)."""
     spec: dict[str, Any] = {}
     context: list[str] = []
-    given = options.option(name, "mapping")
+    given = options.option(fmt, "mapping")
     if given and given.strip():
         text = given.strip()
         if not text.startswith(("{", "[")):
@@ -316,15 +334,21 @@ def load_mapping(options: LoadOptions) -> Mapping:
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                raise OptionError(f"--option generic.mapping: cannot read {given}: {exc}") from None
+                raise OptionError(f"--option {fmt}.mapping: cannot read {given}: {exc}") from None
             context.append(str(path.resolve()))
         try:
             document = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise OptionError(f"--option generic.mapping: not valid JSON ({exc})") from None
+            raise OptionError(f"--option {fmt}.mapping: not valid JSON ({exc})") from None
         if not isinstance(document, dict):
-            raise OptionError("--option generic.mapping: expected a JSON object of column: field")
+            raise OptionError(f"--option {fmt}.mapping: expected a JSON object of column: field")
         spec.update(document)
+    return spec, context
+
+
+def load_mapping(options: LoadOptions) -> Mapping:
+    """The mapping from ``generic.mapping`` and ``generic.columns`` (OptionError when invalid)."""
+    spec, context = read_mapping_document(options, name)
     columns = options.option(name, "columns")
     if columns and columns.strip():
         for pair in columns.split(","):

@@ -75,7 +75,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -87,7 +86,7 @@ from ..sources import Source, decode_line
 from ..timeparse import NS_PER_UNIT, TimeParseError, ns_to_iso, parse_iso, parse_time, resolve_zone
 from . import fields
 from .base import BATCH_ROWS, Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .generic import _HEADER_NAME, _csv_rows, lookup
+from .generic import _HEADER_NAME, _csv_rows, forced_only_score, lookup, read_mapping_document
 from .records import Record, first_line, json_documents
 
 name = "generic_network"
@@ -132,6 +131,8 @@ TEXT_SETTINGS = ("time_zone", "epoch_unit", "duration_unit", "flow_key_prefix")
 TABLE_SETTINGS = ("actions", "directions")
 REQUIRED = ("ts", "src_ip", "dst_ip")
 EVENTS_SUFFIXES = (".events.jsonl", ".events.json", ".events.csv", ".events.parquet")
+MAPPING_SUFFIXES = EVENTS_SUFFIXES
+"""File names this mapping loader claims (see ``generic.forced_only_score``)."""
 ACTION_VALUES = ("allowed", "denied", "alerted", "unknown")
 DIRECTION_VALUES = ("outbound", "inbound", "internal", "unknown")
 DEFAULT_ACTIONS = {
@@ -151,7 +152,6 @@ DEFAULT_DIRECTIONS = {
 }
 DEFAULT_FLOW_KEY_PREFIX = f"{name}:"
 _INTEGRAL_FLOAT = re.compile(r"^\s*([+-]?\d+)\.0*\s*$")
-_sniffing = False
 
 
 @dataclass(frozen=True)
@@ -209,29 +209,12 @@ def sniff(head: bytes, filename: str) -> float:
     fails; a hosts-kind loader's guess below 0.9 does not count (flow logs name addresses too).
     """
     global _sniffing
-    if _sniffing:
-        return 0.0
     try:
         if _shape(head) is None:
             return 0.0
     except Exception:  # sniffing must never raise on odd bytes
         return 0.0
-    from . import MIN_SCORE, REGISTRY  # the registry imports this module: look it up late
-
-    _sniffing = True
-    try:
-        for other, module in REGISTRY.items():
-            if other == name:
-                continue
-            try:
-                score = float(module.sniff(head, filename))
-            except Exception:  # another loader's bug must not break detection
-                score = 0.0
-            if score >= 0.9 or (score >= MIN_SCORE and getattr(module, "kind", "") != "hosts"):
-                return 0.0
-    finally:
-        _sniffing = False
-    return 0.6 if filename.lower().endswith(EVENTS_SUFFIXES) else 0.3
+    return forced_only_score(name, head, filename, EVENTS_SUFFIXES)
 
 
 # --- the mapping -----------------------------------------------------------------------------------
@@ -239,25 +222,7 @@ def sniff(head: bytes, filename: str) -> float:
 
 def load_mapping(options: LoadOptions) -> NetworkMapping:
     """The mapping from ``generic_network.mapping`` and ``.columns`` (OptionError when invalid)."""
-    spec: dict[str, Any] = {}
-    context: list[str] = []
-    given = options.option(name, "mapping")
-    if given and given.strip():
-        text = given.strip()
-        if not text.startswith(("{", "[")):
-            path = Path(text).expanduser()
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise OptionError(f"--option {name}.mapping: cannot read {given}: {exc}") from None
-            context.append(str(path.resolve()))
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise OptionError(f"--option {name}.mapping: not valid JSON ({exc})") from None
-        if not isinstance(document, dict):
-            raise OptionError(f"--option {name}.mapping: expected a JSON object of column: field")
-        spec.update(document)
+    spec, context = read_mapping_document(options, name)
     columns = options.option(name, "columns")
     if columns and columns.strip():
         for pair in columns.split(","):
