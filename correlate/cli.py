@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -394,10 +395,16 @@ def _load_and_analyse(
     *,
     engine: str = "local",
     scheduler: str | None = None,
+    verbose: bool = False,
 ) -> Result:
-    """Load (with progress and format announcements), report rejects, analyse, check both sides."""
+    """Load (with progress and format announcements), report rejects, analyse, check both sides.
+
+    ``verbose`` lists every rejected row (not only the first ten) and the time each stage took.
+    """
+    started = time.perf_counter()
     with _progress(err, not quiet) as progress:
         loaded = load_case_or_inputs(paths, options, inventories=inventory, progress=progress)
+    loaded_at = time.perf_counter()
     if not quiet:
         for f in loaded.inputs:
             if f.format and not f.skipped_reason:
@@ -411,11 +418,17 @@ def _load_and_analyse(
                 )
     if loaded.rejects:
         err.print(f"{len(loaded.rejects)} row(s) rejected:", markup=False)
-        err.print(rejects_renderable(loaded.rejects))
+        err.print(rejects_renderable(loaded.rejects, limit=len(loaded.rejects) if verbose else 10))
     if rejects_path:
         _write_rejects(rejects_path, loaded.rejects)
     with engine_joiner(engine, scheduler) as joiner:
         result = analyse(loaded, options, joiner=joiner)
+    if verbose:
+        err.print(
+            f"loaded {len(loaded.inputs)} input(s) in {loaded_at - started:.2f}s, "
+            f"analysed in {time.perf_counter() - loaded_at:.2f}s ({engine} join)",
+            markup=False,
+        )
     _check_inputs(result)
     return result
 
@@ -454,6 +467,12 @@ def _load_and_analyse(
     help="Circular shifts per episode for the statistics in the Parquet report (0 skips them).",
 )
 @click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Every rejected row (not only the first ten) and stage timings.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -468,6 +487,7 @@ def run_command(
     quiet: bool,
     permutations: int,
     as_json: bool,
+    verbose: bool,
     **analysis: Any,
 ) -> None:
     """Read firewall and agent logs under PATHS and report which tool calls caused the violations."""
@@ -475,7 +495,9 @@ def run_command(
     options = _run_options(**analysis)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
-        result = _load_and_analyse(paths, inventory, options, err, quiet, rejects_path, **engine)
+        result = _load_and_analyse(
+            paths, inventory, options, err, quiet, rejects_path, verbose=verbose, **engine
+        )
         if as_json:
             document = {"provenance": result.provenance(), "findings": plain_rows(result.findings)}
             # ASCII-only: log text cannot act on the terminal; times are int ns since the epoch, UTC.

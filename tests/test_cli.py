@@ -327,3 +327,15 @@ def test_json_summary_for_scripts_is_ascii_and_complete() -> None:
         v["call_id"] for v in EXPECTED["violations"] if v["call_id"]
     }
     assert document["provenance"]["counts"]["tool_calls"] == EXPECTED["counts"]["tool_calls"]
+
+
+def test_verbose_lists_every_reject_and_the_stage_timings(tiny: Path) -> None:
+    fw = tiny / "fw.jsonl"
+    fw.write_text(cfw_line() + "\n" + "\n".join("{broken" for _ in range(12)) + "\n")
+    quiet = invoke("run", str(tiny))
+    assert "... and 2 more (use --rejects FILE to keep them all)" in quiet.stderr
+    loud = invoke("run", "-v", str(tiny))
+    assert loud.exit_code == 0
+    assert f"{fw}:13: not valid JSON" in loud.stderr
+    assert "more (use --rejects" not in loud.stderr
+    assert "analysed in" in loud.stderr and "(local join)" in loud.stderr
