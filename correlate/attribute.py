@@ -144,7 +144,6 @@ def attribute(
     labels = labels or {}
     hidden = hidden or {}
     v = plain_rows(violations)
-    c = plain_rows(calls)
     by_event: dict[int, list[dict[str, Any]]] = {}
     records: list[dict[str, Any]] = scored.to_dict("records")  # type: ignore[assignment]
     for record in records:
@@ -152,6 +151,10 @@ def attribute(
             if not isinstance(record[key], str):
                 record[key] = None
         by_event.setdefault(int(record["event_row"]), []).append(record)
+    # Only the calls some event ranks first are needed as Python rows (not all million of them).
+    wanted = sorted({int(r[0]["call_row"]) for r in by_event.values() if r})
+    taken = plain_rows(calls.take(pa.array(wanted, pa.int64()))) if wanted else []
+    c = dict(zip(wanted, taken, strict=True))
     conversations: dict[int, list[int]] = {}
     for p, row in enumerate(v):
         conversations.setdefault(int(row["conversation_id"]), []).append(p)

@@ -146,6 +146,16 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
                 sink.reject(line, "resourceSpans entry is not an object", raw)
                 continue
             resource = attributes((resource_span.get("resource") or {}).get("attributes"))
+            # What the resource says about every span under it, worked out once.
+            resource["_host"] = (
+                fields.text(resource.get("host.name"))
+                or fields.text(resource.get("container.name"))
+                or fields.text(resource.get("container.id"))
+            )
+            resource["_ips"] = _ips(resource.get("host.ip"))
+            resource["_run"] = fields.text(resource.get("service.namespace")) or fields.text(
+                resource.get("service.name")
+            )
             scopes = _get(resource_span, "scopeSpans", "scope_spans")
             if scopes is None:
                 scopes = _get(
@@ -180,7 +190,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
                     stats.loaded += 1
                     if row["ts_note"]:
                         stats.notes[row["ts_note"]] += 1
-                    for address in _ips(resource.get("host.ip")):
+                    for address in resource["_ips"]:
                         if row["host"]:
                             key = (row["host"], address)
                             first = host_seen.get(key)
@@ -274,19 +284,13 @@ def _convert(
         is_error = True
     if is_error is None and exit_code is not None:
         is_error = exit_code != 0
-    host = (
-        fields.text(resource.get("host.name"))
-        or fields.text(resource.get("container.name"))
-        or fields.text(resource.get("container.id"))
-        or fields.text(attrs.get("host.name"))
-    )
-    host_ips = _ips(resource.get("host.ip"))
+    host = resource["_host"] or fields.text(attrs.get("host.name"))
+    host_ips = resource["_ips"]
     episode = attrs.get("gen_ai.conversation.id")
     return {
         "call_id": fields.text(attrs.get("gen_ai.tool.call.id"))
         or _hex_id(_get(span, "spanId", "span_id")),
-        "run_id": fields.text(resource.get("service.namespace"))
-        or fields.text(resource.get("service.name")),
+        "run_id": resource["_run"],
         "episode_id": fields.text(episode),
         "step": fields.integer(attrs.get("step"), "step"),
         "ts_start": ts_start,
