@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -90,7 +90,6 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 _ENI_RE = re.compile(r"^eni-[0-9a-f]{8,17}$")
 
 # Flow logs repeat the same few addresses millions of times: parse each once.
-_ip = lru_cache(maxsize=1 << 16)(fields.ip)
 
 ACTIONS = {"ACCEPT": "allowed", "REJECT": "denied"}
 DIRECTIONS = {"ingress": "inbound", "egress": "outbound"}
@@ -438,7 +437,7 @@ def _fast(reader: _Reader, first: int, blob: bytes, count: int) -> pa.Table | No
         return None  # "end before start" notes: the per-line reader writes them
     addresses = {}
     for key in ("srcaddr", "pkt-srcaddr", "dstaddr", "pkt-dstaddr"):
-        mapped = _mapped(col(key), partial(_ip, name=key))
+        mapped = _mapped(col(key), partial(fields.ip, name=key))
         if mapped is None:
             return None
         addresses[key] = mapped
@@ -550,12 +549,14 @@ def _convert(values: dict[str, str | None], options: LoadOptions) -> dict[str, A
         if ts_end < ts:
             notes.append("end before start: end ignored")
             ts_end = None
-    srcaddr = _ip(values.get("srcaddr"), "srcaddr")
-    packet_src = _ip(values.get("pkt-srcaddr"), "pkt-srcaddr")
+    srcaddr = fields.ip(values.get("srcaddr"), "srcaddr")
+    packet_src = fields.ip(values.get("pkt-srcaddr"), "pkt-srcaddr")
     src = packet_src or srcaddr
     if src is None:
         raise fields.RowError("srcaddr is missing")
-    dst = _ip(values.get("pkt-dstaddr"), "pkt-dstaddr") or _ip(values.get("dstaddr"), "dstaddr")
+    dst = fields.ip(values.get("pkt-dstaddr"), "pkt-dstaddr") or fields.ip(
+        values.get("dstaddr"), "dstaddr"
+    )
     if dst is None:
         raise fields.RowError("dstaddr is missing")
     direction = DIRECTIONS.get((values.get("flow-direction") or "").lower(), "unknown")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from functools import lru_cache
 from typing import Any
 
 IANA_PROTOCOLS = {
@@ -17,6 +18,10 @@ IANA_PROTOCOLS = {
     58: "ipv6-icmp",
     132: "sctp",
 }
+
+
+# Spellings of one protocol that logs use, mapped to the IANA keyword the numbers map to.
+PROTOCOL_ALIASES = {"icmpv6": "ipv6-icmp", "icmp6": "ipv6-icmp", "ipv6icmp": "ipv6-icmp"}
 
 
 class RowError(ValueError):
@@ -75,16 +80,25 @@ def counter(value: Any, name: str) -> int | None:
     return integer(value, name, minimum=0)
 
 
+@lru_cache(maxsize=1 << 16)
+def _canonical_ip(text: str) -> str | None:
+    """Canonical form of an address text, None when it is none (memoised: logs repeat a few)."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
 def ip(value: Any, name: str, *, required: bool = False) -> str | None:
     """An IPv4/IPv6 address in canonical text form (IPv6 compressed, lower case)."""
     if is_blank(value):
         if required:
             raise RowError(f"{name} is missing")
         return None
-    try:
-        return str(ipaddress.ip_address(str(value).strip()))
-    except ValueError:
-        raise RowError(f"{name} is not an IP address: {value!r}") from None
+    canonical = _canonical_ip(value if type(value) is str else str(value))
+    if canonical is None:
+        raise RowError(f"{name} is not an IP address: {value!r}")
+    return canonical
 
 
 def protocol(value: Any) -> str | None:
@@ -94,4 +108,4 @@ def protocol(value: Any) -> str | None:
     name = str(value).strip().lower()
     if name.isdigit():
         return IANA_PROTOCOLS.get(int(name), name)
-    return name
+    return PROTOCOL_ALIASES.get(name, name)

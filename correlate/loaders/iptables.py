@@ -411,12 +411,6 @@ def _direction(packet: dict[str, str], settings: Settings, chain: str | None) ->
     return "unknown"
 
 
-def _protocol(value: str | None) -> str | None:
-    if value is not None and value.lower() == "icmpv6":
-        return "ipv6-icmp"
-    return fields.protocol(value)
-
-
 @dataclass(frozen=True)
 class _Envelope:
     ts: int
@@ -450,7 +444,7 @@ def _event(
         "src_port": fields.port(packet.get("SPT"), "SPT"),
         "dst_ip": dst,
         "dst_port": fields.port(packet.get("DPT"), "DPT"),
-        "protocol": _protocol(packet.get("PROTO")),
+        "protocol": fields.protocol(packet.get("PROTO")),
         "direction": direction,
         "action": prefix_action(prefix, settings.prefix_map),
         "action_raw": prefix,

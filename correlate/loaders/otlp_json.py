@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -216,10 +215,6 @@ def _hex_id(value: Any) -> str | None:
     return value.lower() if isinstance(value, str) and value else None
 
 
-# A run repeats the same few sandbox addresses on every line: parse each once.
-_cached_ip = lru_cache(maxsize=1 << 16)(fields.ip)
-
-
 def _epoch_ns(raw: Any, unit: str) -> tuple[int, str | None]:
     """``parse_epoch(raw, unit=unit, expected="ns")``, with a shortcut for the usual plain string
     of 18-19 digits (nanoseconds by magnitude, so no note): the same value, no Decimal."""
@@ -241,9 +236,7 @@ def _ips(value: Any) -> list[str]:
     out = []
     for item in values:
         try:
-            address = (
-                _cached_ip(item, "host.ip") if type(item) is str else fields.ip(item, "host.ip")
-            )
+            address = fields.ip(item, "host.ip")
         except fields.RowError:
             continue
         if address:

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -165,16 +164,9 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     return LoadResult(kind=kind, table=table, stats=stats, rejects=sink.rejects)
 
 
-@lru_cache(maxsize=65_536)
-def _canonical_ip(text: str, label: str) -> str | None:
-    return fields.ip(text, label, required=True)
-
-
 def _address(value: Any, label: str) -> str:
-    """A required address in canonical form (memoised: a capture repeats a few addresses)."""
-    result = _canonical_ip(value, label) if isinstance(value, str) else None
-    if result is None:
-        result = fields.ip(value, label, required=True)
+    """A required address in canonical form."""
+    result = fields.ip(value, label, required=True)
     assert result is not None
     return result
 

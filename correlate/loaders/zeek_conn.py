@@ -48,7 +48,6 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any
 
 from ..errors import OptionError
@@ -318,17 +317,9 @@ def zeek_bool(value: Any, label: str) -> bool | None:
     raise fields.RowError(f"{label} is not a bool (T or F): {value!r}")
 
 
-@lru_cache(maxsize=65_536)
-def _canonical_ip(text: str, label: str) -> str | None:
-    return fields.ip(text, label, required=True)
-
-
 def address(value: Any, label: str) -> str:
-    """A required address in canonical form; flow logs repeat a few addresses, so memoised."""
-    if isinstance(value, str):
-        result = _canonical_ip(value, label)
-    else:
-        result = fields.ip(value, label, required=True)
+    """A required address in canonical form."""
+    result = fields.ip(value, label, required=True)
     assert result is not None
     return result
 
