@@ -16,7 +16,7 @@ from ..sources import Source
 from ..timeparse import TimeParseError, parse_time
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import csv_records, first_line, json_line_records, read_text
+from .records import csv_records, first_line, json_line_records
 
 name = "alibaba_cfw"
 kind = "network"
@@ -66,7 +66,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     if head.startswith((b"{", b"[")):
         records = json_line_records(source, stats, sink)
     else:
-        records = csv_records(read_text(source, stats), stats, sink)
+        records = csv_records(source, stats, sink)
     for line, record, raw in records:
         stats.read += 1
         try:

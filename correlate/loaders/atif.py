@@ -57,20 +57,18 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
 from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch, parse_iso
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .otlp_json import command_from_arguments
-from .records import WHOLE_DOCUMENT_LIMIT, read_text
+from .calls import command_from, truncate
+from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
 name = "atif"
 kind = "agent"
 description = "Harbor/Terminal-Bench ATIF trajectory.json (per-step times; result.json as context)"
 
-OUTPUT_CHARS = 2000
 TERMINUS = ("terminus-2", "terminus")
 _SCHEMA = re.compile(rb'"schema_version"\s*:\s*"ATIF-v\d')
 _TRIAL_NAME = re.compile(r"^.+__[A-Za-z0-9]{7}$")
@@ -100,19 +98,17 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     stats = LoadStats(path=source.display, format=name, kind=kind, unit="tool calls")
     sink = RejectSink(source, stats, options.strict)
     zone = options.zone_for(name, UTC)
-    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
-        raise InputError(
-            f"{source.display}: an ATIF trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole"
-        )
-    text = read_text(source, stats).removeprefix("\ufeff")
     batch = Batcher(TOOL_CALLS)
     context: list[str] = []
-    try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        stats.read += 1
-        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+    parsed = read_document(
+        source,
+        stats,
+        sink,
+        too_big=f"an ATIF trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
+    )
+    if parsed is None:
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    document, text = parsed
     if not isinstance(document, dict) or not isinstance(document.get("steps"), list):
         stats.read += 1
         sink.reject(1, "not an ATIF trajectory (no steps list)", text[:4096])
@@ -340,7 +336,7 @@ class _Reader:
             "tool": function,
             "command": _command(arguments),
             "arguments": _json_text(arguments),
-            "output": _truncate(output),
+            "output": truncate(output),
             "exit_code": None,
             "is_error": None,
             "ts_note": "; ".join(notes) or None,
@@ -456,7 +452,7 @@ def _command(arguments: Any) -> str | None:
         keystrokes = arguments.get("keystrokes")
         if isinstance(keystrokes, str) and keystrokes.strip():
             return keystrokes.rstrip("\n")
-    return command_from_arguments(arguments)
+    return command_from(arguments)
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -478,12 +474,6 @@ def _step_id(value: Any) -> int | None:
         return fields.integer(value, "step_id")
     except fields.RowError:
         return None
-
-
-def _truncate(text: str | None) -> str | None:
-    if text and len(text) > OUTPUT_CHARS:
-        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
-    return text or None
 
 
 def _raw(value: Any) -> str:

@@ -57,11 +57,12 @@ import pyarrow as pa
 
 from ..errors import OptionError
 from ..schema import HOSTS, TOOL_CALLS, from_columns
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source, decode_line
 from ..timeparse import NS_PER_UNIT, TimeParseError, parse_iso, parse_time, resolve_zone
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import Record, first_line, json_documents
+from .calls import command_from, shell_text, truncate
+from .records import Record, csv_records, first_line, json_documents
 
 name = "generic"
 kind = "agent"
@@ -79,51 +80,10 @@ OPTIONS = {
 
 # --- helpers shared by the tool-call loaders ---------------------------------------------------
 
-OUTPUT_CHARS = 2000
-"""Tool output is kept to this many characters (as otlp_json does)."""
-
-_SHELLS = {"bash", "sh", "zsh", "dash", "ksh", "fish"}
-_COMMAND_KEYS = ("command", "cmd", "commands", "script", "shell", "code")
-
 
 def truncate_output(value: Any) -> str | None:
     """A tool's output as text, cut to ``OUTPUT_CHARS`` with a marker saying how much was cut."""
-    text = fields.text(value)
-    if text and len(text) > OUTPUT_CHARS:
-        text = text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
-    return text
-
-
-def shell_text(value: Any) -> str | None:
-    """Shell text from a string or an argv list; ``["bash", "-lc", "X"]`` is just ``X``."""
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, list) and value and all(isinstance(x, str) for x in value):
-        shell = value[0].rsplit("/", 1)[-1]
-        if len(value) == 3 and shell in _SHELLS and value[1] in ("-c", "-lc", "-ic"):
-            return value[2].strip() or None
-        return " ".join(value).strip() or None
-    return None
-
-
-def command_from(arguments: Any) -> str | None:
-    """The shell text in a tool call's arguments (an object or its JSON text), if any."""
-    value = arguments
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            return None
-    if not isinstance(value, dict):
-        return None
-    for key in _COMMAND_KEYS:
-        found = value.get(key)
-        if key == "commands" and isinstance(found, list) and all(isinstance(x, str) for x in found):
-            return "; ".join(found) or None
-        text = shell_text(found)
-        if text:
-            return text
-    return None
+    return truncate(fields.text(value))
 
 
 def head_objects(head: bytes, limit: int = 40) -> list[dict[str, Any]]:
@@ -428,7 +388,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
             json_documents(source, stats, sink), mapping, stats, sink
         )
     else:
-        records = ((line, row, None, raw) for line, row, raw in _csv_rows(source, stats, sink))
+        records = ((line, row, None, raw) for line, row, raw in csv_records(source, stats, sink))
     for line, record, parent, raw in records:
         stats.read += 1
         if not isinstance(record, dict):
@@ -470,57 +430,6 @@ def _json_calls(
             continue
         for item in items:
             yield line, item, record, raw
-
-
-def _csv_rows(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
-    """Header-driven CSV rows streamed line by line (quoted newlines allowed), with line numbers."""
-    consumed: list[str] = []
-
-    def physical_lines() -> Iterator[str]:
-        for number, raw_bytes in iter_lines(source):
-            text, note = decode_line(raw_bytes)
-            if note:
-                stats.notes[note] += 1
-            if number == 1:
-                text = text.removeprefix("\ufeff")
-            consumed.append(text)
-            yield text + "\n"
-
-    reader = csv.reader(physical_lines())
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        return
-    except csv.Error as exc:
-        stats.read += 1
-        sink.reject(1, f"unreadable CSV header: {exc}", "\n".join(consumed))
-        return
-    stats.read += 1
-    stats.skipped["CSV header"] += 1
-    previous_end = reader.line_num
-    while True:
-        consumed.clear()
-        start = previous_end + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            stats.read += 1
-            sink.reject(start, f"unreadable CSV row: {exc}", "\n".join(consumed))
-            previous_end = reader.line_num
-            continue
-        previous_end = reader.line_num
-        raw = "\n".join(consumed)
-        if not values or all(not v.strip() for v in values):
-            stats.read += 1
-            stats.skipped["blank line"] += 1
-            continue
-        if len(values) != len(header):
-            stats.read += 1
-            sink.reject(start, f"{len(values)} columns where the header has {len(header)}", raw)
-            continue
-        yield start, dict(zip(header, values, strict=True)), raw
 
 
 def _boolean(value: Any, what: str) -> bool | None:

@@ -86,8 +86,8 @@ from ..sources import Source, decode_line
 from ..timeparse import NS_PER_UNIT, TimeParseError, ns_to_iso, parse_iso, parse_time, resolve_zone
 from . import fields
 from .base import BATCH_ROWS, Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .generic import _HEADER_NAME, _csv_rows, forced_only_score, lookup, read_mapping_document
-from .records import Record, first_line, json_documents
+from .generic import _HEADER_NAME, forced_only_score, lookup, read_mapping_document
+from .records import Record, csv_records, first_line, json_documents
 
 name = "generic_network"
 kind = "network"
@@ -362,7 +362,7 @@ def _checked_csv_rows(
 ) -> Iterator[Record]:
     """CSV rows (streamed by the ``generic`` reader); a header without a required column stops."""
     checked = False
-    for line, record, raw in _csv_rows(source, stats, sink):
+    for line, record, raw in csv_records(source, stats, sink):
         if not checked:
             missing = _missing_required(set(record), mapping, nested=False)
             if missing:

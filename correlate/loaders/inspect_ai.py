@@ -61,14 +61,13 @@ from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .otlp_json import command_from_arguments
-from .records import WHOLE_DOCUMENT_LIMIT, read_text
+from .calls import command_from, truncate
+from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
 name = "inspect_ai"
 kind = "agent"
 description = "Inspect AI eval log (.eval zip or .json): tool calls with start and end times"
 
-OUTPUT_CHARS = 2000
 ZIP_MAGIC = b"PK\x03\x04"
 EVAL_LIMIT = 4 * 1024 * 1024 * 1024
 """A compressed ``.eval`` (``x.eval.gz``) is unpacked into memory only up to this size."""
@@ -129,18 +128,16 @@ class _Reader:
     # --- containers -------------------------------------------------------------------------
 
     def read_json(self) -> None:
-        if self.source.size() > WHOLE_DOCUMENT_LIMIT and not self.source.compression:
-            raise InputError(
-                f"{self.source.display}: an Inspect JSON log over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; "
-                "convert it to .eval (inspect log convert --to eval) to read it sample by sample"
-            )
-        text = read_text(self.source, self.stats).removeprefix("\ufeff")
-        try:
-            log = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            self.stats.read += 1
-            self.sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+        parsed = read_document(
+            self.source,
+            self.stats,
+            self.sink,
+            too_big=f"an Inspect JSON log over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; "
+            "convert it to .eval (inspect log convert --to eval) to read it sample by sample",
+        )
+        if parsed is None:
             return
+        log, _ = parsed
         if not isinstance(log, dict) or not isinstance(log.get("eval"), dict):
             raise FormatMismatch(
                 f"{self.source.display}: not an Inspect AI eval log (no 'eval' spec object)"
@@ -385,7 +382,7 @@ class _Reader:
             "arguments": json.dumps(arguments, ensure_ascii=False)
             if arguments is not None
             else None,
-            "output": _truncate(output),
+            "output": truncate(output),
             "exit_code": exit_code,
             "is_error": is_error,
             "ts_note": "; ".join(notes) or None,
@@ -404,7 +401,7 @@ class _Reader:
             "tool": "sandbox_exec",
             "command": command,
             "arguments": json.dumps(arguments, ensure_ascii=False),
-            "output": _truncate(_text(_resolve(event.get("output"), references))),
+            "output": truncate(_text(_resolve(event.get("output"), references))),
             "exit_code": exit_code,
             "is_error": None if exit_code is None else exit_code != 0,
             "ts_note": "; ".join(notes) or None,
@@ -524,7 +521,7 @@ def _text(value: Any) -> str | None:
 def _command(function: str, arguments: dict[str, Any] | None) -> str | None:
     if arguments is None:
         return None
-    found = command_from_arguments(arguments)
+    found = command_from(arguments)
     if found is None and function.rsplit("/", 1)[-1].startswith("bash_session"):
         value = arguments.get("input")
         if isinstance(value, str) and value.strip():
@@ -537,12 +534,6 @@ def _exit_code(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if -(2**63) <= value < 2**63 else None
-
-
-def _truncate(text: str | None) -> str | None:
-    if text and len(text) > OUTPUT_CHARS:
-        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
-    return text or None
 
 
 def _raw(event: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_time
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import Record, csv_records, first_line, json_documents, read_text
+from .records import Record, csv_records, first_line, json_documents
 
 name = "inventory"
 kind = "hosts"
@@ -101,7 +101,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     if first_line(source.head()).startswith((b"{", b"[")):
         records = _expand_hosts(json_documents(source, stats, sink), stats, sink)
     else:
-        records = csv_records(read_text(source, stats), stats, sink)
+        records = csv_records(source, stats, sink)
     zone = options.zone_for(name)
     for line, record, raw in records:
         stats.read += 1

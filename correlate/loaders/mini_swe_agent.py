@@ -36,19 +36,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
 from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import WHOLE_DOCUMENT_LIMIT, read_text
+from .calls import truncate
+from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
 name = "mini_swe_agent"
 kind = "agent"
 description = "mini-swe-agent .traj.json (v2 'mini-swe-agent-1.1': per-command brackets)"
 
-OUTPUT_CHARS = 2000
 NO_TIMES = "no timestamps in this trajectory format (only mini-swe-agent-1.1 files have them)"
 
 
@@ -96,17 +95,15 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     stats = LoadStats(path=source.display, format=name, kind=kind, unit="messages")
     sink = RejectSink(source, stats, options.strict)
     batch = Batcher(TOOL_CALLS)
-    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
-        raise InputError(
-            f"{source.display}: a trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole"
-        )
-    text = read_text(source, stats).removeprefix("\ufeff")
-    try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        stats.read += 1
-        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+    parsed = read_document(
+        source,
+        stats,
+        sink,
+        too_big=f"a trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
+    )
+    if parsed is None:
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    document, text = parsed
     if isinstance(document, list):
         messages: Any = document
         info: dict[str, Any] = {}
@@ -304,7 +301,7 @@ def _row(action: _Action, options: LoadOptions) -> dict[str, Any]:
         "tool": action.tool,
         "command": action.command,
         "arguments": action.arguments,
-        "output": _truncate(_content(output)),
+        "output": truncate(_content(output)),
         "exit_code": exit_code,
         "is_error": is_error,
         "host": None,
@@ -326,12 +323,6 @@ def _content(value: Any) -> str | None:
             for item in value
         )
     return value if isinstance(value, str) else fields.text(value)
-
-
-def _truncate(text: str | None) -> str | None:
-    if text and len(text) > OUTPUT_CHARS:
-        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
-    return text or None
 
 
 def _raw(action: _Action) -> str:

@@ -47,13 +47,13 @@ import statistics
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from ..errors import InputError
 from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch, parse_iso
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import WHOLE_DOCUMENT_LIMIT, read_text
+from .calls import truncate
+from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
 name = "openhands"
 kind = "agent"
@@ -64,7 +64,6 @@ OPTIONS = {
 }
 """``--option openhands.KEY=VALUE`` settings (see the module docstring)."""
 
-OUTPUT_CHARS = 2000
 NOT_TOOL_ACTIONS = frozenset(
     {
         "message",
@@ -114,17 +113,15 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     stats = LoadStats(path=source.display, format=name, kind=kind, unit="events")
     sink = RejectSink(source, stats, options.strict)
     batch = Batcher(TOOL_CALLS)
-    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
-        raise InputError(
-            f"{source.display}: a trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole"
-        )
-    text = read_text(source, stats).removeprefix("\ufeff")
-    try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        stats.read += 1
-        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+    parsed = read_document(
+        source,
+        stats,
+        sink,
+        too_big=f"a trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
+    )
+    if parsed is None:
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    document, text = parsed
     if isinstance(document, dict) and isinstance(document.get("trajectory"), list):
         document = document["trajectory"]
     if not isinstance(document, list):
@@ -319,7 +316,7 @@ def _row(
         "tool": fields.text(tool_meta.get("function_name")) or action,
         "command": command if isinstance(command, str) and command.strip() else None,
         "arguments": json.dumps(arguments, ensure_ascii=False) if arguments else None,
-        "output": _truncate(output if isinstance(output, str) else fields.text(output)),
+        "output": truncate(output if isinstance(output, str) else fields.text(output)),
         "exit_code": exit_code,
         "is_error": is_error,
         "host": fields.text(metadata.get("hostname")),
@@ -335,12 +332,6 @@ def _event_id(value: Any) -> int | None:
         return fields.integer(value, "id")
     except fields.RowError:
         return None
-
-
-def _truncate(text: str | None) -> str | None:
-    if text and len(text) > OUTPUT_CHARS:
-        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
-    return text or None
 
 
 def _raw(value: Any) -> str:

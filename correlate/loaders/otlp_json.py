@@ -15,7 +15,6 @@ resource ``service.namespace`` (else ``service.name``); ``host`` = resource ``ho
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import pyarrow as pa
@@ -25,14 +24,12 @@ from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .calls import command_from, truncate
 from .records import json_documents
 
 name = "otlp_json"
 kind = "agent"
 description = "OpenTelemetry OTLP/JSON trace lines with GenAI execute_tool spans"
-
-OUTPUT_CHARS = 2000
-_COMMAND_KEYS = ("command", "cmd", "commands", "script", "code", "shell")
 
 
 def sniff(head: bytes, filename: str) -> float:
@@ -104,24 +101,6 @@ def _is_error(status: Any) -> bool | None:
         return True
     if code in (1, "1", "STATUS_CODE_OK", "OK"):
         return False
-    return None
-
-
-def command_from_arguments(arguments: Any) -> str | None:
-    """The shell text in a tool call's arguments (``{"command": ...}`` and similar), if any."""
-    value = arguments
-    if isinstance(arguments, str):
-        try:
-            value = json.loads(arguments)
-        except (json.JSONDecodeError, RecursionError):
-            return None
-    if isinstance(value, dict):
-        for key in _COMMAND_KEYS:
-            found = value.get(key)
-            if isinstance(found, str) and found.strip():
-                return found
-            if isinstance(found, list) and found and all(isinstance(x, str) for x in found):
-                return " ".join(found) if key != "commands" else "; ".join(found)
     return None
 
 
@@ -269,8 +248,7 @@ def _convert(
             ts_end = None
     arguments = attrs.get("gen_ai.tool.call.arguments")
     output = fields.text(attrs.get("gen_ai.tool.call.result"))
-    if output and len(output) > OUTPUT_CHARS:
-        output = output[:OUTPUT_CHARS] + f"... [{len(output) - OUTPUT_CHARS} more characters]"
+    output = truncate(output)
     exit_code = fields.integer(attrs.get("process.exit.code"), "process.exit.code")
     is_error = _is_error(span.get("status"))
     if attrs.get("error.type") is not None:
@@ -292,7 +270,7 @@ def _convert(
         "tool": fields.text(attrs.get("gen_ai.tool.name"))
         or str(span.get("name", "")).removeprefix("execute_tool ").strip()
         or None,
-        "command": command_from_arguments(arguments),
+        "command": command_from(arguments),
         "arguments": fields.text(arguments),
         "output": output,
         "exit_code": exit_code,

@@ -67,7 +67,7 @@ from ..sources import Source, decode_line, iter_lines
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import csv_records, first_line, read_text
+from .records import csv_records, first_line
 
 name = "panos_traffic"
 kind = "network"
@@ -360,7 +360,7 @@ def _syslog_records(source: Source, stats: LoadStats, sink: RejectSink) -> Itera
 
 def _export_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
     """Rows of a CSV export as dicts keyed by our field names (counted as read here)."""
-    for line, row, raw in csv_records(read_text(source, stats), stats, sink):
+    for line, row, raw in csv_records(source, stats, sink):
         stats.read += 1
         record: dict[str, str] = {}
         for column, value in row.items():

@@ -7,7 +7,6 @@ rejected here, so a loader only sees records it can try to convert.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -44,23 +43,38 @@ def json_line_records(source: Source, stats: LoadStats, sink: RejectSink) -> Ite
         yield line, record, raw
 
 
-def csv_records(text: str, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
-    """Rows of a CSV text with a header row, as dicts keyed by the header's names."""
-    # Physical lines as csv counts them: only \n (and \r\n) end a line, not \x0c or \u2028.
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
-    reader = csv.reader(io.StringIO(text, newline=""))
+def csv_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
+    """Rows of a CSV file with a header row, as dicts keyed by the header's names.
+
+    Streamed line by line (memory grows with one record, not the file); quoted fields may span
+    lines, and each record carries the number of its first physical line and its raw text.
+    """
+    consumed: list[str] = []
+
+    def physical_lines() -> Iterator[str]:
+        for number, raw_bytes in iter_lines(source):
+            text, note = decode_line(raw_bytes)
+            if note:
+                stats.notes[note] += 1
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            consumed.append(text)
+            yield text + "\n"
+
+    reader = csv.reader(physical_lines())
     try:
-        header = [h.strip().lstrip("\ufeff") for h in next(reader)]
+        header = [h.strip() for h in next(reader)]
     except StopIteration:
         return
     except csv.Error as exc:
         stats.read += 1
-        sink.reject(1, f"unreadable CSV header: {exc}", lines[0] if lines else "")
+        sink.reject(1, f"unreadable CSV header: {exc}", "\n".join(consumed))
         return
     stats.read += 1
     stats.skipped["CSV header"] += 1
     previous_end = reader.line_num
     while True:
+        consumed.clear()
         start = previous_end + 1
         try:
             values = next(reader)
@@ -68,13 +82,11 @@ def csv_records(text: str, stats: LoadStats, sink: RejectSink) -> Iterator[Recor
             break
         except csv.Error as exc:
             stats.read += 1
-            sink.reject(
-                start, f"unreadable CSV row: {exc}", lines[start - 1] if start <= len(lines) else ""
-            )
+            sink.reject(start, f"unreadable CSV row: {exc}", "\n".join(consumed))
             previous_end = reader.line_num
             continue
         previous_end = reader.line_num
-        raw = "\n".join(lines[start - 1 : previous_end])
+        raw = "\n".join(consumed)
         if not values or all(not v.strip() for v in values):
             stats.read += 1
             stats.skipped["blank line"] += 1
@@ -107,6 +119,25 @@ WHOLE_DOCUMENT_LIMIT = 256 * 1024 * 1024
 """A pretty-printed (multi-line) JSON file is parsed whole only up to this size."""
 
 
+def read_document(
+    source: Source, stats: LoadStats, sink: RejectSink, *, too_big: str
+) -> tuple[Any, str] | None:
+    """A whole-file JSON document and its text, or None after rejecting record 1 as invalid JSON.
+
+    Files are read whole only up to ``WHOLE_DOCUMENT_LIMIT`` (uncompressed); ``too_big`` ends the
+    sentence that stops a larger one (e.g. "an ATIF trajectory over 256 MiB is not read whole").
+    """
+    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
+        raise InputError(f"{source.display}: {too_big}")
+    text = read_text(source, stats).removeprefix("\ufeff")
+    try:
+        return json.loads(text), text
+    except (json.JSONDecodeError, RecursionError) as exc:
+        stats.read += 1
+        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+        return None
+
+
 def json_documents(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
     """JSON lines, or one JSON document (an object, or an array of them) that may span many lines.
 
@@ -122,17 +153,15 @@ def json_documents(source: Source, stats: LoadStats, sink: RejectSink) -> Iterat
     if not multi_line:
         yield from json_line_records(source, stats, sink)
         return
-    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
-        raise InputError(
-            f"{source.display}: a multi-line JSON document over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; write it as JSON lines"
-        )
-    text = read_text(source, stats).removeprefix("\ufeff")
-    try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        stats.read += 1
-        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+    found = read_document(
+        source,
+        stats,
+        sink,
+        too_big=f"a multi-line JSON document over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; write it as JSON lines",
+    )
+    if found is None:
         return
+    document, _ = found
     items = document if isinstance(document, list) else [document]
     for index, item in enumerate(items, start=1):
         line = index if isinstance(document, list) else 1

@@ -68,6 +68,7 @@ from ..sources import Source, decode_line, iter_lines
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .calls import truncate
 from .records import first_line, json_line_records
 
 name = "rock_llmservice"
@@ -82,7 +83,6 @@ OPTIONS = {
 }
 """``--option rock_llmservice.KEY=VALUE`` settings."""
 
-OUTPUT_CHARS = 2000
 REQUEST_START, REQUEST_END = "LLM_REQUEST_START", "LLM_REQUEST_END"
 RESPONSE_START, RESPONSE_END = "LLM_RESPONSE_START", "LLM_RESPONSE_END"
 SESSION_END = "SESSION_END"
@@ -141,13 +141,6 @@ def content_text(content: Any) -> str | None:
         if parts:
             return "\n".join(parts)
     return fields.text(content)
-
-
-def truncate_output(text: str | None) -> str | None:
-    """Tool output cut to ``OUTPUT_CHARS`` characters, saying how much was left out."""
-    if text and len(text) > OUTPUT_CHARS:
-        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
-    return text
 
 
 def tool_results(messages: Any) -> dict[str, str | None]:
@@ -262,7 +255,7 @@ class _Brackets:
             ):
                 notes.append(f"next request has index {index}, not {self.pending_index + 1}")
             if row["call_id"] is not None and row["call_id"] in outputs:
-                row["output"] = truncate_output(outputs[row["call_id"]])
+                row["output"] = truncate(outputs[row["call_id"]])
             row["ts_note"] = "; ".join(notes) or None
         self._emit()
 

@@ -56,8 +56,9 @@ from ..sources import Source, decode_line, iter_lines
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .calls import truncate
 from .records import first_line
-from .rock_llmservice import content_text, convert_tool_call, truncate_output
+from .rock_llmservice import content_text, convert_tool_call
 
 name = "roll_dump"
 kind = "agent"
@@ -321,7 +322,7 @@ def _read_trajectory(
             **shared,
             **call,
             "step": turn,
-            "output": truncate_output(content_text(output)),
+            "output": truncate(content_text(output)),
             "source_format": name,
             "source_path": source.display,
             "source_line": ordinal,

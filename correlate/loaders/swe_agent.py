@@ -39,7 +39,8 @@ from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import WHOLE_DOCUMENT_LIMIT, read_text
+from .calls import truncate
+from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
 name = "swe_agent"
 kind = "agent"
@@ -49,8 +50,6 @@ OPTIONS = {
     "start": "ISO 8601 time the first step started (required: a .traj holds no wall clock)",
 }
 """``--option swe_agent.KEY=VALUE`` settings (see the module docstring)."""
-
-OUTPUT_CHARS = 2000
 
 
 def sniff(head: bytes, filename: str) -> float:
@@ -79,17 +78,15 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     stats = LoadStats(path=source.display, format=name, kind=kind, unit="steps")
     sink = RejectSink(source, stats, options.strict)
     batch = Batcher(TOOL_CALLS)
-    if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
-        raise InputError(
-            f"{source.display}: a .traj over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole"
-        )
-    text = read_text(source, stats).removeprefix("\ufeff")
-    try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        stats.read += 1
-        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+    parsed = read_document(
+        source,
+        stats,
+        sink,
+        too_big=f"a .traj over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
+    )
+    if parsed is None:
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    document, text = parsed
     steps = document.get("trajectory") if isinstance(document, dict) else None
     history = document.get("history") if isinstance(document, dict) else None
     if not isinstance(steps, list):
@@ -148,7 +145,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
             "tool": tool,
             "command": command,
             "arguments": arguments,
-            "output": _truncate(fields.text(step.get("observation"))),
+            "output": truncate(fields.text(step.get("observation"))),
             "exit_code": None,
             "is_error": None,
             "host": None,
@@ -248,12 +245,6 @@ def _model(replay: dict[str, Any]) -> str | None:
     agent = replay.get("agent")
     model = agent.get("model") if isinstance(agent, dict) else None
     return fields.text(model.get("name")) if isinstance(model, dict) else None
-
-
-def _truncate(text: str | None) -> str | None:
-    if text and len(text) > OUTPUT_CHARS:
-        return text[:OUTPUT_CHARS] + f"... [{len(text) - OUTPUT_CHARS} more characters]"
-    return text or None
 
 
 def _raw(value: Any) -> str:
