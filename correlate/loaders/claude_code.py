@@ -50,9 +50,10 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .generic import (
+from .calls import (
     FirstSeen,
     add_row,
+    bracket_end,
     command_from,
     head_objects,
     host_options,
@@ -239,15 +240,13 @@ def _add_results(
             stats.notes["second tool_result for one tool_use (ignored)"] += 1
             continue
         call.answered = True
-        try:
-            ts_end, _ = iso_time(record.get("timestamp"), "timestamp", zone)
-        except fields.RowError:
-            call.extra.append(f"tool_result on line {line} has no valid timestamp: end unknown")
+        ts_end, why = bracket_end(
+            record.get("timestamp"), zone, call.ts_start, line, "tool_result", "tool_use"
+        )
+        if why:
+            call.extra.append(why)
         else:
-            if ts_end < call.ts_start:
-                call.extra.append("tool_result stamped before its tool_use: end ignored")
-            else:
-                call.ts_end = ts_end
+            call.ts_end = ts_end
         text = _result_text(block.get("content"))
         call.output = truncate_output(text)
         flag = block.get("is_error")

@@ -47,9 +47,10 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .generic import (
+from .calls import (
     FirstSeen,
     add_row,
+    bracket_end,
     command_from,
     head_objects,
     host_options,
@@ -247,15 +248,11 @@ def _answer(
         stats.notes["second output for one call (ignored)"] += 1
         return
     call.answered = True
-    try:
-        ts_end, _ = iso_time(record.get("timestamp"), "timestamp", zone)
-    except fields.RowError:
-        call.extra.append(f"output on line {line} has no valid timestamp: end unknown")
+    ts_end, why = bracket_end(record.get("timestamp"), zone, call.ts_start, line, "output", "call")
+    if why:
+        call.extra.append(why)
     else:
-        if ts_end < call.ts_start:
-            call.extra.append("output stamped before its call: end ignored")
-        else:
-            call.ts_end = ts_end
+        call.ts_end = ts_end
     text, exit_code, failed, running = parse_output(payload.get("output"))
     call.output = truncate_output(text)
     call.exit_code = exit_code

@@ -55,7 +55,7 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .generic import (
+from .calls import (
     FirstSeen,
     add_row,
     command_from,

@@ -48,20 +48,18 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from ..errors import OptionError
-from ..schema import HOSTS, TOOL_CALLS, from_columns
+from ..schema import TOOL_CALLS
 from ..sources import Source, decode_line
-from ..timeparse import NS_PER_UNIT, TimeParseError, parse_iso, parse_time, resolve_zone
+from ..timeparse import NS_PER_UNIT, TimeParseError, parse_time, resolve_zone
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .calls import command_from, shell_text, truncate
+from .calls import FirstSeen, add_row, command_from, shell_text, truncate_output
 from .records import Record, csv_records, first_line, json_documents
 
 name = "generic"
@@ -77,101 +75,6 @@ OPTIONS = {
     "host_ip": "that host's IP (adds an identity row)",
 }
 """``--option generic.KEY=VALUE`` settings."""
-
-# --- helpers shared by the tool-call loaders ---------------------------------------------------
-
-
-def truncate_output(value: Any) -> str | None:
-    """A tool's output as text, cut to ``OUTPUT_CHARS`` with a marker saying how much was cut."""
-    return truncate(fields.text(value))
-
-
-def head_objects(head: bytes, limit: int = 40) -> list[dict[str, Any]]:
-    """JSON objects on the first non-blank lines of a file's head, for sniffing (never raises)."""
-    found: list[dict[str, Any]] = []
-    seen = 0
-    for raw in head.lstrip(b"\xef\xbb\xbf").split(b"\n"):
-        if not raw.strip():
-            continue
-        seen += 1
-        if seen > limit:
-            break
-        try:
-            value = json.loads(raw)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-    return found
-
-
-def iso_time(value: Any, what: str, zone: tzinfo) -> tuple[int, str | None]:
-    """An ISO 8601 time field to ns (naive times read in ``zone``, noted); RowError otherwise."""
-    if fields.is_blank(value):
-        raise fields.RowError(f"{what} is missing")
-    if not isinstance(value, str):
-        raise fields.RowError(f"{what} is not an ISO 8601 time: {value!r}")
-    try:
-        return parse_iso(value, default_tz=zone)
-    except TimeParseError as exc:
-        raise fields.RowError(f"{what}: {exc}") from None
-
-
-def host_options(options: LoadOptions, format_name: str) -> tuple[str | None, str | None]:
-    """``--option FORMAT.host=NAME`` and ``FORMAT.host_ip=IP``: the machine a transcript ran on."""
-    host = fields.text(options.option(format_name, "host"))
-    try:
-        address = fields.ip(options.option(format_name, "host_ip"), "address")
-    except fields.RowError as exc:
-        raise OptionError(f"--option {format_name}.host_ip: {exc}") from None
-    return host, address
-
-
-@dataclass
-class FirstSeen:
-    """The earliest call naming each (host, address) pair: identity rows from a trajectory."""
-
-    format_name: str
-    note: str
-    seen: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-
-    def add(self, host: str | None, address: str | None, ts: int, line: int) -> None:
-        if host and address:
-            first = self.seen.get((host, address))
-            if first is None or ts < first[0]:
-                self.seen[(host, address)] = (ts, line)
-
-    def table(self, source: Source) -> pa.Table:
-        keys = sorted(self.seen, key=lambda k: (self.seen[k][0], k))
-        n = len(keys)
-        return from_columns(
-            {
-                "host": [k[0] for k in keys],
-                "ip": [k[1] for k in keys],
-                "valid_from": [self.seen[k][0] for k in keys],
-                "valid_to": [None] * n,
-                "origin": ["trajectory"] * n,
-                "note": [self.note] * n,
-                "source_format": [self.format_name] * n,
-                "source_path": [source.display] * n,
-                "source_line": [self.seen[k][1] for k in keys],
-            },
-            HOSTS,
-        )
-
-
-def add_row(
-    batch: Batcher, stats: LoadStats, row: dict[str, Any], source: Source, fmt: str, line: int
-) -> None:
-    """Add a finished ``tool_calls`` row with its provenance, counting it and its note."""
-    row.update(source_format=fmt, source_path=source.display, source_line=line)
-    batch.add(row)
-    stats.loaded += 1
-    if row.get("ts_note"):
-        stats.notes[row["ts_note"]] += 1
-
-
-# --- the generic loader ------------------------------------------------------------------------
 
 TARGETS = (
     "call_id",
