@@ -81,15 +81,8 @@ from ..sources import Source, decode_line, iter_lines
 from ..timeparse import TimeParseError, parse_epoch, parse_iso, resolve_zone
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .iptables import (
-    MONTHS,
-    Skip,
-    SyslogClock,
-    SyslogLine,
-    join_notes,
-    parse_action_map,
-    split_syslog,
-)
+from .iptables import Skip, parse_action_map
+from .syslog import MONTHS, SyslogClock, SyslogLine, join_notes, split_syslog
 
 name = "cef"
 kind = "network"
