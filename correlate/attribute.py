@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from .classify import agrees
 from .identity import ns_or
-from .indicators import extract, match_destination
+from .indicators import Indicators, extract, match_destination
 from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform, plain_rows
 
 NS = 1_000_000_000
@@ -68,7 +68,7 @@ def score_candidates(
         np.isin(kinds[call_idx], ["exact", "bracket"]) if len(call_idx) else np.zeros(0, dtype=bool)
     )
     time_score = np.where(precise, time_score, time_score * IMPRECISE_TIME_FACTOR)
-    found = [extract(t) for t in _call_texts(calls)]
+    found = _indicators(calls, call_idx)
     dst_ip = violations.column("dst_ip").to_pylist()
     dst_domain = violations.column("dst_domain").to_pylist()
     dst_port = violations.column("dst_port").to_pylist()
@@ -101,6 +101,7 @@ def score_candidates(
             "indicator": pd.array(indicator, dtype=object),
             "agreement": pd.array(agreement, dtype=object),
             "precise": precise,
+            "hidden": [found[c].decoded for c in call_idx],
             "score": np.round(score, 6),
             "call_id": pd.array(calls.column("call_id").to_pylist(), dtype=object)[call_idx]
             if len(call_idx)
@@ -117,10 +118,18 @@ def score_candidates(
     return frame.reset_index(drop=True)
 
 
-def _call_texts(calls: pa.Table) -> list[str]:
-    commands = calls.column("command").to_pylist()
-    arguments = calls.column("arguments").to_pylist()
-    return [" ".join(x for x in (c, a) if x) for c, a in zip(commands, arguments, strict=True)]
+def _indicators(calls: pa.Table, call_idx: np.ndarray) -> dict[int, Indicators]:
+    """Indicators of the calls that are candidates (only those: a run has millions of calls)."""
+    rows = np.unique(call_idx)
+    if not len(rows):
+        return {}
+    taken = calls.select(["command", "arguments"]).take(pa.array(rows))
+    commands = taken.column("command").to_pylist()
+    arguments = taken.column("arguments").to_pylist()
+    return {
+        int(row): extract(" ".join(x for x in (c, a) if x))
+        for row, c, a in zip(rows, commands, arguments, strict=True)
+    }
 
 
 def attribute(
@@ -132,17 +141,14 @@ def attribute(
     identity_mode: str,
     known_hosts: int,
     labels: dict[int, list[tuple[str, str]]] | None = None,
-    hidden: dict[int, frozenset[str]] | None = None,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Build (candidates, attributions, findings) from scored pairs.
 
     ``violations`` must be sorted by (conversation_id, conversation_seq). ``other_hosts`` maps an
     event row to how many calls of other sandboxes fell in its window (excluded by identity).
-    ``labels`` are classify()'s per conversation; ``hidden`` maps a call row to what its text hid
-    in base64.
+    ``labels`` are classify()'s per conversation.
     """
     labels = labels or {}
-    hidden = hidden or {}
     v = plain_rows(violations)
     by_event: dict[int, list[dict[str, Any]]] = {}
     records: list[dict[str, Any]] = scored.to_dict("records")  # type: ignore[assignment]
@@ -219,7 +225,7 @@ def attribute(
                     known_hosts,
                     len(positions),
                     labels.get(conversation_id, []),
-                    hidden.get(int(best["call_row"]), frozenset()) if best else frozenset(),
+                    best["hidden"] if best else frozenset(),
                 ),
             }
         )

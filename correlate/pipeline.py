@@ -21,7 +21,6 @@ from .classify import Rules, classify, load_rules
 from .conversations import DEFAULT_GAP_NS, assign_conversations
 from .errors import CorrelateError, FormatMismatch, InputError, Reject, UnknownFormat
 from .identity import build_identity, ns_or, resolve
-from .indicators import extract
 from .join import band_join, window_counts
 from .loaders import LoadOptions, LoadResult, LoadStats, detect
 from .policy import ViolationPolicy, select_violations
@@ -420,12 +419,6 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
         identity_col = np.full(len(call_idx), "time-only", dtype=object)
         other_hosts = {}
     scored = score_candidates(violations, calls, call_idx, event_idx, identity_col, window, labels)
-    hidden = {
-        int(c): extract(t).decoded
-        for c in set(scored["call_row"])
-        for t in [_call_text(calls, int(c))]
-        if extract(t).decoded
-    }
     known = len(set(identity.column("host").to_pylist()))
     candidates, attributions, findings = attribute(
         violations,
@@ -436,7 +429,6 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
         "keyed" if keyed else "time",
         known,
         labels,
-        hidden,
     )
     return Result(
         loaded=loaded,
@@ -450,12 +442,6 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
         offset_estimates=estimates,
         applied_offsets=applied,
     )
-
-
-def _call_text(calls: pa.Table, row: int) -> str:
-    command = calls.column("command")[row].as_py()
-    arguments = calls.column("arguments")[row].as_py()
-    return " ".join(x for x in (command, arguments) if x)
 
 
 def _call_keys(calls: pa.Table, identity: pa.Table) -> list[str | None]:

