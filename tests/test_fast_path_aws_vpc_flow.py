@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from correlate.errors import InputError
-from correlate.loaders import LoadOptions, LoadResult, aws_vpc_flow
+from correlate.loaders import LoadOptions, LoadResult, aws_vpc_flow, blocks
 from correlate.sources import Limits, Source, iter_lines
 
 HEADER = (
@@ -111,7 +111,7 @@ def test_chunk_boundaries_and_long_lines(tmp_path_factory, monkeypatch, lines, c
         lines = [*lines[:long_at], "1" * 1090, *lines[long_at:]]
     path = tmp_path_factory.mktemp("vpc") / "flows.log"
     path.write_bytes(("\n".join([HEADER, *lines])).encode())
-    monkeypatch.setattr(aws_vpc_flow, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", chunk)
     outcomes = []
     for fast in (True, False):
         try:

@@ -36,7 +36,7 @@ Options: ``--option aws_vpc_flow.fields="..."`` (default: the v2 default format)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -45,12 +45,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from ..errors import InputError, OptionError
+from ..errors import OptionError
 from ..schema import NETWORK_EVENTS, concat
 from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .blocks import DIGITS, line_runs
 
 name = "aws_vpc_flow"
 kind = "network"
@@ -169,7 +170,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     line by line through ``_Reader.line``, so rows, rejects and stats are the same either way.
     """
     reader = _Reader(source, options)
-    for first, data, count in _runs(source):
+    for first, data, count in line_runs(source, DIGITS):
         if count == 0:
             reader.line(first, data)
             continue
@@ -276,68 +277,6 @@ class _Reader:
 
 
 # --- the column-wise fast path ------------------------------------------------------------------
-
-_CHUNK_BYTES = 8 << 20
-_DIGITS = frozenset(b"0123456789")
-
-
-def _runs(source: Source) -> Iterator[tuple[int, bytes, int]]:
-    """The file as (first line number, bytes, count): count 0 for one line that needs the
-    per-line reader (start-of-line not a digit: headers, blank lines, a BOM), else a run of
-    ``count`` lines that start with a digit, joined by ``\\n``. Line numbers, end-of-line
-    stripping (one line's) and the ``max_line_bytes`` stop are exactly ``sources.iter_lines``'s."""
-    cap = source.limits.max_line_bytes
-    number = 0  # lines yielded so far
-    try:
-        with source.open() as stream:
-            rest = b""
-            while True:
-                block = stream.read(_CHUNK_BYTES)
-                data = rest + block
-                if not data:
-                    break
-                if block:
-                    cut = data.rfind(b"\n") + 1
-                    if cut == 0:
-                        if len(data) > cap:
-                            raise InputError(
-                                f"{source.display}:{number + 1}: a line longer than {cap:,} bytes; "
-                                "if the file is genuine, raise --max-line-bytes"
-                            )
-                        rest = data
-                        continue
-                    data, rest = data[: cut - 1], data[cut:]
-                else:
-                    rest = b""
-                view = np.frombuffer(data, dtype=np.uint8)
-                ends = np.flatnonzero(view == 0x0A)
-                starts = np.concatenate(([0], ends + 1))
-                ends = np.concatenate((ends, [len(data)]))
-                too_long = np.flatnonzero(ends - starts > cap)
-                stop = int(too_long[0]) if len(too_long) else len(starts)
-                first_bytes = np.append(view, np.uint8(0))[starts]
-                odd = np.flatnonzero(
-                    ((first_bytes < 0x30) | (first_bytes > 0x39) | (starts >= ends))[:stop]
-                )
-                at = 0
-                for index in [*odd.tolist(), stop]:
-                    if index > at:
-                        yield number + at + 1, data[starts[at] : ends[index - 1]], index - at
-                    if index == stop:
-                        break
-                    yield number + index + 1, data[starts[index] : ends[index]].rstrip(b"\r\n"), 0
-                    at = index + 1
-                if stop < len(starts):
-                    raise InputError(
-                        f"{source.display}:{number + stop + 1}: a line longer than {cap:,} bytes; "
-                        "if the file is genuine, raise --max-line-bytes"
-                    )
-                number += len(starts)
-                if not block:
-                    break
-    except (OSError, EOFError, pa.ArrowException) as exc:
-        raise InputError(f"{source.display}: cannot read further: {exc}") from exc
-
 
 _USED = frozenset(
     (
