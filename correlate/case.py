@@ -131,7 +131,12 @@ def load_parameters(options: RunOptions) -> dict[str, Any]:
     params = options.parameters()
     reference = options.load.reference_ns
     return {
-        **{k: v for k, v in sorted(params.items()) if k not in ANALYSIS_PARAMETERS},
+        # ``anchors`` only thins what ``run`` keeps in memory; a case stores every event
+        **{
+            k: v
+            for k, v in sorted(params.items())
+            if k not in ANALYSIS_PARAMETERS and k != "anchors"
+        },
         "format_options": {
             k: dict(sorted(v.items())) for k, v in sorted(options.load.format_options.items())
         },

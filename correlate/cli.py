@@ -20,6 +20,7 @@ from .case import load_case_or_inputs
 from .classify import load_rules
 from .errors import CorrelateError, OptionError, Reject
 from .join import band_join
+from .keep import DEFAULT_ANCHORS
 from .loaders import MIN_SCORE, REGISTRY, LoadOptions
 from .pipeline import (
     DEFAULT_AFTER_NS,
@@ -95,6 +96,7 @@ def _run_options(
     rules: str | None = None,
     max_line_bytes: int = DEFAULT_LIMITS.max_line_bytes,
     max_expansion: float = DEFAULT_LIMITS.max_expansion,
+    anchors: str = str(DEFAULT_ANCHORS),
 ) -> RunOptions:
     zones = {}
     for key, value in _pairs(tz, "--tz", "*"):
@@ -183,7 +185,17 @@ def _run_options(
             format_options=per_format,
         ),
         formats=tuple(forced),
+        anchors=_anchors(anchors),
     )
+
+
+def _anchors(text: str) -> int | None:
+    """``--anchors``: a count of allowed events to keep per network format, or ``all``."""
+    if text.strip().lower() == "all":
+        return None
+    if not text.strip().isdigit():
+        raise click.BadParameter(f"expected a count or all, got {text!r}", param_hint="--anchors")
+    return int(text)
 
 
 @contextmanager
@@ -329,6 +341,13 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             default=DEFAULT_LIMITS.max_expansion,
             show_default=True,
             help="How many times its size a compressed file may expand (beyond 64 MiB).",
+        ),
+        click.option(
+            "--anchors",
+            default=str(DEFAULT_ANCHORS),
+            show_default=True,
+            metavar="N|all",
+            help="Allowed events kept per network format, as a uniform sample for clock anchors and the bytes norm; every violation is kept whatever N (all: keep every event).",
         ),
         click.option(
             "--strict", is_flag=True, help="Stop with exit code 1 at the first rejected row."

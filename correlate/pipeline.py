@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from .conversations import DEFAULT_GAP_NS, assign_conversations
 from .errors import CorrelateError, FormatMismatch, InputError, Reject, UnknownFormat
 from .identity import build_identity, ns_or, resolve
 from .join import band_join, window_counts
+from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_rows
 from .loaders import LoadOptions, LoadResult, LoadStats, detect
 from .policy import ViolationPolicy, select_violations
 from .schema import (
@@ -71,6 +72,9 @@ class RunOptions:
     load: LoadOptions = field(default_factory=LoadOptions)
     formats: tuple[tuple[str, str], ...] = ()
     """(glob, format) pairs forcing a format; glob ``*`` forces it for every file."""
+    anchors: int | None = DEFAULT_ANCHORS
+    """Allowed events kept per network format as a uniform sample (clock anchors, the bytes
+    norm); every violation is kept. None keeps every event (``keep.py``)."""
 
     def parameters(self) -> dict[str, Any]:
         """The options as plain JSON-able values, for provenance."""
@@ -90,6 +94,7 @@ class RunOptions:
             "formats": [f"{g}={n}" for g, n in self.formats],
             "max_line_bytes": self.limits.max_line_bytes,
             "max_expansion": self.limits.max_expansion,
+            "anchors": self.anchors,
         }
 
 
@@ -117,6 +122,10 @@ class Loaded:
     hosts: pa.Table
     inputs: list[InputFile]
     rejects: list[Reject]
+    network_rows: int | None = None
+    """Network events loaded, kept or not (None: ``events`` holds all of them)."""
+    sample_bounds: dict[str, int] = field(default_factory=dict)
+    """Per network format whose allowed events were sampled, the sample's hash bound."""
 
 
 @dataclass
@@ -154,7 +163,9 @@ class Result:
             },
             "inputs": [_input_record(f) for f in self.loaded.inputs],
             "counts": {
-                "network_events": self.loaded.events.num_rows,
+                "network_events": self.loaded.events.num_rows
+                if self.loaded.network_rows is None
+                else self.loaded.network_rows,
                 "tool_calls": self.loaded.calls.num_rows,
                 "identity_rows": self.identity.num_rows,
                 "violations": self.violations.num_rows,
@@ -224,7 +235,14 @@ def load_inputs(
     ]
     if not jobs:
         raise InputError("no input files found under " + ", ".join(str(p) for p in paths))
-    events, calls, hosts, enrichment = [], [], [], []
+    calls, hosts, enrichment = [], [], []
+    policy = (
+        None if options.anchors is None else KeepPolicy(options.policy.actions, options.anchors)
+    )
+    events = Keeper(policy) if policy else None
+    every_event: list[pa.Table] = []
+    network_rows = 0
+    sampled: set[str] = set()
     context: dict[str, str] = {}
     inputs: list[InputFile] = []
     rejects: list[Reject] = []
@@ -235,12 +253,19 @@ def load_inputs(
             path=source.display, format=None, kind=None, sha256=source.sha256(), size=source.size()
         )
         inputs.append(record)
-        result = load_file(source, forced, options, record)
+        keep = None if events is None else replace(events.policy, below=dict(events.bounds))
+        result = load_file(source, forced, options, record, keep=keep)
         if result is None:
             continue
         rejects.extend(result.rejects)
         if result.kind == "network":
-            events.append(result.table)
+            network_rows += result.table.num_rows + result.stats.unkept
+            if result.stats.unkept:
+                sampled.add(result.stats.format)
+            if events is None:
+                every_event.append(result.table)
+            else:
+                events.add(result.table)
         elif result.kind == "agent":
             calls.append(result.table)
         elif result.kind == "hosts":
@@ -257,18 +282,28 @@ def load_inputs(
         reader = context.get(str(source.path.resolve()))
         if record.format is None and reader is not None:
             record.skipped_reason = f"read as context by {reader}"
-    network = fill_from_enrichment(concat(events, NETWORK_EVENTS), concat(enrichment, ENRICHMENT))
+    kept = concat(every_event if events is None else events.tables(), NETWORK_EVENTS)
+    if events is not None:
+        sampled |= set(events.bounds)
+    network = fill_from_enrichment(kept, concat(enrichment, ENRICHMENT))
     return Loaded(
         events=_number_events(network),
         calls=_order_calls(concat(calls, TOOL_CALLS)),
         hosts=concat(hosts, HOSTS),
         inputs=inputs,
         rejects=rejects,
+        network_rows=network_rows,
+        sample_bounds={} if events is None else sample_bounds(kept, events.policy, sampled),
     )
 
 
 def load_file(
-    source: Source, forced: str | None, options: RunOptions, record: InputFile
+    source: Source,
+    forced: str | None,
+    options: RunOptions,
+    record: InputFile,
+    *,
+    keep: KeepPolicy | None = None,
 ) -> LoadResult | None:
     """Detect and read one file, filling ``record``; None when the file is skipped.
 
@@ -287,7 +322,8 @@ def load_file(
     record.format, record.kind = detection.name, detection.loader.kind
     record.score, record.forced = detection.score, detection.forced
     try:
-        result: LoadResult = detection.loader.read(source, options.load)
+        load = options.load if keep is None else replace(options.load, keep=keep)
+        result: LoadResult = detection.loader.read(source, load)
     except (InputError, FormatMismatch) as exc:
         if must_load or options.load.strict:
             raise
@@ -382,7 +418,7 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
     violations = violations.append_column("src_host", pa.array(src_hosts, pa.string()))
     violations = violations.append_column("identity_status", pa.array(status, pa.string()))
     violations = assign_conversations(violations, options.gap_ns)
-    labels = classify(violations, events, options.rules)
+    labels = classify(violations, sample_rows(events, loaded.sample_bounds), options.rules)
     ts = ns_or(violations.column("ts"), 0)
     status = violations.column("identity_status").to_pylist()
     src_hosts = violations.column("src_host").to_pylist()

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from ..errors import FormatMismatch, Reject, SourceLocation, StrictRejection
+from ..keep import Keeper, KeepPolicy
 from ..schema import concat
 from ..sources import Source
 
@@ -35,6 +36,8 @@ class LoadOptions:
     """Reference time for logs without a year (RFC 3164 syslog); None = the file's mtime, noted."""
     format_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Per-format settings from ``--option FORMAT.KEY=VALUE`` (e.g. ``aws_vpc_flow.fields``)."""
+    keep: KeepPolicy | None = None
+    """For network loaders: keep only violations and the anchor sample (``run``); None keeps all."""
 
     def option(self, format_name: str, key: str, default: str | None = None) -> str | None:
         """A per-format setting, or ``default``."""
@@ -58,6 +61,8 @@ class LoadStats:
     skipped: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
     unit: str = "rows"
+    unkept: int = 0
+    """Loaded rows not kept in memory (allowed traffic outside ``run``'s anchor sample)."""
 
     @property
     def skipped_total(self) -> int:
@@ -112,10 +117,15 @@ class RejectSink:
 
 
 class Batcher:
-    """Accumulates rows as dicts and turns every ``BATCH_ROWS`` of them into an Arrow table."""
+    """Accumulates rows as dicts and turns every ``BATCH_ROWS`` of them into an Arrow table.
 
-    def __init__(self, schema: pa.Schema) -> None:
+    With a ``keeper``, each table goes through it (``run`` keeps violations and anchors only), and
+    column-wise loaders hand it their tables with ``add_table`` so rows stay in line order.
+    """
+
+    def __init__(self, schema: pa.Schema, keeper: Keeper | None = None) -> None:
         self.schema = schema
+        self.keeper = keeper
         self._names = schema.names
         self._columns: dict[str, list[Any]] = {n: [] for n in self._names}
         self._tables: list[pa.Table] = []
@@ -128,16 +138,39 @@ class Batcher:
         if self._pending >= BATCH_ROWS:
             self._flush()
 
+    def add_table(self, table: pa.Table) -> None:
+        """Rows already in the schema (after the rows added before them)."""
+        self._flush()
+        self._keep(table)
+
+    def _keep(self, table: pa.Table) -> None:
+        if self.keeper is not None:
+            self.keeper.add(table)
+        elif table.num_rows:
+            self._tables.append(table)
+
     def _flush(self) -> None:
         if self._pending:
             arrays = [pa.array(self._columns[f.name], type=f.type) for f in self.schema]
-            self._tables.append(pa.Table.from_arrays(arrays, schema=self.schema))
+            self._keep(pa.Table.from_arrays(arrays, schema=self.schema))
             self._columns = {n: [] for n in self._names}
             self._pending = 0
 
     def table(self) -> pa.Table:
         self._flush()
+        if self.keeper is not None:
+            return concat(self.keeper.tables(), self.schema)
         return concat(self._tables, self.schema)
+
+    @property
+    def unkept(self) -> int:
+        """Rows handed to the keeper that it did not keep."""
+        return 0 if self.keeper is None else self.keeper.rows_in - self.keeper.rows_kept
+
+
+def keeper_for(options: LoadOptions) -> Keeper | None:
+    """A keeper for a network loader when ``run`` keeps only violations and anchors."""
+    return None if options.keep is None else Keeper(options.keep)
 
 
 class Loader(Protocol):

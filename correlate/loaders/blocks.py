@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.json as pj
 
 from ..errors import InputError
 from ..sources import Source
@@ -64,17 +65,24 @@ def line_runs(
                 else:
                     rest = b""
                 view = np.frombuffer(data, dtype=np.uint8)
-                ends = np.flatnonzero(view == 0x0A)
-                starts = np.concatenate(([0], ends + 1))
-                ends = np.concatenate((ends, [len(data)]))
-                too_long = np.flatnonzero(ends - starts > cap)
-                stop = int(too_long[0]) if len(too_long) else len(starts)
-                padded = np.append(view, np.uint8(0))
-                good = first_ok[padded[starts]] & (starts < ends)
-                if last_ok is not None:
-                    tail = np.maximum(ends - 1, starts)
-                    tail = tail - ((padded[tail] == 0x0D) & (tail > starts))
-                    good &= last_ok[padded[tail]]
+                breaks = np.flatnonzero(view == 0x0A)
+                starts = np.empty(len(breaks) + 1, dtype=np.int64)
+                starts[0], starts[1:] = 0, breaks + 1
+                ends = np.empty(len(breaks) + 1, dtype=np.int64)
+                ends[:-1], ends[-1] = breaks, len(data)
+                stop = len(starts)
+                if len(data) > cap:
+                    too_long = np.flatnonzero(ends - starts > cap)
+                    stop = int(too_long[0]) if len(too_long) else len(starts)
+                nonempty = starts < ends
+                if not len(data):
+                    good = nonempty
+                else:
+                    good = first_ok[view[np.minimum(starts, len(data) - 1)]] & nonempty
+                    if last_ok is not None:
+                        tail = np.maximum(ends - 1, 0)
+                        tail = tail - ((view[tail] == 0x0D) & (tail > starts))
+                        good &= last_ok[view[tail]] & nonempty
                 odd = np.flatnonzero(~good[:stop])
                 at = 0
                 for index in [*odd.tolist(), stop]:
@@ -102,3 +110,71 @@ def line_spans(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     ends = np.flatnonzero(view == 0x0A)
     starts = np.concatenate(([0], ends + 1))
     return starts, np.concatenate((ends, [len(blob)]))
+
+
+PARSE_BLOCK = 1 << 20
+"""pyarrow parses a run in blocks of this size, in parallel."""
+
+SMALLEST_PIECE = 16
+"""A refused run is halved until its pieces are this many lines; those go line by line."""
+
+
+def json_pieces(
+    blob: bytes, first: int, count: int, schema: pa.Schema
+) -> Iterator[tuple[int, bytes, int, pa.Table | None]]:
+    """Parse a run of JSON-object lines with ``pyarrow.json`` into ``schema``'s columns.
+
+    Yields ``(first line, bytes, count, table)`` in line order; ``table`` is None for a piece
+    pyarrow refused (bad JSON, a key twice, a value of another type, invalid UTF-8, or a row count
+    that is not the line count) and that is small enough to read line by line. A refused run is
+    halved and retried, so one bad line costs a few retries, not the run.
+    """
+    pending = [(first, blob, count)]
+    while pending:
+        at, data, n = pending.pop()
+        table = _parse_json(data, n, schema)
+        if table is not None or n <= SMALLEST_PIECE:
+            yield at, data, n, table
+            continue
+        starts, ends = line_spans(data)
+        half = n // 2
+        # last in, first out: push the second half first so pieces come out in line order
+        pending.append((at + half, data[starts[half] :], n - half))
+        pending.append((at, data[: ends[half - 1]], half))
+
+
+def valid_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8 (Arrow's check: fast, no copy)."""
+    if data.isascii():
+        return True
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64).tobytes())
+    whole = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        whole.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _parse_json(data: bytes, count: int, schema: pa.Schema) -> pa.Table | None:
+    # pyarrow does not check the bytes of strings; the per-line reader notes invalid UTF-8
+    if not valid_utf8(data):
+        return None
+    # Blocks of 1 MiB let pyarrow parse on every core; a line longer than that needs one block.
+    sizes = (PARSE_BLOCK, len(data) + 1) if len(data) >= PARSE_BLOCK else (len(data) + 1,)
+    for block_size in sizes:
+        try:
+            reader = pj.open_json(
+                pa.BufferReader(data),
+                read_options=pj.ReadOptions(block_size=block_size),
+                parse_options=pj.ParseOptions(
+                    explicit_schema=schema,
+                    unexpected_field_behavior="ignore",
+                    newlines_in_values=False,
+                ),
+            )
+            table = pa.Table.from_batches(list(reader), schema=schema)
+        except pa.ArrowInvalid:
+            continue
+        return table if table.num_rows == count else None
+    return None

@@ -21,26 +21,36 @@ Record = tuple[int, dict[str, Any], str]
 def json_line_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
     """One JSON object per line. Invalid UTF-8 is read as U+FFFD and counted in the file's notes."""
     for line, raw_bytes in iter_lines(source):
-        raw, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        if not raw.strip():
-            stats.read += 1
-            stats.skipped["blank line"] += 1
-            continue
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            stats.read += 1
-            sink.reject(line, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", raw)
-            continue
-        if not isinstance(record, dict):
-            stats.read += 1
-            sink.reject(line, f"not a JSON object but a JSON {type(record).__name__}", raw)
-            continue
-        yield line, record, raw
+        found = json_line_record(line, raw_bytes, stats, sink)
+        if found is not None:
+            yield line, found[0], found[1]
+
+
+def json_line_record(
+    line: int, raw_bytes: bytes, stats: LoadStats, sink: RejectSink
+) -> tuple[dict[str, Any], str] | None:
+    """One line of a JSON-lines file as (object, text); None when it was counted as skipped or
+    rejected here (blank, not JSON, not an object). The caller counts ``read`` for the object."""
+    raw, note = decode_line(raw_bytes)
+    if note:
+        stats.notes[note] += 1
+    if line == 1:
+        raw = raw.removeprefix("\ufeff")
+    if not raw.strip():
+        stats.read += 1
+        stats.skipped["blank line"] += 1
+        return None
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        stats.read += 1
+        sink.reject(line, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", raw)
+        return None
+    if not isinstance(record, dict):
+        stats.read += 1
+        sink.reject(line, f"not a JSON object but a JSON {type(record).__name__}", raw)
+        return None
+    return record, raw
 
 
 def csv_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
