@@ -46,11 +46,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from ..errors import OptionError
-from ..schema import NETWORK_EVENTS, concat
+from ..schema import NETWORK_EVENTS
 from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink, keeper_for
 from .blocks import DIGITS, line_runs
 
 name = "aws_vpc_flow"
@@ -191,8 +191,7 @@ class _Reader:
         self.options = options
         self.stats = LoadStats(path=source.display, format=name, kind=kind)
         self.sink = RejectSink(source, self.stats, options.strict)
-        self.batch = Batcher(NETWORK_EVENTS)
-        self.tables: list[pa.Table] = []
+        self.batch = Batcher(NETWORK_EVENTS, keeper_for(options))
         option = options.option(name, "fields")
         self.layout = list(DEFAULT_FIELDS)
         self.layout_problem: str | None = None
@@ -208,15 +207,11 @@ class _Reader:
                 raise OptionError(f"--option {name}.fields {problem}")
 
     def add_table(self, table: pa.Table) -> None:
-        self.tables.append(self.batch.table())
-        self.batch = Batcher(NETWORK_EVENTS)
-        self.tables.append(table)
+        self.batch.add_table(table)
 
     def result(self) -> LoadResult:
-        self.tables.append(self.batch.table())
-        parts = [t for t in self.tables if t.num_rows]
-        # every part already has the schema; the pipeline combines the chunks once, later
-        table = pa.concat_tables(parts) if parts else concat([], NETWORK_EVENTS)
+        table = self.batch.table()
+        self.stats.unkept += self.batch.unkept
         return LoadResult(
             kind=kind,
             table=table,
