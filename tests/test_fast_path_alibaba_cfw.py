@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from correlate.errors import InputError, StrictRejection
 from correlate.keep import KeepPolicy, cut_sample
 from correlate.loaders import LoadOptions, LoadResult, alibaba_cfw, blocks
-from correlate.loaders.base import Batcher, LoadStats, RejectSink
+from correlate.loaders.base import FileLoad
 from correlate.schema import NETWORK_EVENTS
 from correlate.sources import Limits, Source, iter_lines
 
@@ -93,12 +93,10 @@ def reference(source: Source, options: LoadOptions) -> LoadResult:
     path existed (CSV exports are read as they always were)."""
     if not source.head(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[")):
         return alibaba_cfw.read(source, options)
-    stats = LoadStats(path=source.display, format=alibaba_cfw.name, kind=alibaba_cfw.kind)
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
+    load = FileLoad(source, options, alibaba_cfw.name, alibaba_cfw.kind, NETWORK_EVENTS)
     for line, raw in iter_lines(source):
-        alibaba_cfw._line(line, raw, source, options, stats, sink, batch)
-    return LoadResult(kind="network", table=batch.table(), stats=stats, rejects=sink.rejects)
+        alibaba_cfw._line(line, raw, load)
+    return load.result()
 
 
 def load(path: Path, *, fast: bool, cap: int = 1 << 24, **options: object) -> LoadResult:

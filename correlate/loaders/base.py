@@ -168,6 +168,111 @@ class Batcher:
         return 0 if self.keeper is None else self.keeper.rows_in - self.keeper.rows_kept
 
 
+class FileLoad:
+    """One file's load: every record read is emitted, rejected or skipped through it.
+
+    It counts ``read`` itself, so ``read = loaded + rejected + skipped`` holds by construction; it
+    stamps each row's provenance (format, path, line) and counts its ``ts_note``; it keeps rows
+    in a ``Batcher`` (through ``run``'s keeper for network rows); ``result`` gives the
+    ``LoadResult``. Under ``--strict`` the first reject stops the load.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        options: LoadOptions,
+        name: str,
+        kind: str,
+        schema: pa.Schema,
+        *,
+        unit: str = "rows",
+    ) -> None:
+        self.source = source
+        self.options = options
+        self.name = name
+        self.kind = kind
+        self.stats = LoadStats(path=source.display, format=name, kind=kind, unit=unit)
+        self.sink = RejectSink(source, self.stats, options.strict)
+        self.rows = Batcher(schema, keeper_for(options) if kind == "network" else None)
+
+    @property
+    def keeper(self) -> Keeper | None:
+        return self.rows.keeper
+
+    def emit(self, row: dict[str, Any], line: int) -> None:
+        """A converted row from line ``line``."""
+        row["source_format"] = self.name
+        row["source_path"] = self.source.display
+        row["source_line"] = line
+        self.rows.add(row)
+        self.stats.read += 1
+        self.stats.loaded += 1
+        note = row.get("ts_note")
+        if note:
+            self.stats.notes[note] += 1
+
+    def emit_table(self, table: pa.Table, *, loaded: int | None = None) -> None:
+        """Rows converted column-wise (provenance stamped, without notes); ``loaded`` (default:
+        the table's rows) counts the rows checked and loaded, some of them not kept."""
+        count = table.num_rows if loaded is None else loaded
+        self.count_loaded(count)
+        self.keep_rows(table, unkept=count - table.num_rows)
+
+    def count_loaded(self, count: int) -> None:
+        """``count`` records read and loaded column-wise (their rows follow in ``keep_rows``)."""
+        self.stats.read += count
+        self.stats.loaded += count
+
+    def keep_rows(self, table: pa.Table, *, unkept: int = 0) -> None:
+        """Rows already counted; ``unkept`` loaded rows were left out of memory."""
+        self.stats.unkept += unkept
+        if table.num_rows:
+            self.rows.add_table(table)
+
+    def apart(self) -> FileLoad:
+        """A load sharing this one's accounting whose rows are kept apart (and all kept), for
+        rows read line by line that are merged back in line order."""
+        other = FileLoad.__new__(FileLoad)
+        other.source, other.options, other.name, other.kind = (
+            self.source,
+            self.options,
+            self.name,
+            self.kind,
+        )
+        other.stats, other.sink = self.stats, self.sink
+        other.rows = Batcher(self.rows.schema)
+        return other
+
+    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None:
+        """``count`` records of line ``line`` that cannot be loaded, with the reason."""
+        self.stats.read += count
+        self.sink.reject(line, reason, raw, count)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        """``count`` records read and deliberately not loaded (a header, a blank line, ...)."""
+        self.stats.read += count
+        self.stats.skipped[reason] += count
+
+    def note(self, text: str, count: int = 1) -> None:
+        """Something assumed or repaired while reading (counted in the load summary)."""
+        self.stats.notes[text] += count
+
+    def result(
+        self, *, hosts: pa.Table | None = None, context: list[str] | None = None
+    ) -> LoadResult:
+        """The rows kept, the accounting and the rejects."""
+        table = self.rows.table()
+        self.stats.unkept += self.rows.unkept
+        return LoadResult(
+            kind=self.kind,
+            table=table,
+            stats=self.stats,
+            rejects=self.sink.rejects,
+            hosts=hosts,
+            context=context or [],
+        )
+
+
 def keeper_for(options: LoadOptions) -> Keeper | None:
     """A keeper for a network loader when ``run`` keeps only violations and anchors."""
     return None if options.keep is None else Keeper(options.keep)

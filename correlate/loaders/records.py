@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import InputError
 from ..sources import Source, decode_line, iter_lines
@@ -20,35 +20,61 @@ Record = tuple[int, dict[str, Any], str]
 
 def json_line_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
     """One JSON object per line. Invalid UTF-8 is read as U+FFFD and counted in the file's notes."""
+    counting = _Counting(stats, sink)
     for line, raw_bytes in iter_lines(source):
-        found = json_line_record(line, raw_bytes, stats, sink)
+        found = json_line_record(line, raw_bytes, counting)
         if found is not None:
             yield line, found[0], found[1]
 
 
+class Accounting(Protocol):
+    """What a per-line reader reports to: ``FileLoad``, or stats and a sink (``_Counting``)."""
+
+    def note(self, text: str, count: int = 1) -> None: ...
+
+    def skip(self, reason: str, count: int = 1) -> None: ...
+
+    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None: ...
+
+
+class _Counting:
+    """``Accounting`` over a ``LoadStats`` and a ``RejectSink`` (loaders without a FileLoad)."""
+
+    def __init__(self, stats: LoadStats, sink: RejectSink) -> None:
+        self.stats, self.sink = stats, sink
+
+    def note(self, text: str, count: int = 1) -> None:
+        self.stats.notes[text] += count
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.stats.read += count
+        self.stats.skipped[reason] += count
+
+    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None:
+        self.stats.read += count
+        self.sink.reject(line, reason, raw, count)
+
+
 def json_line_record(
-    line: int, raw_bytes: bytes, stats: LoadStats, sink: RejectSink
+    line: int, raw_bytes: bytes, load: Accounting
 ) -> tuple[dict[str, Any], str] | None:
     """One line of a JSON-lines file as (object, text); None when it was counted as skipped or
-    rejected here (blank, not JSON, not an object). The caller counts ``read`` for the object."""
+    rejected here (blank, not JSON, not an object). The caller counts the object it converts."""
     raw, note = decode_line(raw_bytes)
     if note:
-        stats.notes[note] += 1
+        load.note(note)
     if line == 1:
         raw = raw.removeprefix("\ufeff")
     if not raw.strip():
-        stats.read += 1
-        stats.skipped["blank line"] += 1
+        load.skip("blank line")
         return None
     try:
         record = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as exc:
-        stats.read += 1
-        sink.reject(line, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", raw)
+        load.reject(line, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", raw)
         return None
     if not isinstance(record, dict):
-        stats.read += 1
-        sink.reject(line, f"not a JSON object but a JSON {type(record).__name__}", raw)
+        load.reject(line, f"not a JSON object but a JSON {type(record).__name__}", raw)
         return None
     return record, raw
 

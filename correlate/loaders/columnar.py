@@ -1,0 +1,242 @@
+"""Column-wise reading of JSON-lines formats, and the vectorised checks loaders build it from.
+
+A format describes itself as a ``JsonLines``: the fields that decide whether a row loads (and
+its verdict), all the fields it reads, a column-wise ``check`` and ``normalise``, and its per-line
+reader. ``read_json_lines`` then does the rest the same way for every format:
+
+1. the file is cut into runs of object lines (``blocks.line_runs``), each parsed by pyarrow with
+   the check schema (``blocks.json_pieces``: a refused run is halved down to lines);
+2. ``check`` marks the rows a vectorised test cannot vouch for; they go through the per-line
+   reader, which gives exactly the rows, notes and rejects it always gave;
+3. of the good rows, those kept (all, or in ``run`` the violations and the anchor sample) are
+   parsed again with every field and normalised; the others are only counted.
+
+The helpers below (``mapped``, ``plain_int``, ``epoch_seconds``) are the vectorised checks:
+each gives a converted column and clears ``ok`` for the rows it cannot vouch for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..keep import line_hashes
+from ..schema import NETWORK_EVENTS
+from ..sources import Source
+from . import fields
+from .base import Batcher, FileLoad
+from .blocks import json_pieces, line_runs, line_spans
+
+TEXT = pa.string()
+NULL_TEXT = pa.scalar(None, TEXT)
+NULL_INT = pa.scalar(None, pa.int64())
+MAX_EPOCH_S = (2**63 - 1) // 1_000_000_000
+"""Epoch seconds above this are out of the timestamp[ns] range (the per-line reader rejects)."""
+
+
+@dataclass(frozen=True)
+class JsonLines:
+    """How a JSON-lines format is read column-wise (see the module docstring)."""
+
+    check_schema: pa.Schema
+    schema: pa.Schema
+    check: Callable[[pa.Table, np.ndarray], pa.Array]
+    """Clears ``ok`` for rows the per-line reader must read; returns the normalised verdict."""
+    normalise: Callable[[pa.Table, np.ndarray, Source], pa.Table]
+    """Checked rows parsed with ``schema`` to rows of the loader's table, given their lines."""
+    per_line: Callable[[int, bytes, FileLoad], None]
+    """The per-line reader: one line (without its end of line) into the load."""
+    output: pa.Schema = NETWORK_EVENTS
+
+
+def read_json_lines(load: FileLoad, spec: JsonLines, *, fast: bool = True) -> None:
+    """Every line of ``load.source`` into ``load``, column-wise where ``fast``."""
+    for first, blob, count in line_runs(load.source, b"{", b"}"):
+        if count == 0 or not fast:
+            for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
+                spec.per_line(first + offset, raw.rstrip(b"\r"), load)
+            continue
+        for at, piece, _, table in json_pieces(blob, first, count, spec.check_schema):
+            if table is None:
+                for offset, raw in enumerate(piece.split(b"\n")):
+                    spec.per_line(at + offset, raw.rstrip(b"\r"), load)
+            else:
+                _checked(table, at, piece, load, spec)
+
+
+def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: JsonLines) -> None:
+    """A parsed run: checked rows counted and the kept ones normalised; the rest line by line."""
+    n = table.num_rows
+    ok = np.ones(n, dtype=bool)
+    verdict = spec.check(table, ok)
+    keep = ok.copy()
+    keeper, policy = load.keeper, load.options.keep
+    if keeper is not None and policy is not None:
+        violation = pc.fill_null(pc.is_in(verdict, value_set=pa.array(list(policy.actions))), False)
+        lines = np.arange(first, first + n, dtype=np.int64)
+        sampled = line_hashes(load.source.display, lines) <= keeper.bound(load.name)
+        keep &= np.asarray(violation.to_numpy(zero_copy_only=False), dtype=bool) | sampled
+    # The kept rows, parsed with every field; a row whose other fields pyarrow refuses (a key
+    # twice, an object where text was expected) is read line by line like a refused check.
+    starts, ends = line_spans(blob)
+    kept = np.flatnonzero(keep)
+    full: list[pa.Table] = []
+    if len(kept):
+        whole = blob if len(kept) == n else b"\n".join(blob[starts[i] : ends[i]] for i in kept)
+        for at, _, m, parsed in json_pieces(whole, 0, len(kept), spec.schema):
+            rows = kept[at : at + m]
+            if parsed is None:
+                ok[rows] = False
+            else:
+                full.append(spec.normalise(parsed, rows + first, load.source))
+    # Refused rows before the run's first good one are read first, so the early stop on a file
+    # whose first records all fail sees them in line order; their rows are merged back by line.
+    bad = np.flatnonzero(~ok)
+    first_good = int(np.argmax(ok)) if ok.any() else n
+    side = load.apart()
+
+    def per_line(indices: np.ndarray) -> None:
+        for i in indices.tolist():
+            spec.per_line(first + i, blob[starts[i] : ends[i]].rstrip(b"\r"), side)
+
+    per_line(bad[bad < first_good])
+    loaded = int(ok.sum())
+    load.count_loaded(loaded)
+    per_line(bad[bad >= first_good])
+    parts = [t for t in (*full, side.rows.table()) if t.num_rows]
+    if not parts:
+        load.keep_rows(spec.output.empty_table(), unkept=loaded)
+        return
+    merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        merged = merged.sort_by([("source_line", "ascending")])
+    load.keep_rows(merged, unkept=loaded - sum(t.num_rows for t in full))
+
+
+# --- vectorised checks ------------------------------------------------------------------------
+
+
+class _Bad:
+    """Marks a value the per-line reader would reject."""
+
+
+BAD: Any = _Bad()
+
+
+def mapped(
+    values: pa.Array | pa.ChunkedArray,
+    convert: Callable[[Any], Any],
+    ok: np.ndarray | None = None,
+    *,
+    fill: bool = False,
+    type: pa.DataType = TEXT,
+) -> pa.Array:
+    """``convert`` applied once per distinct value; values it maps to ``BAD`` clear ``ok``.
+
+    With ``fill``, nulls are converted too (``convert(None)``); otherwise they stay null.
+    """
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    converted = [convert(v) for v in encoded.dictionary.to_pylist()]
+    bad = [i for i, v in enumerate(converted) if v is BAD]
+    if bad:
+        assert ok is not None, "a conversion that can refuse needs an ok mask"
+        indices = encoded.indices
+        hit = pc.fill_null(pc.is_in(indices, value_set=pa.array(bad, indices.type)), False)
+        ok &= ~np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+        converted = [None if v is BAD else v for v in converted]
+    out = pc.take(pa.array(converted, type), encoded.indices)
+    if fill and out.null_count:
+        out = pc.fill_null(out, pa.scalar(convert(None), type))
+    return out
+
+
+def blank(values: pa.Array) -> pa.Array:
+    """Null, empty or ``-``: what ``fields.is_blank`` calls nothing (whitespace aside)."""
+    return pc.or_(pc.is_null(values), pc.is_in(values, value_set=pa.array(["", "-"])))
+
+
+def plain_int(
+    values: pa.Array, ok: np.ndarray | None, digits: int, maximum: int | None = None
+) -> pa.Array:
+    """1..``digits`` ASCII digits (at most ``maximum``) as int64; blank is null; anything else
+    clears ``ok`` (the per-line reader decides)."""
+    length = pc.binary_length(values)
+    plain = pc.fill_null(
+        pc.and_(
+            pc.ascii_is_decimal(values),
+            pc.and_(pc.greater(length, 0), pc.less_equal(length, digits)),
+        ),
+        False,
+    )
+    number = pc.cast(pc.if_else(plain, values, NULL_TEXT), pa.int64())
+    if maximum is not None:
+        plain = pc.and_(plain, pc.fill_null(pc.less_equal(number, maximum), False))
+    if ok is not None:
+        good = pc.fill_null(pc.or_(plain, blank(values)), False)
+        ok &= np.asarray(good.to_numpy(zero_copy_only=False), dtype=bool)
+    return pc.if_else(plain, number, NULL_INT)
+
+
+def epoch_seconds(values: pa.Array, ok: np.ndarray, *, blank_ok: bool = False) -> pa.Array:
+    """Plain epoch seconds (1-10 digits, in range: no note under ``--epoch-unit auto|s``) as
+    int64; with ``blank_ok`` blank is null; anything else clears ``ok``."""
+    number = plain_int(values, None, 10, MAX_EPOCH_S)
+    good = pc.is_valid(number)
+    if blank_ok:
+        good = pc.or_(good, blank(values))
+    ok &= np.asarray(pc.fill_null(good, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return number
+
+
+def ip_or_bad(value: str | None) -> Any:
+    """``fields.ip``, with ``BAD`` for what it refuses."""
+    try:
+        return fields.ip(value, "address")
+    except fields.RowError:
+        return BAD
+
+
+def ip(value: str | None) -> str | None:
+    return fields.ip(value, "address")
+
+
+def text(values: pa.Array) -> pa.Array:
+    """``fields.text`` of each value."""
+    return mapped(values, fields.text)
+
+
+def constant(value: Any, n: int, type: pa.DataType = TEXT) -> pa.Array:
+    return pa.repeat(pa.scalar(value, type), n)
+
+
+def table_of(values: dict[str, Any], n: int, schema: pa.Schema = NETWORK_EVENTS) -> pa.Table:
+    """A table of ``schema`` from the columns given (the others null)."""
+    arrays = []
+    for f in schema:
+        value = values.get(f.name)
+        arrays.append(pa.nulls(n, f.type) if value is None else value.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+__all__ = [
+    "BAD",
+    "Batcher",
+    "JsonLines",
+    "blank",
+    "constant",
+    "epoch_seconds",
+    "ip",
+    "ip_or_bad",
+    "mapped",
+    "plain_int",
+    "read_json_lines",
+    "table_of",
+    "text",
+]
