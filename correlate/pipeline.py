@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -213,6 +214,104 @@ def forced_format(source: Source, formats: Sequence[tuple[str, str]]) -> str | N
     return None
 
 
+Job = tuple[Source, str | None]
+"""A file to read and the format forced for it (None: detect)."""
+
+
+def plan_inputs(
+    paths: Sequence[str], options: RunOptions, *, inventories: Sequence[str] = ()
+) -> list[Job]:
+    """Every file under ``paths`` with its forced format, then the inventory files."""
+    sources = expand_paths(paths, options.limits)
+    inventory_sources = expand_paths(inventories, options.limits) if inventories else []
+    inventory_paths = {s.path.resolve() for s in inventory_sources}
+    sources = [s for s in sources if s.path.resolve() not in inventory_paths]
+    jobs: list[Job] = [(s, forced_format(s, options.formats)) for s in sources]
+    jobs += [(s, "inventory") for s in inventory_sources]
+    if not jobs:
+        raise InputError("no input files found under " + ", ".join(str(p) for p in paths))
+    return jobs
+
+
+class Gathered:
+    """Combines what each file's load gave into ``Loaded``, in the order files are added.
+
+    Network rows go through ``run``'s keeper (violations and the anchor sample, cut across
+    files); ``keep_policy`` is what the next file's loader should keep. The local loop and the
+    Dask engine both read files with ``load_file`` and gather them here.
+    """
+
+    def __init__(self, options: RunOptions) -> None:
+        policy = (
+            None if options.anchors is None else KeepPolicy(options.policy.actions, options.anchors)
+        )
+        self.events = Keeper(policy) if policy else None
+        self.every_event: list[pa.Table] = []
+        self.calls: list[pa.Table] = []
+        self.hosts: list[pa.Table] = []
+        self.enrichment: list[pa.Table] = []
+        self.network_rows = 0
+        self.sampled: set[str] = set()
+        self.context: dict[str, str] = {}
+        self.inputs: list[InputFile] = []
+        self.sources: list[Source] = []
+        self.rejects: list[Reject] = []
+
+    def keep_policy(self) -> KeepPolicy | None:
+        """What a loader should keep of the next file (the sample bounds known so far)."""
+        if self.events is None:
+            return None
+        return replace(self.events.policy, below=dict(self.events.bounds))
+
+    def add(self, source: Source, record: InputFile, result: LoadResult | None) -> None:
+        """One file's record and load result (None when the file was skipped)."""
+        self.inputs.append(record)
+        self.sources.append(source)
+        if result is None:
+            return
+        self.rejects.extend(result.rejects)
+        if result.kind == "network":
+            self.network_rows += result.table.num_rows + result.stats.unkept
+            if result.stats.unkept:
+                self.sampled.add(result.stats.format)
+            if self.events is None:
+                self.every_event.append(result.table)
+            else:
+                self.events.add(result.table)
+        elif result.kind == "agent":
+            self.calls.append(result.table)
+        elif result.kind == "hosts":
+            self.hosts.append(result.table)
+        elif result.kind == "enrichment":
+            self.enrichment.append(result.table)
+        if result.hosts is not None:
+            self.hosts.append(result.hosts)
+        for path in result.context:
+            self.context.setdefault(path, source.display)
+
+    def loaded(self) -> Loaded:
+        """Everything gathered, as ``load_inputs`` returns it."""
+        for record, source in zip(self.inputs, self.sources, strict=True):
+            reader = self.context.get(str(source.path.resolve()))
+            if record.format is None and reader is not None:
+                record.skipped_reason = f"read as context by {reader}"
+        events = self.events
+        kept = concat(self.every_event if events is None else events.tables(), NETWORK_EVENTS)
+        bounds: dict[str, int] = {}
+        if events is not None:
+            bounds = sample_bounds(kept, events.policy, self.sampled | set(events.bounds))
+        network = fill_from_enrichment(kept, concat(self.enrichment, ENRICHMENT))
+        return Loaded(
+            events=_number_events(network),
+            calls=_order_calls(concat(self.calls, TOOL_CALLS)),
+            hosts=concat(self.hosts, HOSTS),
+            inputs=self.inputs,
+            rejects=self.rejects,
+            network_rows=self.network_rows,
+            sample_bounds=bounds,
+        )
+
+
 def load_inputs(
     paths: Sequence[str],
     options: RunOptions,
@@ -224,77 +323,29 @@ def load_inputs(
 
     A file the user named that no loader recognises is an error; one found by walking a directory
     is listed as skipped. Every read row is loaded, rejected (kept with path:line and reason) or
-    skipped with a reason.
+    skipped with a reason. Files are hashed (SHA-256, for provenance) on a second thread while
+    they are parsed.
     """
-    sources = expand_paths(paths, options.limits)
-    inventory_sources = expand_paths(inventories, options.limits) if inventories else []
-    inventory_paths = {s.path.resolve() for s in inventory_sources}
-    sources = [s for s in sources if s.path.resolve() not in inventory_paths]
-    jobs = [(s, forced_format(s, options.formats)) for s in sources] + [
-        (s, "inventory") for s in inventory_sources
-    ]
-    if not jobs:
-        raise InputError("no input files found under " + ", ".join(str(p) for p in paths))
-    calls, hosts, enrichment = [], [], []
-    policy = (
-        None if options.anchors is None else KeepPolicy(options.policy.actions, options.anchors)
-    )
-    events = Keeper(policy) if policy else None
-    every_event: list[pa.Table] = []
-    network_rows = 0
-    sampled: set[str] = set()
-    context: dict[str, str] = {}
-    inputs: list[InputFile] = []
-    rejects: list[Reject] = []
-    for done, (source, forced) in enumerate(jobs):
-        if progress:
-            progress(source.display, done, len(jobs))
-        record = InputFile(
-            path=source.display, format=None, kind=None, sha256=source.sha256(), size=source.size()
-        )
-        inputs.append(record)
-        keep = None if events is None else replace(events.policy, below=dict(events.bounds))
-        result = load_file(source, forced, options, record, keep=keep)
-        if result is None:
-            continue
-        rejects.extend(result.rejects)
-        if result.kind == "network":
-            network_rows += result.table.num_rows + result.stats.unkept
-            if result.stats.unkept:
-                sampled.add(result.stats.format)
-            if events is None:
-                every_event.append(result.table)
-            else:
-                events.add(result.table)
-        elif result.kind == "agent":
-            calls.append(result.table)
-        elif result.kind == "hosts":
-            hosts.append(result.table)
-        elif result.kind == "enrichment":
-            enrichment.append(result.table)
-        if result.hosts is not None:
-            hosts.append(result.hosts)
-        for path in result.context:
-            context.setdefault(path, source.display)
+    jobs = plan_inputs(paths, options, inventories=inventories)
+    gathered = Gathered(options)
+    hasher = ThreadPoolExecutor(max_workers=1)
+    try:
+        digests = [hasher.submit(source.sha256) for source, _ in jobs]
+        for done, (source, forced) in enumerate(jobs):
+            if progress:
+                progress(source.display, done, len(jobs))
+            record = InputFile(
+                path=source.display, format=None, kind=None, sha256="", size=source.size()
+            )
+            result = load_file(source, forced, options, record, keep=gathered.keep_policy())
+            gathered.add(source, record, result)
+        for record, digest in zip(gathered.inputs, digests, strict=True):
+            record.sha256 = digest.result()
+    finally:
+        hasher.shutdown(cancel_futures=True)  # a failed load does not wait for every hash
     if progress:
         progress("", len(jobs), len(jobs))
-    for record, (source, _) in zip(inputs, jobs, strict=True):
-        reader = context.get(str(source.path.resolve()))
-        if record.format is None and reader is not None:
-            record.skipped_reason = f"read as context by {reader}"
-    kept = concat(every_event if events is None else events.tables(), NETWORK_EVENTS)
-    if events is not None:
-        sampled |= set(events.bounds)
-    network = fill_from_enrichment(kept, concat(enrichment, ENRICHMENT))
-    return Loaded(
-        events=_number_events(network),
-        calls=_order_calls(concat(calls, TOOL_CALLS)),
-        hosts=concat(hosts, HOSTS),
-        inputs=inputs,
-        rejects=rejects,
-        network_rows=network_rows,
-        sample_bounds={} if events is None else sample_bounds(kept, events.policy, sampled),
-    )
+    return gathered.loaded()
 
 
 def load_file(
@@ -510,11 +561,15 @@ __all__ = [
     "CANDIDATES",
     "FINDINGS",
     "UNMAPPED_CHOICES",
+    "Gathered",
     "InputFile",
+    "Job",
     "Loaded",
     "Result",
     "RunOptions",
     "analyse",
+    "load_file",
     "load_inputs",
+    "plan_inputs",
     "run",
 ]
