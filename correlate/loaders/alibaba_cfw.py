@@ -21,6 +21,8 @@ from ..timeparse import TimeParseError, parse_time
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
 from .columnar import (
+    IPV4,
+    LOWER_NAME,
     NULL_TEXT,
     JsonLines,
     blank,
@@ -132,10 +134,10 @@ def _check(table: pa.Table, ok: np.ndarray) -> pa.Array:
     end = epoch_seconds(col["end_time"], ok, blank_ok=True)
     before = pc.fill_null(pc.less(end, start), False)  # "end before start": a note
     ok &= ~np.asarray(before.to_numpy(zero_copy_only=False), dtype=bool)
-    observed = mapped(col["src_ip"], ip_or_bad, ok)
-    private = mapped(col["src_private_ip"], ip_or_bad, ok)
+    observed = mapped(col["src_ip"], ip_or_bad, ok, same=IPV4)
+    private = mapped(col["src_private_ip"], ip_or_bad, ok, same=IPV4)
     src = pc.coalesce(private, observed)  # neither: a reject
-    dst = mapped(col["dst_ip"], ip_or_bad, ok)
+    dst = mapped(col["dst_ip"], ip_or_bad, ok, same=IPV4)
     ok &= np.asarray(pc.and_(pc.is_valid(src), pc.is_valid(dst)).to_numpy(zero_copy_only=False))
     for key in ("src_port", "dst_port"):
         plain_int(col[key], ok, 5, 65535)
@@ -153,8 +155,8 @@ def _normalise(table: pa.Table, lines: np.ndarray, source: Source) -> pa.Table:
     n = table.num_rows
     col = {f: table.column(f).combine_chunks() for f in _TEXT_FIELDS}
     end = pc.if_else(blank(col["end_time"]), NULL_TEXT, col["end_time"])
-    observed = mapped(col["src_ip"], ip)
-    private = mapped(col["src_private_ip"], ip)
+    observed = mapped(col["src_ip"], ip, same=IPV4)
+    private = mapped(col["src_private_ip"], ip, same=IPV4)
     protocol = pc.if_else(
         pc.fill_null(pc.equal(col["ip_protocol"], ""), True), col["proto"], col["ip_protocol"]
     )
@@ -168,7 +170,7 @@ def _normalise(table: pa.Table, lines: np.ndarray, source: Source) -> pa.Table:
         "src_nat_ip": pc.if_else(
             pc.fill_null(pc.not_equal(observed, private), False), observed, NULL_TEXT
         ),
-        "dst_ip": mapped(col["dst_ip"], ip),
+        "dst_ip": mapped(col["dst_ip"], ip, same=IPV4),
         "dst_port": plain_int(col["dst_port"], None, 5),
         "protocol": mapped(protocol, fields.protocol),
         "direction": mapped(
@@ -185,7 +187,9 @@ def _normalise(table: pa.Table, lines: np.ndarray, source: Source) -> pa.Table:
         ),
         "signature": pc.coalesce(text(col["ips_rule_name_en"]), text(col["ips_rule_name"])),
         "category": pc.coalesce(text(col["attack_type_name_en"]), text(col["attack_type_name"])),
-        "dst_domain": mapped(col["domain"], lambda v: (fields.text(v) or "").lower() or None),
+        "dst_domain": mapped(
+            col["domain"], lambda v: (fields.text(v) or "").lower() or None, same=LOWER_NAME
+        ),
         "app": text(col["app_name"]),
         "bytes_out": plain_int(col["out_packet_bytes"], None, 18),
         "bytes_in": plain_int(col["in_packet_bytes"], None, 18),

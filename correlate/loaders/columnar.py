@@ -128,6 +128,15 @@ class _Bad:
 BAD: Any = _Bad()
 
 
+IPV4 = r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
+"""Dotted quads in canonical form: ``fields.ip`` gives them back unchanged."""
+PLAIN_TEXT = r"^(?:[\x21-\x2c\x2e-\x7e]|[\x21-\x7e][\s\S]*[\x21-\x7e])$"
+"""Text that starts and ends with a visible ASCII character and is not ``-``: ``fields.text``
+gives it back unchanged (nothing to strip, not blank)."""
+LOWER_NAME = r"^[a-z0-9_.]+(?:-[a-z0-9_.]+)*$"
+"""Lower-case ASCII names (domains, keywords) that ``.lower()`` and ``fields.text`` keep."""
+
+
 def mapped(
     values: pa.Array | pa.ChunkedArray,
     convert: Callable[[Any], Any],
@@ -135,23 +144,38 @@ def mapped(
     *,
     fill: bool = False,
     type: pa.DataType = TEXT,
+    same: str | None = None,
 ) -> pa.Array:
     """``convert`` applied once per distinct value; values it maps to ``BAD`` clear ``ok``.
 
     With ``fill``, nulls are converted too (``convert(None)``); otherwise they stay null.
+    ``same``: a regex of values ``convert`` returns unchanged (checked in bulk, so only the other
+    distinct values cost a Python call; the tests hold the regexes to ``convert``).
     """
     encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    converted = [convert(v) for v in encoded.dictionary.to_pylist()]
-    bad = [i for i, v in enumerate(converted) if v is BAD]
-    if bad:
-        assert ok is not None, "a conversion that can refuse needs an ok mask"
-        indices = encoded.indices
-        hit = pc.fill_null(pc.is_in(indices, value_set=pa.array(bad, indices.type)), False)
-        ok &= ~np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
-        converted = [None if v is BAD else v for v in converted]
-    out = pc.take(pa.array(converted, type), encoded.indices)
+    dictionary = encoded.dictionary
+    if same is not None and len(dictionary):
+        kept = pc.fill_null(pc.match_substring_regex(dictionary, same), False)
+        others = np.flatnonzero(~np.asarray(kept.to_numpy(zero_copy_only=False), dtype=bool))
+        converted = dictionary.to_pylist() if len(others) else None
+        if converted is not None:
+            for i in others.tolist():
+                converted[i] = convert(converted[i])
+    else:
+        converted = [convert(v) for v in dictionary.to_pylist()]
+    if converted is None:
+        out = pc.take(dictionary.cast(type), encoded.indices)
+    else:
+        bad = [i for i, v in enumerate(converted) if v is BAD]
+        if bad:
+            assert ok is not None, "a conversion that can refuse needs an ok mask"
+            indices = encoded.indices
+            hit = pc.fill_null(pc.is_in(indices, value_set=pa.array(bad, indices.type)), False)
+            ok &= ~np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+            converted = [None if v is BAD else v for v in converted]
+        out = pc.take(pa.array(converted, type), encoded.indices)
     if fill and out.null_count:
         out = pc.fill_null(out, pa.scalar(convert(None), type))
     return out
@@ -209,7 +233,7 @@ def ip(value: str | None) -> str | None:
 
 def text(values: pa.Array) -> pa.Array:
     """``fields.text`` of each value."""
-    return mapped(values, fields.text)
+    return mapped(values, fields.text, same=PLAIN_TEXT)
 
 
 def constant(value: Any, n: int, type: pa.DataType = TEXT) -> pa.Array:
@@ -227,6 +251,9 @@ def table_of(values: dict[str, Any], n: int, schema: pa.Schema = NETWORK_EVENTS)
 
 __all__ = [
     "BAD",
+    "IPV4",
+    "LOWER_NAME",
+    "PLAIN_TEXT",
     "Batcher",
     "JsonLines",
     "blank",
