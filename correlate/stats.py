@@ -5,7 +5,10 @@ lag (event time minus call start). Traffic caused by calls piles up just after t
 so the lag histogram (the cross-correlogram) has a peak; its onset — the earliest lag at which the
 peak's excess over the flat background reaches 10% — is the offset of the network clock against
 the trajectory clock (a causal delay can only add to it). A bootstrap over pairs gives the
-interval. Allowed traffic counts too: every flow a call causes is an anchor.
+interval: up to ``EXACT_BOOTSTRAP_PAIRS`` pairs it resamples the pairs themselves; above, it draws
+each resampled histogram from the multinomial that resampling n pairs follows (the same
+distribution, at a cost independent of the number of pairs). Allowed traffic counts too: every
+flow a call causes is an anchor, and any subset of the events (a thinned sample) may be given.
 
 Chance: the unit is a violation conversation's onset (its first event: later events of a miner
 or a tunnel are not independent draws). For each episode, the number of its sandbox's onsets
@@ -13,34 +16,42 @@ inside its calls' windows (narrow: ``ASSOC_BEFORE_NS`` before the start to ``ASS
 after the end, on clocks already aligned) is compared with the same count after circularly
 shifting the episode's calls within the episode's own active span (shifting across idle gaps
 would fake an association), giving a lift and a permutation p-value, with Benjamini-Hochberg
-across episodes. A baseline table compares the onset rate while a call is in flight with the
-rate while none is.
+across episodes. An episode without an onset in its span counts zero in every shift, so only its
+calls are counted; the shifts of the others are evaluated all at once. A baseline table compares
+the onset rate while a call is in flight with the rate while none is.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .identity import ns_or, resolve
-from .join import band_join
+from .identity import NS_MAX, NS_MIN, ns_or, resolve
 
 NS = 1_000_000_000
 BIN_NS = 100_000_000
 MAX_LAG_NS = 120 * NS
+MAX_EVENTS = 200_000
+"""Events the offset estimate pairs at most (evenly thinned beyond)."""
 PEAK_HALF_WIDTH_NS = 3 * NS
 ONSET_SHARE = 0.10
 MIN_PEAK_Z = 4.0
 BOOTSTRAP = 200
+EXACT_BOOTSTRAP_PAIRS = 20_000
+"""Up to this many pairs the bootstrap resamples pairs; above, it draws histograms directly."""
 DRIFT_MIN_NS = NS // 2
 ASSOC_BEFORE_NS = 2 * NS
 ASSOC_AFTER_NS = 5 * NS
+CHUNK_CELLS = 1 << 20
+"""Cells (shifts x calls) evaluated per numpy step of the association: bounds its memory."""
 
 
 @dataclass(frozen=True)
@@ -59,29 +70,81 @@ class OffsetEstimate:
     note: str
 
 
-def _onset(lags: np.ndarray, max_lag: int) -> tuple[float, int, float] | None:
-    """(onset ns, pairs in the peak's excess, peak z-score), or None without a clear peak."""
-    edges = np.arange(-max_lag, max_lag + BIN_NS, BIN_NS, dtype=np.int64)
-    counts, _ = np.histogram(lags, bins=edges)
-    if counts.sum() == 0:
-        return None
+def _edges(max_lag: int) -> np.ndarray:
+    return np.arange(-max_lag, max_lag + BIN_NS, BIN_NS, dtype=np.int64)
+
+
+def _bins(lags: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each lag's bin, as ``np.histogram(lags, edges)`` assigns it (its last bin is closed).
+
+    The lags must lie within the edges.
+    """
+    return np.minimum((lags - edges[0]) // BIN_NS, len(edges) - 2)
+
+
+def _onsets(
+    counts: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of lag histograms: onset (ns), the peak's excess, its z-score, and "no peak".
+
+    The onset is the earliest lag at which the excess over the background (the median bin)
+    within ``PEAK_HALF_WIDTH_NS`` of the smoothed maximum reaches ``ONSET_SHARE`` of it.
+    """
+    nbins = counts.shape[1]
     width = max(int(NS // BIN_NS), 1)
-    smooth = np.convolve(counts, np.ones(width), mode="same")
-    peak = int(np.argmax(smooth))
-    background = float(np.median(counts))
+    smooth = np.array([np.convolve(row, np.ones(width), mode="same") for row in counts])
+    peak = np.argmax(smooth, axis=1)
+    background = np.median(counts, axis=1)
     half = int(PEAK_HALF_WIDTH_NS // BIN_NS)
-    lo, hi = max(peak - half, 0), min(peak + half + 1, len(counts))
-    window = counts[lo:hi].astype(float)
-    expected = background * len(window)
-    excess = np.clip(window - background, 0, None)
-    total = float(excess.sum())
-    z = (float(window.sum()) - expected) / np.sqrt(max(expected, 1.0))
-    if total <= 0:
+    lo, hi = np.maximum(peak - half, 0), np.minimum(peak + half + 1, nbins)
+    at = lo[:, None] + np.arange(2 * half + 1)
+    valid = at < hi[:, None]
+    window = np.where(valid, np.take_along_axis(counts, np.minimum(at, nbins - 1), axis=1), 0)
+    window = window.astype(float)
+    expected = background * (hi - lo)
+    excess = np.where(valid, np.clip(window - background[:, None], 0, None), 0.0)
+    total = excess.sum(axis=1)
+    z = (window.sum(axis=1) - expected) / np.sqrt(np.maximum(expected, 1.0))
+    first = np.argmax(np.cumsum(excess, axis=1) >= ONSET_SHARE * total[:, None], axis=1)
+    onset = edges[lo + first].astype(float) + BIN_NS / 2
+    return onset, total, z, (counts.sum(axis=1) == 0) | (total <= 0)
+
+
+def _onset(counts: np.ndarray, edges: np.ndarray) -> tuple[float, int, float] | None:
+    """(onset ns, pairs in the peak's excess, peak z-score) of a lag histogram, or None."""
+    onset, total, z, none = _onsets(counts[None, :], edges)
+    if none[0]:
         return None
-    cumulative = np.cumsum(excess)
-    first = int(np.searchsorted(cumulative, ONSET_SHARE * total))
-    onset = float(edges[lo + first]) + BIN_NS / 2
-    return onset, round(total), float(z)
+    return float(onset[0]), round(float(total[0])), float(z[0])
+
+
+def _bootstrap(bins: np.ndarray, counts: np.ndarray, edges: np.ndarray, seed: int) -> list[float]:
+    """Onsets of ``BOOTSTRAP`` resampled histograms (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    n, nbins = len(bins), len(edges) - 1
+    if n <= EXACT_BOOTSTRAP_PAIRS:
+        draws = np.array(
+            [np.bincount(bins[rng.integers(0, n, n)], minlength=nbins) for _ in range(BOOTSTRAP)]
+        )
+    else:
+        draws = rng.multinomial(n, counts / n, size=BOOTSTRAP)
+    onset, _, _, none = _onsets(draws, edges)
+    return [float(x) for x in onset[~none]]
+
+
+def _quarters(n: int) -> list[tuple[int, int]]:
+    """The bounds ``np.array_split(range(n), 4)`` cuts at."""
+    size, extra = divmod(n, 4)
+    cuts = [0]
+    for i in range(4):
+        cuts.append(cuts[-1] + size + (1 if i < extra else 0))
+    return list(pairwise(cuts))
+
+
+def _median_sorted(values: np.ndarray) -> float:
+    """``np.median`` of an already sorted array (its middle one or two values)."""
+    n = len(values)
+    return float(np.median(values[(n - 1) // 2 : n // 2 + 1]))
 
 
 def estimate_offset(
@@ -92,11 +155,17 @@ def estimate_offset(
     seed: int = 0,
 ) -> tuple[float | None, float | None, float | None, int, float | None, float | None, str]:
     """Offset (s), CI low/high (s), peak pairs, peak z, drift (ppm) and a note, from pair lags."""
-    lags = np.asarray(lags_ns, dtype=np.int64)
-    lags = lags[np.abs(lags) <= max_lag_ns]
+    all_lags = np.asarray(lags_ns, dtype=np.int64)
+    near = np.abs(all_lags) <= max_lag_ns
+    every = bool(near.all())
+    lags = all_lags if every else all_lags[near]
     if len(lags) < 10:
         return None, None, None, 0, None, None, f"too few pairs ({len(lags)}) to estimate"
-    found = _onset(lags, max_lag_ns)
+    edges = _edges(max_lag_ns)
+    nbins = len(edges) - 1
+    bins = _bins(lags, edges)
+    counts = np.bincount(bins, minlength=nbins)
+    found = _onset(counts, edges)
     if found is None or found[2] < MIN_PEAK_Z:
         z = None if found is None else found[2]
         return (
@@ -109,25 +178,20 @@ def estimate_offset(
             "no clear peak in the lag histogram: no offset estimated",
         )
     onset, peak_pairs, z = found
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(BOOTSTRAP):
-        sample = lags[rng.integers(0, len(lags), len(lags))]
-        again = _onset(sample, max_lag_ns)
-        if again is not None:
-            boots.append(again[0])
+    boots = _bootstrap(bins, counts, edges, seed)
     low, high = (np.percentile(boots, [2.5, 97.5]) / NS) if boots else (None, None)
     drift = None
     if times_ns is not None and len(lags) >= 200:
-        times = np.asarray(times_ns, dtype=np.int64)[
-            np.abs(np.asarray(lags_ns, dtype=np.int64)) <= max_lag_ns
-        ]
-        order = np.argsort(times, kind="stable")
+        times = np.asarray(times_ns, dtype=np.int64)
+        times = times if every else times[near]
+        # Pairs by time (stable); the pipeline's events are in time order already.
+        order = None if np.all(times[1:] >= times[:-1]) else np.argsort(times, kind="stable")
         xs, ys = [], []
-        for part in np.array_split(order, 4):
-            got = _onset(lags[part], max_lag_ns)
+        for a, b in _quarters(len(times)):
+            part = slice(a, b) if order is None else order[a:b]
+            got = _onset(np.bincount(bins[part], minlength=nbins), edges)
             if got is not None and got[2] >= MIN_PEAK_Z:
-                xs.append(float(np.median(times[part])))
+                xs.append(_median_sorted(times[part]))
                 ys.append(got[0])
         if len(xs) >= 3 and max(xs) > min(xs):
             slope = float(np.polyfit(np.array(xs) - xs[0], np.array(ys), 1)[0])
@@ -145,32 +209,156 @@ def estimate_offset(
     )
 
 
+def _saturating(values: np.ndarray, delta: int) -> np.ndarray:
+    """values + delta clipped to int64 (no wrap-around)."""
+    with np.errstate(over="ignore"):
+        shifted = values + np.int64(delta)
+    if delta > 0:
+        return np.where(values > NS_MAX - delta, NS_MAX, shifted)
+    if delta < 0:
+        return np.where(values < NS_MIN - delta, NS_MIN, shifted)
+    return shifted
+
+
+def _ranks(
+    column: pa.ChunkedArray | pa.Array, name: Callable[[str | None], str | None]
+) -> tuple[np.ndarray, list[str]]:
+    """Each row's rank among the sorted distinct ``name(value)``s, and those names.
+
+    Rows whose name is None get -1. A dictionary encoding: one Python call per distinct value.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(array, null_encoding="encode")
+    names = [name(v) for v in encoded.dictionary.to_pylist()]
+    distinct = sorted({n for n in names if n is not None})
+    rank = {n: i for i, n in enumerate(distinct)}
+    lookup = np.array([-1 if n is None else rank[n] for n in names], dtype=np.int64)
+    return lookup[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)], distinct
+
+
+def _rank_in(column: pa.ChunkedArray | pa.Array, names: list[str]) -> np.ndarray:
+    """Each row's index in the sorted ``names`` (exact string match), -1 when absent or null."""
+    found = pc.index_in(column.cast(pa.string()), value_set=pa.array(names, pa.string()))
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _resolve_codes(
+    identity: pa.Table, ips: pa.Array, ts: np.ndarray, hosts: list[str]
+) -> np.ndarray:
+    """``resolve``'s host for each (ip, time), as an index into ``hosts`` (-1: none or not listed).
+
+    Which identity rows hold for an address changes only at their validity bounds, so ``resolve``
+    runs once per (address, interval between bounds) present and is broadcast from there.
+    """
+    if len(ts) == 0:
+        return np.empty(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(ips, null_encoding="encode")
+    ip_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    bounds = np.unique(
+        np.concatenate(
+            [
+                ns_or(identity.column("valid_from"), NS_MIN),
+                ns_or(identity.column("valid_to"), NS_MAX),
+            ]
+        )
+    )
+    key = ip_code * (len(bounds) + 1) + np.searchsorted(bounds, ts, side="right")
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    addresses = encoded.dictionary.to_pylist()
+    owners, _ = resolve(identity, [addresses[ip_code[i]] for i in first], ts[first])
+    index = {h: i for i, h in enumerate(hosts)}
+    codes = np.array([-1 if h is None else index.get(h, -1) for h in owners], dtype=np.int64)
+    return codes[inverse.reshape(-1)]
+
+
+@dataclass
+class _Pairs:
+    """Same-sandbox (event, call) pairs within the lag window, ordered by (event, call).
+
+    Event i (of the thinned events) has ``counts[i]`` pairs, consecutive; a pair's call is
+    ``by_call[position]`` (calls sorted by sandbox and start).
+    """
+
+    rows: np.ndarray  # the thinned events' rows in the table given
+    ts: np.ndarray  # their times
+    counts: np.ndarray
+    by_call: np.ndarray
+    position: np.ndarray
+
+    def events(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.ts), dtype=np.int64), self.counts)
+
+
+def _keyed_pairs(
+    call_key: np.ndarray, call_ts: np.ndarray, event_key: np.ndarray, event_ts: np.ndarray, lag: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(counts, by_call, position) of the pairs with the same key (>= 0) and |event - call| <= lag.
+
+    The pairs ``join.band_join`` gives with a window of ``lag`` each side, in its order.
+    """
+    by_call = np.lexsort((call_ts, call_key))
+    by_call = by_call[call_key[by_call] >= 0]
+    keys, times = call_key[by_call], call_ts[by_call]
+    lo = np.zeros(len(event_ts), dtype=np.int64)
+    hi = np.zeros(len(event_ts), dtype=np.int64)
+    low, high = _saturating(event_ts, -lag), _saturating(event_ts, lag)
+    by_event = np.argsort(event_key, kind="stable")
+    cuts = np.flatnonzero(np.diff(event_key[by_event])) + 1
+    for group in np.split(by_event, cuts):
+        key = event_key[group[0]] if len(group) else -1
+        a, b = np.searchsorted(keys, key, side="left"), np.searchsorted(keys, key, side="right")
+        if key < 0 or a == b:
+            continue
+        block = times[a:b]
+        lo[group] = np.searchsorted(block, low[group], side="left") + a
+        hi[group] = np.searchsorted(block, high[group], side="right") + a
+    counts = hi - lo
+    position = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    position += np.arange(len(position), dtype=np.int64)
+    # An event's calls come in start order; that is row order when the calls are sorted by time.
+    same_key = keys[1:] == keys[:-1]
+    if not bool(np.all(by_call[1:][same_key] > by_call[:-1][same_key])):
+        events = np.repeat(np.arange(len(event_ts), dtype=np.int64), counts)
+        position = position[np.lexsort((by_call[position], events))]
+    return counts, by_call, position
+
+
+def _pairs(
+    events: pa.Table, calls: pa.Table, identity: pa.Table, max_lag_ns: int, max_events: int
+) -> _Pairs:
+    n = events.num_rows
+    rows = np.arange(n) if n <= max_events else np.linspace(0, n - 1, max_events).astype(np.int64)
+    picked = events.select(["ts", "src_ip"])
+    if n > max_events:
+        picked = picked.take(pa.array(rows))
+    ts = ns_or(picked.column("ts"), 0)
+    start = ns_or(calls.column("ts_start"), 0)
+    if identity.num_rows:
+        call_key, hosts = _ranks(calls.column("host"), lambda h: h)
+        event_key = _resolve_codes(identity, picked.column("src_ip").combine_chunks(), ts, hosts)
+    else:
+        call_key = np.zeros(calls.num_rows, dtype=np.int64)
+        event_key = np.zeros(len(ts), dtype=np.int64)
+    return _Pairs(rows, ts, *_keyed_pairs(call_key, start, event_key, ts, max_lag_ns))
+
+
 def offset_pairs(
     events: pa.Table,
     calls: pa.Table,
     identity: pa.Table,
     *,
     max_lag_ns: int = MAX_LAG_NS,
-    max_events: int = 200_000,
+    max_events: int = MAX_EVENTS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(event rows, call rows, lags) for same-sandbox pairs within ``max_lag_ns``.
 
-    Events are all network events (allowed traffic included), evenly thinned to ``max_events``.
-    Without an identity map every pair within the window counts (much noisier).
+    Events are the network events given (allowed traffic included, or a sample of it), evenly
+    thinned to ``max_events``. Without an identity map every pair within the window counts (much
+    noisier). Pairs are ordered by (event, call).
     """
-    n = events.num_rows
-    rows = np.arange(n) if n <= max_events else np.linspace(0, n - 1, max_events).astype(np.int64)
-    picked = events.take(pa.array(rows))
-    ts = ns_or(picked.column("ts"), 0)
-    if identity.num_rows:
-        hosts, _ = resolve(identity, picked.column("src_ip").to_pylist(), ts)
-        call_hosts = calls.column("host").to_pylist()
-    else:
-        hosts = ["*"] * len(ts)
-        call_hosts = ["*"] * calls.num_rows
-    start = ns_or(calls.column("ts_start"), 0)
-    c, e = band_join(call_hosts, start, start, hosts, ts, before_ns=max_lag_ns, after_ns=max_lag_ns)
-    return rows[e], c, ts[e] - start[c]
+    pairs = _pairs(events, calls, identity, max_lag_ns, max_events)
+    e, c = pairs.events(), pairs.by_call[pairs.position]
+    return pairs.rows[e], c, pairs.ts[e] - ns_or(calls.column("ts_start"), 0)[c]
 
 
 def estimate_offsets(
@@ -179,22 +367,43 @@ def estimate_offsets(
     """One estimate per (network source format, trajectory source format) with pairs."""
     if events.num_rows == 0 or calls.num_rows == 0:
         return []
-    ev_rows, call_rows, lags = offset_pairs(events, calls, identity, max_lag_ns=max_lag_ns)
-    ev_fmt = np.array(events.column("source_format").to_pylist(), dtype=object)
-    call_fmt = np.array(calls.column("source_format").to_pylist(), dtype=object)
-    ev_ts = ns_or(events.column("ts"), 0)
+    pairs = _pairs(events, calls, identity, max_lag_ns, MAX_EVENTS)
+    if len(pairs.position) == 0:
+        return []
+    times = np.repeat(pairs.ts, pairs.counts)
+    lags = times - ns_or(calls.column("ts_start"), 0)[pairs.by_call][pairs.position]
+    net_code, net_names = _codes(events.column("source_format").take(pa.array(pairs.rows)))
+    agent_code, agent_names = _codes(calls.column("source_format"))
+    agent_code = agent_code[pairs.by_call]
+    used = np.zeros(len(pairs.by_call), dtype=bool)
+    used[pairs.position] = True
+    nets = {net_names[k]: k for k in np.unique(net_code[pairs.counts > 0]).tolist()}
+    agents = {agent_names[k]: k for k in np.unique(agent_code[used]).tolist()}
+    mixed = len(nets) > 1 or len(agents) > 1
+    if mixed:  # per pair, only when there is more than one combination
+        net_code = np.repeat(net_code, pairs.counts)
+        agent_code = agent_code[pairs.position]
     out = []
-    for net in sorted(set(ev_fmt[ev_rows])) if len(ev_rows) else []:
-        for agent in sorted(set(call_fmt[call_rows])):
-            mask = (ev_fmt[ev_rows] == net) & (call_fmt[call_rows] == agent)
+    for net in sorted(nets):
+        for agent in sorted(agents):
+            mine = (net_code == nets[net]) & (agent_code == agents[agent]) if mixed else slice(None)
             seed = int(hashlib.sha256(f"{net}|{agent}".encode()).hexdigest()[:8], 16)
+            selected = lags[mine]
             offset, low, high, peak, z, drift, note = estimate_offset(
-                lags[mask], ev_ts[ev_rows[mask]], max_lag_ns=max_lag_ns, seed=seed
+                selected, times[mine], max_lag_ns=max_lag_ns, seed=seed
             )
             out.append(
-                OffsetEstimate(net, agent, offset, low, high, int(mask.sum()), peak, z, drift, note)
+                OffsetEstimate(net, agent, offset, low, high, len(selected), peak, z, drift, note)
             )
     return out
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[Any]]:
+    """Each row's index into the column's distinct values (null included), and those values."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(array, null_encoding="encode")
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_pylist()
 
 
 def choose_offsets(estimates: Sequence[OffsetEstimate]) -> dict[str, float]:
@@ -213,8 +422,9 @@ def apply_offsets(events: pa.Table, offsets_s: dict[str, float]) -> pa.Table:
 
     Adds ``clock_offset_ns`` (what was subtracted) so original times stay recoverable.
     """
-    formats = events.column("source_format").to_pylist()
-    shift = np.array([round(offsets_s.get(f, 0.0) * NS) for f in formats], dtype=np.int64)
+    codes, formats = _codes(events.column("source_format"))
+    per_format = [round(offsets_s.get(f, 0.0) * NS) for f in formats]
+    shift = np.array(per_format, dtype=np.int64)[codes]
     out = events
     for column in ("ts", "ts_end"):
         values = out.column(column).cast(pa.int64()).to_numpy(zero_copy_only=False)
@@ -252,25 +462,84 @@ class Association:
     q_value: float | None = None
 
 
-def _covered(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Which points fall inside any [lo, hi] interval."""
-    if len(lo) == 0 or len(points) == 0:
-        return np.zeros(len(points), dtype=bool)
-    order = np.argsort(lo, kind="stable")
-    lo, hi = lo[order], hi[order]
-    running = np.maximum.accumulate(hi)
-    idx = np.searchsorted(lo, points, side="right") - 1
-    ok = idx >= 0
-    result = np.zeros(len(points), dtype=bool)
-    result[ok] = running[idx[ok]] >= points[ok]
-    return result
-
-
 def onsets(violations: pa.Table) -> pa.Table:
     """The first event of each conversation (all rows when there are no conversations)."""
     if "conversation_seq" not in violations.column_names:
         return violations
     return violations.filter(pc.equal(violations.column("conversation_seq"), 1))
+
+
+def _shifted_counts(
+    offset: np.ndarray,
+    duration: np.ndarray,
+    points: np.ndarray,
+    shifts: np.ndarray,
+    length: int,
+    before_ns: int,
+    after_ns: int,
+) -> np.ndarray:
+    """Per shift d: how many points some call window covers once the calls are moved by d.
+
+    Times are relative to the episode's span start. A call at ``offset`` (in [0, length)) moves to
+    ``(offset + d) % length`` and keeps its ``duration``; its window is [start - before, end +
+    after]. The moved calls in start order are a rotation of the calls sorted by offset (those
+    that wrap come first), so two binary searches in the offsets give how many moved calls start
+    by ``point + before``, and the point is covered when the running maximum of those calls'
+    window ends reaches it. ``CHUNK_CELLS`` bounds the (shift, call) cells evaluated at once.
+    """
+    order = np.argsort(offset, kind="stable")
+    offset, duration = offset[order], duration[order]
+    n, m = len(offset), len(points)
+    out = np.empty(len(shifts), dtype=np.int64)
+    step = max(1, CHUNK_CELLS // (n + m))
+    lane = np.arange(n, dtype=np.int64)
+    for a in range(0, len(shifts), step):
+        d = shifts[a : a + step, None]
+        cut = np.searchsorted(offset, length - d, side="left")  # calls from ``cut`` on wrap
+        rotated = (cut + lane) % n
+        start = offset[rotated] + d - np.where(rotated >= cut, length, 0)
+        reach = np.maximum.accumulate(start + duration[rotated] + after_ns, axis=1)
+        limit = points[None, :] + before_ns - d  # a call's offset must be <= limit (unwrapped)
+        unwrapped = np.minimum(np.searchsorted(offset, limit, side="right"), cut)
+        wrapped = np.maximum(np.searchsorted(offset, limit + length, side="right") - cut, 0)
+        prefix = unwrapped + wrapped
+        last = np.take_along_axis(reach, np.maximum(prefix - 1, 0), axis=1)
+        out[a : a + step] = ((prefix > 0) & (last >= points[None, :])).sum(axis=1)
+    return out
+
+
+@dataclass
+class _Episodes:
+    """Calls with a host grouped by (episode, host), groups in sorted (episode, host) order."""
+
+    rows: np.ndarray  # call rows, grouped; ascending within a group
+    bounds: np.ndarray  # group g is rows[bounds[g]:bounds[g + 1]]
+    episode: np.ndarray  # per group: rank in ``episodes``
+    host: np.ndarray  # per group: rank in ``hosts``
+    span_lo: np.ndarray
+    span_hi: np.ndarray
+    episodes: list[str]
+    hosts: list[str]
+
+
+def _episodes(calls: pa.Table, start: np.ndarray, end: np.ndarray) -> _Episodes:
+    host, hosts = _ranks(calls.column("host"), lambda h: h)
+    episode, episodes = _ranks(calls.column("episode_id"), str)
+    rows = np.flatnonzero(host >= 0)
+    key = episode[rows] * max(len(hosts), 1) + host[rows]
+    order = np.argsort(key, kind="stable")
+    rows, key = rows[order], key[order]
+    first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(rows) else rows
+    return _Episodes(
+        rows=rows,
+        bounds=np.append(first, len(rows)),
+        episode=episode[rows[first]],
+        host=host[rows[first]],
+        span_lo=np.minimum.reduceat(start[rows], first) if len(rows) else rows,
+        span_hi=np.maximum.reduceat(end[rows], first) if len(rows) else rows,
+        episodes=episodes,
+        hosts=hosts,
+    )
 
 
 def association(
@@ -285,64 +554,76 @@ def association(
     violations = onsets(violations)
     if violations.num_rows == 0 or calls.num_rows == 0:
         return []
-    v_host = np.array(violations.column("src_host").to_pylist(), dtype=object)
-    v_ts = ns_or(violations.column("ts"), 0)
-    c = {name: calls.column(name).to_pylist() for name in ("episode_id", "run_id", "tool", "host")}
     start = ns_or(calls.column("ts_start"), 0)
-    end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), start)
-    episodes: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, (ep, host) in enumerate(zip(c["episode_id"], c["host"], strict=True)):
-        if host is not None:
-            episodes[(str(ep), str(host))].append(i)
+    end = np.maximum(ns_or(calls.column("ts_end"), NS_MIN), start)
+    eps = _episodes(calls, start, end)
+    run, runs = _ranks(calls.column("run_id"), str)
+    tool, tools = _ranks(calls.column("tool"), lambda t: t or "?")
+    sizes = np.diff(eps.bounds)
+    # Every episode's calls count (under its first call's run); only episodes with onsets shift.
+    episode_run = run[eps.rows[eps.bounds[:-1]]]
+    run_calls = np.bincount(np.repeat(episode_run, sizes), minlength=len(runs))
+    tool_calls = np.bincount(tool[eps.rows], minlength=len(tools))
+    run_points = np.zeros(len(runs), dtype=np.int64)
+    tool_points = np.zeros(len(tools), dtype=np.int64)
+    zeros = np.zeros(permutations + 1, dtype=np.int64)
+    run_draws: dict[int, np.ndarray] = {}
+    tool_draws: dict[int, np.ndarray] = {}
+    v_host = _rank_in(violations.column("src_host"), eps.hosts)
+    v_ts = ns_or(violations.column("ts"), 0)
     per_episode: list[Association] = []
-    run_obs: dict[str, np.ndarray] = {}
-    tool_obs: dict[str, np.ndarray] = {}
-    run_meta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    tool_meta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for (episode, host), rows in sorted(episodes.items()):
-        idx = np.array(rows)
-        s, e = start[idx], end[idx]
-        span_lo, span_hi = int(s.min()), int(e.max())
-        length = max(span_hi - span_lo, 1)
-        in_span = (v_host == host) & (v_ts >= span_lo) & (v_ts <= span_hi)
-        points = v_ts[in_span]
+    for g, points in _points_in_spans(eps, v_host, v_ts):
+        rows = eps.rows[eps.bounds[g] : eps.bounds[g + 1]]
+        episode, host = eps.episodes[eps.episode[g]], eps.hosts[eps.host[g]]
+        span_lo = int(eps.span_lo[g])
+        length = max(int(eps.span_hi[g]) - span_lo, 1)
         seed = int(hashlib.sha256(f"{episode}|{host}".encode()).hexdigest()[:8], 16)
         shifts = np.random.default_rng(seed).integers(0, length, permutations)
-        draws = np.zeros((permutations + 1, 1), dtype=np.int64)
-        tools = np.array([c["tool"][r] or "?" for r in rows], dtype=object)
-        tool_draws = {t: np.zeros(permutations + 1, dtype=np.int64) for t in set(tools)}
-        for k in range(permutations + 1):
-            delta = 0 if k == 0 else int(shifts[k - 1])
-            s2 = span_lo + (s - span_lo + delta) % length
-            e2 = s2 + (e - s)
-            draws[k, 0] = _covered(points, s2 - before_ns, e2 + after_ns).sum()
-            for t in tool_draws:
-                m = tools == t
-                tool_draws[t][k] = _covered(points, s2[m] - before_ns, e2[m] + after_ns).sum()
-        observed, null = int(draws[0, 0]), draws[1:, 0]
-        run = str(c["run_id"][rows[0]])
-        run_obs[run] = run_obs.get(run, np.zeros(permutations + 1, dtype=np.int64)) + draws[:, 0]
-        run_meta[run][0] += len(rows)
-        run_meta[run][1] += len(points)
-        for t, values in tool_draws.items():
-            tool_obs[t] = tool_obs.get(t, np.zeros(permutations + 1, dtype=np.int64)) + values
-            tool_meta[t][0] += int((tools == t).sum())
-            tool_meta[t][1] += len(points)
-        if len(points):
-            per_episode.append(
-                _summarise("episode", episode, host, len(rows), len(points), observed, null)
-            )
+        deltas = np.concatenate(([0], shifts)).astype(np.int64)
+        offset = (start[rows] - span_lo) % length
+        duration = end[rows] - start[rows]
+        relative = points - span_lo
+        window = (length, before_ns, after_ns)
+        draws = _shifted_counts(offset, duration, relative, deltas, *window)
+        r = int(episode_run[g])
+        run_draws[r] = run_draws.get(r, zeros) + draws
+        run_points[r] += len(points)
+        episode_tools = tool[rows]
+        for t in np.unique(episode_tools).tolist():
+            m = episode_tools == t
+            more = _shifted_counts(offset[m], duration[m], relative, deltas, *window)
+            tool_draws[t] = tool_draws.get(t, zeros) + more
+            tool_points[t] += len(points)
+        per_episode.append(
+            _summarise("episode", episode, host, len(rows), len(points), int(draws[0]), draws[1:])
+        )
     _benjamini_hochberg(per_episode)
-    runs = [
-        _summarise("run", r, None, m[0], m[1], int(run_obs[r][0]), run_obs[r][1:])
-        for r, m in sorted(run_meta.items())
-    ]
-    tools_out = [
-        _summarise("tool", t, None, m[0], m[1], int(tool_obs[t][0]), tool_obs[t][1:])
-        for t, m in sorted(tool_meta.items())
-    ]
-    _benjamini_hochberg(tools_out)
-    return runs + tools_out + per_episode
+    out_runs = []
+    for r in np.flatnonzero(run_calls).tolist():
+        d = run_draws.get(r, zeros)
+        calls_, points_ = int(run_calls[r]), int(run_points[r])
+        out_runs.append(_summarise("run", runs[r], None, calls_, points_, int(d[0]), d[1:]))
+    out_tools = []
+    for t in np.flatnonzero(tool_calls).tolist():
+        d = tool_draws.get(t, zeros)
+        calls_, points_ = int(tool_calls[t]), int(tool_points[t])
+        out_tools.append(_summarise("tool", tools[t], None, calls_, points_, int(d[0]), d[1:]))
+    _benjamini_hochberg(out_tools)
+    return out_runs + out_tools + per_episode
+
+
+def _points_in_spans(
+    eps: _Episodes, v_host: np.ndarray, v_ts: np.ndarray
+) -> list[tuple[int, np.ndarray]]:
+    """(group, its host's onset times within its span, sorted) for groups with at least one."""
+    found: list[tuple[int, np.ndarray]] = []
+    for h in np.unique(v_host[v_host >= 0]):
+        times = np.sort(v_ts[v_host == h])
+        groups = np.flatnonzero(eps.host == h)
+        lo = np.searchsorted(times, eps.span_lo[groups], side="left")
+        hi = np.searchsorted(times, eps.span_hi[groups], side="right")
+        found.extend((int(g), times[a:b]) for g, a, b in zip(groups, lo, hi, strict=True) if b > a)
+    return sorted(found, key=lambda item: item[0])
 
 
 def _summarise(
@@ -401,19 +682,23 @@ class Baseline:
     ratio: float | None
 
 
-def _union_length(lo: np.ndarray, hi: np.ndarray) -> int:
-    if len(lo) == 0:
-        return 0
-    order = np.argsort(lo, kind="stable")
-    total, cur_lo, cur_hi = 0, int(lo[order[0]]), int(hi[order[0]])
-    for i in order[1:]:
-        a, b = int(lo[i]), int(hi[i])
-        if a > cur_hi:
-            total += cur_hi - cur_lo
-            cur_lo, cur_hi = a, b
-        else:
-            cur_hi = max(cur_hi, b)
-    return total + cur_hi - cur_lo
+def _merged(
+    group: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Union of closed intervals per group: (segment group, segment lo, segment hi, group length).
+
+    Rows must be sorted by (group, lo); segments come out the same way, disjoint within a group.
+    """
+    reach = pd.Series(hi).groupby(group, sort=False).cummax().to_numpy()
+    new_group = np.concatenate(([True], group[1:] != group[:-1]))
+    before = np.concatenate(([0], reach[:-1]))
+    opens = new_group | (lo > before)  # touching intervals merge
+    starts = np.flatnonzero(opens)
+    seg_hi = reach[np.append(starts[1:], len(lo)) - 1]
+    seg_group, seg_lo = group[starts], lo[starts]
+    ends = np.flatnonzero(np.append(seg_group[1:] != seg_group[:-1], True))
+    lengths = np.add.reduceat(seg_hi - seg_lo, np.append(0, ends[:-1] + 1))
+    return seg_group, seg_lo, seg_hi, lengths
 
 
 def baseline(
@@ -427,36 +712,56 @@ def baseline(
     violations = onsets(violations)
     if violations.num_rows == 0 or calls.num_rows == 0:
         return []
-    v_host = np.array(violations.column("src_host").to_pylist(), dtype=object)
-    v_ts = ns_or(violations.column("ts"), 0)
-    hosts = np.array(calls.column("host").to_pylist(), dtype=object)
-    tools = np.array([t or "?" for t in calls.column("tool").to_pylist()], dtype=object)
+    host, hosts = _ranks(calls.column("host"), lambda h: h)
+    tool, tools = _ranks(calls.column("tool"), lambda t: t or "?")
     call_start = ns_or(calls.column("ts_start"), 0)
-    end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start) + after_ns
+    end = np.maximum(ns_or(calls.column("ts_end"), NS_MIN), call_start) + after_ns
     start = call_start - before_ns
-    acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
-    for host in sorted({h for h in hosts if h is not None}):
-        m = hosts == host
-        span_lo, span_hi = int(start[m].min()), int(end[m].max())
-        points = v_ts[(v_host == host) & (v_ts >= span_lo) & (v_ts <= span_hi)]
-        span = span_hi - span_lo
-        for tool in ["(any)", *sorted(set(tools[m]))]:
-            mt = m if tool == "(any)" else m & (tools == tool)
-            busy = _union_length(start[mt], end[mt])
-            inside = int(_covered(points, start[mt], end[mt]).sum())
-            a = acc[tool]
-            a[0] += busy / NS
-            a[1] += (span - busy) / NS
-            a[2] += inside
-            a[3] += len(points) - inside
+    rows = np.flatnonzero(host >= 0)
+    if len(rows) == 0:
+        return []
+    # Interval groups: per host (in name order) "(any)" first, then each of its tools by name.
+    width = len(tools) + 1
+    if not bool(np.all(start[rows][1:] >= start[rows][:-1])):  # the pipeline's calls are sorted
+        rows = rows[np.argsort(start[rows], kind="stable")]
+    both = np.concatenate([rows, rows])
+    group = np.concatenate([host[rows] * width, host[rows] * width + 1 + tool[rows]])
+    order = np.argsort(group, kind="stable")
+    group, both = group[order], both[order]
+    firsts = _firsts(group)
+    keys = group[firsts]
+    span_lo = np.minimum.reduceat(start[both], firsts)
+    span_hi = np.maximum.reduceat(end[both], firsts)
+    seg_group, seg_lo, seg_hi, busy = _merged(group, start[both], end[both])
+    seg_bounds = np.append(_firsts(seg_group), len(seg_group))
+    v_host = _rank_in(violations.column("src_host"), hosts)
+    v_ts = ns_or(violations.column("ts"), 0)
+    acc: dict[str, list[float]] = {}
+    points, span = v_ts[:0], 0
+    for i, key in enumerate(keys.tolist()):
+        h, t = divmod(key, width)
+        if t == 0:  # a new host: its span is its "(any)" group's
+            lo, hi = int(span_lo[i]), int(span_hi[i])
+            mine = v_ts[v_host == h]
+            points, span = mine[(mine >= lo) & (mine <= hi)], hi - lo
+        inside = 0
+        if len(points):
+            a, b = seg_bounds[i], seg_bounds[i + 1]
+            at = np.searchsorted(seg_lo[a:b], points, side="right") - 1
+            inside = int(((at >= 0) & (seg_hi[a:b][np.maximum(at, 0)] >= points)).sum())
+        sums = acc.setdefault("(any)" if t == 0 else tools[t - 1], [0.0, 0.0, 0, 0])
+        sums[0] += int(busy[i]) / NS
+        sums[1] += (span - int(busy[i])) / NS
+        sums[2] += inside
+        sums[3] += len(points) - inside
     out = []
-    for tool, (busy_s, idle, vin, vout) in sorted(acc.items()):
+    for name, (busy_s, idle, vin, vout) in sorted(acc.items()):
         rin = vin / busy_s * 3600 if busy_s > 0 else None
         rout = vout / idle * 3600 if idle > 0 else None
         ratio = rin / rout if rin is not None and rout else None
         out.append(
             Baseline(
-                tool,
+                name,
                 round(busy_s, 3),
                 round(idle, 3),
                 int(vin),
@@ -467,6 +772,11 @@ def baseline(
             )
         )
     return out
+
+
+def _firsts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in a sorted array."""
+    return np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
 
 
 def _r(value: float | None) -> float | None:
