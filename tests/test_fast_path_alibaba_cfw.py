@@ -8,6 +8,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -210,3 +211,14 @@ def test_keep_policy_keeps_violations_and_the_exact_anchor_sample(tmp_path, anch
     assert kept.stats.read == full.stats.read and kept.stats.loaded == full.stats.loaded
     assert kept.stats.unkept == full.stats.loaded - kept.table.num_rows
     assert kept.rejects == full.rejects
+
+
+def test_a_spill_receives_every_row_as_it_is_read_and_memory_keeps_none(tmp_path):
+    lines = [VARIANTS[i % 5].encode() for i in range(3_000)] + [VARIANTS[12].encode()]
+    path = write(tmp_path / "cfw.json", lines)
+    spilled: list = []
+    full = load(path, fast=True)
+    out = load(path, fast=True, spill=spilled.append)
+    assert out.table.num_rows == 0 and len(spilled) >= 1
+    assert pa.concat_tables(spilled).equals(full.table)
+    assert out.stats == full.stats and out.rejects == full.rejects

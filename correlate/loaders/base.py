@@ -38,6 +38,9 @@ class LoadOptions:
     """Per-format settings from ``--option FORMAT.KEY=VALUE`` (e.g. ``aws_vpc_flow.fields``)."""
     keep: KeepPolicy | None = None
     """For network loaders: keep only violations and the anchor sample (``run``); None keeps all."""
+    spill: Callable[[pa.Table], None] | None = None
+    """For network loaders: hand rows to this as they are read instead of keeping them (``ingest``
+    writes them to disk, so memory does not grow with the file); the result's table is empty."""
 
     def option(self, format_name: str, key: str, default: str | None = None) -> str | None:
         """A per-format setting, or ``default``."""
@@ -123,7 +126,7 @@ class Batcher:
     column-wise loaders hand it their tables with ``add_table`` so rows stay in line order.
     """
 
-    def __init__(self, schema: pa.Schema, keeper: Keeper | None = None) -> None:
+    def __init__(self, schema: pa.Schema, keeper: Keeper | Spill | None = None) -> None:
         self.schema = schema
         self.keeper = keeper
         self._names = schema.names
@@ -197,7 +200,9 @@ class FileLoad:
 
     @property
     def keeper(self) -> Keeper | None:
-        return self.rows.keeper
+        """``run``'s keeper, when rows are sampled as they are read."""
+        keeper = self.rows.keeper
+        return keeper if isinstance(keeper, Keeper) else None
 
     def emit(self, row: dict[str, Any], line: int) -> None:
         """A converted row from line ``line``."""
@@ -273,8 +278,31 @@ class FileLoad:
         )
 
 
-def keeper_for(options: LoadOptions) -> Keeper | None:
-    """A keeper for a network loader when ``run`` keeps only violations and anchors."""
+class Spill:
+    """Hands every table to a writer as it comes (rows counted as kept: they are, on disk)."""
+
+    def __init__(self, write: Callable[[pa.Table], None]) -> None:
+        self.write = write
+        self.rows_in = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.rows_in += table.num_rows
+        if table.num_rows:
+            self.write(table)
+
+    def tables(self) -> list[pa.Table]:
+        return []
+
+    @property
+    def rows_kept(self) -> int:
+        return self.rows_in
+
+
+def keeper_for(options: LoadOptions) -> Keeper | Spill | None:
+    """Where a network loader's rows go: a spill (``ingest``), ``run``'s keeper, or nowhere
+    special (kept in memory)."""
+    if options.spill is not None:
+        return Spill(options.spill)
     return None if options.keep is None else Keeper(options.keep)
 
 
