@@ -42,22 +42,44 @@ observer ``suricata`` (``suricata/<host>`` when ``sensor-name`` is set), flow_ke
 ``suricata:<flow_id>``. Timestamps carry an offset (``+0000``, ``-0800``); one without is read in
 ``--tz suricata_eve=ZONE`` (default UTC) and noted. No ``--option`` keys. AWS Network Firewall
 logs (EVE wrapped in ``{"firewall_name", "event"}``) are not this format.
+
+Reading: lines are parsed column-wise by pyarrow (``read_columns``); alert, drop, flow and
+netflow events a vectorised check vouches for are normalised in columns, app-layer and other
+events are counted as skipped in columns (their names still fill flows), and every other line
+goes through the per-line reader, so rows, notes and rejects are those it gives (property test).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from ..keep import line_hashes
 from ..schema import NETWORK_EVENTS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import first_line, json_line_records
+from .base import FileLoad, LoadOptions, LoadResult
+from .blocks import json_pieces, line_runs, line_spans
+from .columnar import (
+    BAD,
+    NULL_INT,
+    NULL_TEXT,
+    blank,
+    constant,
+    ip_or_bad,
+    mapped,
+    table_of,
+    text,
+)
+from .records import first_line, json_line_record
 
 name = "suricata_eve"
 kind = "network"
@@ -97,6 +119,7 @@ EVENT_TYPES = frozenset(
     }
 )
 ENRICHING = frozenset({"dns", "tls", "http", "http2", "quic"})
+TRAFFIC = ("alert", "drop", "flow", "netflow")
 ALERT_ACTIONS = {"allowed": "alerted", "blocked": "denied"}
 
 
@@ -121,47 +144,96 @@ def sniff(head: bytes, filename: str) -> float:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read EVE lines into ``network_events`` rows, naming flows from their dns/tls/http events."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="events")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
-    domains: dict[str, str] = {}
-    for line, record, raw in json_line_records(source, stats, sink):
-        stats.read += 1
+    load = FileLoad(source, options, name, kind, NETWORK_EVENTS, unit="events")
+    reader = Reader(load)
+    read_columns(load, reader.columns)
+    return reader.result()
+
+
+class Reader:
+    """One file's read: the per-line reader, the column-wise check, and the flows' names."""
+
+    def __init__(self, load: FileLoad) -> None:
+        self.load = load
+        self.domains = FirstByLine()
+        self.columns = Columns(
+            schema=SCHEMA,
+            check=self._check,
+            normalise=_normalise,
+            per_line=self.line,
+        )
+
+    def line(self, line: int, raw: bytes, load: FileLoad) -> None:
+        """One line through the per-line reader."""
+        found = json_line_record(line, raw, load)
+        if found is not None:
+            self.record(line, found[0], found[1], load)
+
+    def record(self, line: int, record: dict[str, Any], raw: str, load: FileLoad) -> None:
+        """One parsed event: a row, a name for its flow, or a reject or skip with the reason."""
         event_type = record.get("event_type")
         if fields.is_blank(event_type):
-            sink.reject(line, "no event_type", raw)
-            continue
+            load.reject(line, "no event_type", raw)
+            return
         if not isinstance(event_type, str):
-            sink.reject(line, f"event_type is not text: {event_type!r}", raw)
-            continue
+            load.reject(line, f"event_type is not text: {event_type!r}", raw)
+            return
         flow_key = _flow_key(record.get("flow_id"))
         domain = _app_layer_domain(record)
         if event_type in ENRICHING:
             if flow_key and domain:
-                domains.setdefault(flow_key, domain)
-            stats.skipped[f"{event_type} event used for enrichment"] += 1
-            continue
-        if event_type not in ("alert", "drop", "flow", "netflow"):
-            stats.skipped[f"{event_type} event (not traffic)"] += 1
-            continue
+                self.domains.offer(flow_key, line, domain)
+            load.skip(f"{event_type} event used for enrichment")
+            return
+        if event_type not in TRAFFIC:
+            load.skip(f"{event_type} event (not traffic)")
+            return
         try:
-            row = _convert(event_type, record, options)
+            row = _convert(event_type, record, load.options)
         except fields.RowError as exc:
-            sink.reject(line, f"{event_type}: {exc}", raw)
-            continue
+            load.reject(line, f"{event_type}: {exc}", raw)
+            return
         row["flow_key"] = flow_key
         row["dst_domain"] = domain
         if flow_key and domain:
-            domains.setdefault(flow_key, domain)
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    table = _fill_domains(batch.table(), domains)
-    return LoadResult(kind=kind, table=table, stats=stats, rejects=sink.rejects)
+            self.domains.offer(flow_key, line, domain)
+        load.emit(row, line)
+
+    def result(self) -> LoadResult:
+        """The load's result, rows without a name given the first one their flow's events named."""
+        result = self.load.result()
+        result.table, _ = self.domains.fill(result.table)
+        return result
+
+    def _check(self, table: pa.Table, ok: np.ndarray, lines: np.ndarray) -> Checked:
+        """Clear ``ok`` for events the per-line reader must read; the verdicts, the skip reasons,
+        and the names of flows (offered in line order)."""
+        col = _columns(table)
+        event_type = col["event_type"]
+        kinds = _kinds(event_type, ok)
+        traffic = kinds.traffic
+        good = np.ones(table.num_rows, dtype=bool)
+        _addresses(col, good)
+        for key in ("src_port", "dest_port"):
+            good &= in_range(col[key], 0, 65535)
+        _span_times(col, kinds, good)
+        good &= iso_ns(col["timestamp"]).valid | ~(kinds.alert | kinds.drop)
+        for key in _FLOW_COUNTERS:
+            good &= in_range(col[f"flow.{key}"], 0) | ~(kinds.flow | kinds.alert | kinds.drop)
+        for key in ("bytes", "pkts"):
+            good &= in_range(col[f"netflow.{key}"], 0) | ~kinds.netflow
+        said = pc.or_(pc.is_valid(col["alert.action"]), pc.is_valid(col["alert.signature_id"]))
+        good &= _np(said) | ~kinds.alert  # an empty alert object is rejected (ambiguous: per line)
+        _orientation(col, good, kinds.alert | kinds.drop)
+        ok &= good | ~traffic
+        skip = mapped(event_type, _skip_reason)
+        ok &= traffic | _np(pc.is_valid(skip))  # no type: the per-line reader rejects
+        offered = ok & (traffic | kinds.enriching)
+        self.domains.offer_many(_flow_keys(col["flow_id"]), lines, _domains(col), offered)
+        return _verdicts(col, kinds), skip
+
+
+# --- the per-line converter ----------------------------------------------------------------------
 
 
 def _address(value: Any, label: str) -> str:
@@ -174,7 +246,7 @@ def _address(value: Any, label: str) -> str:
 def _flow_key(flow_id: Any) -> str | None:
     if isinstance(flow_id, bool) or flow_id is None:
         return None
-    if isinstance(flow_id, int) or (isinstance(flow_id, str) and flow_id.strip().isdigit()):
+    if isinstance(flow_id, int) or (isinstance(flow_id, str) and flow_id.strip().isdecimal()):
         return f"suricata:{int(flow_id)}"
     return None
 
@@ -322,26 +394,612 @@ def _convert(event_type: str, record: dict[str, Any], options: LoadOptions) -> d
         "rule": rule,
         "signature": signature,
         "category": category,
-        "app": None if app in (None, "failed", "unknown") else app.lower(),
+        "app": _app(app),
         "bytes_out": bytes_out,
         "bytes_in": bytes_in,
         "packets_out": packets_out,
         "packets_in": packets_in,
-        "observer": f"suricata/{sensor}" if sensor else "suricata",
+        "observer": _observer(sensor),
         "host_hint": fields.text(record.get("in_iface")),
         "ts_note": "; ".join(notes) or None,
     }
 
 
-def _fill_domains(table: pa.Table, domains: dict[str, str]) -> pa.Table:
-    """Give rows without a domain the name another event of the same flow carried."""
-    if not domains or table.num_rows == 0:
-        return table
-    keys = table.column("flow_key").to_pylist()
-    values = table.column("dst_domain").to_pylist()
-    filled = [
-        v if v is not None or k is None else domains.get(k)
-        for v, k in zip(values, keys, strict=True)
+def _app(app: str | None) -> str | None:
+    return None if app in (None, "failed", "unknown") else app.lower()
+
+
+def _observer(sensor: str | None) -> str:
+    return f"suricata/{sensor}" if sensor else "suricata"
+
+
+# --- the column-wise path ------------------------------------------------------------------------
+
+TEXT = pa.string()
+INT = pa.int64()
+_FLOW_COUNTERS = ("bytes_toserver", "bytes_toclient", "pkts_toserver", "pkts_toclient")
+_NAMED = pa.struct([("rrname", TEXT)])
+
+
+def _struct(*children: tuple[str, pa.DataType]) -> pa.DataType:
+    return pa.struct(list(children))
+
+
+_FLOW = (
+    *(("start", TEXT), ("end", TEXT), ("action", TEXT), ("src_ip", TEXT), ("dest_ip", TEXT)),
+    *((key, INT) for key in _FLOW_COUNTERS),
+)
+_FIELDS = [
+    ("event_type", TEXT),
+    ("flow_id", INT),
+    ("timestamp", TEXT),
+    ("src_ip", TEXT),
+    ("src_port", INT),
+    ("dest_ip", TEXT),
+    ("dest_port", INT),
+    ("direction", TEXT),
+    ("flow", _struct(*_FLOW)),
+    ("netflow", _struct(("start", TEXT), ("end", TEXT), ("bytes", INT), ("pkts", INT))),
+    ("verdict", _struct(("action", TEXT))),
+    ("tls", _struct(("sni", TEXT))),
+    ("quic", _struct(("sni", TEXT))),
+    ("http", _struct(("hostname", TEXT))),
+    (
+        "dns",
+        _struct(("rrname", TEXT), ("queries", pa.list_(_NAMED)), ("answers", pa.list_(_NAMED))),
+    ),
+]
+SCHEMA = pa.schema(
+    [
+        *_FIELDS,
+        (
+            "alert",
+            _struct(
+                ("action", TEXT), ("signature_id", INT), ("signature", TEXT), ("category", TEXT)
+            ),
+        ),
+        ("drop", _struct(("reason", TEXT))),
+        *((key, TEXT) for key in ("proto", "app_proto", "host", "in_iface")),
     ]
-    index = table.schema.get_field_index("dst_domain")
-    return table.set_column(index, "dst_domain", pa.array(filled, pa.string()))
+)
+"""Every field the per-line reader reads. EVE writes numbers as JSON numbers (ports, counters,
+``flow_id``, ``signature_id``) and the rest as strings; a line that does otherwise makes pyarrow
+refuse its piece, which is then read line by line. Other fields are not parsed."""
+
+
+@dataclass(frozen=True)
+class _Kinds:
+    """Which rows are which event types (numpy masks)."""
+
+    alert: np.ndarray
+    drop: np.ndarray
+    flow: np.ndarray
+    netflow: np.ndarray
+    enriching: np.ndarray
+
+    @property
+    def traffic(self) -> np.ndarray:
+        return self.alert | self.drop | self.flow | self.netflow
+
+
+def _kind(value: str | None) -> Any:
+    if fields.is_blank(value):
+        return BAD
+    assert value is not None
+    if value in TRAFFIC:
+        return value
+    return "enriching" if value in ENRICHING else "other"
+
+
+def _skip_reason(value: str | None) -> str | None:
+    if fields.is_blank(value) or value in TRAFFIC:
+        return None
+    if value in ENRICHING:
+        return f"{value} event used for enrichment"
+    return f"{value} event (not traffic)"
+
+
+def _kinds(event_type: pa.Array, ok: np.ndarray) -> _Kinds:
+    """The rows' event types; a blank type clears ``ok`` (the per-line reader rejects it)."""
+    kinds = mapped(event_type, _kind, ok)
+    masks = {k: _np(pc.equal(kinds, k)) for k in (*TRAFFIC, "enriching")}
+    return _Kinds(**masks)
+
+
+def _columns(table: pa.Table) -> dict[str, pa.Array]:
+    """Every leaf column of ``table``, nested ones as ``parent.child``."""
+    out: dict[str, pa.Array] = {}
+    for field in table.schema:
+        column = table.column(field.name).combine_chunks()
+        out[field.name] = column
+        if pa.types.is_struct(field.type):
+            for child in field.type:
+                out[f"{field.name}.{child.name}"] = pc.struct_field(column, child.name)
+    return out
+
+
+def _addresses(col: dict[str, pa.Array], good: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """Canonical source and destination; ``good`` cleared where either is missing or bad."""
+    src = addresses(col["src_ip"], good)
+    dst = addresses(col["dest_ip"], good)
+    good &= _np(pc.and_(pc.is_valid(src), pc.is_valid(dst)))
+    return src, dst
+
+
+def _span_times(
+    col: dict[str, pa.Array], kinds: _Kinds, good: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A flow or netflow event's start and end (ns) and where it has an end; ``good`` cleared
+    for those whose start is missing or not a plain zoned ISO time (a note, or a reject), and
+    whose end is such or before the start (a note)."""
+    start = np.zeros(len(good), dtype=np.int64)
+    end = np.zeros(len(good), dtype=np.int64)
+    has_end = np.zeros(len(good), dtype=bool)
+    for kind, rows in (("flow", kinds.flow), ("netflow", kinds.netflow)):
+        if not rows.any():
+            continue
+        began = iso_ns(col[f"{kind}.start"])
+        ended = iso_ns(col[f"{kind}.end"])
+        no_end = _np(blank(col[f"{kind}.end"]))
+        fine = began.valid & (no_end | (ended.valid & (ended.ns >= began.ns)))
+        good &= fine | ~rows
+        start = np.where(rows, began.ns, start)
+        end = np.where(rows, ended.ns, end)
+        has_end |= rows & ~no_end
+    return start, end, has_end
+
+
+def _orientation(
+    col: dict[str, pa.Array], good: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """Where the flow's addresses are both given (not blank), and them in canonical form (null
+    when not addresses); ``good`` cleared for ``rows`` where both are given and one is bad."""
+    src_ok = np.ones(len(good), dtype=bool)
+    dst_ok = np.ones(len(good), dtype=bool)
+    flow_src = addresses(col["flow.src_ip"], src_ok)
+    flow_dst = addresses(col["flow.dest_ip"], dst_ok)
+    # blank gives None, a bad address BAD: either way the value was not blank when not None
+    given = (_np(pc.is_valid(flow_src)) | ~src_ok) & (_np(pc.is_valid(flow_dst)) | ~dst_ok)
+    good &= ~(rows & given & ~(src_ok & dst_ok))
+    return given, flow_src, flow_dst
+
+
+def _verdicts(col: dict[str, pa.Array], kinds: _Kinds) -> pa.Array:
+    """The normalised action of traffic rows (null for the others)."""
+    alert_raw = text(col["alert.action"])
+    verdict_drop = _np(_is_drop(col["verdict.action"]))
+    alert = mapped(alert_raw, lambda v: ALERT_ACTIONS.get((v or "").lower(), "unknown"), fill=True)
+    flow_drop = _np(_is_drop(col["flow.action"]))
+    out = np.full(len(verdict_drop), None, dtype=object)
+    out[kinds.alert] = np.asarray(alert.to_numpy(zero_copy_only=False), dtype=object)[kinds.alert]
+    out[kinds.alert & verdict_drop] = "denied"
+    out[kinds.drop] = "denied"
+    out[kinds.flow] = "allowed"
+    out[kinds.flow & flow_drop] = "denied"
+    out[kinds.netflow] = "allowed"
+    return pa.array(out, TEXT)
+
+
+def _is_drop(values: pa.Array) -> pa.Array:
+    return mapped(values, lambda v: (fields.text(v) or "").lower() == "drop", type=pa.bool_())
+
+
+def _flow_keys(flow_id: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise("suricata:", pc.cast(flow_id, TEXT), "")
+
+
+def _domains(col: dict[str, pa.Array]) -> pa.Array:
+    """``_app_layer_domain`` of each row."""
+    found = [
+        mapped(col[key], _domain) for key in ("tls.sni", "quic.sni", "http.hostname", "dns.rrname")
+    ]
+    found += [
+        first_of_lists(col[f"dns.{key}"], "rrname", _domain) for key in ("queries", "answers")
+    ]
+    return pc.coalesce(*found)
+
+
+def _normalise(table: pa.Table, lines: np.ndarray, source: Source) -> pa.Table:
+    """Checked traffic rows as ``network_events`` rows (``_convert``'s values)."""
+    n = table.num_rows
+    col = _columns(table)
+    kinds = _kinds(col["event_type"], np.ones(n, dtype=bool))
+    good = np.ones(n, dtype=bool)
+    src, dst = _addresses(col, good)
+    sport, dport = col["src_port"], col["dest_port"]
+    start, end, has_end = _span_times(col, kinds, good)
+    event_ts = iso_ns(col["timestamp"])
+    spans = kinds.flow | kinds.netflow
+    ts = np.where(spans, start, event_ts.ns)
+    # the initiator as the source: by the flow's addresses when both are given, else direction
+    pointed = kinds.alert | kinds.drop
+    given, flow_src, flow_dst = _orientation(col, good, pointed)
+    matches = _np(pc.fill_null(pc.and_(pc.equal(flow_src, dst), pc.equal(flow_dst, src)), False))
+    to_client = _np(pc.fill_null(pc.equal(col["direction"], "to_client"), False))
+    swap = pa.array(pointed & np.where(given, matches, to_client))
+    # verdicts
+    alert_raw = text(col["alert.action"])
+    verdict_drop = _np(_is_drop(col["verdict.action"]))
+    dropped_alert = mapped(
+        alert_raw,
+        lambda v: v if (v or "").lower() == "blocked" else f"{v or 'no action'} (verdict drop)",
+        fill=True,
+    )
+    drop_raw = mapped(
+        col["drop.reason"],
+        lambda v: f"drop ({r})" if (r := fields.text(v)) else "drop",
+        fill=True,
+    )
+    flow_raw = text(col["flow.action"])
+    raw = _pick(
+        n,
+        (kinds.alert & verdict_drop, dropped_alert),
+        (kinds.alert, alert_raw),
+        (kinds.drop, drop_raw),
+        (kinds.flow, flow_raw),
+    )
+    flow_counts = kinds.flow | pointed
+    counters = {
+        k: pc.if_else(pa.array(flow_counts), col[f"flow.{k}"], NULL_INT) for k in _FLOW_COUNTERS
+    }
+    net = pa.array(kinds.netflow)
+    values: dict[str, Any] = {
+        "ts": pa.array(ts, INT),
+        "ts_end": pa.array(end, INT, mask=~(spans & has_end)),
+        "src_ip": pc.if_else(swap, dst, src),
+        "src_port": pc.if_else(swap, dport, sport),
+        "dst_ip": pc.if_else(swap, src, dst),
+        "dst_port": pc.if_else(swap, sport, dport),
+        "protocol": mapped(col["proto"], fields.protocol),
+        "direction": constant("unknown", n),
+        "action": _verdicts(col, kinds),
+        "action_raw": raw,
+        "rule": _only(pointed, text(pc.cast(col["alert.signature_id"], TEXT))),
+        "signature": _only(pointed, text(col["alert.signature"])),
+        "category": _only(pointed, text(col["alert.category"])),
+        "dst_domain": _domains(col),
+        "app": mapped(col["app_proto"], lambda v: _app(fields.text(v))),
+        "bytes_out": pc.if_else(net, col["netflow.bytes"], counters["bytes_toserver"]),
+        "bytes_in": counters["bytes_toclient"],
+        "packets_out": pc.if_else(net, col["netflow.pkts"], counters["pkts_toserver"]),
+        "packets_in": counters["pkts_toclient"],
+        "observer": mapped(col["host"], lambda v: _observer(fields.text(v)), fill=True),
+        "host_hint": text(col["in_iface"]),
+        "flow_key": _flow_keys(col["flow_id"]),
+        "source_format": constant(name, n),
+        "source_path": constant(source.display, n),
+        "source_line": pa.array(lines, INT),
+    }
+    return table_of(values, n)
+
+
+def _only(rows: np.ndarray, values: pa.Array) -> pa.Array:
+    return pc.if_else(pa.array(rows), values, NULL_TEXT)
+
+
+def _pick(n: int, *choices: tuple[np.ndarray, pa.Array]) -> pa.Array:
+    """Per row, the value of the first choice whose mask is set (null when none is)."""
+    out = pa.nulls(n, TEXT)
+    for rows, values in reversed(choices):
+        out = pc.if_else(pa.array(rows), values, out)
+    return out
+
+
+def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean column as a numpy mask (null is False)."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+# --- generic column-wise helpers (candidates for columnar.py) -------------------------------------
+
+
+Checked = tuple[pa.Array, "pa.Array | None"]
+"""What a ``Columns.check`` returns: the rows' normalised verdicts, and a reason per row to
+count it as skipped (null: not skipped), or None when no row is skipped."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """``columnar.JsonLines`` with one schema and two more things: ``check`` is given the rows'
+    line numbers (for state kept across lines in line order, such as the name a flow's first
+    event gives), and it may count rows as skipped column-wise (events the per-line reader skips
+    by their type). Runs are parsed once: for EVE-like records the fields that decide a row are
+    nearly all it reads, and a second parse of the kept rows cost more than it saved."""
+
+    schema: pa.Schema
+    check: Callable[[pa.Table, np.ndarray, np.ndarray], Checked]
+    """``(table, ok, lines)``: clears ``ok`` for rows the per-line reader must read; returns
+    the verdicts and the skip reasons (rows ``ok`` with a reason are counted as skipped)."""
+    normalise: Callable[[pa.Table, np.ndarray, Source], pa.Table]
+    """Checked, kept rows (the same columns) to rows of the loader's table, given their lines."""
+    per_line: Callable[[int, bytes, FileLoad], None]
+    output: pa.Schema = NETWORK_EVENTS
+
+
+def read_columns(load: FileLoad, spec: Columns, *, fast: bool = True) -> None:
+    """Every line of ``load.source`` into ``load``, column-wise where ``fast`` (as
+    ``columnar.read_json_lines``)."""
+    for first, blob, count in line_runs(load.source, b"{", b"}"):
+        if count == 0 or not fast:
+            for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
+                spec.per_line(first + offset, raw.rstrip(b"\r"), load)
+            continue
+        for at, piece, _, table in json_pieces(blob, first, count, spec.schema):
+            if table is None:
+                for offset, raw in enumerate(piece.split(b"\n")):
+                    spec.per_line(at + offset, raw.rstrip(b"\r"), load)
+            else:
+                _checked(table, at, piece, load, spec)
+
+
+def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Columns) -> None:
+    """A parsed run: skipped rows counted, loaded rows counted and the kept ones normalised,
+    the rest line by line, merged in line order (``columnar._checked`` plus skips)."""
+    n = table.num_rows
+    lines = np.arange(first, first + n, dtype=np.int64)
+    ok = np.ones(n, dtype=bool)
+    starts, ends = line_spans(blob)
+    ok &= ~_deep(blob, starts, ends)
+    verdict, reasons = spec.check(table, ok, lines)
+    skipped = ok & _np(pc.is_valid(reasons)) if reasons is not None else np.zeros(n, dtype=bool)
+    loads = ok & ~skipped
+    keep = loads.copy()
+    keeper, policy = load.keeper, load.options.keep
+    if keeper is not None and policy is not None:
+        violation = _np(pc.is_in(verdict, value_set=pa.array(list(policy.actions))))
+        sampled = line_hashes(load.source.display, lines) <= keeper.bound(load.name)
+        keep &= violation | sampled
+    kept = np.flatnonzero(keep)
+    full: pa.Table | None = None
+    if len(kept):
+        rows = table if len(kept) == n else table.take(pa.array(kept))
+        full = spec.normalise(rows, lines[kept], load.source)
+    bad = np.flatnonzero(~ok)
+    first_good = int(np.argmax(loads)) if loads.any() else n
+    side = load.apart()
+
+    def per_line(indices: np.ndarray) -> None:
+        for i in indices.tolist():
+            spec.per_line(first + i, blob[starts[i] : ends[i]].rstrip(b"\r"), side)
+
+    # refused rows before the first loaded one first: the early stop sees them in line order
+    per_line(bad[bad < first_good])
+    if reasons is not None and skipped.any():
+        counts = pc.value_counts(reasons.filter(pa.array(skipped)))
+        for reason, count in zip(
+            counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+        ):
+            load.skip(reason, count)
+    loaded = int(loads.sum())
+    load.count_loaded(loaded)
+    per_line(bad[bad >= first_good])
+    parts = [t for t in (full, side.rows.table()) if t is not None and t.num_rows]
+    if not parts:
+        load.keep_rows(spec.output.empty_table(), unkept=loaded)
+        return
+    merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        merged = merged.sort_by([("source_line", "ascending")])
+    load.keep_rows(merged, unkept=loaded - (0 if full is None else full.num_rows))
+
+
+DEEP = 256
+"""A line with this many ``{`` and ``[`` may nest deeper than Python's ``json`` reads (it stops
+at the recursion limit, about 1,000 levels less the caller's stack; pyarrow does not): it is
+read line by line, where the per-line reader decides."""
+
+
+def _deep(blob: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which lines of a run hold at least ``DEEP`` opening brackets."""
+    view = np.frombuffer(blob, dtype=np.uint8)
+    opens = np.flatnonzero((view == 0x7B) | (view == 0x5B))
+    if len(opens) < DEEP:
+        return np.zeros(len(starts), dtype=bool)
+    counts = np.searchsorted(opens, ends) - np.searchsorted(opens, starts)
+    return counts >= DEEP
+
+
+_IPV4 = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
+"""A dotted quad already in canonical form (no leading zeros): ``fields.ip`` gives it back."""
+
+
+def addresses(values: pa.Array, good: np.ndarray | None = None) -> pa.Array:
+    """``fields.ip`` of each value (blank: null); ``good`` cleared where it refuses one.
+
+    Canonical dotted quads are taken as they are; only other spellings (IPv6, spaces, leading
+    zeros, garbage) are converted one distinct value at a time."""
+    plain = pc.fill_null(pc.match_substring_regex(values, _IPV4), False)
+    if pc.all(plain).as_py() is not False:
+        return values
+    rest = mapped(pc.if_else(plain, NULL_TEXT, values), ip_or_bad, good)
+    return pc.if_else(plain, values, rest)
+
+
+@dataclass(frozen=True)
+class Times:
+    """Times read column-wise: ns since the epoch, and where they were read."""
+
+    ns: np.ndarray
+    valid: np.ndarray
+
+
+_ISO_SHAPE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$"
+_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def iso_ns(values: pa.Array, good: np.ndarray | None = None) -> Times:
+    """``timeparse.parse_iso`` of each value, where it is plain: ``YYYY-MM-DDTHH:MM:SS``, an
+    optional fraction of 1-9 digits, and ``Z`` or a numeric offset (``+0800``, ``+08:00``),
+    valid, years 1678-2261. Anything else (naive, other spellings, blank) is not read: the
+    per-line reader decides, and ``good`` (when given) is cleared there."""
+    n = len(values)
+    shaped = _np(pc.match_substring_regex(values, _ISO_SHAPE))
+    if not shaped.any():
+        if good is not None:
+            good &= shaped
+        return Times(np.zeros(n, dtype=np.int64), shaped)
+    wide = pa.types.is_large_string(values.type)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if wide else np.int32)
+    offsets = offsets[values.offset : values.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)
+    # rows not shaped read the first shaped value's bytes instead (their results are dropped)
+    anchor = int(offsets[:-1][shaped][0])
+    begin = np.where(shaped, offsets[:-1], anchor)
+    stop = np.where(shaped, offsets[1:], anchor + 20)
+
+    def digits(at: np.ndarray, count: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int64)
+        for k in range(count):
+            out = out * 10 + (data[at + k].astype(np.int64) - 48)
+        return out
+
+    year, month, day = digits(begin, 4), digits(begin + 5, 2), digits(begin + 8, 2)
+    hour, minute, second = digits(begin + 11, 2), digits(begin + 14, 2), digits(begin + 17, 2)
+    zulu = data[stop - 1] == ord("Z")
+    colon = ~zulu & (data[stop - 3] == ord(":"))
+    zone_len = np.where(zulu, 1, np.where(colon, 6, 5))
+    sign_at = stop - zone_len
+    sign = np.where(data[sign_at] == ord("-"), -1, 1)
+    off_hour = np.where(zulu, 0, digits(np.where(zulu, begin, sign_at) + 1, 2))
+    off_minute = np.where(zulu, 0, digits(stop - 2, 2))
+    # the fraction: between the seconds' dot and the zone, 0-9 digits, right-padded to ns
+    fraction_len = np.maximum(sign_at - (begin + 20), 0)
+    fraction = np.zeros(n, dtype=np.int64)
+    for k in range(9):
+        here = k < fraction_len
+        digit = data[np.where(here, begin + 20 + k, begin)].astype(np.int64) - 48
+        fraction = fraction * 10 + np.where(here, digit, 0)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    safe_month = np.where(month_ok, month, 1)
+    month_days = _DAYS_IN_MONTH[safe_month] + ((safe_month == 2) & leap)
+    valid = (
+        shaped
+        & (year >= 1678)
+        & (year <= 2261)
+        & month_ok
+        & (day >= 1)
+        & (day <= month_days)
+        & (hour <= 23)
+        & (minute <= 59)
+        & (second <= 59)
+        & (off_hour <= 23)
+        & (off_minute <= 59)
+    )
+    # days since 1970-01-01 (proleptic Gregorian)
+    y = year - 1
+    days = (
+        y * 365
+        + y // 4
+        - y // 100
+        + y // 400
+        + _DAYS_BEFORE_MONTH[safe_month]
+        + ((safe_month > 2) & leap)
+        + day
+        - 1
+        - 719_162
+    )
+    seconds = days * 86_400 + hour * 3_600 + minute * 60 + second
+    seconds -= sign * (off_hour * 3_600 + off_minute * 60)
+    ns = np.where(valid, seconds * 1_000_000_000 + fraction, 0)
+    if good is not None:
+        good &= valid
+    return Times(ns, valid)
+
+
+def in_range(values: pa.Array, low: int, high: int | None = None) -> np.ndarray:
+    """Null, or an integer from ``low`` to ``high`` (what ``fields.integer`` accepts as is)."""
+    fine = pc.greater_equal(values, low)
+    if high is not None:
+        fine = pc.and_(fine, pc.less_equal(values, high))
+    return _np(pc.or_kleene(pc.is_null(values), fine))
+
+
+def first_of_lists(lists: pa.Array, child: str, convert: Callable[[Any], Any]) -> pa.Array:
+    """Per row, the first non-null ``convert(item[child])`` of a list of objects (null if none)."""
+    n = len(lists)
+    flat = pc.list_flatten(lists)
+    if len(flat) == 0:
+        return pa.nulls(n, TEXT)
+    parents = np.asarray(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False))
+    found = mapped(pc.struct_field(flat, child), convert)
+    where = np.flatnonzero(_np(pc.is_valid(found)))
+    rows, first = np.unique(parents[where], return_index=True)
+    out = np.full(n, None, dtype=object)
+    out[rows] = np.asarray(found.take(pa.array(where[first])).to_pylist(), dtype=object)
+    return pa.array(out, TEXT)
+
+
+class FirstByLine:
+    """Per key, the value offered by the earliest line: what a per-line reader keeps with
+    ``setdefault`` in line order, whatever order the lines are offered in. Offers are kept in
+    columns and reduced to one per key now and then (memory grows with the keys)."""
+
+    COMPACT_ROWS = 1 << 20
+
+    def __init__(self) -> None:
+        self._parts: list[pa.Table] = []
+        self._pending = 0
+        self._one: list[tuple[str, int, str]] = []
+
+    def offer(self, key: str, line: int, value: str) -> None:
+        self._one.append((key, line, value))
+        if len(self._one) >= 4096:
+            self._add(self._table_of_ones())
+
+    def offer_many(
+        self, keys: pa.Array, lines: np.ndarray, values: pa.Array, rows: np.ndarray
+    ) -> None:
+        """Rows ``rows`` (a mask) of a run; those with a key and a value."""
+        rows = rows & _np(pc.and_(pc.is_valid(keys), pc.is_valid(values)))
+        if rows.any():
+            where = pa.array(np.flatnonzero(rows))
+            columns = [keys.take(where), pa.array(lines[rows], INT), values.take(where)]
+            self._add(_first_per_key(pa.table(columns, names=["key", "line", "value"])))
+
+    def _table_of_ones(self) -> pa.Table:
+        keys, lines, values = zip(*self._one, strict=True) if self._one else ((), (), ())
+        self._one = []
+        columns = [pa.array(keys, TEXT), pa.array(lines, INT), pa.array(values, TEXT)]
+        return pa.table(columns, names=["key", "line", "value"])
+
+    def _add(self, table: pa.Table) -> None:
+        self._parts.append(table)
+        self._pending += table.num_rows
+        if self._pending >= self.COMPACT_ROWS:
+            self._compact()
+
+    def _compact(self) -> pa.Table:
+        if self._one:
+            self._parts.append(self._table_of_ones())
+        if not self._parts:
+            return pa.table([pa.array([], t) for t in (TEXT, INT, TEXT)], ["key", "line", "value"])
+        whole = pa.concat_tables(self._parts).combine_chunks()
+        whole = _first_per_key(whole.sort_by([("line", "ascending")]))
+        self._parts, self._pending = [whole], 0
+        return whole
+
+    def fill(
+        self, table: pa.Table, key: str = "flow_key", column: str = "dst_domain"
+    ) -> tuple[pa.Table, int]:
+        """``table`` with null ``column`` values filled by their ``key``'s value; how many."""
+        found = self._compact()
+        if not found.num_rows or not table.num_rows:
+            return table, 0
+        current = table.column(column).combine_chunks()
+        where = pc.index_in(table.column(key).combine_chunks(), value_set=found.column("key"))
+        taken = pc.take(found.column("value"), where)
+        filled = int(_np(pc.and_(pc.is_null(current), pc.is_valid(taken))).sum())
+        if not filled:
+            return table, 0
+        index = table.schema.get_field_index(column)
+        return table.set_column(index, column, pc.coalesce(current, taken)), filled
+
+
+def _first_per_key(table: pa.Table) -> pa.Table:
+    """The first row of each key (rows in line order)."""
+    encoded = pc.dictionary_encode(table.column("key").combine_chunks())
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
+    _, first = np.unique(codes, return_index=True)
+    return table if len(first) == table.num_rows else table.take(pa.array(np.sort(first)))
