@@ -36,8 +36,14 @@ Verdict: Zeek only watches; it blocks nothing, so every connection's action is `
 firewall that drops or resets what it blocks, wrong on an open network (dead hosts and scans
 look the same), hence not the default.
 
-The TSV/JSON record reader here is shared by the ``zeek_dns``, ``zeek_ssl`` and ``zeek_http``
-enrichment loaders.
+Reading: header lines, ``#close``, blank lines and any odd line go through the per-line reader
+(``ZeekReader.line``, the reference); runs of data lines are read column-wise: TSV with
+``pyarrow.csv`` (the block's separator, ``#unset_field`` as null, ``#empty_field`` as empty, only
+the columns read), JSON lines with ``pyarrow.json`` (an explicit schema of the fields read).
+Vectorised checks vouch for each row (plain decimal seconds, addresses per distinct value, ports,
+counters, T/F); a row they cannot vouch for (a reject, a note, an escape, an ISO time) is read by
+the per-line reader, so rows, notes, rejects and stats are the same either way. The reader here
+is shared by the ``zeek_dns``, ``zeek_ssl`` and ``zeek_http`` enrichment loaders.
 """
 
 from __future__ import annotations
@@ -45,18 +51,37 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pv
+
 from ..errors import OptionError
+from ..keep import line_hashes
 from ..schema import ENRICHMENT, NETWORK_EVENTS
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_time
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import first_line, json_line_records
+from .base import FileLoad, LoadOptions, LoadResult
+from .blocks import json_pieces, line_runs, line_spans, valid_utf8
+from .columnar import (
+    BAD,
+    IPV4,
+    NULL_TEXT,
+    blank,
+    constant,
+    ip_or_bad,
+    mapped,
+    plain_int,
+    table_of,
+)
+from .records import first_line, json_line_record
 
 name = "zeek_conn"
 kind = "network"
@@ -77,8 +102,6 @@ _CONN_KEYS = frozenset(
 _ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
 _CONTAINER_PREFIXES = ("set[", "vector[", "table[")
 _HEADER = "Zeek header line"
-
-ZeekRecord = tuple[int, dict[str, Any], str]
 
 
 # --- the shared Zeek reader ---------------------------------------------------------------------
@@ -155,29 +178,6 @@ def sniff_head(head: bytes) -> ZeekHead | None:
     return None
 
 
-def zeek_records(
-    source: Source, stats: LoadStats, sink: RejectSink, expected_path: str
-) -> Iterator[ZeekRecord]:
-    """Records of a Zeek TSV or JSON log as dicts keyed by field name, with exact line numbers.
-
-    TSV values are text (``\\xHH`` undone), None when unset, ``""`` for an empty field, and lists
-    for set/vector/table columns. Header lines, blank lines and records of another ``#path`` are
-    counted here (read and skipped); the caller counts each record it is given as read.
-    """
-    head = first_line(source.head(4096))
-    if head.startswith(b"#"):
-        yield from _tsv_records(source, stats, sink, expected_path)
-        return
-    for line, record, raw in json_line_records(source, stats, sink):
-        record = _flatten_id(record)
-        path = record.get("_path")
-        if isinstance(path, str) and path != expected_path:
-            stats.read += 1
-            stats.skipped[f"Zeek {path} record (not {expected_path})"] += 1
-            continue
-        yield line, record, raw
-
-
 def _flatten_id(record: dict[str, Any]) -> dict[str, Any]:
     """Turn a nested ``"id": {"orig_h": ...}`` (some JSON pipelines) into Zeek's dotted keys."""
     nested = record.get("id")
@@ -188,46 +188,10 @@ def _flatten_id(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _tsv_records(
-    source: Source, stats: LoadStats, sink: RejectSink, expected_path: str
-) -> Iterator[ZeekRecord]:
-    header = ZeekHeader()
-    for line, raw_bytes in iter_lines(source):
-        text, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            text = text.removeprefix("\ufeff")
-        if text.startswith("#"):
-            stats.read += 1
-            header = _header_line(text, header, line, stats, sink)
-            continue
-        if not text.strip():
-            stats.read += 1
-            stats.skipped["blank line"] += 1
-            continue
-        if header.fields is None:
-            stats.read += 1
-            sink.reject(line, "data line before any #fields header", text)
-            continue
-        if header.path is not None and header.path != expected_path:
-            stats.read += 1
-            stats.skipped[f"Zeek {header.path} record (not {expected_path})"] += 1
-            continue
-        values = text.split(header.separator)
-        if len(values) != len(header.fields):
-            stats.read += 1
-            sink.reject(line, f"{len(values)} fields where #fields has {len(header.fields)}", text)
-            continue
-        yield line, _tsv_record(header, values), text
-
-
-def _header_line(
-    text: str, header: ZeekHeader, line: int, stats: LoadStats, sink: RejectSink
-) -> ZeekHeader:
+def _header_line(text: str, header: ZeekHeader, line: int, load: FileLoad) -> ZeekHeader:
     """Apply one ``#`` line; ``#separator`` starts a new header block (rotated logs concatenated)."""
     if text.startswith("#separator"):
-        stats.skipped[_HEADER] += 1
+        load.skip(_HEADER)
         value = unescape(text[len("#separator") :].strip())
         return ZeekHeader(separator=value or "\t")
     directive, found, value = text[1:].partition(header.separator)
@@ -241,7 +205,7 @@ def _header_line(
         types = value.split(header.separator)
         if header.fields is None or len(types) != len(header.fields):
             expected = "no #fields" if header.fields is None else f"{len(header.fields)} #fields"
-            sink.reject(line, f"#types has {len(types)} entries where there are {expected}", text)
+            load.reject(line, f"#types has {len(types)} entries where there are {expected}", text)
             return header
         header.types = types
         header.containers = {
@@ -258,9 +222,9 @@ def _header_line(
     elif directive == "path":
         header.path = value.strip() or None
     elif directive not in ("open", "close"):
-        stats.skipped["comment line"] += 1
+        load.skip("comment line")
         return header
-    stats.skipped[_HEADER] += 1
+    load.skip(_HEADER)
     return header
 
 
@@ -281,6 +245,589 @@ def _tsv_record(header: ZeekHeader, values: list[str]) -> dict[str, Any]:
         else:
             record[key] = unescape(value)
     return record
+
+
+Build = Callable[[np.ndarray], tuple[dict[str, Any], np.ndarray]]
+"""Rows of the records at ``indices`` (of a checked run): their columns, and for each row the
+index of the record it came from (a record may give several rows, in order)."""
+Checked = tuple[pa.Array | None, pa.Array | None, Build]
+"""A column-wise check's answer: the normalised verdict (None: no keep policy applies), each
+row's skip reason (None: nothing skipped), and the builder of the rows of loadable records."""
+
+
+@dataclass(frozen=True)
+class ZeekLog:
+    """One Zeek log type as a loader reads it, per line and column-wise."""
+
+    path: str
+    """The ``#path``/``_path`` of its records (others are skipped)."""
+    name: str
+    kind: str
+    unit: str
+    output: pa.Schema
+    json_fields: pa.Schema
+    """The fields read, typed as the JSON writer writes them (``ts`` as a number)."""
+    record: Callable[[int, dict[str, Any], str, FileLoad], None]
+    """The per-line conversion of one record (emit, reject or skip)."""
+    columns: Callable[[dict[str, pa.Array], np.ndarray], Checked]
+    """The column-wise check: clears ``ok`` for rows the per-line reader must read."""
+    lists: frozenset[str] = frozenset()
+    """Fields read as lists of text (a TSV set/vector, a JSON array)."""
+
+
+def read_zeek(
+    source: Source, options: LoadOptions, log: ZeekLog, *, fast: bool = True
+) -> LoadResult:
+    """Every line of a Zeek TSV or JSON log into ``log``'s rows (column-wise where ``fast``)."""
+    load = FileLoad(source, options, log.name, log.kind, log.output, unit=log.unit)
+    ZeekReader(load, log).read(fast=fast and options.epoch_unit in ("auto", "s"))
+    return load.result()
+
+
+_DATA_FIRST = bytes(b for b in range(0x21, 0x7F) if b != 0x23)
+"""First bytes of TSV lines read column-wise: printable, not a space, not ``#`` (a header)."""
+_ISO_TS = re.compile(rb'"ts"\s*:\s*"')
+_JSON_TS_TEXT = "ts as text"
+
+
+class ZeekReader:
+    """One Zeek file into a ``FileLoad``: the header state, the per-line reader (the reference)
+    and the column-wise runs of data lines."""
+
+    def __init__(self, load: FileLoad, log: ZeekLog) -> None:
+        self.load = load
+        self.log = log
+        self.header = ZeekHeader()
+        self.tsv = first_line(load.source.head(4096)).startswith(b"#")
+        self._json_schemas = {
+            ts_type: pa.schema(
+                [
+                    *(f.with_type(ts_type) if f.name == "ts" else f for f in log.json_fields),
+                    pa.field("_path", pa.string()),
+                ]
+            )
+            for ts_type in (pa.float64(), pa.string())
+        }
+
+    def read(self, *, fast: bool = True) -> None:
+        first_bytes, last_bytes = (_DATA_FIRST, None) if self.tsv else (b"{", b"}")
+        for first, blob, count in line_runs(self.load.source, first_bytes, last_bytes):
+            if count == 0:
+                self.line(first, blob)
+            elif not fast:
+                self._lines(first, blob)
+            elif self.tsv:
+                self._tsv_run(first, blob, count)
+            else:
+                self._json_run(first, blob, count)
+
+    def _lines(self, first: int, blob: bytes) -> None:
+        for offset, raw in enumerate(blob.split(b"\n")):
+            self.line(first + offset, raw.rstrip(b"\r"))
+
+    # --- per line (the reference) ---------------------------------------------------------------
+
+    def line(self, line: int, raw_bytes: bytes, load: FileLoad | None = None) -> None:
+        """One line (without its end of line) through the per-line reader."""
+        load = load or self.load
+        if self.tsv:
+            self._tsv_line(line, raw_bytes, load)
+        else:
+            self._json_line(line, raw_bytes, load)
+
+    def _tsv_line(self, line: int, raw_bytes: bytes, load: FileLoad) -> None:
+        text, note = decode_line(raw_bytes)
+        if note:
+            load.note(note)
+        if line == 1:
+            text = text.removeprefix("\ufeff")
+        if text.startswith("#"):
+            self.header = _header_line(text, self.header, line, load)
+            return
+        if not text.strip():
+            load.skip("blank line")
+            return
+        header = self.header
+        if header.fields is None:
+            load.reject(line, "data line before any #fields header", text)
+            return
+        if header.path is not None and header.path != self.log.path:
+            load.skip(f"Zeek {header.path} record (not {self.log.path})")
+            return
+        values = text.split(header.separator)
+        if len(values) != len(header.fields):
+            load.reject(line, f"{len(values)} fields where #fields has {len(header.fields)}", text)
+            return
+        self.log.record(line, _tsv_record(header, values), text, load)
+
+    def _json_line(self, line: int, raw_bytes: bytes, load: FileLoad) -> None:
+        found = json_line_record(line, raw_bytes, load)
+        if found is None:
+            return
+        record = _flatten_id(found[0])
+        path = record.get("_path")
+        if isinstance(path, str) and path != self.log.path:
+            load.skip(f"Zeek {path} record (not {self.log.path})")
+            return
+        self.log.record(line, record, found[1], load)
+
+    # --- column-wise ----------------------------------------------------------------------------
+
+    def _tsv_run(self, first: int, blob: bytes, count: int) -> None:
+        header, log = self.header, self.log
+        if header.fields is None:
+            self._lines(first, blob)
+        elif header.path is not None and header.path != log.path:
+            if valid_utf8(blob):  # no line would note invalid UTF-8
+                self.load.skip(f"Zeek {header.path} record (not {log.path})", count)
+            else:
+                self._lines(first, blob)
+        else:
+            parsed = self._tsv_columns(blob, count)
+            if parsed is None:
+                self._lines(first, blob)
+            else:
+                cols, ok, spans = parsed
+                self._settle(first, spans, cols, ok)
+
+    def _tsv_columns(
+        self, blob: bytes, count: int
+    ) -> tuple[dict[str, pa.Array], np.ndarray, Spans] | None:
+        """The columns read, parsed by pyarrow, and which lines they stand for (the others, of
+        another shape, with an escape or a stray CR, go line by line); None: all go line by line."""
+        header, log = self.header, self.log
+        names, sep = header.fields, header.separator
+        assert names is not None
+        if len(sep) != 1 or not sep.isascii() or sep in "\r\n-":
+            return None
+        index = {key: i for i, key in enumerate(names)}  # a name twice: the last one, as per line
+        used = [f.name for f in log.json_fields]
+        if any(f in header.containers and f not in log.lists for f in used if f in index):
+            return None
+        wanted = {f: index[f] for f in used if f in index}
+        include = sorted(set(wanted.values())) or [0]
+        columns = [f"c{i}" for i in range(len(names))]
+        options = (
+            pv.ReadOptions(column_names=columns, block_size=1 << 20),
+            pv.ParseOptions(
+                delimiter=sep,
+                quote_char=False,
+                double_quote=False,
+                escape_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+            ),
+            pv.ConvertOptions(
+                column_types={columns[i]: pa.string() for i in include},
+                include_columns=[columns[i] for i in include],
+                null_values=[header.unset_field],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        # Lines pyarrow would read differently stand in as a line of unset fields (and are read
+        # line by line later): a CR inside a line (pyarrow ends the row there), an escape, bytes
+        # that are not UTF-8, and (found when pyarrow refuses the run) another number of fields.
+        spans = Spans(blob, count)
+        odd = np.zeros(count, dtype=bool)
+        if b"\r" in blob:
+            cr = spans.positions(0x0D)
+            rows = spans.line_of(cr)
+            odd[rows[cr != spans.ends[rows] - 1]] = True  # a CRLF's CR is fine
+        if b"\\" in blob and b"\\x" in blob:  # one byte: memchr-fast
+            view = spans.view
+            odd[spans.line_of(np.flatnonzero((view[:-1] == 0x5C) & (view[1:] == 0x78)))] = True
+        if not valid_utf8(blob):
+            odd[spans.line_of(np.flatnonzero(spans.view >= 0x80))] = True
+        table = None
+        for attempt in range(2):
+            data = spans.stand_in(odd, sep.join(["-"] * len(names)).encode())
+            try:
+                table = pv.read_csv(pa.py_buffer(data), *options)
+                break
+            except pa.ArrowInvalid:
+                if attempt:
+                    return None
+                seps = spans.positions(ord(sep))
+                inside = np.searchsorted(seps, spans.ends) - np.searchsorted(seps, spans.starts)
+                odd |= inside != len(names) - 1
+        if table is None or table.num_rows != count:
+            return None
+        cols: dict[str, pa.Array] = {}
+        for key in used:
+            values = (
+                table.column(columns[wanted[key]]).combine_chunks()
+                if key in wanted
+                else pa.nulls(count, pa.string())
+            )
+            if key in log.lists:
+                cols[key] = _tsv_list(values, key in header.containers, header)
+            else:
+                cols[key] = _tsv_text(values, header.empty_field)
+        return cols, ~odd, spans
+
+    def _json_run(self, first: int, blob: bytes, count: int) -> None:
+        head = blob[: blob.find(b"\n")] if count > 1 else blob
+        schema = self._json_schemas[pa.string() if _ISO_TS.search(head) else pa.float64()]
+        expected = self.log.path
+        for at, piece, m, table in json_pieces(blob, first, count, schema):
+            if table is None:
+                self._lines(at, piece)
+                continue
+            cols = {f.name: table.column(f.name).combine_chunks() for f in self.log.json_fields}
+            path = table.column("_path").combine_chunks()
+            other = pc.and_(pc.is_valid(path), pc.not_equal(pc.fill_null(path, expected), expected))
+            skip = None
+            if pc.any(other).as_py():
+                reasons = pc.binary_join_element_wise(
+                    "Zeek ", path, f" record (not {expected})", ""
+                )
+                skip = pc.if_else(other, reasons, NULL_TEXT)
+            self._settle(at, Spans(piece, m), cols, np.ones(m, dtype=bool), skip)
+
+    def _settle(
+        self,
+        first: int,
+        spans: Spans,
+        cols: dict[str, pa.Array],
+        ok: np.ndarray,
+        skip: pa.Array | None = None,
+    ) -> None:
+        """A parsed run: rows the checks vouch for loaded (or skipped) column-wise, the others
+        read line by line, and the rows merged in line order."""
+        load, log = self.load, self.log
+        n = len(ok)
+        verdict, reasons, build = log.columns(cols, ok)
+        if skip is not None:  # records of another log: skipped whatever their values
+            ok |= np.asarray(pc.is_valid(skip).to_numpy(zero_copy_only=False), dtype=bool)
+            reasons = skip if reasons is None else pc.coalesce(skip, reasons)
+        skipped = np.zeros(n, dtype=bool)
+        if reasons is not None:
+            skipped = ok & np.asarray(pc.is_valid(reasons).to_numpy(zero_copy_only=False))
+        loadable = ok & ~skipped
+        keep = loadable
+        keeper, policy = load.keeper, load.options.keep
+        if keeper is not None and policy is not None and verdict is not None:
+            chosen = pc.is_in(verdict, value_set=pa.array(list(policy.actions)))
+            violation = np.asarray(pc.fill_null(chosen, False).to_numpy(zero_copy_only=False))
+            lines = np.arange(first, first + n, dtype=np.int64)
+            sampled = line_hashes(load.source.display, lines) <= keeper.bound(load.name)
+            keep = loadable & (violation | sampled)
+        kept = np.flatnonzero(keep)
+        built: pa.Table | None = None
+        if len(kept):
+            values, records = build(kept)
+            rows = len(records)
+            values["source_format"] = constant(load.name, rows)
+            values["source_path"] = constant(load.source.display, rows)
+            values["source_line"] = pa.array(kept[records] + first, pa.int64())
+            built = table_of(values, rows, log.output)
+        # Refused rows before the run's first loadable one are read first, so the early stop on a
+        # file whose first records all fail sees them in line order.
+        bad = np.flatnonzero(~ok)
+        first_good = int(np.argmax(loadable)) if loadable.any() else n
+        side = load.apart()
+
+        def per_line(indices: np.ndarray) -> None:
+            for i in indices.tolist():
+                self.line(first + i, spans.line(i).rstrip(b"\r"), side)
+
+        per_line(bad[bad < first_good])
+        loaded = int(loadable.sum())
+        load.count_loaded(loaded)
+        per_line(bad[bad >= first_good])
+        if skipped.any():
+            assert reasons is not None
+            counts = pc.value_counts(pc.filter(reasons, pa.array(skipped)))
+            for item in counts.to_pylist():
+                load.skip(item["values"], item["counts"])
+        parts = [t for t in (built, side.rows.table()) if t is not None and t.num_rows]
+        unkept = loaded - len(kept)
+        if not parts:
+            load.keep_rows(log.output.empty_table(), unkept=unkept)
+            return
+        merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        if len(parts) > 1:
+            merged = merged.sort_by([("source_line", "ascending")])  # stable: a record's rows stay
+        load.keep_rows(merged, unkept=unkept)
+
+
+class Spans:
+    """The lines of a run: where they start and end (found when first needed)."""
+
+    def __init__(self, blob: bytes, count: int) -> None:
+        self.blob, self.count = blob, count
+        self._spans: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def view(self) -> np.ndarray:
+        return np.frombuffer(self.blob, dtype=np.uint8)
+
+    @property
+    def starts(self) -> np.ndarray:
+        if self._spans is None:
+            self._spans = line_spans(self.blob)
+        return self._spans[0]
+
+    @property
+    def ends(self) -> np.ndarray:
+        if self._spans is None:
+            self._spans = line_spans(self.blob)
+        return self._spans[1]
+
+    def positions(self, byte: int) -> np.ndarray:
+        """Offsets of every ``byte`` in the run."""
+        return np.flatnonzero(self.view == byte)
+
+    def line_of(self, positions: np.ndarray) -> np.ndarray:
+        """The line (0-based in the run) of each offset."""
+        return np.searchsorted(self.starts, positions, side="right") - 1
+
+    def line(self, index: int) -> bytes:
+        """Line ``index`` (0-based) without its ``\\n``."""
+        return self.blob[self.starts[index] : self.ends[index]]
+
+    def stand_in(self, odd: np.ndarray, dummy: bytes) -> bytes:
+        """The run with ``dummy`` in place of each ``odd`` line."""
+        if not odd.any():
+            return self.blob
+        starts, ends = self.starts, self.ends
+        pieces, at = [], 0
+        for i in np.flatnonzero(odd).tolist():
+            if i > at:
+                pieces.append(self.blob[starts[at] : ends[i - 1]])
+            pieces.append(dummy)
+            at = i + 1
+        if at < self.count:
+            pieces.append(self.blob[starts[at] : ends[self.count - 1]])
+        return b"\n".join(pieces)
+
+
+def _tsv_text(values: pa.Array, empty_field: str) -> pa.Array:
+    """A TSV column as the per-line reader gives it: ``#empty_field`` is empty text."""
+    empty = pc.equal(values, empty_field)
+    if not pc.any(empty).as_py():
+        return values
+    return pc.if_else(empty, "", values)
+
+
+def _tsv_list(values: pa.Array, container: bool, header: ZeekHeader) -> pa.Array:
+    """A TSV column read as a list: a set/vector split by ``#set_separator`` (empty: no items);
+    a plain column (a file without ``#types``) split by commas, as the loaders do."""
+    if container:
+        empty = pc.equal(values, header.empty_field)
+        values = pc.if_else(empty, NULL_TEXT, values)
+        return pc.split_pattern(values, header.set_separator)
+    return pc.split_pattern(_tsv_text(values, header.empty_field), ",")
+
+
+# --- vectorised checks of Zeek values -----------------------------------------------------------
+
+_ISO_Z = (
+    r"^(?P<d>(?:19|20)\d\d-\d\d-\d\d)T(?P<t>(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)"
+    r"(?:\.(?P<f>\d+))?Z$"
+)
+_MAX_WHOLE_S = 9_223_372_035
+"""Whole seconds up to this, plus any fraction, are inside timestamp[ns]."""
+_NS = 1_000_000_000
+_NULL_INT = pa.scalar(None, pa.int64())
+
+
+def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean array as numpy (null = False)."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _fraction_ns(digits: pa.Array) -> pa.Array:
+    """Fraction digits as ns, the digits past the ninth dropped (``int()`` of a Decimal)."""
+    return pc.cast(pc.utf8_rpad(pc.utf8_slice_codeunits(digits, 0, 9), 9, "0"), pa.int64())
+
+
+def exact_ns(values: pa.Array, ok: np.ndarray, *, required: bool, iso: bool = False) -> pa.Array:
+    """Decimal epoch seconds (text, or a JSON number by its shortest digits, as ``repr``) as
+    exact int64 ns, as ``parse_epoch``/``interval_ns`` give them (``int()`` of the Decimal times
+    10**9; seconds by magnitude, so no note); with ``iso``, ``YYYY-MM-DDTHH:MM:SS[.f]Z`` too.
+    Null stays null unless ``required``; anything else clears ``ok`` (the per-line reader
+    decides): a sign, an exponent, blanks, more than 10 whole digits or 18 significant ones."""
+    if not pa.types.is_string(values.type):
+        values = pc.cast(values, pa.string())  # a float's shortest round-trip digits, as repr
+    uniform = _uniform_ns(values)
+    if uniform is not None:
+        if required and uniform.null_count:
+            ok &= _mask(pc.is_valid(uniform))
+        return uniform
+    length = pc.binary_length(values)
+    dot = pc.find_substring(values, ".")
+    pointed = pc.greater_equal(dot, 0)
+    whole_digits = pc.if_else(pointed, dot, length)
+    places = pc.if_else(pointed, pc.subtract(pc.subtract(length, dot), 1), 0)
+    digits = pc.replace_substring(values, ".", "", max_replacements=1)
+    significant = pc.utf8_lpad(pc.utf8_ltrim(digits, characters="0"), 1, "0")
+    shape = pc.and_(
+        pc.and_(pc.ascii_is_decimal(digits), pc.less_equal(pc.binary_length(significant), 18)),
+        pc.and_(
+            pc.and_(pc.greater_equal(whole_digits, 1), pc.less_equal(whole_digits, 10)),
+            pc.and_(pc.less_equal(places, 27), pc.or_(pc.invert(pointed), pc.greater(places, 0))),
+        ),
+    )
+    good = _mask(shape)
+    if not good.all():
+        significant = pc.if_else(pa.array(good), significant, NULL_TEXT)
+    number = pc.cast(significant, pa.int64())  # < 10**18: exact in Decimal's 28 digits
+    # whole seconds past _MAX_WHOLE_S (10 whole digits: at most 8 places) are out of range
+    limit = pc.subtract(
+        pc.multiply(_MAX_WHOLE_S + 1, pc.power(10, pc.min_element_wise(places, 8))), 1
+    )
+    over = pc.and_(pc.equal(whole_digits, 10), pc.greater(number, limit))
+    good &= ~_mask(over)
+    scale = pc.power(10, pc.abs(pc.subtract(9, places)))
+    ns = pc.if_else(pc.less_equal(places, 9), pc.multiply(number, scale), pc.divide(number, scale))
+    if iso and not good.all():
+        stamp, stamped = iso_z_ns(values)
+        ns = pc.if_else(pa.array(good), ns, stamp)
+        good |= stamped
+    allowed = good if required else good | _mask(pc.is_null(values))
+    ok &= allowed
+    return pc.if_else(pa.array(good), ns, _NULL_INT) if not good.all() else ns
+
+
+def _uniform_ns(values: pa.Array) -> pa.Array | None:
+    """``exact_ns`` at once for the usual column: every value (or null) is 1-10 digits, a point
+    and the same number (1-8) of digits, and in range; None for any other column."""
+    dot = pc.find_substring(values, ".")
+    low, high = (v.as_py() for v in pc.min_max(dot).values())
+    if low is None or low < 1 or high > 10:
+        return None
+    after = pc.subtract(pc.binary_length(values), dot)
+    places_low, places_high = (v.as_py() for v in pc.min_max(after).values())
+    places = places_low - 1
+    if places_low != places_high or not 1 <= places <= 8:
+        return None
+    digits = pc.replace_substring(values, ".", "", max_replacements=1)
+    if not _all(pc.ascii_is_decimal(digits)):
+        return None
+    number = pc.cast(digits, pa.int64())  # at most 18 digits
+    if high == 10 and (pc.max(number).as_py() or 0) > (_MAX_WHOLE_S + 1) * 10**places - 1:
+        return None
+    return pc.multiply(number, 10 ** (9 - places))
+
+
+def iso_z_ns(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``YYYY-MM-DDTHH:MM:SS[.fraction]Z`` (years 1900-2099) as int64 ns, exactly as
+    ``parse_iso``; the mask of the values read (others: the per-line reader decides)."""
+    parts = pc.extract_regex(values, _ISO_Z)
+    matched = _mask(pc.is_valid(parts))
+    if not matched.any():
+        return pa.nulls(len(values), pa.int64()), matched
+    text = pc.binary_join_element_wise(
+        pc.struct_field(parts, "d"), pc.struct_field(parts, "t"), "T"
+    )
+    text = pc.if_else(pa.array(matched), text, NULL_TEXT)
+    stamp = pc.strptime(text, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+    # strptime rolls 30 February over to March: a real date prints back as it was written
+    real = _mask(pc.equal(pc.strftime(stamp, format="%Y-%m-%dT%H:%M:%S"), text))
+    fraction = pc.if_else(pa.array(real), pc.struct_field(parts, "f"), "")
+    ns = pc.add(pc.multiply(pc.cast(stamp, pa.int64()), _NS), _fraction_ns(fraction))
+    return pc.if_else(pa.array(real), ns, pa.scalar(None, pa.int64())), real
+
+
+def end_ns(ts: pa.Array, duration: pa.Array, ok: np.ndarray) -> pa.Array:
+    """``ts + duration`` (a non-negative duration); a sum out of timestamp[ns] clears ``ok``."""
+    over = pc.greater(ts, pc.subtract(pa.scalar(2**63 - 2, pa.int64()), duration))
+    ok &= ~_mask(over)
+    return pc.add(ts, duration)
+
+
+_PLAIN_EDGES = r"^[!-~](?:.*[!-~])?$"
+
+
+def plain_text(values: pa.Array, ok: np.ndarray) -> pa.Array:
+    """``fields.text`` of values that need no stripping (a printable ASCII character at each
+    end) or are blank; any other value clears ``ok``."""
+    if pc.all(pc.string_is_ascii(values)).as_py() is not False and _all(pc.utf8_is_alnum(values)):
+        return values  # Zeek's uids: nothing to strip, nothing blank
+    edges = pc.match_substring_regex(values, _PLAIN_EDGES)
+    ok &= _mask(edges) | _mask(blank(values))
+    return pc.if_else(pc.and_(edges, pc.not_equal(values, "-")), values, NULL_TEXT)
+
+
+def required(values: pa.Array, ok: np.ndarray) -> pa.Array:
+    """A required value: null clears ``ok`` (the per-line reader rejects it)."""
+    ok &= _mask(pc.is_valid(values))
+    return values
+
+
+def _all(values: pa.Array) -> bool:
+    """Every non-null value is true."""
+    return pc.all(values).as_py() is not False
+
+
+def plain_ints(
+    values: pa.Array, ok: np.ndarray | None, digits: int, maximum: int | None = None
+) -> pa.Array:
+    """``columnar.plain_int``, at once when every value is plain (the usual case)."""
+    if (
+        _all(pc.ascii_is_decimal(values))
+        and (pc.max(pc.binary_length(values)).as_py() or 0) <= digits
+    ):
+        number = pc.cast(values, pa.int64())
+        if maximum is None or (pc.max(number).as_py() or 0) <= maximum:
+            return number
+    return plain_int(values, ok, digits, maximum)
+
+
+def port_numbers(values: pa.Array, ok: np.ndarray, exempt: np.ndarray) -> pa.Array:
+    """``fields.port`` column-wise (text or JSON numbers); rows ``exempt`` (ICMP) have none."""
+    if pa.types.is_string(values.type):
+        number = plain_ints(values, None, 5, 65535)
+        good = _mask(pc.is_valid(number)) | _mask(blank(values))
+    else:
+        number = values
+        inside = pc.and_(pc.greater_equal(values, 0), pc.less_equal(values, 65535))
+        good = _mask(inside) | _mask(pc.is_null(values))
+    ok &= good | exempt
+    return pc.if_else(pa.array(exempt), pa.scalar(None, pa.int64()), number)
+
+
+def counters(values: pa.Array, ok: np.ndarray) -> pa.Array:
+    """``fields.counter`` column-wise (text or JSON numbers)."""
+    if pa.types.is_string(values.type):
+        return plain_ints(values, ok, 18)
+    ok &= _mask(pc.greater_equal(values, 0)) | _mask(pc.is_null(values))
+    return values
+
+
+def _bool_or_bad(value: str | None) -> Any:
+    try:
+        return zeek_bool(value, "bool")
+    except fields.RowError:
+        return BAD
+
+
+def flags(values: pa.Array, ok: np.ndarray) -> pa.Array:
+    """``zeek_bool`` column-wise (T/F text, or JSON booleans)."""
+    if pa.types.is_boolean(values.type):
+        return values
+    if _all(pc.is_in(values, value_set=_TF)):
+        return pc.equal(values, "T")
+    return mapped(values, _bool_or_bad, ok, type=pa.bool_())
+
+
+_TF = pa.array(["T", "F"])
+
+
+@lru_cache(maxsize=1 << 16)
+def _address(value: str) -> Any:
+    return ip_or_bad(value)
+
+
+def addresses(values: pa.Array, ok: np.ndarray) -> pa.Array:
+    """``fields.ip`` once per distinct address that is not a canonical dotted quad (memoised
+    across runs); bad ones clear ``ok``."""
+    return mapped(values, _address, ok, same=IPV4)
+
+
+# --- per-value conversions (the per-line reader's) ----------------------------------------------
 
 
 def zeek_time(
@@ -355,62 +902,130 @@ def domain_name(value: Any) -> str | None:
     text = text.strip().rstrip(".").lower()
     if not text:
         return None
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return text
-    return None
+    return None if _is_address(text.strip("[]")) else text
 
+
+def _is_address(text: str) -> bool:
+    """Whether ``ipaddress`` reads ``text`` as an address (names skip the costly failed parse:
+    an IPv4 address is digits and dots, an IPv6 one has a colon)."""
+    if ":" not in text and not text.replace(".", "").isdigit():
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- enrichment logs (dns, ssl, http) -----------------------------------------------------------
 
 Fact = tuple[str, str | None, str | None]
 """An enrichment fact: (flow_key, dst_domain, app)."""
 FactsOrSkip = list[Fact] | str
 """The facts a record gives, or the reason it gives none (counted as skipped)."""
+ColumnFacts = Callable[
+    [dict[str, pa.Array], pa.Array, np.ndarray],
+    tuple[pa.Array | None, Callable[[np.ndarray], tuple[dict[str, Any], np.ndarray]]],
+]
+"""The facts column-wise: given the columns, the ``zeek:<uid>`` keys and ``ok`` (to clear for
+rows only the per-line reader can read), each row's skip reason and a builder of the rows of
+records ``indices`` (``flow_key``, ``dst_domain``, ``app``) with their record per row."""
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """A Zeek side log as enrichment: where its facts come from, per line and column-wise."""
+
+    name: str
+    path: str
+    json_fields: pa.Schema
+    """The fields the facts read (beside ``uid`` and ``ts``), typed as in JSON."""
+    facts: Callable[[dict[str, Any], str], FactsOrSkip]
+    columns: ColumnFacts
+    lists: frozenset[str] = frozenset()
 
 
 def read_zeek_enrichment(
     source: Source,
     options: LoadOptions,
-    format_name: str,
-    path: str,
-    facts: Callable[[dict[str, Any], str], FactsOrSkip],
+    spec: Enrichment | str,
+    path: str | None = None,
+    facts: Callable[[dict[str, Any], str], FactsOrSkip] | None = None,
+    *,
+    fast: bool = True,
 ) -> LoadResult:
-    """Read a Zeek dns/ssl/http log into ``enrichment`` rows; ``facts(record, uid)`` says which.
+    """Read a Zeek dns/ssl/http log into ``enrichment`` rows; ``spec.facts`` says which.
 
     A record that gives several facts (a DNS answer naming several addresses) is loaded once and
-    gives several rows, all at the record's ``ts``.
+    gives several rows, all at the record's ``ts``. Given ``(format name, path, facts)`` instead
+    of a spec (the enrichment loaders not yet read column-wise), every line is read by the
+    per-line reader.
     """
-    stats = LoadStats(path=source.display, format=format_name, kind="enrichment", unit="records")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(ENRICHMENT)
-    for line, record, raw in zeek_records(source, stats, sink, path):
-        stats.read += 1
+    if isinstance(spec, str):
+        assert path is not None and facts is not None
+        spec = Enrichment(spec, path, pa.schema([]), facts, _no_columns)
+        fast = False
+    return read_zeek(source, options, enrichment_log(spec, options), fast=fast)
+
+
+def _no_columns(cols: dict[str, pa.Array], keys: pa.Array, ok: np.ndarray) -> Any:
+    raise AssertionError("read line by line")
+
+
+def enrichment_log(spec: Enrichment, options: LoadOptions) -> ZeekLog:
+    """The ``ZeekLog`` of an enrichment spec."""
+
+    def record(line: int, record: dict[str, Any], raw: str, load: FileLoad) -> None:
         try:
             uid = zeek_uid(record)
-            ts, note = zeek_time(record.get("ts"), "ts", format_name, options)
-            found = facts(record, uid)
+            ts, note = zeek_time(record.get("ts"), "ts", spec.name, options)
+            found = spec.facts(record, uid)
         except fields.RowError as exc:
-            sink.reject(line, str(exc), raw)
-            continue
+            load.reject(line, str(exc), raw)
+            return
         if isinstance(found, str):
-            stats.skipped[found] += 1
-            continue
-        for flow_key, domain, app in found:
-            batch.add(
-                {
-                    "flow_key": flow_key,
-                    "ts": ts,
-                    "dst_domain": domain,
-                    "app": app,
-                    "source_format": format_name,
-                    "source_path": source.display,
-                    "source_line": line,
-                }
-            )
-        stats.loaded += 1
-        if note:
-            stats.notes[note] += 1
-    return LoadResult(kind="enrichment", table=batch.table(), stats=stats, rejects=sink.rejects)
+            load.skip(found)
+            return
+        if not found:
+            load.count_loaded(1)
+            if note:
+                load.note(note)
+            return
+        for index, (flow_key, domain, app) in enumerate(found):
+            row = {"flow_key": flow_key, "ts": ts, "dst_domain": domain, "app": app}
+            if index == 0:
+                load.emit({**row, "ts_note": note}, line)  # counts the record once
+            else:
+                row.update(source_format=load.name, source_path=load.source.display)
+                load.rows.add({**row, "source_line": line})
+
+    def columns(cols: dict[str, pa.Array], ok: np.ndarray) -> Checked:
+        uid = required(plain_text(cols["uid"], ok), ok)
+        ts = exact_ns(cols["ts"], ok, required=True, iso=True)
+        keys = pc.binary_join_element_wise("zeek:", uid, "")
+        reasons, facts = spec.columns(cols, keys, ok)
+
+        def build(indices: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+            values, records = facts(indices)
+            values["ts"] = ts.take(pa.array(indices[records]))
+            return values, records
+
+        return None, reasons, build
+
+    json_fields = pa.schema(
+        [pa.field("uid", pa.string()), pa.field("ts", pa.float64()), *spec.json_fields]
+    )
+    return ZeekLog(
+        path=spec.path,
+        name=spec.name,
+        kind="enrichment",
+        unit="records",
+        output=ENRICHMENT,
+        json_fields=json_fields,
+        record=record,
+        columns=columns,
+        lists=spec.lists,
+    )
 
 
 def sniff_enrichment(head: bytes, path: str, required: set[str], any_of: set[str]) -> float:
@@ -423,6 +1038,23 @@ def sniff_enrichment(head: bytes, path: str, required: set[str], any_of: set[str
     if required <= zeek.keys and zeek.keys & any_of and not zeek.keys & _CONN_KEYS:
         return 0.9
     return 0.0
+
+
+def distinct(values: pa.Array) -> tuple[list[Any], np.ndarray]:
+    """The distinct values (as Python) and each row's index into them (-1 for null)."""
+    encoded = pc.dictionary_encode(values)
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    return encoded.dictionary.to_pylist(), np.asarray(indices, dtype=np.int64)
+
+
+def per_value(
+    values: pa.Array, convert: Callable[[Any], tuple[Any, Any]], types: tuple[pa.DataType, ...]
+) -> tuple[pa.Array, ...]:
+    """``convert`` once per distinct value (null included), giving several columns at once."""
+    found, indices = distinct(values)
+    results = [convert(v) for v in found] + [convert(None)]
+    picks = pa.array(np.where(indices < 0, len(found), indices))
+    return tuple(pa.array([r[i] for r in results], t).take(picks) for i, t in enumerate(types))
 
 
 # --- conn.log -----------------------------------------------------------------------------------
@@ -440,31 +1072,122 @@ def sniff(head: bytes, filename: str) -> float:
     return 0.0
 
 
-def read(source: Source, options: LoadOptions) -> LoadResult:
-    """Read a Zeek conn.log (TSV or JSON) into ``network_events`` rows."""
+def read(source: Source, options: LoadOptions, *, fast: bool = True) -> LoadResult:
+    """Read a Zeek conn.log (TSV or JSON) into ``network_events`` rows; ``fast=False`` reads every
+    line with the per-line reader (the reference the column-wise path is tested against)."""
+    return read_zeek(source, options, conn_log(options), fast=fast)
+
+
+def conn_log(options: LoadOptions) -> ZeekLog:
+    """conn.log as a ``ZeekLog`` (the ``unanswered`` option decides the verdict)."""
     unanswered = options.option(name, "unanswered", "unknown") or "unknown"
     if unanswered not in UNANSWERED_CHOICES:
         raise OptionError(
             f"--option {name}.unanswered={unanswered}: use one of {', '.join(UNANSWERED_CHOICES)}"
         )
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="connections")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
-    for line, record, raw in zeek_records(source, stats, sink, "conn"):
-        stats.read += 1
+    denied = unanswered == "denied"
+
+    def record(line: int, record: dict[str, Any], raw: str, load: FileLoad) -> None:
         try:
-            row = _convert(record, options, unanswered == "denied")
+            row = _convert(record, options, denied)
         except fields.RowError as exc:
-            sink.reject(line, str(exc), raw)
-            continue
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+            load.reject(line, str(exc), raw)
+            return
+        load.emit(row, line)
+
+    def columns(cols: dict[str, pa.Array], ok: np.ndarray) -> Checked:
+        return _conn_columns(cols, ok, denied)
+
+    return ZeekLog(
+        path="conn",
+        name=name,
+        kind=kind,
+        unit="connections",
+        output=NETWORK_EVENTS,
+        json_fields=_CONN_JSON,
+        record=record,
+        columns=columns,
+    )
+
+
+_CONN_JSON = pa.schema(
+    [
+        *((key, pa.string()) for key in ("uid", "proto", "service", "conn_state")),
+        ("ts", pa.float64()),
+        ("duration", pa.float64()),
+        ("id.orig_h", pa.string()),
+        ("id.orig_p", pa.int64()),
+        ("id.resp_h", pa.string()),
+        ("id.resp_p", pa.int64()),
+        ("local_orig", pa.bool_()),
+        ("local_resp", pa.bool_()),
+        *((key, pa.int64()) for key in ("orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts")),
+    ]
+)
+_ICMP = pa.array(["icmp", "ipv6-icmp", "icmp6"])
+_DIRECTIONS = pa.array(["unknown", "outbound", "inbound", "internal"])
+
+
+def _conn_columns(cols: dict[str, pa.Array], ok: np.ndarray, denied: bool) -> Checked:
+    """``_convert`` column-wise for the rows it would load without a note."""
+    n = len(ok)
+    uid = required(plain_text(cols["uid"], ok), ok)
+    ts = exact_ns(cols["ts"], ok, required=True, iso=True)
+    duration = exact_ns(cols["duration"], ok, required=False)
+    ts_end = end_ns(ts, duration, ok)
+    protocol = mapped(cols["proto"], fields.protocol)
+    icmp = _mask(pc.is_in(protocol, value_set=_ICMP))
+    src = required(addresses(cols["id.orig_h"], ok), ok)
+    dst = required(addresses(cols["id.resp_h"], ok), ok)
+    src_port = port_numbers(cols["id.orig_p"], ok, icmp)
+    dst_port = port_numbers(cols["id.resp_p"], ok, icmp)
+    orig, resp = flags(cols["local_orig"], ok), flags(cols["local_resp"], ok)
+    local_orig, remote_orig = _mask(orig), _mask(pc.invert(orig))
+    local_resp, remote_resp = _mask(resp), _mask(pc.invert(resp))
+    direction = np.select(
+        [local_orig & remote_resp, remote_orig & local_resp, local_orig & local_resp], [1, 2, 3], 0
+    )
+    state = mapped(cols["conn_state"], fields.text)
+    counts = {
+        out: counters(cols[key], ok)
+        for out, key in (
+            ("bytes_out", "orig_bytes"),
+            ("bytes_in", "resp_bytes"),
+            ("packets_out", "orig_pkts"),
+            ("packets_in", "resp_pkts"),
+        )
+    }
+    action = constant("unknown", n)
+    if denied:
+        unanswered = pc.and_(
+            pc.equal(protocol, "tcp"),
+            pc.is_in(state, value_set=pa.array(sorted(UNANSWERED_STATES))),
+        )
+        action = pc.if_else(pc.fill_null(unanswered, False), "denied", "unknown")
+    values = {
+        "ts": ts,
+        "ts_end": ts_end,
+        "src_ip": src,
+        "src_port": src_port,
+        "dst_ip": dst,
+        "dst_port": dst_port,
+        "protocol": protocol,
+        "direction": _DIRECTIONS.take(pa.array(direction.astype(np.int8))),
+        "action": action,
+        "action_raw": state,
+        "app": mapped(cols["service"], lambda v: fields.text(v) or None),
+        **counts,
+        "observer": constant("zeek", n),
+        "flow_key": pc.binary_join_element_wise("zeek:", uid, ""),
+    }
+
+    def build(indices: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+        if len(indices) == n:
+            return dict(values), np.arange(n)
+        picks = pa.array(indices)
+        return {k: v.take(picks) for k, v in values.items()}, np.arange(len(indices))
+
+    return action, None, build
 
 
 def _direction(local_orig: bool | None, local_resp: bool | None) -> str:
