@@ -946,30 +946,14 @@ class Enrichment:
 
 
 def read_zeek_enrichment(
-    source: Source,
-    options: LoadOptions,
-    spec: Enrichment | str,
-    path: str | None = None,
-    facts: Callable[[dict[str, Any], str], FactsOrSkip] | None = None,
-    *,
-    fast: bool = True,
+    source: Source, options: LoadOptions, spec: Enrichment, *, fast: bool = True
 ) -> LoadResult:
     """Read a Zeek dns/ssl/http log into ``enrichment`` rows; ``spec.facts`` says which.
 
     A record that gives several facts (a DNS answer naming several addresses) is loaded once and
-    gives several rows, all at the record's ``ts``. Given ``(format name, path, facts)`` instead
-    of a spec (the enrichment loaders not yet read column-wise), every line is read by the
-    per-line reader.
+    gives several rows, all at the record's ``ts``.
     """
-    if isinstance(spec, str):
-        assert path is not None and facts is not None
-        spec = Enrichment(spec, path, pa.schema([]), facts, _no_columns)
-        fast = False
     return read_zeek(source, options, enrichment_log(spec, options), fast=fast)
-
-
-def _no_columns(cols: dict[str, pa.Array], keys: pa.Array, ok: np.ndarray) -> Any:
-    raise AssertionError("read line by line")
 
 
 def enrichment_log(spec: Enrichment, options: LoadOptions) -> ZeekLog:

@@ -13,12 +13,24 @@ address is skipped too ("server_name is an IP address"). No options.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from ..sources import Source
 from . import fields
 from .base import LoadOptions, LoadResult
-from .zeek_conn import FactsOrSkip, domain_name, read_zeek_enrichment, sniff_enrichment
+from .columnar import constant
+from .zeek_conn import (
+    Enrichment,
+    FactsOrSkip,
+    domain_name,
+    per_value,
+    read_zeek_enrichment,
+    sniff_enrichment,
+)
 
 name = "zeek_ssl"
 kind = "enrichment"
@@ -32,16 +44,56 @@ def sniff(head: bytes, filename: str) -> float:
     return sniff_enrichment(head, "ssl", {"uid", "id.resp_h"}, _SSL_KEYS)
 
 
-def read(source: Source, options: LoadOptions) -> LoadResult:
-    """Read a Zeek ssl.log into ``enrichment`` rows keyed ``zeek:<uid>``."""
-    return read_zeek_enrichment(source, options, name, "ssl", _facts)
+def read(source: Source, options: LoadOptions, *, fast: bool = True) -> LoadResult:
+    """Read a Zeek ssl.log into ``enrichment`` rows keyed ``zeek:<uid>`` (column-wise;
+    ``fast=False``: every line by the per-line reader, the reference)."""
+    return read_zeek_enrichment(source, options, SPEC, fast=fast)
 
 
 def _facts(record: dict[str, Any], uid: str) -> FactsOrSkip:
-    raw = record.get("server_name")
+    server, skip = _server(record.get("server_name"))
+    if server is None:
+        assert skip is not None
+        return skip
+    return [(f"zeek:{uid}", server, "ssl")]
+
+
+def _server(raw: Any) -> tuple[str | None, str | None]:
+    """The server name as ``dst_domain``, or why the record gives none."""
     if fields.is_blank(raw):
-        return "no server_name (SNI)"
+        return None, "no server_name (SNI)"
     server = domain_name(raw)
     if server is None:
-        return "server_name is an IP address"
-    return [(f"zeek:{uid}", server, "ssl")]
+        return None, "server_name is an IP address"
+    return server, None
+
+
+@lru_cache(maxsize=1 << 16)
+def _server_text(value: str | None) -> tuple[str | None, str | None]:
+    """``_server`` of a text value (memoised: names repeat across runs)."""
+    return _server(value)
+
+
+def _columns(cols: dict[str, pa.Array], keys: pa.Array, ok: np.ndarray) -> tuple[pa.Array, Any]:
+    """``_facts`` column-wise (``_server`` once per distinct name)."""
+    server, reasons = per_value(cols["server_name"], _server_text, (pa.string(), pa.string()))
+
+    def build(indices: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+        picks = pa.array(indices)
+        values = {
+            "flow_key": keys.take(picks),
+            "dst_domain": server.take(picks),
+            "app": constant("ssl", len(indices)),
+        }
+        return values, np.arange(len(indices))
+
+    return reasons, build
+
+
+SPEC = Enrichment(
+    name=name,
+    path="ssl",
+    json_fields=pa.schema([("server_name", pa.string())]),
+    facts=_facts,
+    columns=_columns,
+)
