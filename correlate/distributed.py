@@ -1,4 +1,11 @@
-"""The band join on a Dask cluster (``dask.distributed``): the same pure ``band_join`` per partition.
+"""Loading and the band join on a Dask cluster (``dask.distributed``), with the local engine's answer.
+
+**Loading** (``dask_load_inputs``, the last section): the client plans the inputs as
+``load_inputs`` does; workers run the same ``load_file`` per input file, or the same loader per
+byte range of a big plain file of a line-independent format (``SPLITTABLE``), keeping violations
+and their own anchor sample; the client combines them through ``Gathered`` in file order.
+
+**The join**: the same pure ``band_join`` per partition.
 
 ``DaskJoiner(client)`` has ``join.band_join``'s signature, so ``analyse(loaded, options,
 joiner=DaskJoiner(client))`` runs the only step whose cost grows with both tables on a cluster
@@ -31,13 +38,16 @@ violations and calls as ``analyse`` orders them).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +55,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .errors import OptionError
+from .errors import CorrelateError, OptionError
 from .join import band_join
+from .keep import KeepPolicy, is_kept_verdict, line_hashes, row_hashes
+from .loaders import Detection, LoadOptions, LoadResult, LoadStats, detect, get_loader
+from .loaders.records import first_line
+from .pipeline import (
+    Gathered,
+    InputFile,
+    Job,
+    Loaded,
+    ProgressCallback,
+    RunOptions,
+    load_file,
+    plan_inputs,
+)
+from .sources import Source
 
 STRATEGIES = ("auto", "key", "time")
 ENGINES = ("local", "dask")
 _I64 = np.iinfo(np.int64)
+MMAP_BYTES = 32 << 20
+"""glibc's ``MALLOC_MMAP_THRESHOLD_`` for the workers of the LocalCluster ``make_client`` starts."""
 _OWNED: dict[int, Any] = {}
 """LocalClusters started by ``make_client``, by the id of their client."""
 
@@ -72,13 +98,21 @@ def make_client(scheduler: str | None = None, *, n_workers: int | None = None) -
             return Client(scheduler, timeout="30s")
         except (OSError, TimeoutError) as exc:
             raise OptionError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
-    cluster = LocalCluster(
-        n_workers=n_workers or max(1, min(os.cpu_count() or 1, 8)),
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    import dask
+
+    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which also pins glibc's mmap threshold at
+    # 128 KiB: every 8 MiB block a loader reads is then a fresh mapping, page-faulted in (about a
+    # third more CPU to parse a large file). Blocks below 32 MiB come from the heap again.
+    with dask.config.set(
+        {"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": MMAP_BYTES}
+    ):
+        cluster = LocalCluster(
+            n_workers=n_workers or max(1, min(os.cpu_count() or 1, 8)),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
     client = Client(cluster)
     _OWNED[id(client)] = cluster  # closed with the client, below
     return client
@@ -520,14 +554,487 @@ def stage_case(
     return StagedCase(root, before, after, keyed, parts.strategy, len(parts.calls))
 
 
+# -- Loading on the cluster ----------------------------------------------------------------------
+
+SPLIT_BYTES = 128 << 20
+"""A plain file of a ``SPLITTABLE`` format larger than this is read in byte ranges of about this
+size, each by its own task (``split_bytes=0`` never splits)."""
+
+COUNT_BLOCK = 8 << 20
+
+
+def _cfw_json_lines(head: bytes) -> bool:
+    # alibaba_cfw.read: JSON lines when the head starts with an object (else CSV with a header)
+    return head[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+
+
+def _object_lines(head: bytes) -> bool:
+    # alibaba_vpc_flow.read: JSON lines when the first line is an object (else CSV with a header)
+    return first_line(head[:4096]).startswith(b"{")
+
+
+def _json_documents_as_lines(head: bytes) -> bool:
+    # records.json_documents: one JSON value per line unless the first line is an array or does not
+    # parse on its own (a document spanning lines); ocsf_network also reads Parquet ("PAR1")
+    if head.startswith(b"PAR1"):
+        return False
+    first = first_line(head)
+    try:
+        return isinstance(json.loads(first), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+SPLITTABLE: dict[str, Callable[[bytes], bool]] = {
+    "alibaba_cfw": _cfw_json_lines,
+    "alibaba_vpc_flow": _object_lines,
+    "gcp_logging": _json_documents_as_lines,
+    "ocsf_network": _json_documents_as_lines,
+}
+"""Formats (and, from the file's head, layouts) whose records are independent lines: every line is
+read the same way whatever came before it, so a byte range starting at a line start, numbered from
+its true first line, gives exactly that part of the whole file's rows, rejects and counts. Not
+here: a header that sets the layout (AWS VPC text, Zeek TSV, CSV), rows filled from other lines
+of the file (aws_nfw and suricata_eve name flows from their dns/tls/http records), a year inferred
+across lines (syslog-based formats), whole-file JSON documents, and compressed files (never split).
+Zeek JSON lines qualify in principle; zeek_conn joins once its column-wise reader is settled
+(``tests/test_byte_ranges.py`` checks each entry against whole-file reads of its samples).
+"""
+
+
+def splittable(detection: Detection, head: bytes) -> bool:
+    """Whether a file detected as ``detection`` with this head may be read by byte ranges."""
+    check = SPLITTABLE.get(detection.name)
+    return check is not None and check(head)
+
+
+def line_start(source: Source, at: int) -> int | None:
+    """The first line start at or after byte ``at`` (the file's size past the last line); None
+    when the line around ``at`` is longer than ``--max-line-bytes`` (the whole-file load then
+    stops with its usual message)."""
+    if at == 0:
+        return 0
+    window = source.limits.max_line_bytes + 2
+    seen = 0
+    with source.ranged(at - 1, None, 1).open() as stream:
+        while seen < window:
+            block = stream.read(min(1 << 20, window - seen))
+            if not block:
+                return at - 1 + seen
+            found = block.find(b"\n")
+            if found >= 0:
+                return at - 1 + seen + found + 1
+            seen += len(block)
+    return None
+
+
+def count_range(source: Source, lo: int, hi: int) -> tuple[int | None, int]:
+    """On a worker: ``(line_start(lo), newlines in bytes [lo, hi))`` of ``source``'s file."""
+    count = 0
+    block = bytearray(COUNT_BLOCK)
+    with source.ranged(lo, hi, 1).open() as stream:
+        while n := stream.readinto(block):
+            count += block.count(b"\n", 0, n)
+    return line_start(source, lo), count
+
+
+def nominal_cuts(size: int, split_bytes: int) -> list[int]:
+    """Evenly spaced byte offsets ``0 = c0 < c1 < ... < cK = size``, pieces <= ``split_bytes``."""
+    pieces = max(1, -(-size // max(1, split_bytes)))
+    return [size * k // pieces for k in range(pieces + 1)]
+
+
+def byte_ranges(
+    source: Source, cuts: Sequence[int], counted: Sequence[tuple[int | None, int]]
+) -> list[Source]:
+    """The byte-range sources of a file from ``count_range`` of each ``[cuts[k], cuts[k+1])``:
+    each starts at a line start, with its true first line number; empty ranges are dropped.
+
+    Lines before a line start ``b >= c`` number the newlines before ``c`` (the counts of the
+    earlier pieces) plus one when ``b > c`` (the newline ending at ``b - 1`` is the first at or
+    after ``c``).
+    """
+    starts = [b for b, _ in counted]
+    if any(b is None for b in starts):
+        raise ValueError("a line longer than the limit")
+    bounds = [int(b) for b in starts if b is not None] + [cuts[-1]]
+    ranges = []
+    before = 0
+    for k, (_, count) in enumerate(counted):
+        lo, hi = bounds[k], bounds[k + 1]
+        if lo < hi:
+            line = 1 + before + (1 if lo > cuts[k] else 0)
+            ranges.append(source.ranged(lo, hi, line))
+        before += count
+    return ranges
+
+
+def combine_results(parts: Sequence[LoadResult]) -> LoadResult:
+    """One file's ``LoadResult`` from those of its byte ranges, in file order: rows and rejects
+    concatenated, counts summed, skipped and notes added."""
+    first = parts[0]
+    stats = LoadStats(
+        path=first.stats.path,
+        format=first.stats.format,
+        kind=first.stats.kind,
+        unit=first.stats.unit,
+        skipped=Counter(),
+        notes=Counter(),
+    )
+    rejects = []
+    hosts = []
+    context: dict[str, None] = {}
+    for part in parts:
+        s = part.stats
+        stats.read += s.read
+        stats.loaded += s.loaded
+        stats.rejected += s.rejected
+        stats.unkept += s.unkept
+        stats.skipped.update(s.skipped)
+        stats.notes.update(s.notes)
+        rejects.extend(part.rejects)
+        if part.hosts is not None:
+            hosts.append(part.hosts)
+        context.update(dict.fromkeys(part.context))
+    tables = [p.table for p in parts]
+    return LoadResult(
+        kind=first.kind,
+        table=pa.concat_tables(tables) if len(tables) > 1 else tables[0],
+        stats=stats,
+        rejects=rejects,
+        hosts=(pa.concat_tables(hosts) if len(hosts) > 1 else hosts[0]) if hosts else None,
+        context=list(context),
+    )
+
+
+def load_whole(
+    source: Source, forced: str | None, options: RunOptions, keep: KeepPolicy | None
+) -> tuple[InputFile, LoadResult | None]:
+    """On a worker: ``load_file`` on one whole file, and its SHA-256 (as ``load_inputs`` does)."""
+    record = InputFile(path=source.display, format=None, kind=None, sha256="", size=source.size())
+    result = load_file(source, forced, options, record, keep=keep)
+    record.sha256 = source.sha256()
+    return record, result
+
+
+def load_range(source: Source, format_name: str, load: LoadOptions) -> LoadResult | str:
+    """On a worker: one byte range through its format's loader; a problem is returned as its
+    message (the client then reads the whole file, which reports it as a local run does)."""
+    try:
+        result: LoadResult = get_loader(format_name).read(source, load)
+    except CorrelateError as exc:
+        return str(exc) or type(exc).__name__
+    return result
+
+
+def file_sha256(source: Source) -> str:
+    """On a worker: the SHA-256 of a file (for a file read by byte ranges)."""
+    return source.sha256()
+
+
+@dataclass
+class _Plan:
+    """One input file: read whole by one task, or by byte ranges."""
+
+    source: Source
+    forced: str | None
+    size: int
+    detection: Detection | None = None
+    cuts: list[int] = field(default_factory=list)
+    counts: list[Any] = field(default_factory=list)
+    ranges: list[Source] = field(default_factory=list)
+    bound: int | None = None
+    parts: list[Any] = field(default_factory=list)
+    sha: Any = None
+    whole: Any = None
+    again: bool = False
+    """Read whole again (its ranges could not give the whole file's outcome)."""
+    unbound: bool = False
+    """Its ranges read again without the sample bound (the bound was too tight)."""
+
+    def how(self) -> str:
+        """How the file was read, for ``dask_load_inputs(trace=...)``."""
+        if self.detection is None:
+            return "whole"
+        ranges = f"{len(self.ranges)} ranges"
+        if self.again:
+            return ranges + ", then whole"
+        return ranges + (", again without the sample bound" if self.unbound else "")
+
+
+def _split_plan(source: Source, forced: str | None, split_bytes: int) -> _Plan:
+    """Decide on the client whether a file is read by ranges (detection here, on its head)."""
+    plan = _Plan(source, forced, source.size())
+    if split_bytes <= 0 or source.compression or plan.size <= split_bytes:
+        return plan
+    try:
+        detection = detect(source, forced)
+    except CorrelateError:
+        return plan  # the whole-file task reports it as load_file does
+    if splittable(detection, source.head()):
+        plan.detection = detection
+        plan.cuts = nominal_cuts(plan.size, split_bytes)
+    return plan
+
+
+SAMPLE_HEADROOM = 4
+"""A split file's ranges keep allowed rows whose line hash is among the file's
+``SAMPLE_HEADROOM x anchors`` smallest (see ``line_bound``)."""
+
+_HASH_BLOCK = 1 << 23
+
+
+def line_bound(display: str, lines: int, rank: int) -> int | None:
+    """The ``rank``-th smallest sample hash over lines ``1..lines`` of the file shown as
+    ``display`` (None when it has no more lines than that): computable before reading a row,
+    since the hash depends only on (path, line).
+
+    Handed to a split file's ranges as the known bound, it spares them normalising (and shipping)
+    the allowed rows that cannot be in the sample. It is a guess that ``anchors`` of the lines
+    below it are allowed rows; ``bound_held`` checks that after loading (else the ranges are read
+    again without it), so the sample stays exact.
+    """
+    if lines <= rank or rank <= 0:
+        return None
+    best = np.empty(0, np.uint64)
+    for lo in range(1, lines + 1, _HASH_BLOCK):
+        hashes = line_hashes(display, np.arange(lo, min(lines, lo + _HASH_BLOCK - 1) + 1))
+        both = np.concatenate((best, hashes))
+        best = np.partition(both, rank - 1)[:rank] if len(both) > rank else both
+    return int(np.max(best))
+
+
+def bound_held(result: LoadResult, policy: KeepPolicy, bound: int) -> bool:
+    """Whether a file loaded with the sample bound ``bound`` still has its exact sample: the bound
+    dropped nothing, or at least ``anchors`` allowed rows hash below it (then the file's bottom-k
+    allowed rows all do, and were kept)."""
+    if result.stats.unkept == 0:
+        return True
+    table = result.table
+    below = row_hashes(table) <= np.uint64(bound)
+    allowed = ~is_kept_verdict(table, policy)
+    return int((below & allowed).sum()) >= policy.anchors
+
+
+def dask_load_inputs(
+    paths: Sequence[str],
+    options: RunOptions,
+    *,
+    client: Any,
+    inventories: Sequence[str] = (),
+    split_bytes: int = SPLIT_BYTES,
+    progress: ProgressCallback | None = None,
+    trace: dict[str, str] | None = None,
+) -> Loaded:
+    """``load_inputs`` on a Dask cluster: the same ``Loaded`` (tables, inputs and their stats,
+    rejects in the same order, sample bounds).
+
+    The client plans the files (``plan_inputs``) and detects the format of each big plain file;
+    each file is read by a worker with ``load_file`` (and hashed there), or, when it is larger
+    than ``split_bytes`` and its format reads independent lines (``SPLITTABLE``), cut into byte
+    ranges at line starts: one pass counts each piece's newlines (the line numbers of the ranges
+    are their prefix sums), then each range is read by the format's loader and the parts are
+    combined into one file's result. Workers keep every violation and their own bottom-k anchor
+    sample (the bottom-k of a union is the bottom-k of the parts' bottom-ks; a split file's
+    ranges also skip rows above ``line_bound``, checked by ``bound_held``), and the client
+    gathers the files in plan order through ``Gathered``, as ``load_inputs`` does.
+
+    A file whose first range loads nothing (the "first 100 records all rejected" stop could
+    depend on later ranges), or whose range fails (a rejected row under ``--strict``, a line over
+    the limit), is read again whole, so its outcome and message are a local run's. Only
+    ``LoadStats.unkept`` (rows a loader left out of memory; not in any report) may differ: it
+    depends on the sample bounds the loader knew, which the local loop carries from file to file.
+
+    Every worker must see each path as the client does (a shared file system, or URLs that
+    fsspec reads on every worker). ``trace``, when given, receives how each file was read:
+    ``whole``, ``N ranges``, ``N ranges, again without the sample bound`` or ``N ranges, then
+    whole``.
+    """
+    jobs: list[Job] = plan_inputs(paths, options, inventories=inventories)
+    plans = [_split_plan(source, forced, split_bytes) for source, forced in jobs]
+    gathered = Gathered(options)
+    run = _Run(client, options, gathered.keep_policy())
+    try:
+        for plan in plans:  # the cheap counting pass first: ranges can start once it is done
+            if plan.detection is not None:
+                plan.counts = [
+                    run.submit(count_range, plan.source, lo, hi) for lo, hi in pairwise(plan.cuts)
+                ]
+        for plan in plans:
+            if plan.detection is None:
+                run.read_whole(plan)
+        for plan in plans:
+            if plan.detection is not None:
+                run.read_ranges(plan)
+        for done, plan in enumerate(plans):
+            if progress:
+                progress(plan.source.display, done, len(plans))
+            record, result = run.collect(plan)
+            if trace is not None:
+                trace[plan.source.display] = plan.how()
+            gathered.add(plan.source, record, result)
+            plan.parts, plan.sha, plan.whole = [], None, None  # results leave the cluster
+    except BaseException:
+        run.cancel()  # a failed load does not wait for the other files
+        raise
+    if progress:
+        progress("", len(plans), len(plans))
+    return gathered.loaded()
+
+
+class _Run:
+    """The client side of one ``dask_load_inputs``: its tasks, and each file's outcome."""
+
+    def __init__(self, client: Any, options: RunOptions, keep: KeepPolicy | None) -> None:
+        self.client = client
+        self.keep = keep
+        self.load = options.load if keep is None else replace(options.load, keep=keep)
+        self.futures: list[Any] = []
+        self.options = client.scatter(options, hash=False)  # once, not with every task
+        self.futures.append(self.options)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Any:
+        future = self.client.submit(function, *args, pure=False)
+        self.futures.append(future)
+        return future
+
+    def cancel(self) -> None:
+        self.client.cancel([f for f in self.futures if not f.done()])
+
+    def read_whole(self, plan: _Plan) -> None:
+        plan.whole = self.submit(load_whole, plan.source, plan.forced, self.options, self.keep)
+
+    def read_ranges(self, plan: _Plan) -> None:
+        """The ranges of a split file from its counts (or the whole file, past a long line)."""
+        assert plan.detection is not None
+        counted = self.client.gather(plan.counts)
+        plan.counts = []
+        try:
+            plan.ranges = byte_ranges(plan.source, plan.cuts, counted)
+        except ValueError:  # a line longer than --max-line-bytes: the whole load says so
+            plan.detection = None
+            self.read_whole(plan)
+            return
+        name, load = plan.detection.name, self.load
+        if self.keep is not None:
+            lines = sum(n for _, n in counted) + 1  # (+1: a last line without a newline)
+            plan.bound = line_bound(plan.source.display, lines, SAMPLE_HEADROOM * self.keep.anchors)
+            if plan.bound is not None:
+                below = {**self.keep.below, name: plan.bound}
+                load = replace(load, keep=replace(self.keep, below=below))
+        plan.sha = self.submit(file_sha256, plan.source)
+        plan.parts = [self.submit(load_range, r, name, load) for r in plan.ranges]
+
+    def collect(self, plan: _Plan) -> tuple[InputFile, LoadResult | None]:
+        """A file's record and result from its task(s); a split file that needs it is read
+        again: whole, or by ranges without the sample bound."""
+        detection = plan.detection
+        if detection is not None:
+            result = self._combined(plan)
+            bound, keep = plan.bound, self.keep
+            held = (
+                result is None or bound is None or keep is None or bound_held(result, keep, bound)
+            )
+            if not held:  # the bound was a guess too tight: the ranges again without it
+                plan.bound, plan.unbound = None, True
+                plan.parts = [
+                    self.submit(load_range, r, detection.name, self.load) for r in plan.ranges
+                ]
+                result = self._combined(plan)
+            if result is not None:
+                record = InputFile(
+                    path=plan.source.display,
+                    format=detection.name,
+                    kind=detection.loader.kind,
+                    sha256=plan.sha.result(),
+                    size=plan.size,
+                    score=detection.score,
+                    forced=detection.forced,
+                    stats=result.stats,
+                )
+                return record, result
+            plan.again = True
+            self.read_whole(plan)
+        whole: tuple[InputFile, LoadResult | None] = plan.whole.result()
+        return whole
+
+    @staticmethod
+    def _combined(plan: _Plan) -> LoadResult | None:
+        parts = [future.result() for future in plan.parts]
+        if all(isinstance(p, LoadResult) for p in parts) and parts[0].stats.loaded > 0:
+            return combine_results(parts)
+        return None
+
+
+@dataclass
+class EngineSession:
+    """Where a command loads its inputs and runs its join: ``load`` has ``load_case_or_inputs``'s
+    signature, ``joiner`` ``band_join``'s."""
+
+    engine: str
+    load: Callable[..., Loaded]
+    joiner: Callable[..., tuple[np.ndarray, np.ndarray]]
+    client: Any = None
+
+
+@contextmanager
+def engine_session(
+    engine: str = "local", scheduler: str | None = None, *, split_bytes: int = SPLIT_BYTES
+) -> Iterator[EngineSession]:
+    """``local``: ``load_case_or_inputs`` and ``band_join`` here. ``dask``: one client (to
+    ``scheduler``, else a LocalCluster, closed after) that loads the inputs
+    (``dask_load_inputs``; a case directory is opened here) and runs the join (``DaskJoiner``)."""
+    from .case import is_case, load_case_or_inputs, open_case
+
+    if engine not in ENGINES:
+        raise OptionError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    if engine == "local":
+        if scheduler:
+            raise OptionError("--scheduler needs --engine dask")
+        yield EngineSession("local", load_case_or_inputs, band_join)
+        return
+    client = make_client(scheduler)
+
+    def load(
+        paths: Sequence[str],
+        options: RunOptions,
+        *,
+        inventories: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
+    ) -> Loaded:
+        if len(paths) == 1 and not inventories and is_case(paths[0]):
+            return open_case(paths[0]).loaded()
+        return dask_load_inputs(
+            paths,
+            options,
+            client=client,
+            inventories=inventories,
+            split_bytes=split_bytes,
+            progress=progress,
+        )
+
+    try:
+        yield EngineSession("dask", load, DaskJoiner(client), client)
+    finally:
+        close_client(client)
+
+
 __all__ = [
     "ENGINES",
+    "SPLITTABLE",
+    "SPLIT_BYTES",
     "STRATEGIES",
     "DaskJoiner",
+    "EngineSession",
     "StagedCase",
+    "byte_ranges",
     "case_join_inputs",
     "close_client",
+    "combine_results",
+    "count_range",
     "dask_joiner",
+    "dask_load_inputs",
+    "engine_session",
     "join_staged",
     "make_client",
     "partition",

@@ -1,4 +1,9 @@
-"""Input files: expand directories, open compressed streams, hash, and give a head for sniffing."""
+"""Input files: expand directories, open compressed streams, hash, and give a head for sniffing.
+
+A ``Source`` may be a byte range of a plain file (``start``, ``end``, ``first_line``: what the
+Dask engine hands each worker of a big file) and may name its file by an fsspec URL (``url``:
+``s3://``, ``gs://``, ``file://``, ...; fsspec is imported only then).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 
@@ -64,15 +69,84 @@ class _ExpansionGuard(io.RawIOBase):
         super().close()
 
 
+class _Slice(io.RawIOBase):
+    """Bytes ``[start, end)`` of a seekable binary file (``end`` None: to its end)."""
+
+    def __init__(self, raw: Any, start: int, end: int | None) -> None:
+        self._raw = raw
+        if start:
+            raw.seek(start)
+        self._left = None if end is None else max(0, end - start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = len(buffer)
+        if self._left is not None:
+            size = min(size, self._left)
+        if size <= 0:
+            return 0
+        into = getattr(self._raw, "readinto", None)
+        if into is not None:  # straight into the caller's buffer (no copy)
+            n = into(memoryview(buffer)[:size]) or 0
+        else:
+            data = self._raw.read(size)
+            n = len(data)
+            buffer[:n] = data
+        if self._left is not None:
+            self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _fsspec(url: str) -> tuple[Any, str]:
+    """(file system, path) for an fsspec URL; fsspec is optional (it comes with dask)."""
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise InputError(
+            f"{url}: reading a URL needs fsspec (pip install fsspec, and s3fs/gcsfs for s3/gs)"
+        ) from None
+    try:
+        return url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"{url}: cannot read this URL ({exc})") from None
+
+
+def is_url(given: str | os.PathLike[str]) -> bool:
+    """Whether a path as given is an fsspec URL (``scheme://...``), not a local path."""
+    text = os.fspath(given)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and len(scheme) > 1 and scheme.replace("+", "").replace("-", "").isalnum()
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One input file: where it is, how the user named it, and how it is compressed."""
+    """One input file: where it is, how the user named it, and how it is compressed.
+
+    ``start``/``end``/``first_line`` make it a byte range of a plain (uncompressed) file that
+    begins at a line start: ``open`` reads only those bytes and lines are numbered from
+    ``first_line`` (the file's true number of the range's first line). ``head``, ``size`` and
+    ``sha256`` are always the whole file's. ``url``: the file is read through fsspec.
+    """
 
     path: Path
     display: str
     explicit: bool = True
     """True when the user named the file itself (not found by walking a directory)."""
     limits: Limits = DEFAULT_LIMITS
+    start: int = 0
+    """First byte read (a byte range: the start of a line)."""
+    end: int | None = None
+    """Byte after the last one read (None: the end of the file)."""
+    first_line: int = 1
+    """Number of the first line read (the file's line number at ``start``)."""
+    url: str | None = None
+    """An fsspec URL to read instead of ``path`` (``path`` then holds the URL's path part)."""
 
     @property
     def compression(self) -> str | None:
@@ -84,10 +158,45 @@ class Source:
         name = self.path.name
         return name[: -len(self.path.suffix)] if self.compression else name
 
-    def open(self) -> BinaryIO:
-        """A buffered binary stream of the decompressed content."""
+    @property
+    def is_range(self) -> bool:
+        """Whether this is a byte range of its file rather than the whole file."""
+        return self.start != 0 or self.end is not None or self.first_line != 1
+
+    def ranged(self, start: int, end: int | None, first_line: int) -> Source:
+        """Bytes ``[start, end)`` of this plain file, whose first line is line ``first_line``."""
+        if self.compression:
+            raise ValueError(f"{self.display}: a compressed file cannot be read by byte ranges")
+        if start < 0 or (end is not None and end < start) or first_line < 1:
+            raise ValueError(f"invalid byte range [{start}, {end}) from line {first_line}")
+        return replace(self, start=start, end=end, first_line=first_line)
+
+    def whole(self) -> Source:
+        """The whole file this source (a byte range or not) belongs to."""
+        return replace(self, start=0, end=None, first_line=1) if self.is_range else self
+
+    def _file(self) -> Any:
+        """The file on disk (or behind its URL), unbuffered and seekable."""
+        if self.url is None:
+            return open(self.path, "rb", buffering=0)
+        fs, path = _fsspec(self.url)
+        return fs.open(path, "rb")
+
+    def open(self) -> io.BufferedReader:
+        """A buffered binary stream of the decompressed content (of the range, for a range)."""
         try:
-            raw = pa.input_stream(str(self.path), compression=self.compression)
+            if self.is_range:
+                if self.compression:
+                    raise InputError(f"{self.display}: a compressed file has no byte ranges")
+                raw: Any = _Slice(self._file(), self.start, self.end)
+            elif self.url is not None:
+                raw = self._file()
+                if self.compression:
+                    raw = pa.input_stream(raw, compression=self.compression)
+                else:
+                    raw = _Slice(raw, 0, None)
+            else:
+                raw = pa.input_stream(str(self.path), compression=self.compression)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(f"{self.display}: cannot open: {exc}") from exc
         if self.compression:
@@ -96,9 +205,10 @@ class Source:
         return io.BufferedReader(raw, buffer_size=1 << 20)
 
     def head(self, size: int = HEAD_BYTES) -> bytes:
-        """Up to ``size`` decompressed bytes from the start, for format sniffing."""
+        """Up to ``size`` decompressed bytes from the start of the file, for format sniffing
+        (of the whole file also for a byte range: a loader decides its layout once per file)."""
         try:
-            with self.open() as stream:
+            with self.whole().open() as stream:
                 return stream.read(size)
         except (OSError, EOFError, pa.ArrowException) as exc:
             raise InputError(
@@ -106,12 +216,17 @@ class Source:
             ) from exc
 
     def size(self) -> int:
-        return self.path.stat().st_size
+        """The file's size on disk (the whole file's, for a byte range)."""
+        if self.url is None:
+            return self.path.stat().st_size
+        fs, path = _fsspec(self.url)
+        return int(fs.size(path))
 
     def sha256(self) -> str:
-        """SHA-256 of the file as it is on disk (compressed bytes when compressed)."""
+        """SHA-256 of the file as it is on disk (compressed bytes when compressed; the whole
+        file, for a byte range)."""
         digest = hashlib.sha256()
-        with open(self.path, "rb") as fh:
+        with self._file() as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         return digest.hexdigest()
@@ -120,13 +235,15 @@ class Source:
 def iter_lines(source: Source) -> Iterator[tuple[int, bytes]]:
     """Yield (1-based line number, line without its end-of-line) over the decompressed content.
 
+    Lines are numbered from ``source.first_line`` (1 unless the source is a byte range).
+
     A line longer than the source's ``max_line_bytes`` stops the file with a clear message: it is
     never read whole into memory.
     """
     cap = source.limits.max_line_bytes
     try:
         with source.open() as stream:
-            number = 0
+            number = source.first_line - 1
             while True:
                 line = stream.readline(cap + 1)
                 if not line:
@@ -156,10 +273,14 @@ def expand_paths(
     """Files as given and every non-hidden file under each directory, in a stable sorted order.
 
     The result is sorted by path so that the same set of inputs gives the same answer whatever
-    the order on the command line; duplicates are dropped.
+    the order on the command line; duplicates are dropped. A path given as an fsspec URL
+    (``s3://bucket/logs/``, ``file:///mnt/shared/x.jsonl``) is listed through fsspec the same way.
     """
-    found: dict[Path, Source] = {}
+    found: dict[object, Source] = {}
     for given in paths:
+        if is_url(given):
+            _expand_url(os.fspath(given), limits, found)
+            continue
         path = Path(given)
         if not path.exists():
             raise InputError(f"{given}: no such file or directory")
@@ -183,3 +304,32 @@ def expand_paths(
         else:
             raise InputError(f"{given}: not a regular file or directory")
     return sorted(found.values(), key=lambda s: s.display)
+
+
+def _expand_url(given: str, limits: Limits, found: dict[object, Source]) -> None:
+    """``expand_paths`` for one URL: the file, or every non-hidden file under the prefix."""
+    fs, root = _fsspec(given)
+    try:
+        if fs.isdir(root):
+            base = given.rstrip("/")
+            prefix = root.rstrip("/") + "/"
+            for child in sorted(fs.find(root)):
+                relative = child[len(prefix) :] if child.startswith(prefix) else child
+                if any(part.startswith(".") for part in relative.split("/")):
+                    continue
+                url = fs.unstrip_protocol(child)
+                found.setdefault(
+                    ("url", url),
+                    Source(
+                        Path(child), f"{base}/{relative}", explicit=False, limits=limits, url=url
+                    ),
+                )
+            return
+        if not fs.isfile(root):
+            raise InputError(f"{given}: no such file or directory")
+    except OSError as exc:
+        raise InputError(f"{given}: cannot list: {exc}") from exc
+    key = ("url", fs.unstrip_protocol(root))
+    previous = found.get(key)
+    if previous is None or not previous.explicit:
+        found[key] = Source(Path(root), given, explicit=True, limits=limits, url=given)

@@ -38,11 +38,12 @@ def line_runs(
     ``count`` > 0: a run of ``count`` consecutive lines joined by ``\\n`` whose first byte is one of
     ``first`` and, when ``last`` is given, whose last byte (before a ``\\r``) is one of ``last``.
     ``count`` == 0: one line that needs the per-line reader, without its end of line.
+    Lines are numbered from ``source.first_line`` (1 unless the source is a byte range).
     """
     cap = source.limits.max_line_bytes
     size = chunk_bytes or CHUNK_BYTES
     first_ok, last_ok = _table(first), None if last is None else _table(last)
-    number = 0  # lines yielded so far
+    number = source.first_line - 1  # lines before the next one (a byte range starts later)
     try:
         with source.open() as stream:
             rest = b""
