@@ -411,3 +411,41 @@ def test_column_wise_times_are_parse_iso_exactly():
     assert times.valid.tolist() == [True] * len(spellings) + [False] * len(refused)
     assert times.ns[: len(spellings)].tolist() == [ns(s) for s in spellings]
     assert np.all(times.ns[len(spellings) :] == 0)
+
+
+def test_real_events_are_read_column_wise(monkeypatch):
+    """Of the samples' events, only those with a note or a reject go line by line."""
+    data = Path(__file__).resolve().parent / "data" / "suricata_eve"
+    seen: list[int] = []
+    original = suricata_eve.Reader.line
+
+    def spy(self: suricata_eve.Reader, line: int, raw: bytes, load: FileLoad) -> None:
+        seen.append(line)
+        original(self, line, raw, load)
+
+    monkeypatch.setattr(suricata_eve.Reader, "line", spy)
+    monkeypatch.setattr(blocks, "SMALLEST_PIECE", 1)  # a refused line alone, not its piece
+    for sample in sorted(data.glob("*.json.log")):
+        if "malformed" in sample.name:
+            continue
+        seen.clear()
+        result = suricata_eve.read(Source(sample, sample.name), LoadOptions())
+        noted = [r["source_line"] for r in result.table.to_pylist() if r["ts_note"]]
+        assert seen == noted, sample.name
+
+
+def test_column_wise_validity_of_every_month_end_in_range():
+    """Days 28-31 of every month of every year the vectorised reader takes, against parse_iso."""
+    spellings, expected = [], []
+    for year in range(1677, 2263):
+        for month in range(1, 13):
+            for day in (28, 29, 30, 31):
+                text = f"{year:04d}-{month:02d}-{day:02d}T12:00:00Z"
+                spellings.append(text)
+                try:
+                    expected.append(ns(text) if 1678 <= year <= 2261 else None)
+                except ValueError:
+                    expected.append(None)
+    times = suricata_eve.iso_ns(pa.array(spellings))
+    got = [int(t) if ok else None for t, ok in zip(times.ns, times.valid, strict=True)]
+    assert got == expected

@@ -55,7 +55,7 @@ import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -207,30 +207,40 @@ class Reader:
 
     def _check(self, table: pa.Table, ok: np.ndarray, lines: np.ndarray) -> Checked:
         """Clear ``ok`` for events the per-line reader must read; the verdicts, the skip reasons,
-        and the names of flows (offered in line order)."""
-        col = _columns(table)
+        the values ``_normalise`` reads; and the names of flows (offered in line order)."""
+        col = Leaves(table)
         event_type = col["event_type"]
         kinds = _kinds(event_type, ok)
-        traffic = kinds.traffic
+        traffic, pointed = kinds.traffic, kinds.alert | kinds.drop
         good = np.ones(table.num_rows, dtype=bool)
-        _addresses(col, good)
+        src, dst = _addresses(col, good)
         for key in ("src_port", "dest_port"):
             good &= in_range(col[key], 0, 65535)
-        _span_times(col, kinds, good)
-        good &= iso_ns(col["timestamp"]).valid | ~(kinds.alert | kinds.drop)
+        start, end, has_end = _span_times(col, kinds, good)
+        event_ts = iso_ns(col["timestamp"], pointed)
+        good &= event_ts.valid | ~pointed
         for key in _FLOW_COUNTERS:
-            good &= in_range(col[f"flow.{key}"], 0) | ~(kinds.flow | kinds.alert | kinds.drop)
+            good &= in_range(col[f"flow.{key}"], 0) | ~(kinds.flow | pointed)
         for key in ("bytes", "pkts"):
             good &= in_range(col[f"netflow.{key}"], 0) | ~kinds.netflow
         said = pc.or_(pc.is_valid(col["alert.action"]), pc.is_valid(col["alert.signature_id"]))
         good &= _np(said) | ~kinds.alert  # an empty alert object is rejected (ambiguous: per line)
-        _orientation(col, good, kinds.alert | kinds.drop)
+        given, flow_src, flow_dst = _orientation(col, good, pointed)
         ok &= good | ~traffic
         skip = mapped(event_type, _skip_reason)
         ok &= traffic | _np(pc.is_valid(skip))  # no type: the per-line reader rejects
-        offered = ok & (traffic | kinds.enriching)
-        self.domains.offer_many(_flow_keys(col["flow_id"]), lines, _domains(col), offered)
-        return _verdicts(col, kinds), skip
+        keys, names = _flow_keys(col["flow_id"]), _domains(col)
+        self.domains.offer_many(keys, lines, names, ok & (traffic | kinds.enriching))
+        verdict = _verdicts(col, kinds)
+        values = {
+            **{k: col[k] for k in _PASSED},
+            **{f"is_{k}": getattr(kinds, k) for k in TRAFFIC},
+            "ts": np.where(kinds.flow | kinds.netflow, start, event_ts.ns),
+            **{"ts_end": end, "has_end": has_end, "src": src, "dst": dst, "given": given},
+            **{"flow_src": flow_src, "flow_dst": flow_dst, "action": verdict},
+            **{"flow_key": keys, "dst_domain": names},
+        }
+        return Checked(verdict, skip, values)
 
 
 # --- the per-line converter ----------------------------------------------------------------------
@@ -506,18 +516,6 @@ def _kinds(event_type: pa.Array, ok: np.ndarray) -> _Kinds:
     return _Kinds(**masks)
 
 
-def _columns(table: pa.Table) -> dict[str, pa.Array]:
-    """Every leaf column of ``table``, nested ones as ``parent.child``."""
-    out: dict[str, pa.Array] = {}
-    for field in table.schema:
-        column = table.column(field.name).combine_chunks()
-        out[field.name] = column
-        if pa.types.is_struct(field.type):
-            for child in field.type:
-                out[f"{field.name}.{child.name}"] = pc.struct_field(column, child.name)
-    return out
-
-
 def _addresses(col: dict[str, pa.Array], good: np.ndarray) -> tuple[pa.Array, pa.Array]:
     """Canonical source and destination; ``good`` cleared where either is missing or bad."""
     src = addresses(col["src_ip"], good)
@@ -538,8 +536,8 @@ def _span_times(
     for kind, rows in (("flow", kinds.flow), ("netflow", kinds.netflow)):
         if not rows.any():
             continue
-        began = iso_ns(col[f"{kind}.start"])
-        ended = iso_ns(col[f"{kind}.end"])
+        began = iso_ns(col[f"{kind}.start"], rows)
+        ended = iso_ns(col[f"{kind}.end"], rows)
         no_end = _np(blank(col[f"{kind}.end"]))
         fine = began.valid & (no_end | (ended.valid & (ended.ns >= began.ns)))
         good &= fine | ~rows
@@ -599,27 +597,26 @@ def _domains(col: dict[str, pa.Array]) -> pa.Array:
     return pc.coalesce(*found)
 
 
-def _normalise(table: pa.Table, lines: np.ndarray, source: Source) -> pa.Table:
+_PASSED = (
+    *("src_port", "dest_port", "direction", "proto", "app_proto", "host", "in_iface"),
+    *("alert.action", "alert.signature_id", "alert.signature", "alert.category"),
+    *("verdict.action", "drop.reason", "flow.action", "netflow.bytes", "netflow.pkts"),
+    *(f"flow.{key}" for key in _FLOW_COUNTERS),
+)
+"""The columns ``_normalise`` reads as they were parsed."""
+
+
+def _normalise(col: Values, lines: np.ndarray, source: Source) -> pa.Table:
     """Checked traffic rows as ``network_events`` rows (``_convert``'s values)."""
-    n = table.num_rows
-    col = _columns(table)
-    kinds = _kinds(col["event_type"], np.ones(n, dtype=bool))
-    good = np.ones(n, dtype=bool)
-    src, dst = _addresses(col, good)
-    sport, dport = col["src_port"], col["dest_port"]
-    start, end, has_end = _span_times(col, kinds, good)
-    event_ts = iso_ns(col["timestamp"])
-    spans = kinds.flow | kinds.netflow
-    ts = np.where(spans, start, event_ts.ns)
+    n = len(lines)
+    alert, drop, flow, netflow = (col[f"is_{k}"] for k in TRAFFIC)
+    pointed = alert | drop
+    src, dst, sport, dport = col["src"], col["dst"], col["src_port"], col["dest_port"]
     # the initiator as the source: by the flow's addresses when both are given, else direction
-    pointed = kinds.alert | kinds.drop
-    given, flow_src, flow_dst = _orientation(col, good, pointed)
-    matches = _np(pc.fill_null(pc.and_(pc.equal(flow_src, dst), pc.equal(flow_dst, src)), False))
-    to_client = _np(pc.fill_null(pc.equal(col["direction"], "to_client"), False))
-    swap = pa.array(pointed & np.where(given, matches, to_client))
-    # verdicts
+    same_flow = pc.and_(pc.equal(col["flow_src"], dst), pc.equal(col["flow_dst"], src))
+    to_client = _np(pc.equal(col["direction"], "to_client"))
+    swap = pa.array(pointed & np.where(col["given"], _np(same_flow), to_client))
     alert_raw = text(col["alert.action"])
-    verdict_drop = _np(_is_drop(col["verdict.action"]))
     dropped_alert = mapped(
         alert_raw,
         lambda v: v if (v or "").lower() == "blocked" else f"{v or 'no action'} (verdict drop)",
@@ -630,34 +627,31 @@ def _normalise(table: pa.Table, lines: np.ndarray, source: Source) -> pa.Table:
         lambda v: f"drop ({r})" if (r := fields.text(v)) else "drop",
         fill=True,
     )
-    flow_raw = text(col["flow.action"])
     raw = _pick(
         n,
-        (kinds.alert & verdict_drop, dropped_alert),
-        (kinds.alert, alert_raw),
-        (kinds.drop, drop_raw),
-        (kinds.flow, flow_raw),
+        (alert & _np(_is_drop(col["verdict.action"])), dropped_alert),
+        (alert, alert_raw),
+        (drop, drop_raw),
+        (flow, text(col["flow.action"])),
     )
-    flow_counts = kinds.flow | pointed
-    counters = {
-        k: pc.if_else(pa.array(flow_counts), col[f"flow.{k}"], NULL_INT) for k in _FLOW_COUNTERS
-    }
-    net = pa.array(kinds.netflow)
+    both = pa.array(flow | pointed)
+    counters = {k: pc.if_else(both, col[f"flow.{k}"], NULL_INT) for k in _FLOW_COUNTERS}
+    net = pa.array(netflow)
     values: dict[str, Any] = {
-        "ts": pa.array(ts, INT),
-        "ts_end": pa.array(end, INT, mask=~(spans & has_end)),
+        "ts": pa.array(col["ts"], INT),
+        "ts_end": pa.array(col["ts_end"], INT, mask=~col["has_end"]),
         "src_ip": pc.if_else(swap, dst, src),
         "src_port": pc.if_else(swap, dport, sport),
         "dst_ip": pc.if_else(swap, src, dst),
         "dst_port": pc.if_else(swap, sport, dport),
         "protocol": mapped(col["proto"], fields.protocol),
         "direction": constant("unknown", n),
-        "action": _verdicts(col, kinds),
+        "action": col["action"],
         "action_raw": raw,
         "rule": _only(pointed, text(pc.cast(col["alert.signature_id"], TEXT))),
         "signature": _only(pointed, text(col["alert.signature"])),
         "category": _only(pointed, text(col["alert.category"])),
-        "dst_domain": _domains(col),
+        "dst_domain": col["dst_domain"],
         "app": mapped(col["app_proto"], lambda v: _app(fields.text(v))),
         "bytes_out": pc.if_else(net, col["netflow.bytes"], counters["bytes_toserver"]),
         "bytes_in": counters["bytes_toclient"],
@@ -665,7 +659,7 @@ def _normalise(table: pa.Table, lines: np.ndarray, source: Source) -> pa.Table:
         "packets_in": counters["pkts_toclient"],
         "observer": mapped(col["host"], lambda v: _observer(fields.text(v)), fill=True),
         "host_hint": text(col["in_iface"]),
-        "flow_key": _flow_keys(col["flow_id"]),
+        "flow_key": col["flow_key"],
         "source_format": constant(name, n),
         "source_path": constant(source.display, n),
         "source_line": pa.array(lines, INT),
@@ -693,25 +687,34 @@ def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 # --- generic column-wise helpers (candidates for columnar.py) -------------------------------------
 
 
-Checked = tuple[pa.Array, "pa.Array | None"]
-"""What a ``Columns.check`` returns: the rows' normalised verdicts, and a reason per row to
-count it as skipped (null: not skipped), or None when no row is skipped."""
+Values = dict[str, Any]
+"""Columns of a run's rows by name: ``pa.Array`` or numpy arrays, all of the same length."""
+
+
+class Checked(NamedTuple):
+    """What a ``Columns.check`` gives for a run: the rows' normalised verdicts; a reason per row
+    to count it as skipped (null: not skipped), or None when no row is; and the columns it
+    read and computed, which ``normalise`` is given (for the kept rows) to make the output."""
+
+    verdict: pa.Array
+    skip: pa.Array | None
+    values: Values
 
 
 @dataclass(frozen=True)
 class Columns:
-    """``columnar.JsonLines`` with one schema and two more things: ``check`` is given the rows'
+    """``columnar.JsonLines`` with one schema and three more things: ``check`` is given the rows'
     line numbers (for state kept across lines in line order, such as the name a flow's first
-    event gives), and it may count rows as skipped column-wise (events the per-line reader skips
-    by their type). Runs are parsed once: for EVE-like records the fields that decide a row are
-    nearly all it reads, and a second parse of the kept rows cost more than it saved."""
+    event gives); it may count rows as skipped column-wise (events the per-line reader skips by
+    their type); and what it computed (times, addresses) is handed to ``normalise`` instead of
+    being computed again. Runs are parsed once: for EVE-like records the fields that decide a
+    row are nearly all it reads, and a second parse of the kept rows cost more than it saved."""
 
     schema: pa.Schema
     check: Callable[[pa.Table, np.ndarray, np.ndarray], Checked]
-    """``(table, ok, lines)``: clears ``ok`` for rows the per-line reader must read; returns
-    the verdicts and the skip reasons (rows ``ok`` with a reason are counted as skipped)."""
-    normalise: Callable[[pa.Table, np.ndarray, Source], pa.Table]
-    """Checked, kept rows (the same columns) to rows of the loader's table, given their lines."""
+    """``(table, ok, lines)``: clears ``ok`` for rows the per-line reader must read."""
+    normalise: Callable[[Values, np.ndarray, Source], pa.Table]
+    """The check's values of the checked, kept rows to rows of the output, given their lines."""
     per_line: Callable[[int, bytes, FileLoad], None]
     output: pa.Schema = NETWORK_EVENTS
 
@@ -737,10 +740,9 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Col
     the rest line by line, merged in line order (``columnar._checked`` plus skips)."""
     n = table.num_rows
     lines = np.arange(first, first + n, dtype=np.int64)
-    ok = np.ones(n, dtype=bool)
     starts, ends = line_spans(blob)
-    ok &= ~_deep(blob, starts, ends)
-    verdict, reasons = spec.check(table, ok, lines)
+    ok = ~_deep(blob, starts, ends)
+    verdict, reasons, values = spec.check(table, ok, lines)
     skipped = ok & _np(pc.is_valid(reasons)) if reasons is not None else np.zeros(n, dtype=bool)
     loads = ok & ~skipped
     keep = loads.copy()
@@ -750,10 +752,15 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Col
         sampled = line_hashes(load.source.display, lines) <= keeper.bound(load.name)
         keep &= violation | sampled
     kept = np.flatnonzero(keep)
-    full: pa.Table | None = None
+    full = None
     if len(kept):
-        rows = table if len(kept) == n else table.take(pa.array(kept))
-        full = spec.normalise(rows, lines[kept], load.source)
+        if len(kept) < n:
+            chosen = pa.array(keep)
+            values = {
+                k: v[keep] if isinstance(v, np.ndarray) else v.filter(chosen)
+                for k, v in values.items()
+            }
+        full = spec.normalise(values, lines[kept], load.source)
     bad = np.flatnonzero(~ok)
     first_good = int(np.argmax(loads)) if loads.any() else n
     side = load.apart()
@@ -783,20 +790,20 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Col
     load.keep_rows(merged, unkept=loaded - (0 if full is None else full.num_rows))
 
 
-DEEP = 256
+DEEP = 512
 """A line with this many ``{`` and ``[`` may nest deeper than Python's ``json`` reads (it stops
-at the recursion limit, about 1,000 levels less the caller's stack; pyarrow does not): it is
-read line by line, where the per-line reader decides."""
+at the recursion limit, 1,000 levels less the caller's stack; pyarrow does not): it is read line
+by line, where the per-line reader decides."""
 
 
 def _deep(blob: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Which lines of a run hold at least ``DEEP`` opening brackets."""
-    view = np.frombuffer(blob, dtype=np.uint8)
-    opens = np.flatnonzero((view == 0x7B) | (view == 0x5B))
-    if len(opens) < DEEP:
-        return np.zeros(len(starts), dtype=bool)
-    counts = np.searchsorted(opens, ends) - np.searchsorted(opens, starts)
-    return counts >= DEEP
+    """Which lines of a run hold at least ``DEEP`` opening brackets (only lines of twice as many
+    bytes can)."""
+    deep = np.zeros(len(starts), dtype=bool)
+    for i in np.flatnonzero(ends - starts >= 2 * DEEP).tolist():
+        start, end = int(starts[i]), int(ends[i])
+        deep[i] = blob.count(b"{", start, end) + blob.count(b"[", start, end) >= DEEP
+    return deep
 
 
 _IPV4 = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
@@ -823,88 +830,57 @@ class Times:
     valid: np.ndarray
 
 
-_ISO_SHAPE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$"
-_DAYS_BEFORE_MONTH = np.array([0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+class Leaves(dict[str, pa.Array]):
+    """The columns of a parsed table at every depth by path (``event.netflow.start``), each
+    combined into one array when first asked for."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, path: str) -> pa.Array:
+        parent, _, child = path.rpartition(".")
+        if parent:
+            column = pc.struct_field(self[parent], child)
+        else:
+            column = self.table.column(path).combine_chunks()
+        self[path] = column
+        return column
 
 
-def iso_ns(values: pa.Array, good: np.ndarray | None = None) -> Times:
-    """``timeparse.parse_iso`` of each value, where it is plain: ``YYYY-MM-DDTHH:MM:SS``, an
-    optional fraction of 1-9 digits, and ``Z`` or a numeric offset (``+0800``, ``+08:00``),
-    valid, years 1678-2261. Anything else (naive, other spellings, blank) is not read: the
-    per-line reader decides, and ``good`` (when given) is cleared there."""
+_YEAR = r"(?:16(?:7[89]|[89][0-9])|1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9]|226[01])"
+_LEAP_YEAR = (
+    r"(?:16(?:8[048]|9[26])|(?:1[7-9]|2[01])(?:0[48]|[2468][048]|[13579][26])|2000"
+    r"|22(?:0[48]|1[26]|2[048]|3[26]|4[048]|5[26]|60))"
+)
+_MONTH_DAY = (
+    r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_ISO = (
+    rf"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])$"
+)
+"""A valid time ``parse_iso`` reads without a note, of the years 1678-2261 (in range for ns
+whatever the offset): date, ``T``, time, 1-9 fraction digits, ``Z`` or a numeric offset."""
+
+
+def iso_ns(values: pa.Array, rows: np.ndarray | None = None) -> Times:
+    """``timeparse.parse_iso`` of each value (of ``rows`` only, when given) where it is plain
+    (``_ISO``: Arrow's ISO 8601 cast reads those exactly as ``parse_iso`` does); anything else
+    (naive, other spellings, blank, invalid) is not read: the per-line reader decides."""
     n = len(values)
-    shaped = _np(pc.match_substring_regex(values, _ISO_SHAPE))
-    if not shaped.any():
-        if good is not None:
-            good &= shaped
-        return Times(np.zeros(n, dtype=np.int64), shaped)
-    wide = pa.types.is_large_string(values.type)
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if wide else np.int32)
-    offsets = offsets[values.offset : values.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)
-    # rows not shaped read the first shaped value's bytes instead (their results are dropped)
-    anchor = int(offsets[:-1][shaped][0])
-    begin = np.where(shaped, offsets[:-1], anchor)
-    stop = np.where(shaped, offsets[1:], anchor + 20)
-
-    def digits(at: np.ndarray, count: int) -> np.ndarray:
-        out = np.zeros(n, dtype=np.int64)
-        for k in range(count):
-            out = out * 10 + (data[at + k].astype(np.int64) - 48)
-        return out
-
-    year, month, day = digits(begin, 4), digits(begin + 5, 2), digits(begin + 8, 2)
-    hour, minute, second = digits(begin + 11, 2), digits(begin + 14, 2), digits(begin + 17, 2)
-    zulu = data[stop - 1] == ord("Z")
-    colon = ~zulu & (data[stop - 3] == ord(":"))
-    zone_len = np.where(zulu, 1, np.where(colon, 6, 5))
-    sign_at = stop - zone_len
-    sign = np.where(data[sign_at] == ord("-"), -1, 1)
-    off_hour = np.where(zulu, 0, digits(np.where(zulu, begin, sign_at) + 1, 2))
-    off_minute = np.where(zulu, 0, digits(stop - 2, 2))
-    # the fraction: between the seconds' dot and the zone, 0-9 digits, right-padded to ns
-    fraction_len = np.maximum(sign_at - (begin + 20), 0)
-    fraction = np.zeros(n, dtype=np.int64)
-    for k in range(9):
-        here = k < fraction_len
-        digit = data[np.where(here, begin + 20 + k, begin)].astype(np.int64) - 48
-        fraction = fraction * 10 + np.where(here, digit, 0)
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_ok = (month >= 1) & (month <= 12)
-    safe_month = np.where(month_ok, month, 1)
-    month_days = _DAYS_IN_MONTH[safe_month] + ((safe_month == 2) & leap)
-    valid = (
-        shaped
-        & (year >= 1678)
-        & (year <= 2261)
-        & month_ok
-        & (day >= 1)
-        & (day <= month_days)
-        & (hour <= 23)
-        & (minute <= 59)
-        & (second <= 59)
-        & (off_hour <= 23)
-        & (off_minute <= 59)
-    )
-    # days since 1970-01-01 (proleptic Gregorian)
-    y = year - 1
-    days = (
-        y * 365
-        + y // 4
-        - y // 100
-        + y // 400
-        + _DAYS_BEFORE_MONTH[safe_month]
-        + ((safe_month > 2) & leap)
-        + day
-        - 1
-        - 719_162
-    )
-    seconds = days * 86_400 + hour * 3_600 + minute * 60 + second
-    seconds -= sign * (off_hour * 3_600 + off_minute * 60)
-    ns = np.where(valid, seconds * 1_000_000_000 + fraction, 0)
-    if good is not None:
-        good &= valid
+    ns = np.zeros(n, dtype=np.int64)
+    valid = _np(pc.match_substring_regex(values, _ISO))
+    if rows is not None:
+        valid &= rows
+    if valid.any():
+        try:
+            stamps = pc.cast(values.filter(pa.array(valid)), pa.timestamp("ns", "UTC"))
+        except pa.ArrowInvalid:  # not expected: the per-line reader decides
+            valid[:] = False
+        else:
+            ns[valid] = stamps.cast(INT).to_numpy()
     return Times(ns, valid)
 
 
