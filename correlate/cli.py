@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .atomic import atomic_path
-from .case import load_case_or_inputs
 from .classify import load_rules
+from .distributed import engine_session
 from .errors import CorrelateError, OptionError, Reject
 from .join import band_join
 from .keep import DEFAULT_ANCHORS
@@ -421,27 +421,29 @@ def _load_and_analyse(
     ``verbose`` lists every rejected row (not only the first ten) and the time each stage took.
     """
     started = time.perf_counter()
-    with _progress(err, not quiet) as progress:
-        loaded = load_case_or_inputs(paths, options, inventories=inventory, progress=progress)
-    loaded_at = time.perf_counter()
-    if not quiet:
-        for f in loaded.inputs:
-            if f.format and not f.skipped_reason:
-                how = "forced" if f.forced else f"detected, score {f.score:.2f}"
-                err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
-            else:
-                err.print(
-                    f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}",
-                    markup=False,
-                    highlight=False,
-                )
-    if loaded.rejects:
-        err.print(f"{len(loaded.rejects)} row(s) rejected:", markup=False)
-        err.print(rejects_renderable(loaded.rejects, limit=len(loaded.rejects) if verbose else 10))
-    if rejects_path:
-        _write_rejects(rejects_path, loaded.rejects)
-    with engine_joiner(engine, scheduler) as joiner:
-        result = analyse(loaded, options, joiner=joiner)
+    with engine_session(engine, scheduler) as session:  # one cluster loads and joins
+        with _progress(err, not quiet) as progress:
+            loaded = session.load(paths, options, inventories=inventory, progress=progress)
+        loaded_at = time.perf_counter()
+        if not quiet:
+            for f in loaded.inputs:
+                if f.format and not f.skipped_reason:
+                    how = "forced" if f.forced else f"detected, score {f.score:.2f}"
+                    err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
+                else:
+                    err.print(
+                        f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}",
+                        markup=False,
+                        highlight=False,
+                    )
+        if loaded.rejects:
+            err.print(f"{len(loaded.rejects)} row(s) rejected:", markup=False)
+            err.print(
+                rejects_renderable(loaded.rejects, limit=len(loaded.rejects) if verbose else 10)
+            )
+        if rejects_path:
+            _write_rejects(rejects_path, loaded.rejects)
+        result = analyse(loaded, options, joiner=session.joiner)
     if verbose:
         err.print(
             f"loaded {len(loaded.inputs)} input(s) in {loaded_at - started:.2f}s, "
