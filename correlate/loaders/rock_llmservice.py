@@ -80,7 +80,7 @@ from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import BATCH_ROWS, FileLoad, LoadOptions, LoadResult
 from .blocks import json_pieces, line_runs
-from .calls import truncate
+from .calls import OUTPUT_CHARS, truncate
 from .records import first_line, json_line_record
 
 name = "rock_llmservice"
@@ -231,15 +231,87 @@ _ARGUMENTS = pa.schema(
 
 
 def py_strip(values: pa.Array) -> pa.Array:
-    """``str.strip()`` of each value (nulls stay null)."""
-    return pc.utf8_trim(values, characters=PY_WHITESPACE)
+    """``str.strip()`` of each value (nulls stay null).
+
+    ASCII whitespace is trimmed byte-wise (fast); only values that then still start or end with
+    a non-ASCII character are trimmed again, from the original, with every ``isspace`` character.
+    """
+    first, last = _end_bytes(values)
+    if not (_SPACE_BYTE[first] | _SPACE_BYTE[last]).any():
+        return values  # nothing to strip: no copy
+    trimmed = pc.ascii_trim(values, characters=_ASCII_WHITESPACE)
+    first, last = _end_bytes(trimmed)
+    again = np.flatnonzero((first >= 0x80) | (last >= 0x80))
+    if not len(again):
+        return trimmed
+    exact = pc.utf8_trim(values.take(again), characters=PY_WHITESPACE)
+    chosen = np.zeros(len(values), dtype=bool)
+    chosen[again] = True
+    return pc.replace_with_mask(trimmed, pa.array(chosen), exact)
+
+
+_ASCII_WHITESPACE = "".join(c for c in PY_WHITESPACE if c.isascii())
+_SPACE_BYTE = np.zeros(256, dtype=bool)
+_SPACE_BYTE[[ord(c) for c in _ASCII_WHITESPACE]] = True
+_SPACE_BYTE[0x80:] = True  # a non-ASCII character may be whitespace
+
+
+def _end_bytes(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last byte of each string (0 for null or empty ones)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = values.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = values.buffers()
+    n = len(values)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[values.offset : values.offset + n + 1]
+    data = np.zeros(1, dtype=np.uint8)
+    if data_buffer is not None and data_buffer.size:
+        data = np.frombuffer(data_buffer, dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = (ends > starts) & np.asarray(values.is_valid())
+    first = np.where(filled, data[np.where(filled, starts, 0)], 0)
+    last = np.where(filled, data[np.where(filled, ends - 1, 0)], 0)
+    return first, last
 
 
 def text_of(values: pa.Array) -> pa.Array:
     """``fields.text`` of each string: stripped, null when blank or ``-``."""
     stripped = py_strip(values)
-    blank = pc.fill_null(pc.is_in(stripped, value_set=pa.array(["", "-"])), True)
-    return pc.if_else(blank, pa.scalar(None, TEXT), stripped)
+    length = pc.binary_length(stripped)
+    blank = pc.or_(pc.equal(length, 0), pc.and_(pc.equal(length, 1), pc.equal(stripped, "-")))
+    return nulled(stripped, mask(blank))
+
+
+def nulled(values: pa.Array, drop: np.ndarray) -> pa.Array:
+    """``values`` with the entries ``drop`` marks set to null (the strings are not copied)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not drop.any():
+        return values
+    if values.offset:
+        return pc.if_else(pa.array(drop), pa.scalar(None, values.type), values)
+    keep = np.asarray(values.is_valid()) & ~drop
+    validity = pa.py_buffer(np.packbits(keep, bitorder="little"))
+    return pa.Array.from_buffers(values.type, len(values), [validity, *values.buffers()[1:]])
+
+
+def truncated(values: pa.Array) -> pa.Array:
+    """``truncate`` of each text: over ``OUTPUT_CHARS`` characters, cut with the same marker."""
+    if not mask(pc.greater(pc.binary_length(values), OUTPUT_CHARS)).any():
+        return values  # no text is that long in bytes, so none is in characters
+    length = pc.utf8_length(values)
+    long = pc.fill_null(pc.greater(length, OUTPUT_CHARS), False)
+    if not mask(long).any():
+        return values
+    marker = pc.binary_join_element_wise(
+        pa.scalar("... ["),
+        pc.cast(pc.subtract(length, OUTPUT_CHARS), TEXT),
+        pa.scalar(" more characters]"),
+        pa.scalar(""),
+    )
+    marker = pc.if_else(long, marker, pa.scalar(""))
+    head = pc.utf8_slice_codeunits(values, 0, OUTPUT_CHARS)  # shorter texts stay whole
+    return pc.binary_join_element_wise(head, marker, pa.scalar(""))
 
 
 def mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -247,11 +319,19 @@ def mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def lines_blob(values: pa.Array) -> bytes:
-    """Non-null strings as ``\\n``-separated lines (one copy, no Python per value)."""
+def lines_blob(values: pa.Array, before: str | pa.Array = "", after: str | pa.Array = "") -> bytes:
+    """Non-null strings as ``\\n``-separated lines, each between ``before`` and ``after`` (text,
+    or an array of it per value): one copy, no Python per value."""
     large = pa.large_string()
+
+    def part(value: str | pa.Array, end: str = "") -> Any:
+        if isinstance(value, str):
+            return pa.scalar(value + end, large)
+        value = value.cast(large)
+        return pc.binary_join_element_wise(value, pa.scalar(end, large), pa.scalar("", large))
+
     joined = pc.binary_join_element_wise(
-        values.cast(large), pa.scalar("", large), pa.scalar("\n", large)
+        part(before), values.cast(large), part(after, "\n"), pa.scalar("", large)
     )
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset :]
     start, end = int(offsets[0]), int(offsets[len(joined)])
