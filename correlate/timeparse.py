@@ -89,7 +89,10 @@ def parse_epoch(
         chosen = unit
     else:
         raise OptionError(f"unknown epoch unit {unit!r}; use one of {', '.join(EPOCH_UNITS)}")
-    ns = int(number * NS_PER_UNIT[chosen])
+    try:
+        ns = int(number * NS_PER_UNIT[chosen])
+    except ArithmeticError:  # decimal.Overflow for an exponent like 1e1000000
+        raise TimeParseError(f"time out of range: {value!r}") from None
     _check_range(ns, value)
     return ns, note
 

@@ -81,6 +81,9 @@ VARIANTS = [
     variant() + "\r",
     variant().replace("HTTPS", "HT\\u0000TPS"),
     variant(app_name="caf\u00e9"),
+    variant(start_time="1e1000000"),  # an exponent Decimal overflows on: a reject
+    variant()[:-1] + ',"extra":' + "[" * 1200 + "]" * 1200 + "}",  # too deep for Python's json
+    variant()[:-1] + ',"extra":' + "7" * 5000 + "}",  # an int over Python's 4,300 digits
 ]
 RAW_VARIANTS = [
     *(v.encode() for v in VARIANTS),

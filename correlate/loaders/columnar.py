@@ -17,6 +17,7 @@ each gives a converted column and clears ``ok`` for the rows it cannot vouch for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,8 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Jso
     n = table.num_rows
     ok = np.ones(n, dtype=bool)
     verdict = spec.check(table, ok)
+    starts, ends = line_spans(blob)
+    _beyond_python(blob, starts, ends, ok)
     keep = ok.copy()
     keeper, policy = load.keeper, load.options.keep
     if keeper is not None and policy is not None:
@@ -83,7 +86,6 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Jso
         keep &= np.asarray(violation.to_numpy(zero_copy_only=False), dtype=bool) | sampled
     # The kept rows, parsed with every field; a row whose other fields pyarrow refuses (a key
     # twice, an object where text was expected) is read line by line like a refused check.
-    starts, ends = line_spans(blob)
     kept = np.flatnonzero(keep)
     full: list[pa.Table] = []
     if len(kept):
@@ -116,6 +118,21 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Jso
     if len(parts) > 1:
         merged = merged.sort_by([("source_line", "ascending")])
     load.keep_rows(merged, unkept=loaded - sum(t.num_rows for t in full))
+
+
+DEEP_BRACKETS = 500
+"""A line with more opening brackets than this may nest deeper than Python's json can read."""
+_LONG_NUMBER = re.compile(rb"[0-9]{4300}")
+"""Python's json refuses an integer of more than 4,300 digits (CPython's conversion limit)."""
+
+
+def _beyond_python(blob: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray) -> None:
+    """Clear ``ok`` for lines Python's json may refuse (nested too deep, an integer too long) and
+    pyarrow reads: the per-line reader decides them (it rejects them). Only long lines can be."""
+    for i in np.flatnonzero(ends - starts > 2 * DEEP_BRACKETS).tolist():
+        line = blob[starts[i] : ends[i]]
+        if line.count(b"{") + line.count(b"[") > DEEP_BRACKETS or _LONG_NUMBER.search(line):
+            ok[i] = False
 
 
 # --- vectorised checks ------------------------------------------------------------------------

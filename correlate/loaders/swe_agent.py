@@ -229,7 +229,7 @@ def _replay_config(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # ValueError: bad JSON, an int of 4,300+ digits
             return {}
     return value if isinstance(value, dict) else {}
 
