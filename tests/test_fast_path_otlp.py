@@ -581,3 +581,7 @@ def test_numbers_for_int_values_times_and_string_codes_stay_column_wise(tmp_path
     same(fast, load(path, fast=False))
     assert not isinstance(fast, str)
     assert fast.table.num_rows == 450
+
+
+def test_the_python_whitespace_table_is_what_str_strip_strips():
+    assert otlp_json._PY_SPACE == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
