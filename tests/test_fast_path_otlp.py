@@ -584,4 +584,4 @@ def test_numbers_for_int_values_times_and_string_codes_stay_column_wise(tmp_path
 
 
 def test_the_python_whitespace_table_is_what_str_strip_strips():
-    assert otlp_json._PY_SPACE == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+    assert "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) == otlp_json._PY_SPACE
