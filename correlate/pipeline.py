@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import __version__
 from .attribute import Window, attribute, score_candidates
@@ -434,17 +435,36 @@ def fill_from_enrichment(events: pa.Table, enrichment: pa.Table) -> pa.Table:
 
 def _number_events(events: pa.Table) -> pa.Table:
     """Sort events by (time, path, line) and number them from 1: stable ids whatever the input order."""
-    ordered = events.sort_by(
-        [("ts", "ascending"), ("source_path", "ascending"), ("source_line", "ascending")]
-    )
+    ordered = _sorted_by(events, "ts")
     ids = pa.array(np.arange(1, ordered.num_rows + 1, dtype=np.int64))
     return ordered.set_column(ordered.schema.get_field_index("event_id"), "event_id", ids)
 
 
 def _order_calls(calls: pa.Table) -> pa.Table:
-    return calls.sort_by(
-        [("ts_start", "ascending"), ("source_path", "ascending"), ("source_line", "ascending")]
-    )
+    return _sorted_by(calls, "ts_start")
+
+
+def _sorted_by(table: pa.Table, time: str) -> pa.Table:
+    """``table`` stably sorted by (time, source_path, source_line); returned as it is when it
+    already is in that order (loaders mostly give rows in time order: no copy of the text)."""
+    keys = [(time, "ascending"), ("source_path", "ascending"), ("source_line", "ascending")]
+    if table.num_rows < 2 or table.column(time).null_count:
+        return table.sort_by(keys)
+    ts = table.column(time).cast(pa.int64()).to_numpy()
+    step = np.diff(ts)
+    if (step < 0).any():
+        return table.sort_by(keys)
+    ties = np.flatnonzero(step == 0)
+    if len(ties):
+        paths, lines = table.column("source_path"), table.column("source_line")
+        here, after = pa.array(ties), pa.array(ties + 1)
+        same_path = pc.equal(paths.take(here), paths.take(after))
+        later_path = pc.less(paths.take(here), paths.take(after))
+        line_order = pc.less_equal(lines.take(here), lines.take(after))
+        fine = pc.or_(later_path, pc.and_(same_path, line_order))
+        if not pc.all(pc.fill_null(fine, False)).as_py():
+            return table.sort_by(keys)
+    return table
 
 
 Joiner = Callable[..., tuple[np.ndarray, np.ndarray]]

@@ -75,7 +75,7 @@ def test_the_sample_is_the_same_whatever_the_order_and_split(rows, seed, pieces)
     kept = pa.concat_tables([events([]), *keeper.tables()])
     assert keys(kept) == keys(whole)
     # every violation-capable row is kept, and at most 5 others per format
-    for path, line, fmt, action in rows:
+    for path, line, _fmt, action in rows:
         if action in POLICY.actions:
             assert (path, line) in keys(kept)
     allowed = [r for r in rows if r[3] not in POLICY.actions]
@@ -126,3 +126,30 @@ def test_a_tiny_sample_keeps_every_violation_and_the_same_answers(full):
     # the bytes norm reads the uniform sample: every kept allowed row, and violations inside it
     sample = sample_rows(kept.events, kept.sample_bounds)
     assert 0 < sample.num_rows < kept.events.num_rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 4), st.sampled_from(["a", "b"]), st.integers(1, 4), st.booleans()),
+        max_size=12,
+    )
+)
+def test_the_already_sorted_shortcut_equals_a_stable_sort(rows):
+    """Tables already in (time, path, line) order come back as they are; others are sorted; either
+    way the result is the stable sort's."""
+    from correlate.pipeline import _sorted_by
+
+    table = from_columns(
+        {
+            "ts_start": [None if missing and t == 0 else t for t, _, _, missing in rows],
+            "source_path": [p for _, p, _, _ in rows],
+            "source_line": [line for _, _, line, _ in rows],
+            "call_id": [str(i) for i in range(len(rows))],
+        },
+        correlate.schema.TOOL_CALLS,
+    )
+    keys = [("ts_start", "ascending"), ("source_path", "ascending"), ("source_line", "ascending")]
+    assert _sorted_by(table, "ts_start").equals(table.sort_by(keys))
+    ordered = table.sort_by(keys)
+    assert _sorted_by(ordered, "ts_start").equals(ordered)
