@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .classify import agrees
 from .identity import ns_or
@@ -63,9 +64,12 @@ def score_candidates(
     )
     # A window the trajectory only implies (a whole trajectory, one stamp per step) is weaker
     # evidence of timing than a call's own start and end.
-    kinds = np.array([k or "exact" for k in calls.column("ts_kind").to_pylist()], dtype=object)
-    precise = (
-        np.isin(kinds[call_idx], ["exact", "bracket"]) if len(call_idx) else np.zeros(0, dtype=bool)
+    rows = pa.array(call_idx, pa.int64())
+    kinds = calls.column("ts_kind").take(rows)
+    kinds = pc.if_else(pc.fill_null(pc.equal(kinds, ""), True), "exact", kinds)  # `k or "exact"`
+    precise = np.asarray(
+        pc.is_in(kinds, value_set=pa.array(["exact", "bracket"])).to_numpy(zero_copy_only=False),
+        dtype=bool,
     )
     time_score = np.where(precise, time_score, time_score * IMPRECISE_TIME_FACTOR)
     found = _indicators(calls, call_idx)
@@ -103,9 +107,8 @@ def score_candidates(
             "precise": precise,
             "hidden": [found[c].decoded for c in call_idx],
             "score": np.round(score, 6),
-            "call_id": pd.array(calls.column("call_id").to_pylist(), dtype=object)[call_idx]
-            if len(call_idx)
-            else [],
+            # only the candidates' ids become Python strings (a run has millions of calls)
+            "call_id": pd.array(calls.column("call_id").take(rows).to_pylist(), dtype=object),
         }
     )
     frame["abs_lag"] = frame["lag_ns"].abs()
