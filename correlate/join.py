@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 
 def band_join(
@@ -80,15 +81,13 @@ def band_join(
 
 
 def _codes(keys: list[object]) -> tuple[np.ndarray, int]:
-    """Integer codes for keys with ``None`` as code 0; returns (codes, number of codes)."""
-    mapping: dict[object, int] = {None: 0}
-    codes = np.empty(len(keys), dtype=np.int64)
-    for i, key in enumerate(keys):
-        code = mapping.get(key)
-        if code is None:
-            code = mapping[key] = len(mapping)
-        codes[i] = code
-    return codes, len(mapping)
+    """Integer codes for keys with ``None`` as code 0; returns (codes, number of codes).
+
+    Codes follow first appearance (``pandas.factorize``, vectorised); the join's output does not
+    depend on which code a key gets.
+    """
+    found, uniques = pd.factorize(pd.Series(keys, dtype=object), use_na_sentinel=True)
+    return found.astype(np.int64) + 1, len(uniques) + 1
 
 
 def _saturating_add(values: np.ndarray, delta: int) -> np.ndarray:
