@@ -72,6 +72,7 @@ from .base import FileLoad, LoadOptions, LoadResult
 from .blocks import json_pieces, line_runs, line_spans, valid_utf8
 from .columnar import (
     BAD,
+    DEEP_BRACKETS,
     IPV4,
     NULL_TEXT,
     blank,
@@ -483,7 +484,8 @@ class ZeekReader:
                     "Zeek ", path, f" record (not {expected})", ""
                 )
                 skip = pc.if_else(other, reasons, NULL_TEXT)
-            self._settle(at, Spans(piece, m), cols, np.ones(m, dtype=bool), skip)
+            spans = Spans(piece, m)
+            self._settle(at, spans, cols, np.ones(m, dtype=bool), skip, from_json=True)
 
     def _settle(
         self,
@@ -492,64 +494,142 @@ class ZeekReader:
         cols: dict[str, pa.Array],
         ok: np.ndarray,
         skip: pa.Array | None = None,
+        *,
+        from_json: bool = False,
     ) -> None:
-        """A parsed run: rows the checks vouch for loaded (or skipped) column-wise, the others
-        read line by line, and the rows merged in line order."""
-        load, log = self.load, self.log
-        n = len(ok)
-        verdict, reasons, build = log.columns(cols, ok)
-        if skip is not None:  # records of another log: skipped whatever their values
-            ok |= np.asarray(pc.is_valid(skip).to_numpy(zero_copy_only=False), dtype=bool)
-            reasons = skip if reasons is None else pc.coalesce(skip, reasons)
-        skipped = np.zeros(n, dtype=bool)
-        if reasons is not None:
-            skipped = ok & np.asarray(pc.is_valid(reasons).to_numpy(zero_copy_only=False))
-        loadable = ok & ~skipped
-        keep = loadable
-        keeper, policy = load.keeper, load.options.keep
-        if keeper is not None and policy is not None and verdict is not None:
-            chosen = pc.is_in(verdict, value_set=pa.array(list(policy.actions)))
-            violation = np.asarray(pc.fill_null(chosen, False).to_numpy(zero_copy_only=False))
-            lines = np.arange(first, first + n, dtype=np.int64)
-            sampled = line_hashes(load.source.display, lines) <= keeper.bound(load.name)
-            keep = loadable & (violation | sampled)
-        kept = np.flatnonzero(keep)
-        built: pa.Table | None = None
-        if len(kept):
-            values, records = build(kept)
-            rows = len(records)
-            values["source_format"] = constant(load.name, rows)
-            values["source_path"] = constant(load.source.display, rows)
-            values["source_line"] = pa.array(kept[records] + first, pa.int64())
-            built = table_of(values, rows, log.output)
-        # Refused rows before the run's first loadable one are read first, so the early stop on a
-        # file whose first records all fail sees them in line order.
-        bad = np.flatnonzero(~ok)
-        first_good = int(np.argmax(loadable)) if loadable.any() else n
-        side = load.apart()
+        checked = self.log.columns(cols, ok)
+        if from_json:
+            beyond_python(spans, ok)
+        settle_run(self.load, first, spans, ok, checked, self.line, self.log.output, skip)
 
-        def per_line(indices: np.ndarray) -> None:
-            for i in indices.tolist():
-                self.line(first + i, spans.line(i).rstrip(b"\r"), side)
 
-        per_line(bad[bad < first_good])
-        loaded = int(loadable.sum())
-        load.count_loaded(loaded)
-        per_line(bad[bad >= first_good])
-        if skipped.any():
-            assert reasons is not None
-            counts = pc.value_counts(pc.filter(reasons, pa.array(skipped)))
-            for item in counts.to_pylist():
-                load.skip(item["values"], item["counts"])
-        parts = [t for t in (built, side.rows.table()) if t is not None and t.num_rows]
-        unkept = loaded - len(kept)
-        if not parts:
-            load.keep_rows(log.output.empty_table(), unkept=unkept)
-            return
-        merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        if len(parts) > 1:
-            merged = merged.sort_by([("source_line", "ascending")])  # stable: a record's rows stay
-        load.keep_rows(merged, unkept=unkept)
+# --- column-wise runs (generic: loaders of other formats use these too) ------------------------
+
+
+def settle_run(
+    load: FileLoad,
+    first: int,
+    spans: Spans,
+    ok: np.ndarray,
+    checked: Checked,
+    per_line: Callable[[int, bytes, FileLoad], None],
+    output: pa.Schema,
+    skip: pa.Array | None = None,
+) -> None:
+    """A run of lines ``first``.. after its column-wise check (``ok`` cleared for the rows the
+    check cannot vouch for): the loadable rows built (in ``run``, only violations and the anchor
+    sample), skipped ones counted by reason, the others read by ``per_line`` into a side load,
+    and the rows merged in line order. ``skip``: rows skipped whatever their values (a reason
+    each, null for the others)."""
+    n = len(ok)
+    verdict, reasons, build = checked
+    if skip is not None:
+        ok |= _mask(pc.is_valid(skip))
+        reasons = skip if reasons is None else pc.coalesce(skip, reasons)
+    skipped = np.zeros(n, dtype=bool)
+    if reasons is not None:
+        skipped = ok & _mask(pc.is_valid(reasons))
+    loadable = ok & ~skipped
+    keep = loadable
+    keeper, policy = load.keeper, load.options.keep
+    if keeper is not None and policy is not None and verdict is not None:
+        violation = _mask(pc.is_in(verdict, value_set=pa.array(list(policy.actions))))
+        lines = np.arange(first, first + n, dtype=np.int64)
+        sampled = line_hashes(load.source.display, lines) <= keeper.bound(load.name)
+        keep = loadable & (violation | sampled)
+    kept = np.flatnonzero(keep)
+    built: pa.Table | None = None
+    if len(kept):
+        values, records = build(kept)
+        rows = len(records)
+        values["source_format"] = constant(load.name, rows)
+        values["source_path"] = constant(load.source.display, rows)
+        values["source_line"] = pa.array(kept[records] + first, pa.int64())
+        built = table_of(values, rows, output)
+    # Refused rows before the run's first loadable one are read first, so the early stop on a
+    # file whose first records all fail sees them in line order.
+    bad = np.flatnonzero(~ok)
+    first_good = int(np.argmax(loadable)) if loadable.any() else n
+    side = load.apart()
+
+    def read_apart(indices: np.ndarray) -> None:
+        for i in indices.tolist():
+            per_line(first + i, spans.line(i).rstrip(b"\r"), side)
+
+    read_apart(bad[bad < first_good])
+    loaded = int(loadable.sum())
+    load.count_loaded(loaded)
+    read_apart(bad[bad >= first_good])
+    if skipped.any():
+        assert reasons is not None
+        counts = pc.value_counts(pc.filter(reasons, pa.array(skipped)))
+        for item in counts.to_pylist():
+            load.skip(item["values"], item["counts"])
+    parts = [t for t in (built, side.rows.table()) if t is not None and t.num_rows]
+    unkept = loaded - len(kept)
+    if not parts:
+        load.keep_rows(output.empty_table(), unkept=unkept)
+        return
+    merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        merged = merged.sort_by([("source_line", "ascending")])  # stable: a record's rows stay
+    load.keep_rows(merged, unkept=unkept)
+
+
+def long_line_possible(blob: bytes, limit: int) -> bool:
+    """Whether a line of ``blob`` may be longer than ``limit`` bytes: such a line spans a whole
+    window of ``limit // 2`` bytes without a newline (memchr over a few windows, no line split)."""
+    width = max(1, limit // 2)
+    return any(
+        blob.find(b"\n", at, at + width) < 0 for at in range(0, len(blob) - width + 1, width)
+    )
+
+
+_LONG_NUMBER = re.compile(rb"[0-9]{4300}")
+
+
+def beyond_python(spans: Spans, ok: np.ndarray) -> None:
+    """Clear ``ok`` for JSON lines Python's json may refuse (nested too deep, an integer of
+    4,300+ digits) though pyarrow reads them: the per-line reader rejects them (as
+    ``columnar._beyond_python``; only long lines can be, so short runs cost a memchr scan)."""
+    if not long_line_possible(spans.blob, 2 * DEEP_BRACKETS):
+        return
+    starts, ends = spans.starts, spans.ends
+    for i in np.flatnonzero(ends - starts > 2 * DEEP_BRACKETS).tolist():
+        line = spans.line(i)
+        if line.count(b"{") + line.count(b"[") > DEEP_BRACKETS or _LONG_NUMBER.search(line):
+            ok[i] = False
+
+
+def read_json_runs(
+    load: FileLoad,
+    schema: pa.Schema,
+    columns: Callable[[dict[str, pa.Array], np.ndarray], Checked],
+    per_line: Callable[[int, bytes, FileLoad], None],
+    output: pa.Schema = NETWORK_EVENTS,
+    *,
+    fast: bool = True,
+) -> None:
+    """Every line of a JSON-lines file into ``load``: runs of object lines parsed once by
+    pyarrow with ``schema`` (the fields read) and checked by ``columns``; other lines, pieces
+    pyarrow refuses and rows the check refuses through ``per_line``. Unlike
+    ``columnar.read_json_lines`` every row is parsed with every field at once (no second parse
+    of the kept rows): cheaper when most rows are kept."""
+    for first, blob, count in line_runs(load.source, b"{", b"}"):
+        if count == 0 or not fast:
+            for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
+                per_line(first + offset, raw.rstrip(b"\r"), load)
+            continue
+        for at, piece, m, table in json_pieces(blob, first, count, schema):
+            if table is None:
+                for offset, raw in enumerate(piece.split(b"\n")):
+                    per_line(at + offset, raw.rstrip(b"\r"), load)
+                continue
+            cols = {f: table.column(f).combine_chunks() for f in schema.names}
+            ok, spans = np.ones(m, dtype=bool), Spans(piece, m)
+            checked = columns(cols, ok)
+            beyond_python(spans, ok)
+            settle_run(load, at, spans, ok, checked, per_line, output)
 
 
 class Spans:
