@@ -55,20 +55,44 @@ GCP_VPC_FLOW parser changelog of 2024-03-15, not the record-format page).
 
 Options: ``--option gcp_logging.intercepted=unknown|alerted|allowed|denied`` (default
 ``unknown``): the ``action`` for firewall entries whose disposition is INTERCEPTED.
+
+Reading: JSON lines (a log sink) are parsed column-wise by pyarrow (``suricata_eve.read_columns``):
+firewall and flow entries a vectorised check vouches for are normalised in columns, entries of
+other logs named by ``logName`` are counted as skipped in columns, and every other line (every
+note and reject, entries without ``logName`` or ``jsonPayload`` in camelCase, values of another
+JSON type such as a protocol given by name) goes through the per-line reader, so rows, notes and
+rejects are those it gives (property test). A whole-file document (``gcloud --format=json``) is
+read record by record as before.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import OptionError
 from ..schema import NETWORK_EVENTS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import json_documents
+from .base import FileLoad, LoadOptions, LoadResult
+from .columnar import NULL_INT, NULL_TEXT, blank, constant, mapped, plain_int, table_of, text
+from .records import first_line, json_documents, json_line_record
+from .suricata_eve import (
+    Checked,
+    Columns,
+    Leaves,
+    Values,
+    addresses,
+    in_range,
+    iso_ns,
+    read_columns,
+)
 
 name = "gcp_logging"
 kind = "network"
@@ -127,35 +151,69 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         raise OptionError(
             f"--option {name}.intercepted={intercepted!r}: use one of {', '.join(INTERCEPTED_CHOICES)}"
         )
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="entries")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
-    for line, entry, raw in json_documents(source, stats, sink):
-        stats.read += 1
+    load = FileLoad(source, options, name, kind, NETWORK_EVENTS, unit="entries")
+    reader = Reader(load, intercepted)
+    if _json_lines(source):
+        read_columns(load, reader.columns)
+    else:
+        for line, entry, raw in json_documents(source, load.stats, load.sink):
+            reader.record(line, entry, raw, load)
+    return load.result()
+
+
+def _json_lines(source: Source) -> bool:
+    """Whether ``records.json_documents`` reads the file as JSON lines (its own test)."""
+    first = first_line(source.head())
+    try:
+        return not isinstance(json.loads(first), list)
+    except (ValueError, RecursionError):
+        return not first.startswith((b"{", b"["))
+
+
+class Reader:
+    """One file's read: the per-line (per-record) reader and the column-wise check."""
+
+    def __init__(self, load: FileLoad, intercepted: str) -> None:
+        self.load = load
+        self.intercepted = intercepted
+        self.columns = Columns(
+            schema=SCHEMA, check=self._check, normalise=_normalise, per_line=self.line
+        )
+
+    def line(self, line: int, raw: bytes, load: FileLoad) -> None:
+        """One JSON line through the per-line reader."""
+        found = json_line_record(line, raw, load)
+        if found is not None:
+            self.record(line, found[0], found[1], load)
+
+    def record(self, line: int, entry: dict[str, Any], raw: str, load: FileLoad) -> None:
+        """One entry: a row, or a reject or skip with the reason."""
         log_id = _log_id(entry)
         payload = _get(entry, "jsonPayload", "json_payload")
         entry_kind = _entry_kind(log_id, payload)
         if entry_kind is None:
-            stats.skipped[f"not a firewall or VPC flow log entry ({log_id or 'no logName'})"] += 1
-            continue
+            load.skip(_skip_reason(log_id))
+            return
         try:
             if not isinstance(payload, dict):
                 raise fields.RowError("jsonPayload is missing or not an object")
             if entry_kind == "firewall":
-                row = _firewall(entry, payload, options, intercepted)
+                row = _firewall(entry, payload, load.options, self.intercepted)
             else:
-                row = _flow(entry, payload, options)
+                row = _flow(entry, payload, load.options)
         except fields.RowError as exc:
-            sink.reject(line, f"{entry_kind} entry: {exc}", raw)
-            continue
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+            load.reject(line, f"{entry_kind} entry: {exc}", raw)
+            return
+        load.emit(row, line)
+
+    def _check(self, table: pa.Table, ok: np.ndarray, lines: np.ndarray) -> Checked:
+        """Clear ``ok`` for entries the per-line reader must read; the verdicts, the skip
+        reasons and the values ``_normalise`` reads."""
+        return _check(table, ok, self.intercepted)
+
+
+def _skip_reason(log_id: str | None) -> str:
+    return f"not a firewall or VPC flow log entry ({log_id or 'no logName'})"
 
 
 def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
@@ -342,3 +400,214 @@ def _flow(entry: dict[str, Any], payload: dict[str, Any], options: LoadOptions) 
         }
     )
     return row
+
+
+# --- the column-wise path ------------------------------------------------------------------------
+
+TEXT = pa.string()
+INT = pa.int64()
+
+
+def _struct(*children: tuple[str, pa.DataType]) -> pa.DataType:
+    return pa.struct(list(children))
+
+
+_VM = _struct(*((k, TEXT) for k in ("vm_name", "project_id", "region", "zone")))
+_VPC = _struct(*((k, TEXT) for k in ("vpc_name", "project_id", "subnetwork_name")))
+_GKE = _struct(("pod", _struct(("pod_name", TEXT))))
+_PAYLOAD = _struct(
+    (
+        "connection",
+        _struct(
+            *(("src_ip", TEXT), ("src_port", INT), ("dest_ip", TEXT), ("dest_port", INT)),
+            ("protocol", INT),
+        ),
+    ),
+    ("disposition", TEXT),
+    ("rule_details", _struct(("reference", TEXT), ("action", TEXT), ("direction", TEXT))),
+    *(("instance", _VM), ("vpc", _VPC), ("remote_instance", _VM), ("remote_vpc", _VPC)),
+    *(("reporter", TEXT), ("start_time", TEXT), ("end_time", TEXT)),
+    *(("bytes_sent", TEXT), ("packets_sent", TEXT)),
+    *(("src_instance", _VM), ("dest_instance", _VM), ("src_vpc", _VPC), ("dest_vpc", _VPC)),
+    *(("src_gke_details", _GKE), ("dest_gke_details", _GKE)),
+)
+SCHEMA = pa.schema([("logName", TEXT), ("timestamp", TEXT), ("jsonPayload", _PAYLOAD)])
+"""What the per-line reader reads of a firewall or flow entry written in camelCase (snake_case
+keys, ``receiveTimestamp`` standing in for a missing time: line by line). Ports and the protocol
+are JSON numbers, counters int64 strings (proto3 JSON); a line that does otherwise (a protocol
+written ``"udp"``) makes pyarrow refuse its piece, which is then read line by line."""
+
+
+def _np(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean column as a numpy mask (null is False)."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _kind_of(log_name: str | None) -> str | None:
+    """``firewall``, ``flow`` or ``other`` for a ``logName`` (None: blank, read line by line)."""
+    if log_name is None or not log_name.strip():
+        return None
+    log_id = unquote(log_name.rsplit("/logs/", 1)[-1])[:80]
+    return {FIREWALL_LOG: "firewall", FLOWS_LOG: "flow"}.get(log_id, "other")
+
+
+def _given(col: dict[str, pa.Array], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where object ``key`` is truthy (non-empty), and where that cannot be told (an object
+    whose known members are all missing may hold others: read line by line)."""
+    column = col[f"jsonPayload.{key}"]
+    children = [col[f"jsonPayload.{key}.{c.name}"] for c in column.type]
+    some = np.zeros(len(column), dtype=bool)
+    for child in children:
+        some |= _np(pc.is_valid(child))
+    present = _np(pc.is_valid(column))
+    return some, present & ~some
+
+
+def _check(table: pa.Table, ok: np.ndarray, intercepted: str) -> Checked:
+    col = Leaves(table)
+    n = table.num_rows
+    kinds = mapped(col["logName"], _kind_of)
+    firewall = _np(pc.equal(kinds, "firewall"))
+    flow = _np(pc.equal(kinds, "flow"))
+    ours = firewall | flow
+    skip = mapped(
+        pc.if_else(pc.equal(kinds, "other"), col["logName"], NULL_TEXT),
+        lambda v: _skip_reason(_log_id({"logName": v})),
+    )
+    payload = _np(pc.is_valid(col["jsonPayload"]))
+    ok &= (ours & payload) | _np(pc.is_valid(skip))  # no logName or payload: per line
+    good = np.ones(n, dtype=bool)
+    src = addresses(col["jsonPayload.connection.src_ip"], good)
+    dst = addresses(col["jsonPayload.connection.dest_ip"], good)
+    good &= _np(pc.and_(pc.is_valid(src), pc.is_valid(dst)))
+    good &= _np(pc.is_valid(col["jsonPayload.connection"]))
+    for key in ("src_port", "dest_port"):
+        good &= in_range(col[f"jsonPayload.connection.{key}"], 0, 65535)
+    # firewall entries: the entry's time; flow entries: start and end (an end alone, a naive
+    # time, an end before the start: notes)
+    stamp = iso_ns(col["timestamp"], firewall)
+    start = iso_ns(col["jsonPayload.start_time"], flow)
+    end = iso_ns(col["jsonPayload.end_time"], flow)
+    no_end = _np(blank(col["jsonPayload.end_time"]))
+    good &= ~firewall | stamp.valid
+    good &= ~flow | (start.valid & (no_end | (end.valid & (end.ns >= start.ns))))
+    sent = {k: plain_int(col[f"jsonPayload.{k}"], None, 18) for k in ("bytes_sent", "packets_sent")}
+    for key, number in sent.items():
+        good &= ~flow | _np(pc.or_(pc.is_valid(number), blank(col[f"jsonPayload.{key}"])))
+    remote = [_given(col, key) for key in ("remote_instance", "remote_vpc")]
+    ends = {
+        key: _given(col, key) for key in ("src_instance", "dest_instance", "src_vpc", "dest_vpc")
+    }
+    for _, unclear in remote:
+        good &= ~firewall | ~unclear
+    for _, unclear in ends.values():
+        good &= ~flow | ~unclear
+    ok &= good | ~ours
+    # verdicts and directions
+    disposition = text(col["jsonPayload.disposition"])
+    rule_action = text(col["jsonPayload.rule_details.action"])
+    by_disposition = mapped(
+        disposition,
+        lambda v: (
+            intercepted if v.upper() == "INTERCEPTED" else DISPOSITIONS.get(v.upper(), "unknown")
+        ),
+    )
+    by_rule = mapped(
+        rule_action, lambda v: RULE_ACTIONS.get((v or "").upper(), "unknown"), fill=True
+    )
+    flow_action = mapped(disposition, lambda v: DISPOSITIONS.get(v.upper(), "unknown"))
+    verdict = pc.if_else(
+        pa.array(firewall),
+        pc.coalesce(by_disposition, by_rule),
+        pc.coalesce(flow_action, pa.scalar("allowed")),
+    )
+    reporter = mapped(
+        col["jsonPayload.reporter"], lambda v: (fields.text(v) or "").upper(), fill=True
+    )
+    rule_direction = mapped(
+        col["jsonPayload.rule_details.direction"],
+        lambda v: RULE_DIRECTIONS.get((fields.text(v) or "").upper(), "unknown"),
+        fill=True,
+    )
+    internal_fw = remote[0][0] | remote[1][0]
+    internal_flow = (ends["src_instance"][0] & ends["dest_instance"][0]) | (
+        ends["src_vpc"][0] & ends["dest_vpc"][0]
+    )
+    direction = pc.if_else(
+        pa.array(firewall),
+        pc.if_else(pa.array(internal_fw), "internal", rule_direction),
+        pc.if_else(
+            pa.array(internal_flow),
+            "internal",
+            mapped(reporter, lambda v: REPORTER_DIRECTIONS.get(v, "unknown")),
+        ),
+    )
+    values = {
+        **{k: col[f"jsonPayload.{k}"] for k in _PASSED},
+        **{"is_firewall": firewall, "reporter": reporter, "src": src, "dst": dst},
+        **{"ts": np.where(firewall, stamp.ns, start.ns), "ts_end": end.ns},
+        **{"has_end": flow & ~no_end, "action": verdict, "direction": direction},
+        **{
+            "action_raw": pc.coalesce(
+                disposition, pc.if_else(pa.array(firewall), rule_action, NULL_TEXT)
+            )
+        },
+        **sent,
+    }
+    return Checked(verdict, skip, values)
+
+
+_PASSED = (
+    *("connection.src_port", "connection.dest_port", "connection.protocol"),
+    *("rule_details.reference", "instance.vm_name", "vpc.vpc_name"),
+    *("src_vpc.vpc_name", "dest_vpc.vpc_name", "src_instance.vm_name", "dest_instance.vm_name"),
+    *("src_gke_details.pod.pod_name", "dest_gke_details.pod.pod_name"),
+)
+"""The payload's columns ``_normalise`` reads as they were parsed."""
+
+
+def _normalise(col: Values, lines: np.ndarray, source: Source) -> pa.Table:
+    """Checked firewall and flow entries as ``network_events`` rows (``_firewall``/``_flow``'s)."""
+    n = len(lines)
+    firewall = pa.array(col["is_firewall"])
+    reporter = col["reporter"]
+    received = _np(pc.equal(reporter, "DEST"))
+    reporting = _np(pc.is_in(reporter, value_set=pa.array(["SRC", "DEST"])))
+    dest = pa.array(received)
+    pod = pc.if_else(
+        dest, col["dest_gke_details.pod.pod_name"], col["src_gke_details.pod.pod_name"]
+    )
+    vm = pc.if_else(dest, col["dest_instance.vm_name"], col["src_instance.vm_name"])
+    flow_host = pc.if_else(pa.array(reporting), pc.coalesce(text(pod), text(vm)), NULL_TEXT)
+    flow_vpc = pc.if_else(dest, col["dest_vpc.vpc_name"], col["src_vpc.vpc_name"])
+    into = pa.array(~col["is_firewall"] & received)
+    out = pa.array(~col["is_firewall"] & ~received)
+    values: dict[str, Any] = {
+        "ts": pa.array(col["ts"], INT),
+        "ts_end": pa.array(col["ts_end"], INT, mask=~col["has_end"]),
+        "src_ip": col["src"],
+        "src_port": col["connection.src_port"],
+        "dst_ip": col["dst"],
+        "dst_port": col["connection.dest_port"],
+        "protocol": mapped(col["connection.protocol"], fields.protocol),
+        "direction": col["direction"],
+        "action": col["action"],
+        "action_raw": col["action_raw"],
+        "rule": pc.if_else(firewall, text(col["rule_details.reference"]), NULL_TEXT),
+        "bytes_out": pc.if_else(out, col["bytes_sent"], NULL_INT),
+        "bytes_in": pc.if_else(into, col["bytes_sent"], NULL_INT),
+        "packets_out": pc.if_else(out, col["packets_sent"], NULL_INT),
+        "packets_in": pc.if_else(into, col["packets_sent"], NULL_INT),
+        "observer": pc.if_else(
+            firewall,
+            mapped(
+                col["vpc.vpc_name"], lambda v: _observer("gcp-firewall", {"vpc_name": v}), fill=True
+            ),
+            mapped(flow_vpc, lambda v: _observer("gcp-vpc-flows", {"vpc_name": v}), fill=True),
+        ),
+        "host_hint": pc.if_else(firewall, text(col["instance.vm_name"]), flow_host),
+        "source_format": constant(name, n),
+        "source_path": constant(source.display, n),
+        "source_line": pa.array(lines, INT),
+    }
+    return table_of(values, n)
