@@ -42,21 +42,37 @@ Normalisation:
 Records of another ``category`` (NSG event or rule-counter logs share the layout) are skipped,
 one count per record. A record that cannot be walked counts as one rejected item. No
 ``--option`` keys.
+
+Reading: each document is parsed whole by Python's ``json`` and walked record by record (its
+shape decides rejects and skips); the flow tuples of a document with at least
+``TUPLES_COLUMN_WISE`` of them are then converted column-wise (split, trimmed, typed and checked
+in Arrow), and a tuple that fails a vectorised check is converted alone for its reject reason;
+should one of those convert after all (a spelling the vectorised checks do not take, such as
+``+5`` or ``1.7e12``), the document is read tuple by tuple instead. Rows, notes, rejects and
+their order are those of the tuple-by-tuple reader (property test).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..schema import NETWORK_EVENTS
 from ..sources import Source, iter_lines
-from ..timeparse import TimeParseError, parse_epoch
+from ..timeparse import NS_PER_UNIT, TimeParseError, parse_epoch
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
+from .columnar import NULL_INT, NULL_TEXT, constant, mapped, plain_int, table_of
 from .records import first_line, json_documents
+from .suricata_eve import addresses
 
 name = "azure_nsg_flow"
 kind = "network"
@@ -104,11 +120,9 @@ class _Group:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one flow-log file into ``network_events`` rows, one per flow tuple."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="tuples")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
+    load = FileLoad(source, options, name, kind, NETWORK_EVENTS, unit="tuples")
     single = _one_document(source)
-    for line, document, raw in json_documents(source, stats, sink):
+    for line, document, raw in json_documents(source, load.stats, load.sink):
         records = document.get("records")
         if isinstance(records, list):
             items = list(enumerate(records, start=1))
@@ -117,13 +131,13 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
             items = [(1, document)]
             by_index = False
         else:
-            stats.read += 1
-            sink.reject(line, "not an Azure flow log document: no records list and no flows", raw)
+            load.reject(line, "not an Azure flow log document: no records list and no flows", raw)
             continue
-        for index, record in items:
-            row_line = index if by_index else line
-            _read_record(record, index, row_line, source, options, stats, sink, batch)
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        lines = [index if by_index else line for index, _ in items]
+        if not _read_columns(items, lines, load):
+            for (index, record), row_line in zip(items, lines, strict=True):
+                _read_record(record, index, row_line, load)
+    return load.result()
 
 
 def _one_document(source: Source) -> bool:
@@ -158,56 +172,33 @@ def _raw(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
-def _read_record(
-    record: Any,
-    index: int,
-    line: int,
-    source: Source,
-    options: LoadOptions,
-    stats: LoadStats,
-    sink: RejectSink,
-    batch: Batcher,
-) -> None:
-    """Walk one record's flows and add a row per tuple (or reject / skip what does not fit)."""
+def _read_record(record: Any, index: int, line: int, load: FileLoad) -> None:
+    """Walk one record's flows and emit a row per tuple (or reject / skip what does not fit)."""
     if not isinstance(record, dict):
-        stats.read += 1
-        sink.reject(
-            line,
-            f"record {index}: not a JSON object but a JSON {type(record).__name__}",
-            _raw(record),
-        )
+        kind_of = type(record).__name__
+        load.reject(line, f"record {index}: not a JSON object but a JSON {kind_of}", _raw(record))
         return
     category = record.get("category")
     if isinstance(category, str) and category not in FLOW_CATEGORIES:
-        stats.read += 1
-        stats.skipped[f"not a flow log record (category {category[:60]})"] += 1
+        load.skip(f"not a flow log record (category {category[:60]})")
         return
     try:
         groups = list(_groups(record))
     except fields.RowError as exc:
-        stats.read += 1
-        sink.reject(line, f"record {index}: {exc}", _raw(record))
+        load.reject(line, f"record {index}: {exc}", _raw(record))
         return
     for group in groups:
         where = f"record {index}, rule {group.rule!r}"
         if not isinstance(group.tuples, list):
-            stats.read += 1
-            sink.reject(line, f"{where}: flowTuples is not a list", _raw(group.tuples))
+            load.reject(line, f"{where}: flowTuples is not a list", _raw(group.tuples))
             continue
         for number, text in enumerate(group.tuples, start=1):
-            stats.read += 1
             try:
-                row = _convert(text, group, options)
+                row = _convert(text, group, load.options)
             except fields.RowError as exc:
-                sink.reject(line, f"{where}, tuple {number}: {exc}", _raw(text))
+                load.reject(line, f"{where}, tuple {number}: {exc}", _raw(text))
                 continue
-            row["source_format"] = name
-            row["source_path"] = source.display
-            row["source_line"] = line
-            batch.add(row)
-            stats.loaded += 1
-            if row["ts_note"]:
-                stats.notes[row["ts_note"]] += 1
+            load.emit(row, line)
 
 
 def _groups(record: dict[str, Any]) -> Iterator[_Group]:
@@ -348,3 +339,244 @@ def _convert(text: Any, group: _Group, options: LoadOptions) -> dict[str, Any]:
 def _counters(values: list[str]) -> list[int | None]:
     names = ("packets sent", "bytes sent", "packets received", "bytes received")
     return [fields.counter(v, n) for v, n in zip(values, names, strict=True)]
+
+
+# --- the column-wise tuple path ------------------------------------------------------------------
+
+TUPLES_COLUMN_WISE = 64
+"""Documents with fewer tuples (a record per line) are read tuple by tuple."""
+
+TEXT = pa.string()
+INT = pa.int64()
+
+
+@dataclass
+class _Tuples:
+    """A group's tuples in the document's order: where they start among all tuples."""
+
+    line: int
+    where: str
+    group: _Group
+    start: int
+    count: int
+
+
+Step = tuple[str, int, str, Any] | _Tuples
+"""What the tuple-by-tuple reader does next: ``("reject", line, reason, raw)``,
+``("skip", 0, reason, None)``, or a group's tuples."""
+
+
+def _walk(items: list[tuple[int, Any]], lines: list[int]) -> tuple[list[Step], list[Any]]:
+    """``_read_record``'s walk without converting tuples: its steps, and every tuple in order."""
+    steps: list[Step] = []
+    texts: list[Any] = []
+    for (index, record), line in zip(items, lines, strict=True):
+        if not isinstance(record, dict):
+            reason = f"record {index}: not a JSON object but a JSON {type(record).__name__}"
+            steps.append(("reject", line, reason, _raw(record)))
+            continue
+        category = record.get("category")
+        if isinstance(category, str) and category not in FLOW_CATEGORIES:
+            steps.append(("skip", 0, f"not a flow log record (category {category[:60]})", None))
+            continue
+        try:
+            groups = list(_groups(record))
+        except fields.RowError as exc:
+            steps.append(("reject", line, f"record {index}: {exc}", _raw(record)))
+            continue
+        for group in groups:
+            where = f"record {index}, rule {group.rule!r}"
+            if not isinstance(group.tuples, list):
+                reason = f"{where}: flowTuples is not a list"
+                steps.append(("reject", line, reason, _raw(group.tuples)))
+                continue
+            steps.append(_Tuples(line, where, group, len(texts), len(group.tuples)))
+            texts.extend(group.tuples)
+    return steps, texts
+
+
+def _read_columns(items: list[tuple[int, Any]], lines: list[int], load: FileLoad) -> bool:
+    """One document's records, their tuples converted column-wise; False (nothing read) when
+    it has too few tuples, or a tuple the vectorised checks refuse converts alone after all."""
+    unit = load.options.epoch_unit
+    if unit != "auto" and unit not in NS_PER_UNIT:
+        return False  # the tuple-by-tuple reader says why
+    steps, texts = _walk(items, lines)
+    if len(texts) < TUPLES_COLUMN_WISE:
+        return False
+    runs = [s for s in steps if isinstance(s, _Tuples)]
+    group_of = np.repeat(np.arange(len(runs)), [r.count for r in runs])
+    table, good = _convert_columns(texts, [r.group for r in runs], group_of, unit)
+    # the tuples refused: their reasons, from the tuple-by-tuple converter
+    reasons: dict[int, str] = {}
+    for i in np.flatnonzero(~good).tolist():
+        try:
+            _convert(texts[i], runs[group_of[i]].group, load.options)
+        except fields.RowError as exc:
+            reasons[i] = str(exc)
+        else:
+            return False
+    row_lines = np.repeat(np.array([r.line for r in runs], dtype=np.int64), [r.count for r in runs])
+    refused = sorted(reasons)
+    for step in steps:
+        if isinstance(step, _Tuples):
+            at = step.start
+            low = bisect_left(refused, step.start)
+            for i in refused[low : bisect_left(refused, step.start + step.count)]:
+                load.count_loaded(i - at)
+                number = i - step.start + 1
+                load.reject(
+                    step.line, f"{step.where}, tuple {number}: {reasons[i]}", _raw(texts[i])
+                )
+                at = i + 1
+            load.count_loaded(step.start + step.count - at)
+        elif step[0] == "reject":
+            load.reject(step[1], step[2], step[3])
+        else:
+            load.skip(step[2])
+    rows = table.filter(pa.array(good))
+    source = load.source
+    n = rows.num_rows
+    rows = rows.append_column("source_format", constant(name, n))
+    rows = rows.append_column("source_path", constant(source.display, n))
+    rows = rows.append_column("source_line", pa.array(row_lines[good], INT))
+    notes = pc.value_counts(rows.column("ts_note").drop_null())
+    for note, count in zip(
+        notes.field("values").to_pylist(), notes.field("counts").to_pylist(), strict=True
+    ):
+        load.note(note, count)
+    load.keep_rows(table_of({c: rows.column(c) for c in rows.column_names}, n))
+    return True
+
+
+def _convert_columns(
+    texts: list[Any], groups: list[_Group], group_of: np.ndarray, unit: str
+) -> tuple[pa.Table, np.ndarray]:
+    """``_convert`` of every tuple in columns (without provenance), and where it holds."""
+    n = len(texts)
+    strings = pa.array([t if type(t) is str else None for t in texts], TEXT)
+    # printable ASCII and spaces only, where Python's strip and Arrow's trim agree
+    good = _mask(pc.match_substring_regex(strings, r"^[ -~]*$"))
+    v4 = np.array([g.layout == "v4" for g in groups], dtype=bool)[group_of]
+    parts = pc.split_pattern(strings, ",")
+    count = np.asarray(pc.fill_null(pc.list_value_length(parts), 0).to_numpy(), dtype=np.int64)
+    thirteen = count == 13
+    good &= thirteen | (~v4 & (count == 8))
+    flat = pc.list_flatten(parts)
+    starts = np.asarray(parts.offsets.to_numpy(), dtype=np.int64)[:-1]
+    field = []
+    for k in range(13):
+        here = k < count
+        taken = flat.take(pa.array(np.where(here, starts + k, 0))) if len(flat) else None
+        value = pc.if_else(pa.array(here), taken, NULL_TEXT) if taken is not None else None
+        field.append(pc.utf8_trim(value, " ") if value is not None else pa.nulls(n, TEXT))
+    ts, note = _epochs(field[0], v4, unit, good)
+    src = addresses(field[1], good)
+    dst = addresses(field[2], good)
+    good &= _mask(pc.and_(pc.is_valid(src), pc.is_valid(dst)))
+    ports = [plain_int(field[k], good, 5, 65535) for k in (3, 4)]
+    outbound = _mask(pc.equal(field[6], "O"))
+    good &= outbound | _mask(pc.equal(field[6], "I"))
+    state, encryption, decision = field[7], field[8], field[7]
+    vnet_action = mapped(state, lambda v: VNET_STATES.get(v))
+    dropped = _mask(pc.is_in(encryption, value_set=pa.array(list(ENCRYPTION_DROPS))))
+    nsg_action = mapped(decision, lambda v: DECISIONS.get(v))
+    good &= np.where(v4, _mask(pc.is_valid(vnet_action)), _mask(pc.is_valid(nsg_action)))
+    good &= v4 | ~thirteen | _mask(pc.is_in(field[8], value_set=pa.array(list(NSG_STATES))))
+    action = pc.if_else(
+        pa.array(v4), pc.if_else(pa.array(dropped), "denied", vnet_action), nsg_action
+    )
+    action_raw = pc.if_else(
+        pa.array(v4 & dropped), pc.binary_join_element_wise(state, encryption, "/"), field[7]
+    )
+    counters = []
+    for k in range(9, 13):
+        counted = np.ones(n, dtype=bool)
+        counters.append(pc.if_else(pa.array(thirteen), plain_int(field[k], counted, 18), NULL_INT))
+        good &= counted | ~thirteen
+    out = pa.array(outbound)
+    proto = mapped(field[5], lambda v: NSG_PROTOCOLS.get(v.upper()) or fields.protocol(v))
+    per_group = pa.array(group_of)
+    values = {
+        "ts": pa.array(ts, INT),
+        "src_ip": src,
+        "src_port": ports[0],
+        "dst_ip": dst,
+        "dst_port": ports[1],
+        "protocol": proto,
+        "direction": pc.if_else(out, "outbound", "inbound"),
+        "action": action,
+        "action_raw": action_raw,
+        "rule": pa.array([g.rule for g in groups], TEXT).take(per_group),
+        "packets_out": pc.if_else(out, counters[0], counters[2]),
+        "bytes_out": pc.if_else(out, counters[1], counters[3]),
+        "packets_in": pc.if_else(out, counters[2], counters[0]),
+        "bytes_in": pc.if_else(out, counters[3], counters[1]),
+        "observer": pa.array([g.observer for g in groups], TEXT).take(per_group),
+        "host_hint": pa.array(_macs(groups), TEXT).take(per_group),
+        "ts_note": note,
+    }
+    names = [f.name for f in NETWORK_EVENTS if not f.name.startswith("source_")]
+    table = table_of(values, n, pa.schema([NETWORK_EVENTS.field(c) for c in names]))
+    return table, good
+
+
+def _macs(groups: list[_Group]) -> list[str | None]:
+    """``mac_address`` of each group's MAC (converted once per distinct value)."""
+    seen: dict[Any, str | None] = {}
+    out = []
+    for group in groups:
+        key = (type(group.mac), group.mac) if isinstance(group.mac, (str, int, float)) else None
+        if key is None:
+            out.append(mac_address(group.mac))
+            continue
+        if key not in seen:
+            seen[key] = mac_address(group.mac)
+        out.append(seen[key])
+    return out
+
+
+def _epochs(
+    values: pa.Array, v4: np.ndarray, unit: str, good: np.ndarray
+) -> tuple[np.ndarray, pa.Array]:
+    """``parse_epoch`` of plain digit strings (ns and the note), the rest clearing ``good``."""
+    n = len(values)
+    # 1-19 ASCII digits, at most the largest ns parse_epoch takes (same length: text order)
+    size = pc.binary_length(values)
+    plain = _mask(
+        pc.and_(
+            pc.and_(pc.ascii_is_decimal(values), pc.greater(size, 0)),
+            pc.or_(
+                pc.less(size, 19),
+                pc.and_(pc.equal(size, 19), pc.less_equal(values, str(2**63 - 2))),
+            ),
+        )
+    )
+    number = pc.cast(pc.if_else(pa.array(plain), values, NULL_TEXT), INT)
+    good &= plain
+    value = np.asarray(pc.fill_null(number, 0).to_numpy(), dtype=np.int64)
+    if unit == "auto":
+        magnitude = value.astype(np.float64)  # as parse_epoch: float(number)
+        chosen = np.where(
+            magnitude < 1e11, 0, np.where(magnitude < 1e14, 1, np.where(magnitude < 1e17, 2, 3))
+        )
+    else:
+        chosen = np.full(n, ("s", "ms", "us", "ns").index(unit))
+    scale = np.array([NS_PER_UNIT[u] for u in ("s", "ms", "us", "ns")], dtype=np.int64)[chosen]
+    good &= value <= (2**63 - 2) // scale  # else "time out of range"
+    ns = np.where(good, value, 0) * scale
+    expected = np.where(v4, 1, 0)
+    notes = np.full(n, None, dtype=object)
+    if unit == "auto":
+        for unit_index, name_ in enumerate(("s", "ms", "us", "ns")):
+            for wanted, documented in ((0, "s"), (1, "ms")):
+                rows = (
+                    plain & (chosen == unit_index) & (expected == wanted) & (unit_index != wanted)
+                )
+                notes[rows] = f"epoch unit {name_} by magnitude (format documents {documented})"
+    return ns, pa.array(notes, TEXT)
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    """A boolean column as a numpy mask (null is False)."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
