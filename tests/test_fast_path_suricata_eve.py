@@ -449,3 +449,23 @@ def test_column_wise_validity_of_every_month_end_in_range():
     times = suricata_eve.iso_ns(pa.array(spellings))
     got = [int(t) if ok else None for t, ok in zip(times.ns, times.valid, strict=True)]
     assert got == expected
+
+
+@pytest.mark.parametrize("long_first", [False, True])
+def test_strict_and_a_long_line_stop_where_the_per_line_reader_stops(
+    tmp_path, monkeypatch, long_first
+):
+    """Runs are parsed ahead in a second thread, but the first problem by line still wins."""
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", 4096)  # many runs
+    good, bad = VARIANTS[0].encode(), variant(FLOW, dest_ip=...).encode()
+    long = variant(FLOW, in_iface="x" * 3000).encode()
+    body = [good] * 20 + [bad] + [good] * 20
+    lines = [good] * 10 + [long] + body if long_first else body + [long] + [good] * 10
+    path = write(tmp_path / "eve.json", lines)
+    found = []
+    for fast in (True, False):
+        with pytest.raises((InputError, StrictRejection)) as caught:
+            load(path, fast=fast, cap=2048, strict=True)
+        found.append((type(caught.value), str(caught.value)))
+    assert found[0] == found[1]
+    assert found[0][0] is (InputError if long_first else StrictRejection)

@@ -54,6 +54,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -721,18 +722,46 @@ class Columns:
 
 def read_columns(load: FileLoad, spec: Columns, *, fast: bool = True) -> None:
     """Every line of ``load.source`` into ``load``, column-wise where ``fast`` (as
-    ``columnar.read_json_lines``)."""
-    for first, blob, count in line_runs(load.source, b"{", b"}"):
-        if count == 0 or not fast:
-            for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
-                spec.per_line(first + offset, raw.rstrip(b"\r"), load)
-            continue
-        for at, piece, _, table in json_pieces(blob, first, count, spec.schema):
+    ``columnar.read_json_lines``). The next run is parsed in a second thread while this one is
+    checked (pyarrow parses without the GIL); runs are still taken in line order, and an error
+    cutting the file (``--max-line-bytes``) is raised after the runs before it are read."""
+    pending: Future[list[Piece]] | None = None
+
+    def take(done: Future[list[Piece]] | None) -> None:
+        for at, piece, _, table in [] if done is None else done.result():
             if table is None:
                 for offset, raw in enumerate(piece.split(b"\n")):
                     spec.per_line(at + offset, raw.rstrip(b"\r"), load)
             else:
                 _checked(table, at, piece, load, spec)
+
+    runs = line_runs(load.source, b"{", b"}")
+    with ThreadPoolExecutor(max_workers=1) as parser:
+        while True:
+            try:
+                first, blob, count = next(runs)
+            except StopIteration:
+                break
+            except BaseException:
+                take(pending)
+                raise
+            if count == 0 or not fast:
+                take(pending)
+                pending = None
+                for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
+                    spec.per_line(first + offset, raw.rstrip(b"\r"), load)
+                continue
+            parsing = parser.submit(_pieces, blob, first, count, spec.schema)
+            take(pending)
+            pending = parsing
+        take(pending)
+
+
+Piece = tuple[int, bytes, int, "pa.Table | None"]
+
+
+def _pieces(blob: bytes, first: int, count: int, schema: pa.Schema) -> list[Piece]:
+    return list(json_pieces(blob, first, count, schema))
 
 
 def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Columns) -> None:
