@@ -187,6 +187,7 @@ VARIANTS = [
     variant(NETFLOW, event={}),
     '{"firewall_name":"a","firewall_name":"b","event":{"event_type":"netflow"}}',
     variant(NETFLOW).replace('"tcp"', '"deep":' + "[" * 3000 + "]" * 3000 + ',"tcp"'),
+    variant(NETFLOW).replace('"tcp"', '"big":' + "7" * 4400 + ',"tcp"'),  # too long for json
     '{"a":1}{"b":2}',
     '{"broken": ',
     "[1, 2]",

@@ -156,6 +156,8 @@ VARIANTS = [
     variant(AUDIT, logName="testlog", jsonPayload={"connection": "x"}),
     variant(AUDIT, jsonPayload={"message": "hello"}, logName=...),
     '{"logName":"a","logName":"b"}',
+    variant(FLOW).replace('"insertId"', '"big":' + "7" * 4400 + ',"insertId"'),  # too long
+    variant(FLOW).replace('"insertId"', '"deep":' + "[" * 3000 + "]" * 3000 + ',"insertId"'),
     '{"a":1}{"b":2}',
     '{"broken": ',
     "[1, 2]",

@@ -189,6 +189,7 @@ VARIANTS = [
     variant(FLOW, deep=json.loads("[" * 200 + "]" * 200)),  # deep, but not too deep for json
     variant(FLOW).replace('"proto"', '"deep":' + "[" * 3000 + "]" * 3000 + ',"proto"'),
     variant(FLOW, metadata={"flowbits": [["a"]] * 300}),
+    variant(FLOW).replace('"proto"', '"big":' + "7" * 4400 + ',"proto"'),  # too long for json
     variant(FLOW, flow__src_ip=["x"]),
     '{"a":1}{"b":2}',
     '{"broken": ',

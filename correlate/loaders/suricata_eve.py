@@ -73,6 +73,7 @@ from .columnar import (
     BAD,
     NULL_INT,
     NULL_TEXT,
+    _beyond_python,
     blank,
     constant,
     ip_or_bad,
@@ -770,7 +771,8 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Col
     n = table.num_rows
     lines = np.arange(first, first + n, dtype=np.int64)
     starts, ends = line_spans(blob)
-    ok = ~_deep(blob, starts, ends)
+    ok = np.ones(n, dtype=bool)
+    _beyond_python(blob, starts, ends, ok)  # nested too deep or a number too long for json
     verdict, reasons, values = spec.check(table, ok, lines)
     skipped = ok & _np(pc.is_valid(reasons)) if reasons is not None else np.zeros(n, dtype=bool)
     loads = ok & ~skipped
@@ -817,22 +819,6 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Col
     if len(parts) > 1:
         merged = merged.sort_by([("source_line", "ascending")])
     load.keep_rows(merged, unkept=loaded - (0 if full is None else full.num_rows))
-
-
-DEEP = 512
-"""A line with this many ``{`` and ``[`` may nest deeper than Python's ``json`` reads (it stops
-at the recursion limit, 1,000 levels less the caller's stack; pyarrow does not): it is read line
-by line, where the per-line reader decides."""
-
-
-def _deep(blob: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Which lines of a run hold at least ``DEEP`` opening brackets (only lines of twice as many
-    bytes can)."""
-    deep = np.zeros(len(starts), dtype=bool)
-    for i in np.flatnonzero(ends - starts >= 2 * DEEP).tolist():
-        start, end = int(starts[i]), int(ends[i])
-        deep[i] = blob.count(b"{", start, end) + blob.count(b"[", start, end) >= DEEP
-    return deep
 
 
 _IPV4 = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
