@@ -40,10 +40,20 @@ applies to naive timestamps only.
 
 Records are events: ``source_line`` is the 1-based index of the event in the file, counting the
 events of every sample in file (archive member) order; ``stats.unit`` is ``events``.
+
+Reading is not column-wise, by measurement: a sample is one JSON document whose events share
+field names across types (a ToolEvent's ``result`` is text, a SandboxEvent's a number; arguments
+are objects of any keys, needed whole for the row's ``arguments``), so pyarrow cannot parse it and
+``json.loads`` stays; decompressing and parsing the samples are about a third of the load on
+50-call samples, and converting the calls in columns instead of one by one saved nothing. What
+grew with a sample was finding each tool call's span (every span scanned per call): ``_Claims``
+finds it by bisection (``read(..., fast=False)`` keeps the scan, the reference it is
+property-tested against in ``tests/test_fast_path_inspect_ai.py``).
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import re
@@ -60,7 +70,7 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .calls import command_from, truncate
 from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
@@ -93,45 +103,46 @@ def sniff(head: bytes, filename: str) -> float:
     return 0.0
 
 
-def read(source: Source, options: LoadOptions) -> LoadResult:
-    """Read one Inspect log into ``tool_calls`` rows (see the module docstring for the mapping)."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="events")
-    sink = RejectSink(source, stats, options.strict)
-    reader = _Reader(source, options, stats, sink)
+def read(source: Source, options: LoadOptions, *, fast: bool = True) -> LoadResult:
+    """Read one Inspect log into ``tool_calls`` rows (see the module docstring for the mapping).
+
+    With ``fast`` (the default) tool events find their tool span by bisection (``_Claims``);
+    ``fast=False`` scans every span for each (``_claim_span``), the reference ``_Claims`` is
+    tested against. Either way events are converted one by one (see the module docstring).
+    """
+    load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="events")
+    reader = _Reader(load, fast)
     if source.head(4).startswith(ZIP_MAGIC):
         reader.read_eval()
     else:
         reader.read_json()
     if reader.ambiguous_exit:
-        stats.notes[
+        load.note(
             f"exit code left empty on {reader.ambiguous_exit} tool call(s) that ran several sandbox commands"
-        ] += 1
-    return LoadResult(kind=kind, table=reader.batch.table(), stats=stats, rejects=sink.rejects)
+        )
+    return load.result()
 
 
 class _Reader:
-    """State for one file: the eval spec, the running event number and the row batch."""
+    """State for one file: the eval spec and the running event number."""
 
-    def __init__(
-        self, source: Source, options: LoadOptions, stats: LoadStats, sink: RejectSink
-    ) -> None:
-        self.source = source
-        self.stats = stats
-        self.sink = sink
-        self.zone: tzinfo = options.zone_for(name, UTC)
-        self.batch = Batcher(TOOL_CALLS)
+    def __init__(self, load: FileLoad, fast: bool) -> None:
+        self.load = load
+        self.source = load.source
+        self.zone: tzinfo = load.options.zone_for(name, UTC)
         self.record = 0
         self.run_id: str | None = None
         self.model: str | None = None
         self.ambiguous_exit = 0
+        self.fast = fast
 
     # --- containers -------------------------------------------------------------------------
 
     def read_json(self) -> None:
         parsed = read_document(
             self.source,
-            self.stats,
-            self.sink,
+            self.load.stats,
+            self.load.sink,
             too_big=f"an Inspect JSON log over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; "
             "convert it to .eval (inspect log convert --to eval) to read it sample by sample",
         )
@@ -163,9 +174,9 @@ class _Reader:
             if isinstance(header, dict) and isinstance(header.get("eval"), dict):
                 self._header(header)
             else:
-                self.stats.notes[
+                self.load.note(
                     "no readable header.json or _journal/start.json: run and model unknown"
-                ] += 1
+                )
             latest: dict[str, zipfile.ZipInfo] = {}
             members = [info for info in archive.infolist() if _SAMPLE_MEMBER.match(info.filename)]
             for info in members:
@@ -173,10 +184,7 @@ class _Reader:
             for info in members:
                 if latest[info.filename] is not info:
                     self.record += 1
-                    self.stats.read += 1
-                    self.stats.skipped[
-                        "sample rewritten later in the archive (last copy read)"
-                    ] += 1
+                    self.load.skip("sample rewritten later in the archive (last copy read)")
                     continue
                 try:
                     sample = json.loads(archive.read(info))
@@ -191,8 +199,7 @@ class _Reader:
                     RecursionError,
                 ) as exc:
                     self.record += 1
-                    self.stats.read += 1
-                    self.sink.reject(
+                    self.load.reject(
                         self.record,
                         f"{info.filename}: unreadable sample ({exc.__class__.__name__}: {str(exc)[:80]})",
                         info.filename,
@@ -217,9 +224,9 @@ class _Reader:
         except KeyError:
             return None
         except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, zlib.error) as exc:
-            self.stats.notes[f"{member} unreadable: {exc.__class__.__name__}"] += 1
+            self.load.note(f"{member} unreadable: {exc.__class__.__name__}")
         except (ValueError, RecursionError):
-            self.stats.notes[f"{member} is not valid JSON"] += 1
+            self.load.note(f"{member} is not valid JSON")
         return None
 
     def _header(self, log: dict[str, Any]) -> None:
@@ -233,8 +240,7 @@ class _Reader:
         where = f"{member}: " if member else ""
         if not isinstance(sample, dict):
             self.record += 1
-            self.stats.read += 1
-            self.sink.reject(
+            self.load.reject(
                 self.record, f"{where}sample is not an object", json.dumps(sample)[:4096]
             )
             return
@@ -250,8 +256,7 @@ class _Reader:
             references.update(sample["attachments"])
         if not isinstance(events, list):
             self.record += 1
-            self.stats.read += 1
-            self.sink.reject(
+            self.load.reject(
                 self.record,
                 f"{where}sample {sample.get('id')!r} has no events list",
                 json.dumps({k: sample.get(k) for k in ("id", "epoch")}),
@@ -263,21 +268,23 @@ class _Reader:
         for event in events:
             if isinstance(event, dict) and _is_exec(event):
                 execs_by_span[_span_of(event)].append(event)
+        claim = _Claims(tool_spans) if self.fast else None
         claimed: set[str] = set()
         model_calls = 0
         for index, event in enumerate(events):
             self.record += 1
-            self.stats.read += 1
             if not isinstance(event, dict):
-                self.sink.reject(
-                    self.record, f"event is not an object but {type(event).__name__}", str(event)
-                )
+                reason = f"event is not an object but {type(event).__name__}"
+                self.load.reject(self.record, reason, str(event))
                 continue
             kind_name = event.get("event")
             if kind_name == "model":
                 model_calls += 1
             if kind_name == "tool":
-                span = _claim_span(events, index, event, tool_spans, claimed)
+                if claim is not None:
+                    span = claim(index, event)
+                else:
+                    span = _claim_span(events, index, event, tool_spans, claimed)
                 nested = event.get("events")
                 execs = (
                     execs_by_span.get(span, [])
@@ -297,9 +304,9 @@ class _Reader:
                     if action == "exec"
                     else f"sandbox {action} (not a command)"
                 )
-                self.stats.skipped[reason] += 1
+                self.load.skip(reason)
             else:
-                self.stats.skipped[f"{kind_name or 'untyped'} event (not a tool call)"] += 1
+                self.load.skip(f"{kind_name or 'untyped'} event (not a tool call)")
 
     def _emit(
         self,
@@ -312,21 +319,15 @@ class _Reader:
             row = convert()
         except fields.RowError as exc:
             label = event.get("id") or event.get("uuid") or event.get("event")
-            self.sink.reject(self.record, f"{event.get('event')} event {label}: {exc}", _raw(event))
+            self.load.reject(self.record, f"{event.get('event')} event {label}: {exc}", _raw(event))
             return
         row.update(
             run_id=self.run_id,
             episode_id=episode,
             step=model_calls or None,
             model=self.model,
-            source_format=name,
-            source_path=self.source.display,
-            source_line=self.record,
         )
-        self.batch.add(row)
-        self.stats.loaded += 1
-        if row["ts_note"]:
-            self.stats.notes[row["ts_note"]] += 1
+        self.load.emit(row, self.record)
 
     def _times(self, event: dict[str, Any]) -> tuple[int, int | None, list[str]]:
         notes: list[str] = []
@@ -335,13 +336,13 @@ class _Reader:
             notes.append(note)
         end = None
         if fields.is_blank(event.get("completed")):
-            notes.append("no completed time (call pending or interrupted)")
+            notes.append(NO_COMPLETED)
         else:
             end, note = _parse_time(event.get("completed"), "completed", self.zone)
             if note and note not in notes:
                 notes.append(note)
             if end < start:
-                notes.append("end before start: end ignored")
+                notes.append(END_BEFORE_START)
                 end = None
         return start, end, notes
 
@@ -355,57 +356,83 @@ class _Reader:
         arguments = _resolve(event.get("arguments"), references)
         if arguments is not None and not isinstance(arguments, dict):
             raise fields.RowError(f"arguments is not an object: {arguments!r}"[:200])
-        exit_code = None
-        if len(execs) == 1:
-            exit_code = _exit_code(execs[0].get("result"))
-        elif len(execs) > 1:
-            self.ambiguous_exit += 1
-        error = event.get("error")
-        output = _text(_resolve(event.get("result"), references))
-        if not output and isinstance(error, dict):
-            output = ": ".join(
-                x for x in (fields.text(error.get("type")), fields.text(error.get("message"))) if x
-            )
-        is_error: bool | None = bool(error) or event.get("failed") is True
-        if not is_error:
-            if exit_code is not None:
-                is_error = exit_code != 0
-            elif fields.is_blank(event.get("completed")):
-                is_error = None  # still pending or interrupted: outcome unknown
+        exit_code, ambiguous = _exit_of(execs)
+        self.ambiguous_exit += ambiguous
         return {
-            "call_id": fields.text(event.get("id")),
             "ts_start": start,
             "ts_end": end,
             "ts_kind": "exact",
-            "tool": function,
-            "command": _command(function, arguments),
-            "arguments": json.dumps(arguments, ensure_ascii=False)
-            if arguments is not None
-            else None,
-            "output": truncate(output),
-            "exit_code": exit_code,
-            "is_error": is_error,
+            **_tool_fields(event, function, arguments, exit_code, references),
             "ts_note": "; ".join(notes) or None,
         }
 
     def _exec_row(self, event: dict[str, Any], references: dict[str, Any]) -> dict[str, Any]:
         start, end, notes = self._times(event)
-        command = _text(_resolve(event.get("cmd"), references))
-        exit_code = _exit_code(event.get("result"))
-        arguments = {"cmd": command, "options": event.get("options") or {}}
         return {
-            "call_id": fields.text(event.get("uuid")),
             "ts_start": start,
             "ts_end": end,
             "ts_kind": "exact",
-            "tool": "sandbox_exec",
-            "command": command,
-            "arguments": json.dumps(arguments, ensure_ascii=False),
-            "output": truncate(_text(_resolve(event.get("output"), references))),
-            "exit_code": exit_code,
-            "is_error": None if exit_code is None else exit_code != 0,
+            **_exec_fields(event, references),
             "ts_note": "; ".join(notes) or None,
         }
+
+
+NO_COMPLETED = "no completed time (call pending or interrupted)"
+END_BEFORE_START = "end before start: end ignored"
+
+
+def _exit_of(execs: list[dict[str, Any]]) -> tuple[int | None, int]:
+    """The call's exit code (its one exec's), and 1 when several execs leave it empty."""
+    if len(execs) == 1:
+        return _exit_code(execs[0].get("result")), 0
+    return None, int(len(execs) > 1)
+
+
+def _tool_fields(
+    event: dict[str, Any],
+    function: str,
+    arguments: dict[str, Any] | None,
+    exit_code: int | None,
+    references: dict[str, Any],
+) -> dict[str, Any]:
+    """A ToolEvent's row fields other than its times (none of them can reject)."""
+    error = event.get("error")
+    output = _text(_resolve(event.get("result"), references))
+    if not output and isinstance(error, dict):
+        output = ": ".join(
+            x for x in (fields.text(error.get("type")), fields.text(error.get("message"))) if x
+        )
+    is_error: bool | None = bool(error) or event.get("failed") is True
+    if not is_error:
+        if exit_code is not None:
+            is_error = exit_code != 0
+        elif fields.is_blank(event.get("completed")):
+            is_error = None  # still pending or interrupted: outcome unknown
+    return {
+        "call_id": fields.text(event.get("id")),
+        "tool": function,
+        "command": _command(function, arguments),
+        "arguments": json.dumps(arguments, ensure_ascii=False) if arguments is not None else None,
+        "output": truncate(output),
+        "exit_code": exit_code,
+        "is_error": is_error,
+    }
+
+
+def _exec_fields(event: dict[str, Any], references: dict[str, Any]) -> dict[str, Any]:
+    """A SandboxEvent exec's row fields other than its times."""
+    command = _text(_resolve(event.get("cmd"), references))
+    exit_code = _exit_code(event.get("result"))
+    arguments = {"cmd": command, "options": event.get("options") or {}}
+    return {
+        "call_id": fields.text(event.get("uuid")),
+        "tool": "sandbox_exec",
+        "command": command,
+        "arguments": json.dumps(arguments, ensure_ascii=False),
+        "output": truncate(_text(_resolve(event.get("output"), references))),
+        "exit_code": exit_code,
+        "is_error": None if exit_code is None else exit_code != 0,
+    }
 
 
 def _span_of(event: dict[str, Any]) -> str | None:
@@ -541,3 +568,53 @@ def _raw(event: dict[str, Any]) -> str:
         return json.dumps(event, ensure_ascii=False)[:4096]
     except (TypeError, ValueError, RecursionError):
         return str(event)[:4096]
+
+
+# --- claiming tool spans fast ---------------------------------------------------------------------
+
+
+class _Claims:
+    """``_claim_span`` for one sample's tool events in order, without scanning every span: the
+    unclaimed tool spans are kept per (name, parent) in index order, and the nearest one before
+    or after the event is found by bisection (distances differ, so the choice is the same)."""
+
+    def __init__(self, tool_spans: dict[str, tuple[int, Any, Any]]) -> None:
+        self.buckets: dict[tuple[Any, Any], list[tuple[int, str]]] = defaultdict(list)
+        self.hashable = True
+        for span_id, (index, span_name, parent) in tool_spans.items():
+            try:
+                self.buckets[(span_name, parent)].append((index, span_id))
+            except TypeError:
+                self.hashable = False
+        for spans in self.buckets.values():
+            spans.sort()
+        self.tool_spans = tool_spans
+        self.claimed: set[str] = set()
+
+    def __call__(self, index: int, event: dict[str, Any]) -> str | None:
+        function = event.get("function")
+        parent = _span_of(event)
+        if not self.hashable:
+            return _claim_span([], index, event, self.tool_spans, self.claimed)
+        keys = [(function, parent), (function, None)] if parent is not None else [(function, None)]
+        best: tuple[float, int, list[tuple[int, str]]] | None = None
+        for key in keys:
+            try:
+                spans = self.buckets.get(key)
+            except TypeError:  # an unhashable function matches no span name the slow way either
+                return _claim_span([], index, event, self.tool_spans, self.claimed)
+            if not spans:
+                continue
+            at = bisect.bisect_left(spans, (index, ""))
+            for i, distance in (
+                (at - 1, index - spans[at - 1][0] if at > 0 else None),
+                (at, spans[at][0] - index + 0.5 if at < len(spans) else None),
+            ):
+                if distance is not None and (best is None or distance < best[0]):
+                    best = (distance, i, spans)
+        if best is None:
+            return None
+        _, i, spans = best
+        _, span_id = spans.pop(i)
+        self.claimed.add(span_id)
+        return span_id
