@@ -521,6 +521,24 @@ def settle_run(
     sample), skipped ones counted by reason, the others read by ``per_line`` into a side load,
     and the rows merged in line order. ``skip``: rows skipped whatever their values (a reason
     each, null for the others)."""
+
+    def read_apart(index: int, side: FileLoad) -> None:
+        per_line(first + index, spans.line(index).rstrip(b"\r"), side)
+
+    settle_records(load, first, ok, checked, read_apart, output, skip)
+
+
+def settle_records(
+    load: FileLoad,
+    first: int,
+    ok: np.ndarray,
+    checked: Checked,
+    read_apart: Callable[[int, FileLoad], None],
+    output: pa.Schema,
+    skip: pa.Array | None = None,
+) -> None:
+    """``settle_run`` for records numbered ``first``.. that need not be lines (Parquet rows):
+    ``read_apart(index, load)`` reads record ``index`` of the run with the per-record reader."""
     n = len(ok)
     verdict, reasons, build = checked
     if skip is not None:
@@ -551,15 +569,12 @@ def settle_run(
     bad = np.flatnonzero(~ok)
     first_good = int(np.argmax(loadable)) if loadable.any() else n
     side = load.apart()
-
-    def read_apart(indices: np.ndarray) -> None:
-        for i in indices.tolist():
-            per_line(first + i, spans.line(i).rstrip(b"\r"), side)
-
-    read_apart(bad[bad < first_good])
+    for i in bad[bad < first_good].tolist():
+        read_apart(i, side)
     loaded = int(loadable.sum())
     load.count_loaded(loaded)
-    read_apart(bad[bad >= first_good])
+    for i in bad[bad >= first_good].tolist():
+        read_apart(i, side)
     if skipped.any():
         assert reasons is not None
         counts = pc.value_counts(pc.filter(reasons, pa.array(skipped)))
@@ -609,12 +624,14 @@ def read_json_runs(
     output: pa.Schema = NETWORK_EVENTS,
     *,
     fast: bool = True,
+    flat: Callable[[pa.Table], dict[str, pa.Array] | None] | None = None,
 ) -> None:
     """Every line of a JSON-lines file into ``load``: runs of object lines parsed once by
     pyarrow with ``schema`` (the fields read) and checked by ``columns``; other lines, pieces
     pyarrow refuses and rows the check refuses through ``per_line``. Unlike
     ``columnar.read_json_lines`` every row is parsed with every field at once (no second parse
-    of the kept rows): cheaper when most rows are kept."""
+    of the kept rows): cheaper when most rows are kept. ``flat``: the columns ``columns`` reads
+    from a parsed piece (default: its top-level columns; None: read the piece line by line)."""
     for first, blob, count in line_runs(load.source, b"{", b"}"):
         if count == 0 or not fast:
             for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
@@ -625,7 +642,15 @@ def read_json_runs(
                 for offset, raw in enumerate(piece.split(b"\n")):
                     per_line(at + offset, raw.rstrip(b"\r"), load)
                 continue
-            cols = {f: table.column(f).combine_chunks() for f in schema.names}
+            cols = (
+                {f: table.column(f).combine_chunks() for f in schema.names}
+                if flat is None
+                else flat(table)
+            )
+            if cols is None:
+                for offset, raw in enumerate(piece.split(b"\n")):
+                    per_line(at + offset, raw.rstrip(b"\r"), load)
+                continue
             ok, spans = np.ones(m, dtype=bool), Spans(piece, m)
             checked = columns(cols, ok)
             beyond_python(spans, ok)
