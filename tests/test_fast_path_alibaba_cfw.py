@@ -81,7 +81,10 @@ VARIANTS = [
     variant() + "\r",
     variant().replace("HTTPS", "HT\\u0000TPS"),
     variant(app_name="caf\u00e9"),
-    variant(start_time="1e1000000"),  # an exponent Decimal overflows on: a reject
+    variant(start_time="1e1000000"),
+    variant(
+        app_name="\ud800x", domain="ok\ud83d\ude00.example"
+    ),  # a lone surrogate: noted  # an exponent Decimal overflows on: a reject
     variant()[:-1] + ',"extra":' + "[" * 1200 + "]" * 1200 + "}",  # too deep for Python's json
     variant()[:-1] + ',"extra":' + "7" * 5000 + "}",  # an int over Python's 4,300 digits
 ]
@@ -225,3 +228,21 @@ def test_a_spill_receives_every_row_as_it_is_read_and_memory_keeps_none(tmp_path
     assert out.table.num_rows == 0 and len(spilled) >= 1
     assert pa.concat_tables(spilled).equals(full.table)
     assert out.stats == full.stats and out.rejects == full.rejects
+
+
+def test_a_lone_surrogate_escape_is_replaced_and_noted_not_a_crash(tmp_path):
+    path = write(tmp_path / "cfw.json", [variant(app_name="a\ud800b").encode()])
+    for fast in (True, False):
+        result = load(path, fast=fast)
+        assert result.table.column("app").to_pylist() == ["a\ufffdb"]
+        assert result.stats.notes == {
+            "lone surrogate escape (\\ud800-\\udfff) replaced by U+FFFD": 1
+        }
+
+
+def test_rows_with_lone_surrogates_do_not_fail_a_batch():
+    from correlate.loaders.base import Batcher
+
+    batch = Batcher(NETWORK_EVENTS)
+    batch.add({"src_ip": "10.0.0.1", "app": "x\ud800"})
+    assert batch.table().column("app").to_pylist() == ["x\ufffd"]

@@ -14,6 +14,7 @@ from ..errors import FormatMismatch, Reject, SourceLocation, StrictRejection
 from ..keep import Keeper, KeepPolicy
 from ..schema import concat
 from ..sources import Source
+from .fields import without_surrogates
 
 MAX_RAW_CHARS = 4096
 """How much of a rejected line is kept for ``--rejects``."""
@@ -154,7 +155,7 @@ class Batcher:
 
     def _flush(self) -> None:
         if self._pending:
-            arrays = [pa.array(self._columns[f.name], type=f.type) for f in self.schema]
+            arrays = [_array(self._columns[f.name], f.type) for f in self.schema]
             self._keep(pa.Table.from_arrays(arrays, schema=self.schema))
             self._columns = {n: [] for n in self._names}
             self._pending = 0
@@ -296,6 +297,15 @@ class Spill:
     @property
     def rows_kept(self) -> int:
         return self.rows_in
+
+
+def _array(values: list[Any], type: pa.DataType) -> pa.Array:
+    """``pa.array``, with lone surrogates (from JSON escapes a loader parsed itself) replaced by
+    U+FFFD rather than failing the whole load (loaders reading through ``records`` note them)."""
+    try:
+        return pa.array(values, type=type)
+    except UnicodeEncodeError:
+        return pa.array([without_surrogates(v)[0] for v in values], type=type)
 
 
 def keeper_for(options: LoadOptions) -> Keeper | Spill | None:

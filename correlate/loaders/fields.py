@@ -24,6 +24,43 @@ IANA_PROTOCOLS = {
 PROTOCOL_ALIASES = {"icmpv6": "ipv6-icmp", "icmp6": "ipv6-icmp", "ipv6icmp": "ipv6-icmp"}
 
 
+SURROGATE_NOTE = "lone surrogate escape (\\ud800-\\udfff) replaced by U+FFFD"
+
+
+def without_surrogates(value: Any) -> tuple[Any, bool]:
+    """``value`` (parsed JSON) with lone surrogates in its strings replaced by U+FFFD, and whether
+    any were: JSON may escape them (``"\\ud800"``) but they are not text Arrow can store."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value), True
+        return value, False
+    if isinstance(value, list):
+        changed = False
+        items = []
+        for item in value:
+            item, hit = without_surrogates(item)
+            changed |= hit
+            items.append(item)
+        return items, changed
+    if isinstance(value, dict):
+        changed = False
+        out = {}
+        for key, item in value.items():
+            key, hit_key = without_surrogates(key)
+            item, hit = without_surrogates(item)
+            changed |= hit or hit_key
+            out[key] = item
+        return out, changed
+    return value, False
+
+
+def may_hold_surrogates(text: str) -> bool:
+    """Whether JSON text has a ``\\uD...`` escape (only then can a lone surrogate come out)."""
+    return "\\ud" in text or "\\uD" in text
+
+
 class RowError(ValueError):
     """A record of the right format with a bad value; the message is the reject reason."""
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from ..errors import InputError
 from ..sources import Source, decode_line, iter_lines
+from . import fields
 from .base import LoadStats, RejectSink
 
 Record = tuple[int, dict[str, Any], str]
@@ -76,6 +77,10 @@ def json_line_record(
     if not isinstance(record, dict):
         load.reject(line, f"not a JSON object but a JSON {type(record).__name__}", raw)
         return None
+    if fields.may_hold_surrogates(raw):
+        record, changed = fields.without_surrogates(record)
+        if changed:
+            load.note(fields.SURROGATE_NOTE)
     return record, raw
 
 
@@ -167,11 +172,16 @@ def read_document(
         raise InputError(f"{source.display}: {too_big}")
     text = read_text(source, stats).removeprefix("\ufeff")
     try:
-        return json.loads(text), text
+        document = json.loads(text)
     except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, an int of 4,300+ digits
         stats.read += 1
         sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
         return None
+    if fields.may_hold_surrogates(text):
+        document, changed = fields.without_surrogates(document)
+        if changed:
+            stats.notes[fields.SURROGATE_NOTE] += 1
+    return document, text
 
 
 def json_documents(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
