@@ -143,6 +143,9 @@ RAW = [
     flat(command=["bash", "-lc", "id"]),
     '{"call_id": "d", "call_id": "e", "ts_start": 1764656000}',
     '{"a": 1}{"b": 2}',
+    flat(deep="X").replace('"X"', "[" * 1200 + "]" * 1200),
+    flat(deep="X").replace('"X"', "[" * 600 + "]" * 600),
+    flat()[:-1] + ', "n": ' + "8" * 4400 + "}",
     '{"broken": ',
     "[1, 2]",
     "",
@@ -437,3 +440,11 @@ def test_clean_files_are_read_column_wise(tmp_path, monkeypatch):
     path = write(tmp_path / "t.jsonl", [RECORDS_VARIANTS[0]] * 50)
     result = load(path, fast=True, **mapped_options(RECORDS_MAPPING, {}))
     assert isinstance(result, LoadResult) and result.stats.loaded == 100 and per_line == []
+
+
+@pytest.mark.parametrize("head", [2, 200])
+def test_every_odd_line_after_a_clean_head(tmp_path, monkeypatch, head):
+    monkeypatch.setattr(loader, "_HEAD_RECORDS", head)
+    monkeypatch.setattr(blocks, "SMALLEST_PIECE", 1)  # each refused line alone
+    path = write(tmp_path / "x.calls.jsonl", [flat(), flat(), *FLAT_VARIANTS, *RAW] * 2)
+    same(load(path, fast=True), load(path, fast=False))

@@ -113,6 +113,14 @@ SERVICE = [
     "LLM_REQUEST_START[1, 2]LLM_REQUEST_END" + json.dumps({"timestamp": T0 + 100, "index": 2}),
     "LLM_REQUEST_START" + json.dumps({"model": "m", "model": "n"}) + "LLM_REQUEST_END{}",  # noqa: F601
     request(messages=[tool("c1", 'LLM_REQUEST_END{"timestamp": 1}')]),
+    request(extra="X").replace('"X"', "[" * 1200 + "]" * 1200),  # deeper than Python's json reads
+    request(extra="X").replace('"X"', "[" * 600 + "]" * 600),  # deep, but Python reads it
+    request(messages=[tool("c1", "big")]).replace('"big"}', '"big", "n": ' + "7" * 4301 + "}"),
+    request(raw_meta='{"timestamp": 1764655800000, "index": ' + "9" * 4400 + "}"),
+    response(
+        calls=[call("c8", arguments='{"command": "x", "deep": ' + "[" * 1200 + "]" * 1200 + "}")]
+    ),
+    response(calls=[call("c8", arguments='{"cmd": "y", "n": ' + "5" * 4400 + "}")]),
     response(calls=[call("c1")]),
     response(calls=[call("c1"), call(" c2 ", arguments='{"cmd": ["ls", "-la"]}')], index=2),
     response(calls=[call("c3", arguments='{"commands": ["cd /x", "make"]}')], index=3),
@@ -211,6 +219,8 @@ TRAJ = [
     record(calls="nope"),
     record(messages=[tool("c1", ["parts"])], calls=[call("c1")]),
     record(float("nan"), 1_764_656_391, [call("c1")]),
+    record(calls=[call("c1")], deep="X").replace('"X"', "[" * 1200 + "]" * 1200),
+    record(calls=[call("c1")]).replace('"status"', '"n": ' + "3" * 4400 + ', "status"'),
     '{"request": {"model": "m"}, "response": {"choices": []}}',
     '{"broken": ',
     "[1, 2]",
@@ -385,3 +395,13 @@ def test_clean_files_are_read_column_wise(tmp_path, monkeypatch):
     result = load(path, fast=True)
     assert isinstance(result, LoadResult) and result.stats.loaded == 50
     assert counted["traj"] == 0
+
+
+def test_every_variant_in_one_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(blocks, "SMALLEST_PIECE", 1)  # each refused line alone
+    folder = tmp_path / "sandbox-1a2b3c4d"
+    folder.mkdir()
+    path = write(folder / "LLMService.log", [SERVICE_RAW[0], *SERVICE_RAW] * 2)
+    same(load(path, fast=True), load(path, fast=False))
+    path = write(tmp_path / "LLMTraj.jsonl", [TRAJ_RAW[0], *TRAJ_RAW] * 2)
+    same(load(path, fast=True), load(path, fast=False))

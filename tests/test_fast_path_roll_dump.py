@@ -136,6 +136,15 @@ MESSAGES = [
     json.dumps([TURNS[:4]]) + ", [[]]",
     json.dumps([[SYSTEM, asks(call("c\u00e9")), answer("c\u00e9", "caf\u00e9 \U0001f600" * 700)]]),
     json.dumps([[SYSTEM, asks(call("c1", arguments='{"command": "a", "command": "b"}'))]]),
+    json.dumps([[SYSTEM, {"role": "user", "content": "x", "meta": "X"}]]).replace(
+        '"X"', "[" * 1200 + "]" * 1200
+    ),
+    json.dumps([[SYSTEM, asks(call("c1")), answer("c1", "ok")]]).replace(
+        '"ok"}', '"ok", "n": ' + "1" * 4400 + "}"
+    ),
+    json.dumps(
+        [[SYSTEM, asks(call("c1", arguments='{"cmd": "x", "d": ' + "[" * 1200 + "]" * 1200 + "}"))]]
+    ),
 ]
 
 

@@ -76,7 +76,7 @@ from .blocks import json_pieces, line_runs, line_spans
 from .calls import FirstSeen, command_from, shell_text, truncate_output
 from .columnar import BAD, IPV4, constant, mapped, table_of
 from .records import csv_records, first_line, json_documents, json_line_record
-from .rock_llmservice import mask, nulled, py_strip, text_of, truncated
+from .rock_llmservice import beyond_python, mask, nulled, py_strip, text_of, truncated
 
 name = "generic"
 kind = "agent"
@@ -507,12 +507,12 @@ _EXACT = 2**53
 _HEAD_RECORDS = 200
 _GIVE_UP_LINES = 4096
 """After this many refused lines, outnumbering the parsed ones, the file goes line by line."""
-_ISO = (
+ISO = (
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
     r"(?::([0-9]{2})(?:[.,]([0-9]{1,9})[0-9]*)?)?(Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
 )
 """The ISO 8601 spellings ``parse_iso`` reads, in ASCII digits and without padding or a zone
-name: vectorised (``_iso_ns``); any other spelling goes to ``parse_time`` per distinct value."""
+name: vectorised (``iso_ns``); any other spelling goes to ``parse_time`` per distinct value."""
 
 
 class _Plan:
@@ -575,7 +575,7 @@ class _Plan:
         """A parsed piece: vouched lines become rows column-wise, the others go line by line."""
         load = self.load
         starts, ends = line_spans(blob)
-        ok = np.ones(n, dtype=bool)
+        ok = ~beyond_python(blob, starts, ends)  # lines Python's json may refuse: line by line
         for literal in self.literal:
             at = blob.find(literal)
             while at >= 0:
@@ -925,9 +925,9 @@ def _times(
             fine &= digits
             ns, note, ok = np.where(fine, got, ns), pc.if_else(pa.array(fine), notes, note), fine
             rest &= ~fine
-        iso = rest & mask(pc.match_substring_regex(values, _ISO))
+        iso = rest & mask(pc.match_substring_regex(values, ISO))
         if iso.any():
-            got, notes, fine = _iso_ns(nulled(values, ~iso), zone)
+            got, notes, fine = iso_ns(nulled(values, ~iso), zone)
             fine &= iso
             ns = np.where(fine, got, ns)
             note = pc.if_else(pa.array(fine), notes, note)
@@ -1012,11 +1012,11 @@ def _epoch_ns(
     return ns, pa.array(notes, TEXT), ok
 
 
-def _iso_ns(values: pa.Array, zone: tzinfo) -> tuple[np.ndarray, pa.Array, np.ndarray]:
-    """``parse_iso`` of text matching ``_ISO``: ns, note, and whether it is vouched (a real
+def iso_ns(values: pa.Array, zone: tzinfo) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """``parse_iso`` of text matching ``ISO``: ns, note, and whether it is vouched (a real
     date and time, a valid offset, a naive time only in a zone without DST)."""
     n = len(values)
-    named = _ISO.replace("([0-9]{4})", "(?P<y>[0-9]{4})", 1)
+    named = ISO.replace("([0-9]{4})", "(?P<y>[0-9]{4})", 1)
     for group, key in (
         ("-([0-9]{2})-", "-(?P<mo>[0-9]{2})-"),
         ("-([0-9]{2})[Tt ]", "-(?P<d>[0-9]{2})[Tt ]"),

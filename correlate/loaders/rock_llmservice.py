@@ -79,7 +79,7 @@ from ..sources import Source, decode_line, iter_lines
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import BATCH_ROWS, FileLoad, LoadOptions, LoadResult
-from .blocks import json_pieces, line_runs
+from .blocks import json_pieces, line_runs, line_spans
 from .calls import OUTPUT_CHARS, truncate
 from .records import first_line, json_line_record
 
@@ -125,7 +125,7 @@ def shell_command(tool: str | None, arguments: Any) -> str | None:
     if isinstance(arguments, str):
         try:
             value = json.loads(arguments)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             return None
     if not isinstance(value, dict):
         return None
@@ -338,6 +338,61 @@ def lines_blob(values: pa.Array, before: str | pa.Array = "", after: str | pa.Ar
     return joined.buffers()[2].slice(start, max(end - start - 1, 0)).to_pybytes()
 
 
+DEEP = 500
+"""Python's json refuses nesting about 1,000 deep (less under a deep stack); a line nested deeper
+than this is left to the per-line reader (``columnar.DEEP_BRACKETS``, measured exactly here)."""
+LONG_INTEGER = 4300
+"""Python's json refuses an integer of more digits (CPython's int conversion limit)."""
+
+
+def beyond_python(blob: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Lines of ``blob`` Python's json may refuse while pyarrow reads them: nested deeper than
+    ``DEEP`` (brackets in strings do not count) or holding ``LONG_INTEGER`` digits in a row.
+
+    Lines whose bracket count stays under ``DEEP`` need no more; for the others the depth is
+    found in numpy from the unescaped quotes and the brackets outside strings.
+    """
+    n = len(starts)
+    out = np.zeros(n, dtype=bool)
+    if not n or len(blob) <= DEEP:
+        return out
+    v = np.frombuffer(blob, dtype=np.uint8)
+    if len(blob) >= LONG_INTEGER:
+        digit = np.concatenate(([False], (v >= 0x30) & (v <= 0x39), [False]))
+        edges = np.flatnonzero(digit[1:] != digit[:-1])
+        run_start, run_end = edges[0::2], edges[1::2]
+        long_runs = run_start[run_end - run_start >= LONG_INTEGER]
+        out[np.searchsorted(starts, long_runs, side="right") - 1] = True
+    opening = (v == 0x7B) | (v == 0x5B)
+    counted = np.concatenate(([0], np.cumsum(opening)))
+    many = (counted[ends] - counted[starts]) > DEEP
+    if not many.any():
+        return out
+    quotes = np.flatnonzero(v == 0x22)
+    escaped = quotes[(quotes > 0) & (v[np.maximum(quotes - 1, 0)] == 0x5C)]
+    if len(escaped):
+        plain = np.flatnonzero(v != 0x5C)
+        last = plain[np.maximum(np.searchsorted(plain, escaped) - 1, 0)]
+        last = np.where(last < escaped, last, -1)
+        odd = (escaped - 1 - last) % 2 == 1  # an odd run of backslashes escapes the quote
+        quotes = np.setdiff1d(quotes, escaped[odd], assume_unique=True)
+    brackets = np.flatnonzero(opening | (v == 0x7D) | (v == 0x5D))
+    line = np.searchsorted(starts, brackets, side="right") - 1
+    before = np.searchsorted(quotes, brackets) - np.searchsorted(quotes, starts)[line]
+    outside = before % 2 == 0
+    brackets, line = brackets[outside], line[outside]
+    if not len(brackets):
+        return out
+    depth = np.cumsum(np.where(opening[brackets], 1, -1))
+    first = np.searchsorted(line, np.arange(n))
+    has = first < np.searchsorted(line, np.arange(n), side="right")
+    base = np.where(first > 0, depth[np.maximum(first - 1, 0)], 0)
+    # each line's brackets are depth[first[i] : first[i + 1]]; a sentinel ends the last one
+    peak = np.maximum.reduceat(np.append(depth, np.iinfo(np.int64).min), first)
+    out |= has & many & (peak - base > DEEP)
+    return out
+
+
 def shell_commands(tools: pa.Array, arguments: pa.Array) -> pa.Array:
     """``shell_command(tool, arguments)`` of each call, for text ``arguments``.
 
@@ -347,18 +402,15 @@ def shell_commands(tools: pa.Array, arguments: pa.Array) -> pa.Array:
     """
     n = len(arguments)
     out: list[Any] = [None] * n
-    candidate = mask(
-        pc.and_(
-            pc.match_substring_regex(arguments, r"^\{[^\n\r]*\}$"),
-            pc.invert(pc.is_in(tools, value_set=pa.array(sorted(EDITOR_TOOLS), TEXT))),
-        )
-    )
-    python = mask(pc.and_(pc.is_valid(arguments), pc.invert(pa.array(candidate))))
+    editor = mask(pc.is_in(tools, value_set=pa.array(sorted(EDITOR_TOOLS), TEXT)))
+    candidate = mask(pc.match_substring_regex(arguments, r"^\{[^\n\r]*\}$")) & ~editor
+    # an editor tool never has shell text, whatever its arguments hold
+    python = mask(pc.is_valid(arguments)) & ~candidate & ~editor
     rows = np.flatnonzero(candidate)
     if len(rows):
-        for at, _, m, table in json_pieces(
-            lines_blob(arguments.take(rows)), 0, len(rows), _ARGUMENTS
-        ):
+        blob = lines_blob(arguments.take(rows))
+        python[rows[beyond_python(blob, *line_spans(blob))]] = True
+        for at, _, m, table in json_pieces(blob, 0, len(rows), _ARGUMENTS):
             chunk = rows[at : at + m]
             if table is None:
                 python[chunk] = True
@@ -561,7 +613,7 @@ def _meta(text: str, options: LoadOptions) -> tuple[int, int | None, str | None,
     """(time ns, index, epoch note, meta) from a record's meta JSON."""
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         raise fields.RowError(f"meta is not valid JSON: {text.strip()[:80]!r}") from None
     if not isinstance(meta, dict):
         raise fields.RowError("meta is not a JSON object")
@@ -581,7 +633,7 @@ def _meta(text: str, options: LoadOptions) -> tuple[int, int | None, str | None,
 def _body(text: str, what: str) -> dict[str, Any]:
     try:
         body = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise fields.RowError(
             f"{what} body is not valid JSON ({exc.__class__.__name__}: {str(exc)[:60]})"
         ) from None
@@ -947,8 +999,9 @@ class _Reader:
                     self.traj_line(at + offset, raw.rstrip(b"\r"))
                 continue
             k0 = parsed.add_traj(table)
+            refused = beyond_python(piece, *line_spans(piece))
             for offset, record in enumerate(_traj_records(table)):
-                if not self._traj_fast(at + offset, record, k0 + offset):
+                if refused[offset] or not self._traj_fast(at + offset, record, k0 + offset):
                     self.traj_line(at + offset, lines[offset].rstrip(b"\r"))
         self.brackets.keep(parsed)
 
@@ -1060,12 +1113,15 @@ _TRAJ = pa.schema(
 write them; any other type (a time as text, arguments as an object) fails the parse."""
 
 
-def _parse(lines: list[bytes], schema: pa.Schema) -> list[tuple[int, pa.Table]]:
-    """``lines`` parsed with ``schema``: (first line, table) of each piece pyarrow read."""
+def _parse(lines: list[bytes], schema: pa.Schema) -> tuple[list[tuple[int, pa.Table]], list[int]]:
+    """``lines`` parsed with ``schema``: (first line, table) of each piece pyarrow read, and the
+    lines Python's json may refuse (``beyond_python``: the per-line reader decides them)."""
     if not lines:
-        return []
-    pieces = json_pieces(b"\n".join(lines), 0, len(lines), schema)
-    return [(at, table) for at, _, _, table in pieces if table is not None]
+        return [], []
+    blob = b"\n".join(lines)
+    pieces = json_pieces(blob, 0, len(lines), schema)
+    parsed = [(at, table) for at, _, _, table in pieces if table is not None]
+    return parsed, np.flatnonzero(beyond_python(blob, *line_spans(blob))).tolist()
 
 
 def _converted_calls(
@@ -1099,9 +1155,13 @@ def _responses(
     n = len(bodies)
     out: list[tuple[Any, ...] | None] = [None] * n
     meta: list[dict[str, Any] | None] = [None] * n
-    for at, table in _parse(metas, _META):
+    pieces, refused = _parse(metas, _META)
+    for at, table in pieces:
         meta[at : at + table.num_rows] = table.to_pylist()
-    for at, table in _parse(bodies, _RESPONSE_BODY):
+    for k in refused:
+        meta[k] = None
+    pieces, refused = _parse(bodies, _RESPONSE_BODY)
+    for at, table in pieces:
         responses = pa.StructArray.from_arrays(
             [table.column(f).combine_chunks() for f in table.column_names], table.column_names
         )
@@ -1121,6 +1181,8 @@ def _responses(
             except TimeParseError:
                 continue
             out[k] = (calls, ts, stamp["index"], note, _named_sandbox(stamp), models[offset])
+    for k in refused:
+        out[k] = None
     return out
 
 
@@ -1185,10 +1247,14 @@ class _Parsed:
         n = parsed.count = len(bodies)
         parsed.found = [None] * n
         meta: list[dict[str, Any] | None] = [None] * n
-        for at, table in _parse(metas, _META):
+        pieces, refused = _parse(metas, _META)
+        for at, table in pieces:
             meta[at : at + table.num_rows] = table.to_pylist()
+        for k in refused:
+            meta[k] = None
         body: list[tuple[str | None, str | None] | None] = [None] * n
-        for at, table in _parse(bodies, _REQUEST_BODY):
+        pieces, refused = _parse(bodies, _REQUEST_BODY)
+        for at, table in pieces:
             models = text_of(table.column("model").combine_chunks()).to_pylist()
             names = _named_column(
                 table.column("sandbox_id").combine_chunks(),
@@ -1196,6 +1262,8 @@ class _Parsed:
             )
             body[at : at + table.num_rows] = list(zip(models, names, strict=True))
             parsed.chunks.append((at, table.column("messages").combine_chunks()))
+        for k in refused:
+            body[k] = None
         for k in range(n):
             stamp, request = meta[k], body[k]
             if stamp is None or request is None or stamp["timestamp"] is None:

@@ -68,12 +68,13 @@ from ..sources import Source, decode_line, iter_lines
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
-from .blocks import json_pieces, valid_utf8
+from .blocks import json_pieces, line_spans, valid_utf8
 from .calls import truncate
 from .columnar import constant, table_of
 from .records import first_line
 from .rock_llmservice import (
     CALLS,
+    beyond_python,
     call_columns,
     content_text,
     convert_tool_call,
@@ -156,7 +157,7 @@ class _Reader:
         at = self.ordinal + 1
         try:
             record = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
             reason = f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})"
             load.reject(at, f"line {line}: {reason}", raw)
             return
@@ -298,7 +299,7 @@ class _Reader:
             return None
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             return None
         if not isinstance(data, dict):
             return None
@@ -316,7 +317,7 @@ def _json_value(value: Any, what: str) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise fields.RowError(
                 f"{what} is not valid JSON ({exc.__class__.__name__}: {str(exc)[:60]})"
             ) from None
@@ -566,6 +567,7 @@ class _TrajectoryCalls:
             broken = mask(pc.match_substring(messages.take(rows), "\n"))
             rows = rows[~broken]
             blob = _wrapped(messages.take(rows), flat[rows])
+        deep = rows[beyond_python(blob, *line_spans(blob))]  # the per-trajectory reader decides
         parsed_rows: list[np.ndarray] = []
         parsed: list[pa.Array] = []
         for at, _, m, table in json_pieces(blob, 0, len(rows), _CONVERSATIONS):
@@ -574,12 +576,15 @@ class _TrajectoryCalls:
                 parsed.append(table.column("m").combine_chunks())
         if not parsed:
             return found
-        found._calls(np.concatenate(parsed_rows), pa.concat_arrays(parsed), flat, n)
+        found._calls(np.concatenate(parsed_rows), pa.concat_arrays(parsed), flat, n, deep)
         return found
 
-    def _calls(self, rows: np.ndarray, m: pa.Array, flat: np.ndarray, n: int) -> None:
+    def _calls(
+        self, rows: np.ndarray, m: pa.Array, flat: np.ndarray, n: int, deep: np.ndarray
+    ) -> None:
         ok = np.zeros(n, dtype=bool)
         ok[rows] = True
+        ok[deep] = False
         # one JSON value per text (the wrapping list has one element)
         one = mask(pc.equal(pc.list_value_length(m), 1))
         ok[rows[~one]] = False
