@@ -17,6 +17,13 @@ on the command line: ingesting the same files gives byte-identical tables, wheth
 several ingests (event ids are renumbered by time, file and line over the whole case). The
 manifest also lists each ingest's options and files, so it differs between those two routes.
 
+Ingest streams network events: loaders hand their rows to a ``merge.RunWriter`` as they read,
+which writes them as sorted runs in the staging directory; ``merge.merge_runs`` merges the case's
+events with the runs into the new events.parquet, byte for byte the file sorting everything in
+memory would give. Memory stays flat however much traffic is ingested (the other tables are small
+and handled in memory). Analyses read events.parquet a batch at a time through ``run``'s keeper
+(``Case.loaded``), so they hold what ``run`` would hold: violations and the anchor sample.
+
 Files are written to a staging directory first; the old manifest is removed before the new tables
 are moved in and the new manifest is moved in last, so an interrupted ingest leaves either the
 previous case or a directory without a manifest (which no command accepts as a case), never a
@@ -34,7 +41,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +52,10 @@ from . import __version__
 from .atomic import atomic_path
 from .errors import CorrelateError, InputError, Reject, SourceLocation
 from .join import band_join
+from .keep import Keeper, KeepPolicy, sample_bounds
 from .loaders import LoadStats
+from .loaders.base import BATCH_ROWS
+from .merge import RunWriter, merge_runs
 from .pipeline import (
     InputFile,
     Joiner,
@@ -70,6 +80,8 @@ CASE_VERSION = 1
 MANIFEST = "manifest.json"
 REJECTS = "rejects.jsonl"
 LOCK = ".lock"
+RUNS = "runs"
+"""Under an ingest's staging directory: the sorted runs of new network events (merge.py)."""
 TABLES: dict[str, tuple[str, pa.Schema]] = {
     "events": ("events.parquet", NETWORK_EVENTS),
     "calls": ("calls.parquet", TOOL_CALLS),
@@ -210,7 +222,11 @@ class Case:
         return dict(self.manifest.get("analysis_defaults", {}))
 
     def table(self, name: str) -> pa.Table:
-        """One stored table (events are as loaded, before enrichment fills their domains)."""
+        """One stored table, whole (events are as loaded, before enrichment fills their domains).
+
+        The events table grows with the traffic: ``loaded`` reads it with flat memory, and
+        ``pyarrow.parquet.read_table(case.path / "events.parquet", filters=...)`` reads a slice.
+        """
         filename, schema = TABLES[name]
         path = self.path / filename
         try:
@@ -239,16 +255,85 @@ class Case:
                     out.append(Reject(SourceLocation(r["path"], r["line"]), r["reason"], r["raw"]))
         return out
 
-    def loaded(self) -> Loaded:
-        """The case's tables as ``load_inputs`` would have returned them (no re-parsing)."""
-        events = fill_from_enrichment(self.table("events"), self.table("enrichment"))
+    def loaded(self, options: RunOptions | None = None, *, cache: bool = True) -> Loaded:
+        """The case's tables as ``load_inputs`` would have returned them (no re-parsing).
+
+        Network events go through ``run``'s keeper as ``load_inputs`` sends them: every event
+        whose verdict is one of ``options.policy.actions`` and, of the others, the anchor sample
+        of ``options.anchors`` rows per format (None keeps every event); ``network_rows`` and
+        ``sample_bounds`` are filled as ``run`` fills them. ``events.parquet`` is read a batch at
+        a time, so memory grows with what is kept, not with the traffic. Events keep the case's
+        ids. With ``cache``, the kept rows are stored under ``CASE/cache/`` (keyed by the case's
+        content, the actions and the anchors), so the next analysis does not read the table again.
+        """
+        options = options if options is not None else RunOptions()
+        events, rows, bounds = self._kept_events(options, cache)
         return Loaded(
             events=events,
             calls=self.table("calls"),
             hosts=self.table("hosts"),
             inputs=[_input_file(r) for r in self.inputs],
             rejects=self.rejects(),
+            network_rows=rows,
+            sample_bounds=bounds,
         )
+
+    def event_batches(self, rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+        """``events.parquet`` as tables of up to ``rows`` rows, in the stored order."""
+        path, filename = self._events_file()
+        try:
+            with pq.ParquetFile(path, pre_buffer=False) as source:  # no row group read ahead
+                for batch in source.iter_batches(batch_size=rows):
+                    yield pa.Table.from_batches([batch]).replace_schema_metadata(None)
+        except (OSError, pa.ArrowException) as exc:
+            raise CaseError(
+                f"{self.path}: cannot read {filename} ({exc}); run correlate verify"
+            ) from None
+
+    def _events_file(self) -> tuple[Path, str]:
+        """The events table's path, once its schema is checked."""
+        filename = TABLES["events"][0]
+        path = self.path / filename
+        try:
+            schema = pq.read_schema(path).remove_metadata()
+        except (OSError, pa.ArrowException) as exc:
+            raise CaseError(
+                f"{self.path}: cannot read {filename} ({exc}); run correlate verify"
+            ) from None
+        if schema != NETWORK_EVENTS:
+            raise CaseError(
+                f"{self.path}: {filename} does not have the events schema of this correlate version"
+            )
+        return path, filename
+
+    def _kept_events(
+        self, options: RunOptions, cache: bool
+    ) -> tuple[pa.Table, int, dict[str, int]]:
+        """The events ``run`` would keep (enrichment applied), all events' count, sample bounds."""
+        if options.anchors is None:
+            events = self.table("events")
+            return fill_from_enrichment(events, self.table("enrichment")), events.num_rows, {}
+        policy = KeepPolicy(options.policy.actions, options.anchors)
+        where = None
+        if cache:
+            key = _kept_key(sha256_file(self.path / MANIFEST), policy)
+            where = self.path / CACHE / f"kept-{key}"
+            found = _read_kept(where)
+            if found is not None:
+                return found
+        keeper = Keeper(policy)
+        rows = 0
+        for batch in self.event_batches():
+            rows += batch.num_rows
+            keeper.add(batch)
+        kept = concat(keeper.tables(), NETWORK_EVENTS)
+        # the keeper bounds a format as soon as it leaves out any of its rows: those were sampled
+        bounds = sample_bounds(kept, policy, set(keeper.bounds))
+        events = fill_from_enrichment(kept, self.table("enrichment"))
+        if where is not None:
+            with contextlib.suppress(OSError):
+                _write_kept(where, events, rows, bounds)
+        return events, rows, bounds
 
     def analyse(
         self, options: RunOptions, *, cache: bool = True, joiner: Joiner = band_join
@@ -266,7 +351,7 @@ class Case:
         }
         key = _analysis_key(summary["manifest_sha256"], options)
         where = self.path / CACHE / key
-        loaded = self.loaded()
+        loaded = self.loaded(options, cache=cache)
         if cache:
             found = _read_cached(where, loaded, options, summary)
             if found is not None:
@@ -351,7 +436,7 @@ def load_case_or_inputs(
     loading options are then the ones the case was ingested with.
     """
     if len(paths) == 1 and not inventories and is_case(paths[0]):
-        return open_case(paths[0]).loaded()
+        return open_case(paths[0]).loaded(options)
     return load_inputs(paths, options, inventories=inventories, progress=progress)
 
 
@@ -415,6 +500,8 @@ def ingest(
         raise CaseError(f"{case_dir}: exists and is not a directory")
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
+        for stale in root.glob(".staging-*"):  # left by an ingest that was killed (its runs)
+            shutil.rmtree(stale, ignore_errors=True)
         previous = open_case(root) if is_case(root) else None
         return _ingest_locked(
             root, previous, paths, options, inventories, analysis_defaults or {}, progress
@@ -477,17 +564,68 @@ def _ingest_locked(
         by_sha[digest] = source.display
         new_jobs.append((source, forced, digest))
     batch = len(previous.manifest.get("ingests", [])) + 1 if previous else 1
-    added, tables, rejects = _load(new_jobs, options, progress)
-    warnings: list[str] = []
-    if previous is not None and not added:
-        counts = previous.manifest.get("counts", {})
-        return IngestReport(root, False, [], present, counts, warnings, [])
-    old = {name: previous.table(name) if previous else None for name in TABLES}
+    # Network events go to disk as they are read (sorted runs under the staging directory) and
+    # are merged with the case's events into the new events.parquet; the other tables are small.
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        runs = RunWriter(staging / RUNS, NETWORK_EVENTS)
+        added, tables, rejects = _load(new_jobs, options, progress, runs)
+        warnings: list[str] = []
+        if previous is not None and not added:
+            counts = previous.manifest.get("counts", {})
+            return IngestReport(root, False, [], present, counts, warnings, [])
+        old_events = [previous._events_file()[0]] if previous else []
+        event_rows = merge_runs(
+            old_events + runs.finish(),
+            staging / TABLES["events"][0],
+            NETWORK_EVENTS,
+            _table_metadata("events"),
+            workdir=staging / RUNS,
+        )
+        shutil.rmtree(staging / RUNS, ignore_errors=True)  # what is left: not moved into the case
+        report = _finish_ingest(
+            root,
+            staging,
+            previous,
+            options,
+            analysis_defaults,
+            batch,
+            added,
+            present,
+            tables,
+            event_rows,
+            rejects,
+            warnings,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(root / CACHE, ignore_errors=True)  # analyses of the previous content
+    return report
+
+
+def _finish_ingest(
+    root: Path,
+    staging: Path,
+    previous: Case | None,
+    options: RunOptions,
+    analysis_defaults: dict[str, Any],
+    batch: int,
+    added: list[InputFile],
+    present: list[tuple[str, str]],
+    tables: dict[str, pa.Table],
+    event_rows: int,
+    rejects: list[Reject],
+    warnings: list[str],
+) -> IngestReport:
+    """The other tables merged with the case's, the manifest, and the commit."""
+    old_inputs = previous.inputs if previous else []
+    old = {name: previous.table(name) if previous else None for name in tables}
     merged = {
         name: _canonical(
             name, concat([t for t in (old[name], tables[name]) if t is not None], schema)
         )
         for name, (_, schema) in TABLES.items()
+        if name in tables
     }
     all_rejects = (previous.rejects() if previous else []) + rejects
     all_rejects.sort(key=lambda r: (r.location.path, r.location.line))
@@ -509,7 +647,7 @@ def _ingest_locked(
         }
     )
     counts = {
-        "network_events": merged["events"].num_rows,
+        "network_events": event_rows,
         "tool_calls": merged["calls"].num_rows,
         "identity_rows": merged["hosts"].num_rows,
         "enrichment_rows": merged["enrichment"].num_rows,
@@ -531,21 +669,31 @@ def _ingest_locked(
         "counts": counts,
         "files": {},
     }
-    _commit(root, merged, all_rejects, manifest)
+    _commit(root, staging, merged, event_rows, all_rejects, manifest)
     return IngestReport(root, previous is None, added, present, counts, warnings, rejects)
+
+
+def _table_metadata(name: str) -> dict[str, str]:
+    return {"correlate.table": name, "correlate.case": CASE_FORMAT}
 
 
 def _load(
     jobs: list[tuple[Source, str | None, str]],
     options: RunOptions,
     progress: ProgressCallback | None,
+    runs: RunWriter,
 ) -> tuple[list[InputFile], dict[str, pa.Table], list[Reject]]:
-    """Read each new file as ``load_inputs`` does, keeping the tables apart by kind."""
-    parts: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
+    """Read each new file as ``load_inputs`` does, keeping the tables apart by kind.
+
+    Network rows go to ``runs`` (loaders hand them over as they read, through the spill; those
+    that return their rows have them handed over here); the other tables are returned.
+    """
+    parts: dict[str, list[pa.Table]] = {name: [] for name in TABLES if name != "events"}
     inputs: list[InputFile] = []
     rejects: list[Reject] = []
     context: dict[str, str] = {}
-    kinds = {"network": "events", "agent": "calls", "hosts": "hosts", "enrichment": "enrichment"}
+    kinds = {"agent": "calls", "hosts": "hosts", "enrichment": "enrichment"}
+    spilling = replace(options, load=replace(options.load, spill=runs.add))
     for done, (source, forced, digest) in enumerate(jobs):
         if progress:
             progress(source.display, done, len(jobs))
@@ -553,12 +701,16 @@ def _load(
             path=source.display, format=None, kind=None, sha256=digest, size=source.size()
         )
         inputs.append(record)
-        result = load_file(source, forced, options, record)
+        result = load_file(source, forced, spilling, record)
         if result is None:
+            runs.discard()  # rows a skipped file spilled before it was given up
             continue
         rejects.extend(result.rejects)
-        if result.kind in kinds:
+        if result.kind == "network":
+            runs.add(result.table)
+        elif result.kind in kinds:
             parts[kinds[result.kind]].append(result.table)
+        runs.commit()
         if result.hosts is not None:
             parts["hosts"].append(result.hosts)
         for path in result.context:
@@ -569,7 +721,7 @@ def _load(
         reader = context.get(str(source.path.resolve()))
         if record.format is None and reader is not None:
             record.skipped_reason = f"read as context by {reader}"
-    tables = {name: concat(parts[name], schema) for name, (_, schema) in TABLES.items()}
+    tables = {name: concat(parts[name], TABLES[name][1]) for name in parts}
     return inputs, tables, rejects
 
 
@@ -647,36 +799,39 @@ def _write_rejects(path: Path, rejects: Sequence[Reject]) -> None:
 
 
 def _commit(
-    root: Path, tables: dict[str, pa.Table], rejects: Sequence[Reject], manifest: dict[str, Any]
+    root: Path,
+    staging: Path,
+    tables: dict[str, pa.Table],
+    event_rows: int,
+    rejects: Sequence[Reject],
+    manifest: dict[str, Any],
 ) -> None:
-    """Write everything to a staging directory, then move it in with the manifest last."""
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-    try:
-        files: dict[str, dict[str, Any]] = {}
-        for name, (filename, _) in TABLES.items():
-            path = staging / filename
-            write_table(
-                tables[name], path, {"correlate.table": name, "correlate.case": CASE_FORMAT}
-            )
-            files[filename] = {"rows": tables[name].num_rows, "sha256": sha256_file(path)}
-        _write_rejects(staging / REJECTS, rejects)
-        files[REJECTS] = {"rows": len(rejects), "sha256": sha256_file(staging / REJECTS)}
-        manifest["files"] = files
-        (staging / MANIFEST).write_bytes(_json_bytes(manifest))
-        mode = (staging / MANIFEST).stat().st_mode & 0o777  # what the umask allows
-        for path in staging.iterdir():
-            path.chmod(mode)
-            _fsync(path)
-        # The commit: without a manifest the directory is not a case, so no reader ever sees new
-        # tables under an old manifest or the reverse.
-        (root / MANIFEST).unlink(missing_ok=True)
-        for filename in [*files]:
-            os.replace(staging / filename, root / filename)
-        os.replace(staging / MANIFEST, root / MANIFEST)
-        _fsync(root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(root / CACHE, ignore_errors=True)  # analyses of the previous content
+    """Write the rest to the staging directory (which holds events.parquet with ``event_rows``
+    rows already), then move it all in with the manifest last."""
+    files: dict[str, dict[str, Any]] = {}
+    for name, (filename, _) in TABLES.items():
+        path = staging / filename
+        if name == "events":
+            rows = event_rows
+        else:
+            write_table(tables[name], path, _table_metadata(name))
+            rows = tables[name].num_rows
+        files[filename] = {"rows": rows, "sha256": sha256_file(path)}
+    _write_rejects(staging / REJECTS, rejects)
+    files[REJECTS] = {"rows": len(rejects), "sha256": sha256_file(staging / REJECTS)}
+    manifest["files"] = files
+    (staging / MANIFEST).write_bytes(_json_bytes(manifest))
+    mode = (staging / MANIFEST).stat().st_mode & 0o777  # what the umask allows
+    for path in staging.iterdir():
+        path.chmod(mode)
+        _fsync(path)
+    # The commit: without a manifest the directory is not a case, so no reader ever sees new
+    # tables under an old manifest or the reverse.
+    (root / MANIFEST).unlink(missing_ok=True)
+    for filename in [*files]:
+        os.replace(staging / filename, root / filename)
+    os.replace(staging / MANIFEST, root / MANIFEST)
+    _fsync(root)
 
 
 def _fsync(path: Path) -> None:
@@ -796,6 +951,50 @@ def _analysis_key(manifest_sha256: str, options: RunOptions) -> str:
     }
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _kept_key(manifest_sha256: str, policy: KeepPolicy) -> str:
+    """What the kept events depend on: the case's content, the actions, the anchors, the version."""
+    material = {
+        "manifest": manifest_sha256,
+        "actions": sorted(policy.actions),
+        "anchors": policy.anchors,
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _write_kept(where: Path, events: pa.Table, rows: int, bounds: dict[str, int]) -> None:
+    """Store the events an analysis keeps under ``where`` (a temporary directory renamed)."""
+    where.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=where.parent))
+    try:
+        path = staging / "events.parquet"
+        write_table(events, path, {"correlate.table": "kept events"})
+        meta = {"network_rows": rows, "sample_bounds": bounds, "sha256": sha256_file(path)}
+        (staging / "kept.json").write_bytes(_json_bytes(meta))
+        os.replace(staging, where)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _prune(where.parent)
+
+
+def _read_kept(where: Path) -> tuple[pa.Table, int, dict[str, int]] | None:
+    """Kept events stored by ``_write_kept``, or None when absent or they do not check out."""
+    try:
+        meta = json.loads((where / "kept.json").read_text(encoding="utf-8"))
+        path = where / "events.parquet"
+        if sha256_file(path) != meta["sha256"]:
+            return None
+        events = pq.read_table(path).replace_schema_metadata(None)
+        if events.schema != NETWORK_EVENTS:
+            return None
+        os.utime(where)
+        bounds = {str(k): int(v) for k, v in meta["sample_bounds"].items()}
+        return events, int(meta["network_rows"]), bounds
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException):
+        return None
 
 
 def _write_cached(where: Path, result: CaseResult) -> None:
