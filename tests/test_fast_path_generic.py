@@ -146,6 +146,7 @@ RAW = [
     flat(deep="X").replace('"X"', "[" * 1200 + "]" * 1200),
     flat(deep="X").replace('"X"', "[" * 600 + "]" * 600),
     flat()[:-1] + ', "n": ' + "8" * 4400 + "}",
+    flat(call_id="c\ud800", output="lone \udc00"),
     '{"broken": ',
     "[1, 2]",
     "",

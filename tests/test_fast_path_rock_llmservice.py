@@ -117,6 +117,8 @@ SERVICE = [
     request(extra="X").replace('"X"', "[" * 600 + "]" * 600),  # deep, but Python reads it
     request(messages=[tool("c1", "big")]).replace('"big"}', '"big", "n": ' + "7" * 4301 + "}"),
     request(raw_meta='{"timestamp": 1764655800000, "index": ' + "9" * 4400 + "}"),
+    request(messages=[tool("c1", "x")]).replace('"x"', '"\\ud800 lone"'),
+    response(calls=[call("c1")]).replace('"c1"', '"c\\udc00"', 1),
     response(
         calls=[call("c8", arguments='{"command": "x", "deep": ' + "[" * 1200 + "]" * 1200 + "}")]
     ),
@@ -220,6 +222,7 @@ TRAJ = [
     record(messages=[tool("c1", ["parts"])], calls=[call("c1")]),
     record(float("nan"), 1_764_656_391, [call("c1")]),
     record(calls=[call("c1")], deep="X").replace('"X"', "[" * 1200 + "]" * 1200),
+    record(calls=[call("c\\ud800")]),
     record(calls=[call("c1")]).replace('"status"', '"n": ' + "3" * 4400 + ', "status"'),
     '{"request": {"model": "m"}, "response": {"choices": []}}',
     '{"broken": ',

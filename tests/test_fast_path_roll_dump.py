@@ -69,6 +69,7 @@ DATA = [
     json.dumps(trajectory(12, trajectory_id=..., timestamp="20251202_150000_5")),
     json.dumps(trajectory(13, sandbox_id=" sbx-13 ", sandbox_ip="2001:DB8::1")),
     json.dumps(trajectory(14, current_step="x")),
+    json.dumps(trajectory(15, sandbox_id="sbx-\ud800")),
     '{"trajectory_id": "broken", ',
     "[1, 2]",
     "null",
@@ -136,6 +137,7 @@ MESSAGES = [
     json.dumps([TURNS[:4]]) + ", [[]]",
     json.dumps([[SYSTEM, asks(call("c\u00e9")), answer("c\u00e9", "caf\u00e9 \U0001f600" * 700)]]),
     json.dumps([[SYSTEM, asks(call("c1", arguments='{"command": "a", "command": "b"}'))]]),
+    json.dumps([[SYSTEM, asks(call("c1")), answer("c1", "lone \udc00 surrogate")]]),
     json.dumps([[SYSTEM, {"role": "user", "content": "x", "meta": "X"}]]).replace(
         '"X"', "[" * 1200 + "]" * 1200
     ),

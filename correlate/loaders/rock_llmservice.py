@@ -78,7 +78,7 @@ from ..schema import TOOL_CALLS
 from ..sources import Source, decode_line, iter_lines
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
-from .base import BATCH_ROWS, FileLoad, LoadOptions, LoadResult
+from .base import BATCH_ROWS, Batcher, FileLoad, LoadOptions, LoadResult
 from .blocks import json_pieces, line_runs, line_spans
 from .calls import OUTPUT_CHARS, truncate
 from .records import first_line, json_line_record
@@ -728,7 +728,10 @@ class _Brackets:
             parsed.fill(self.wanted)
             self.wanted = []
         if self.ready:
-            self.load.keep_rows(pa.Table.from_pylist(self.ready, schema=TOOL_CALLS))
+            rows = Batcher(TOOL_CALLS)  # (lone surrogates a request held become U+FFFD there)
+            for row in self.ready:
+                rows.add(row)
+            self.load.keep_rows(rows.table())
             self.ready = []
 
 

@@ -295,8 +295,8 @@ class _Reader:
 
     def _shared(self, text: Any, column: dict[str, Any]) -> dict[str, Any] | None:
         """What a trajectory's rows share, or None when the per-trajectory reader must decide."""
-        if not isinstance(text, str):
-            return None
+        if not isinstance(text, str) or fields.may_hold_surrogates(text):
+            return None  # (a lone surrogate escape: the reader's rows replace it)
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):
@@ -470,7 +470,8 @@ def _hosts(seen: dict[tuple[str, str], tuple[int, int]], source: Source) -> pa.T
     keys = sorted(seen, key=lambda k: (seen[k][0], k))
     return from_columns(
         {
-            "host": [k[0] for k in keys],
+            # a lone surrogate escape in a sandbox id becomes U+FFFD, as in the rows
+            "host": [fields.without_surrogates(k[0])[0] for k in keys],
             "ip": [k[1] for k in keys],
             "valid_from": [seen[k][0] for k in keys],
             "valid_to": [None] * len(keys),
