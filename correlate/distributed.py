@@ -501,7 +501,7 @@ def case_join_inputs(
     from .policy import select_violations
     from .stats import apply_offsets, choose_offsets, estimate_offsets
 
-    loaded = open_case(case_dir).loaded()
+    loaded = open_case(case_dir).loaded(options)
     identity = build_identity([loaded.hosts])
     keyed = identity.num_rows > 0
     applied: dict[str, float] = {}
@@ -1003,7 +1003,7 @@ def engine_session(
         progress: ProgressCallback | None = None,
     ) -> Loaded:
         if len(paths) == 1 and not inventories and is_case(paths[0]):
-            return open_case(paths[0]).loaded()
+            return open_case(paths[0]).loaded(options)
         return dask_load_inputs(
             paths,
             options,
