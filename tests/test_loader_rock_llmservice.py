@@ -415,3 +415,23 @@ def test_near_misses_do_not_sniff(filename, content):
 @given(st.binary(max_size=300))
 def test_sniff_never_raises_on_any_bytes(head):
     assert 0.0 <= REGISTRY["rock_llmservice"].sniff(head, "LLMService.log") <= 1.0
+
+
+def test_values_json_refuses_or_arrow_cannot_store_are_rejects_or_replaced(tmp_path):
+    """A 4,300+ digit integer or nesting too deep for Python's json rejects its line; a lone
+    surrogate escape becomes U+FFFD in the row."""
+    big = "9" * 4400
+    deep = "[" * 1200 + "]" * 1200
+    lines = [
+        _request(1_764_655_000_000, 1),
+        _response(1_764_655_001_000, 1, "id").replace('"c1"', '"c\\ud800"'),
+        f'LLM_REQUEST_START{{"model": "m", "n": {big}}}LLM_REQUEST_END{{"timestamp": 1764655002000, "index": 2}}',
+        f'LLM_RESPONSE_START{{"deep": {deep}}}LLM_RESPONSE_END{{"timestamp": 1764655003000, "index": 2}}',
+        f'LLM_REQUEST_START{{}}LLM_REQUEST_END{{"timestamp": {big}}}',
+    ]
+    path = _write(tmp_path / "sandbox-1" / "LLMService.log", lines)
+    result = load(path)
+    assert_balanced(result)
+    assert [row["call_id"] for row in rows(result.table)] == ["c\ufffd"]
+    assert [r.location.line for r in result.rejects] == [3, 4, 5]
+    assert "ValueError" in result.rejects[0].reason and "RecursionError" in result.rejects[1].reason

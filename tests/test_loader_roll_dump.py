@@ -325,3 +325,21 @@ def test_near_misses_do_not_sniff(filename, content):
 @given(st.binary(max_size=300))
 def test_sniff_never_raises_on_any_bytes(head):
     assert 0.0 <= loader.sniff(head, "rollout_dump_data.step_1.jsonl") <= 1.0
+
+
+def test_values_json_refuses_or_arrow_cannot_store_are_rejects_or_replaced(tmp_path):
+    """A 4,300+ digit integer or nesting too deep for Python's json rejects its trajectory (or
+    line); a lone surrogate escape in a sandbox id becomes U+FFFD in its rows and HOSTS row."""
+    record = json.loads(DUMP.read_text())
+    first = json.loads(record["trajectory_data"][0])
+    first["env_info"]["sandbox_id"] = "sandbox-\ud800"
+    record["trajectory_data"][0] = json.dumps(first)
+    record["messages"][1] = '[[{"role": "user", "x": ' + "[" * 1200 + "]" * 1200 + "}]]"
+    record["trajectory_data"][2] = record["trajectory_data"][2][:-1] + ', "n": ' + "7" * 4400 + "}"
+    path = tmp_path / "rollout_dump_data.step_230.jsonl"
+    path.write_text(json.dumps(record) + "\n" + '{"global_step": ' + "8" * 4400 + "}\n")
+    result = load(path)
+    assert_balanced(result)
+    assert {row["host"] for row in rows(result.table)} == {"sandbox-\ufffd"}
+    assert [h["host"] for h in rows(result.hosts)] == ["sandbox-\ufffd"]
+    assert [r.location.line for r in result.rejects] == [2, 3, 4]

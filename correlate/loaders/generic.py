@@ -73,10 +73,9 @@ from ..timeparse import NS_PER_UNIT, TimeParseError, parse_time, resolve_zone, z
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
 from .blocks import json_pieces, line_runs, line_spans
-from .calls import FirstSeen, command_from, shell_text, truncate_output
+from .calls import OUTPUT_CHARS, FirstSeen, command_from, shell_text, truncate_output
 from .columnar import BAD, IPV4, constant, mapped, table_of
 from .records import csv_records, first_line, json_documents, json_line_record
-from .rock_llmservice import beyond_python, mask, nulled, py_strip, text_of, truncated
 
 name = "generic"
 kind = "agent"
@@ -498,6 +497,157 @@ def _convert(
 # --- the column-wise path -------------------------------------------------------------------------
 
 TEXT = pa.string()
+PY_WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+"""What ``str.strip()`` strips (every ``isspace`` character is below U+3001)."""
+
+
+def py_strip(values: pa.Array) -> pa.Array:
+    """``str.strip()`` of each value (nulls stay null).
+
+    ASCII whitespace is trimmed byte-wise (fast); only values that then still start or end with
+    a non-ASCII character are trimmed again, from the original, with every ``isspace`` character.
+    """
+    first, last = _end_bytes(values)
+    if not (_SPACE_BYTE[first] | _SPACE_BYTE[last]).any():
+        return values  # nothing to strip: no copy
+    trimmed = pc.ascii_trim(values, characters=_ASCII_WHITESPACE)
+    first, last = _end_bytes(trimmed)
+    again = np.flatnonzero((first >= 0x80) | (last >= 0x80))
+    if not len(again):
+        return trimmed
+    exact = pc.utf8_trim(values.take(again), characters=PY_WHITESPACE)
+    chosen = np.zeros(len(values), dtype=bool)
+    chosen[again] = True
+    return pc.replace_with_mask(trimmed, pa.array(chosen), exact)
+
+
+_ASCII_WHITESPACE = "".join(c for c in PY_WHITESPACE if c.isascii())
+_SPACE_BYTE = np.zeros(256, dtype=bool)
+_SPACE_BYTE[[ord(c) for c in _ASCII_WHITESPACE]] = True
+_SPACE_BYTE[0x80:] = True  # a non-ASCII character may be whitespace
+
+
+def _end_bytes(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last byte of each string (0 for null or empty ones)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = values.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = values.buffers()
+    n = len(values)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[values.offset : values.offset + n + 1]
+    data = np.zeros(1, dtype=np.uint8)
+    if data_buffer is not None and data_buffer.size:
+        data = np.frombuffer(data_buffer, dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = (ends > starts) & np.asarray(values.is_valid())
+    first = np.where(filled, data[np.where(filled, starts, 0)], 0)
+    last = np.where(filled, data[np.where(filled, ends - 1, 0)], 0)
+    return first, last
+
+
+def text_of(values: pa.Array) -> pa.Array:
+    """``fields.text`` of each string: stripped, null when blank or ``-``."""
+    stripped = py_strip(values)
+    length = pc.binary_length(stripped)
+    blank = pc.or_(pc.equal(length, 0), pc.and_(pc.equal(length, 1), pc.equal(stripped, "-")))
+    return nulled(stripped, mask(blank))
+
+
+def nulled(values: pa.Array, drop: np.ndarray) -> pa.Array:
+    """``values`` with the entries ``drop`` marks set to null (the strings are not copied)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not drop.any():
+        return values
+    if values.offset:
+        return pc.if_else(pa.array(drop), pa.scalar(None, values.type), values)
+    keep = np.asarray(values.is_valid()) & ~drop
+    validity = pa.py_buffer(np.packbits(keep, bitorder="little"))
+    return pa.Array.from_buffers(values.type, len(values), [validity, *values.buffers()[1:]])
+
+
+def truncated(values: pa.Array) -> pa.Array:
+    """``truncate`` of each text: over ``OUTPUT_CHARS`` characters, cut with the same marker."""
+    if not mask(pc.greater(pc.binary_length(values), OUTPUT_CHARS)).any():
+        return values  # no text is that long in bytes, so none is in characters
+    length = pc.utf8_length(values)
+    long = pc.fill_null(pc.greater(length, OUTPUT_CHARS), False)
+    if not mask(long).any():
+        return values
+    marker = pc.binary_join_element_wise(
+        pa.scalar("... ["),
+        pc.cast(pc.subtract(length, OUTPUT_CHARS), TEXT),
+        pa.scalar(" more characters]"),
+        pa.scalar(""),
+    )
+    marker = pc.if_else(long, marker, pa.scalar(""))
+    head = pc.utf8_slice_codeunits(values, 0, OUTPUT_CHARS)  # shorter texts stay whole
+    return pc.binary_join_element_wise(head, marker, pa.scalar(""))
+
+
+def mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean array (nulls false) as numpy."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+DEEP = 500
+"""Python's json refuses nesting about 1,000 deep (less under a deep stack); a line nested deeper
+than this is left to the per-line reader (``columnar.DEEP_BRACKETS``, measured exactly here)."""
+LONG_INTEGER = 4300
+"""Python's json refuses an integer of more digits (CPython's int conversion limit)."""
+
+
+def beyond_python(blob: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Lines of ``blob`` Python's json may refuse while pyarrow reads them: nested deeper than
+    ``DEEP`` (brackets in strings do not count) or holding ``LONG_INTEGER`` digits in a row.
+
+    Only lines with more than ``DEEP`` opening brackets (counted by ``bytes.count``) can nest that
+    deep; for those the depth is measured (``_depth``: chat logs hold thousands of brackets at a
+    depth of five, so ``columnar``'s bracket count alone would refuse them all). Only lines that
+    long can hold such an integer (``_LONG_DIGITS``).
+    """
+    out = np.zeros(len(starts), dtype=bool)
+    # a line pyarrow read is valid JSON: nesting DEEP levels takes 2 * DEEP brackets
+    for i in np.flatnonzero(ends - starts > 2 * DEEP).tolist():
+        start, end = int(starts[i]), int(ends[i])
+        if blob.count(b"{", start, end) + blob.count(b"[", start, end) > DEEP:
+            out[i] = (
+                _depth(np.frombuffer(blob, dtype=np.uint8, count=end - start, offset=start)) > DEEP
+            )
+        if not out[i] and end - start >= LONG_INTEGER:
+            out[i] = _LONG_DIGITS.search(blob, start, end) is not None
+    return out
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % LONG_INTEGER)
+_BRACKET = np.zeros(256, dtype=np.int8)
+_BRACKET[[ord("{"), ord("[")]] = 1
+_BRACKET[[ord("}"), ord("]")]] = -1
+
+
+def _depth(v: np.ndarray) -> int:
+    """The deepest nesting of one JSON line's containers (brackets in strings do not count)."""
+    quotes = np.flatnonzero(v == 0x22)
+    if len(quotes):
+        # a quote after an odd run of backslashes is escaped (runs are short: a few rounds)
+        run = np.zeros(len(quotes), dtype=np.int64)
+        active = np.arange(len(quotes))
+        back = 1
+        while len(active):
+            at = quotes[active] - back
+            active = active[(at >= 0) & (v[np.maximum(at, 0)] == 0x5C)]
+            run[active] += 1
+            back += 1
+        quotes = quotes[run % 2 == 0]
+    step = _BRACKET[v]
+    brackets = np.flatnonzero(step)
+    if not len(brackets):
+        return 0
+    outside = np.searchsorted(quotes, brackets) % 2 == 0
+    depth = np.cumsum(step[brackets[outside]], dtype=np.int64)
+    return int(depth.max()) if len(depth) else 0
+
+
 _TEXT_TARGETS = ("call_id", "run_id", "episode_id", "tool", "host", "model")
 _INTEGER_TARGETS = ("step", "train_step", "exit_code")
 _NUMERIC_TARGETS = frozenset({"ts_start", "ts_end", "duration", *_INTEGER_TARGETS})
