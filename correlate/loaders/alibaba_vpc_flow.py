@@ -205,11 +205,15 @@ class CsvLines:
             return
         self.record(line, dict(zip(self.header, values, strict=True)), raw, load)
 
+    def odd(self, spans: Spans) -> np.ndarray:
+        """Lines of a run pyarrow may read otherwise than ``line`` (read line by line)."""
+        return csv_odd(spans)
+
     def _run(self, first: int, blob: bytes, count: int) -> None:
         assert self.header is not None
         n = len(self.header)
         spans = Spans(blob, count)
-        odd = csv_odd(spans)
+        odd = self.odd(spans)
         index = {key: i for i, key in enumerate(self.header)}  # a name twice: the last one
         wanted = {key: index[key] for key in self.used if key in index}
         include = sorted(set(wanted.values())) or [0]

@@ -72,7 +72,7 @@ from . import fields
 from .base import BATCH_ROWS, FileLoad, LoadOptions, LoadResult
 from .columnar import IPV4, ip_or_bad, mapped, text
 from .records import first_line, json_documents, json_line_record
-from .zeek_conn import Checked, iso_z_ns, read_json_runs, settle_records
+from .zeek_conn import Checked, iso_z_ns, per_combination, read_json_runs, settle_records
 
 name = "ocsf_network"
 kind = "network"
@@ -631,43 +631,6 @@ def _when(col: dict[str, pa.Array], key: str, explicit_ms: bool) -> tuple[pa.Arr
     ns = pc.if_else(pa.array(has_value), number, iso)
     good = np.where(has_value, number_ok, has_dt & iso_ok)
     return ns, good, ~has_value & ~has_dt
-
-
-def per_combination(
-    columns: dict[str, pa.Array],
-    convert: Callable[[dict[str, Any]], tuple[Any, ...]],
-    types: tuple[pa.DataType, ...],
-) -> tuple[pa.Array, ...]:
-    """``convert`` of each row (a dict of the columns' values), called once per distinct
-    combination of values; its tuple's items as columns of ``types``."""
-    n = len(next(iter(columns.values())))
-    key = np.zeros(n, dtype=np.int64)
-    radix = 1
-    for values in columns.values():
-        encoded = pc.dictionary_encode(values)
-        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False))
-        size = len(encoded.dictionary) + 1
-        if radix * size >= 2**62:  # too many combinations for one number: number the rows
-            stacked = np.stack(
-                [
-                    np.asarray(pc.fill_null(pc.dictionary_encode(v).indices, -1).to_numpy())
-                    for v in columns.values()
-                ],
-                axis=1,
-            )
-            key = np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-            break
-        key += (codes.astype(np.int64) + 1) * radix
-        radix *= size
-    encoded = pc.dictionary_encode(pa.array(key))
-    inverse = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    first = np.empty(len(encoded.dictionary), dtype=np.int64)
-    first[inverse[::-1]] = np.arange(n - 1, -1, -1)  # the last write is the first occurrence
-    picks = pa.array(first)
-    rows = {name: values.take(picks).to_pylist() for name, values in columns.items()}
-    results = [convert({name: rows[name][j] for name in columns}) for j in range(len(first))]
-    where = pa.array(inverse)
-    return tuple(pa.array([r[i] for r in results], t).take(where) for i, t in enumerate(types))
 
 
 @lru_cache(maxsize=1 << 16)

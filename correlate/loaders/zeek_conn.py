@@ -251,9 +251,13 @@ def _tsv_record(header: ZeekHeader, values: list[str]) -> dict[str, Any]:
 Build = Callable[[np.ndarray], tuple[dict[str, Any], np.ndarray]]
 """Rows of the records at ``indices`` (of a checked run): their columns, and for each row the
 index of the record it came from (a record may give several rows, in order)."""
-Checked = tuple[pa.Array | None, pa.Array | None, Build]
+Checked = (
+    tuple[pa.Array | None, pa.Array | None, Build]
+    | tuple[pa.Array | None, pa.Array | None, Build, pa.Array | None]
+)
 """A column-wise check's answer: the normalised verdict (None: no keep policy applies), each
-row's skip reason (None: nothing skipped), and the builder of the rows of loadable records."""
+row's skip reason (None: nothing skipped), the builder of the rows of loadable records, and
+optionally each row's ``ts_note`` (counted for every loaded row)."""
 
 
 @dataclass(frozen=True)
@@ -288,7 +292,6 @@ def read_zeek(
 _DATA_FIRST = bytes(b for b in range(0x21, 0x7F) if b != 0x23)
 """First bytes of TSV lines read column-wise: printable, not a space, not ``#`` (a header)."""
 _ISO_TS = re.compile(rb'"ts"\s*:\s*"')
-_JSON_TS_TEXT = "ts as text"
 
 
 class ZeekReader:
@@ -515,6 +518,7 @@ def settle_run(
     per_line: Callable[[int, bytes, FileLoad], None],
     output: pa.Schema,
     skip: pa.Array | None = None,
+    notes: pa.Array | None = None,
 ) -> None:
     """A run of lines ``first``.. after its column-wise check (``ok`` cleared for the rows the
     check cannot vouch for): the loadable rows built (in ``run``, only violations and the anchor
@@ -525,7 +529,7 @@ def settle_run(
     def read_apart(index: int, side: FileLoad) -> None:
         per_line(first + index, spans.line(index).rstrip(b"\r"), side)
 
-    settle_records(load, first, ok, checked, read_apart, output, skip)
+    settle_records(load, first, ok, checked, read_apart, output, skip, notes)
 
 
 def settle_records(
@@ -536,11 +540,15 @@ def settle_records(
     read_apart: Callable[[int, FileLoad], None],
     output: pa.Schema,
     skip: pa.Array | None = None,
+    notes: pa.Array | None = None,
 ) -> None:
     """``settle_run`` for records numbered ``first``.. that need not be lines (Parquet rows):
-    ``read_apart(index, load)`` reads record ``index`` of the run with the per-record reader."""
+    ``read_apart(index, load)`` reads record ``index`` of the run with the per-record reader.
+    ``notes``: each row's ``ts_note`` (counted for every loaded row, kept or not)."""
     n = len(ok)
-    verdict, reasons, build = checked
+    verdict, reasons, build = checked[0], checked[1], checked[2]
+    if len(checked) > 3 and notes is None:
+        notes = checked[3]
     if skip is not None:
         ok |= _mask(pc.is_valid(skip))
         reasons = skip if reasons is None else pc.coalesce(skip, reasons)
@@ -573,6 +581,10 @@ def settle_records(
         read_apart(i, side)
     loaded = int(loadable.sum())
     load.count_loaded(loaded)
+    if notes is not None and loaded:
+        counts = pc.value_counts(pc.drop_null(pc.filter(notes, pa.array(loadable))))
+        for item in counts.to_pylist():
+            load.note(item["values"], item["counts"])
     for i in bad[bad >= first_good].tolist():
         read_apart(i, side)
     if skipped.any():
@@ -606,14 +618,18 @@ _LONG_NUMBER = re.compile(rb"[0-9]{4300}")
 def beyond_python(spans: Spans, ok: np.ndarray) -> None:
     """Clear ``ok`` for JSON lines Python's json may refuse (nested too deep, an integer of
     4,300+ digits) though pyarrow reads them: the per-line reader rejects them (as
-    ``columnar._beyond_python``; only long lines can be, so short runs cost a memchr scan)."""
-    if not long_line_possible(spans.blob, 2 * DEEP_BRACKETS):
+    ``columnar._beyond_python``; only lines over 1,000 bytes can be)."""
+    if len(spans.blob) <= 2 * DEEP_BRACKETS:
         return
     starts, ends = spans.starts, spans.ends
     for i in np.flatnonzero(ends - starts > 2 * DEEP_BRACKETS).tolist():
         line = spans.line(i)
         if line.count(b"{") + line.count(b"[") > DEEP_BRACKETS or _LONG_NUMBER.search(line):
             ok[i] = False
+
+
+GIVE_UP_LINES = 1000
+"""After this many refused lines, more refused than parsed, a file is read line by line."""
 
 
 def read_json_runs(
@@ -625,23 +641,29 @@ def read_json_runs(
     *,
     fast: bool = True,
     flat: Callable[[pa.Table], dict[str, pa.Array] | None] | None = None,
+    guard: Callable[[Spans, np.ndarray], None] | None = None,
 ) -> None:
     """Every line of a JSON-lines file into ``load``: runs of object lines parsed once by
     pyarrow with ``schema`` (the fields read) and checked by ``columns``; other lines, pieces
     pyarrow refuses and rows the check refuses through ``per_line``. Unlike
     ``columnar.read_json_lines`` every row is parsed with every field at once (no second parse
     of the kept rows): cheaper when most rows are kept. ``flat``: the columns ``columns`` reads
-    from a parsed piece (default: its top-level columns; None: read the piece line by line)."""
+    from a parsed piece (default: its top-level columns; None: read the piece line by line);
+    ``guard`` clears ``ok`` for more lines (given the piece's lines). When pyarrow refuses most
+    lines of the first runs (types that change line by line), the rest goes line by line."""
+    parsed = refused = 0
     for first, blob, count in line_runs(load.source, b"{", b"}"):
-        if count == 0 or not fast:
+        if count == 0 or not fast or (refused > GIVE_UP_LINES and refused > parsed):
             for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
                 per_line(first + offset, raw.rstrip(b"\r"), load)
             continue
         for at, piece, m, table in json_pieces(blob, first, count, schema):
             if table is None:
+                refused += m
                 for offset, raw in enumerate(piece.split(b"\n")):
                     per_line(at + offset, raw.rstrip(b"\r"), load)
                 continue
+            parsed += m
             cols = (
                 {f: table.column(f).combine_chunks() for f in schema.names}
                 if flat is None
@@ -654,7 +676,46 @@ def read_json_runs(
             ok, spans = np.ones(m, dtype=bool), Spans(piece, m)
             checked = columns(cols, ok)
             beyond_python(spans, ok)
+            if guard is not None:
+                guard(spans, ok)
             settle_run(load, at, spans, ok, checked, per_line, output)
+
+
+def per_combination(
+    columns: dict[str, pa.Array],
+    convert: Callable[[dict[str, Any]], tuple[Any, ...]],
+    types: tuple[pa.DataType, ...],
+) -> tuple[pa.Array, ...]:
+    """``convert`` of each row (a dict of the columns' values), called once per distinct
+    combination of values; its tuple's items as columns of ``types``."""
+    n = len(next(iter(columns.values())))
+    key = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for values in columns.values():
+        encoded = pc.dictionary_encode(values)
+        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False))
+        size = len(encoded.dictionary) + 1
+        if radix * size >= 2**62:  # too many combinations for one number: number the rows
+            stacked = np.stack(
+                [
+                    np.asarray(pc.fill_null(pc.dictionary_encode(v).indices, -1).to_numpy())
+                    for v in columns.values()
+                ],
+                axis=1,
+            )
+            key = np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+            break
+        key += (codes.astype(np.int64) + 1) * radix
+        radix *= size
+    encoded = pc.dictionary_encode(pa.array(key))
+    inverse = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    first = np.empty(len(encoded.dictionary), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(n - 1, -1, -1)  # the last write is the first occurrence
+    picks = pa.array(first)
+    rows = {name: values.take(picks).to_pylist() for name, values in columns.items()}
+    results = [convert({name: rows[name][j] for name in columns}) for j in range(len(first))]
+    where = pa.array(inverse)
+    return tuple(pa.array([r[i] for r in results], t).take(where) for i, t in enumerate(types))
 
 
 class Spans:
