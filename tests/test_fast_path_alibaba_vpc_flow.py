@@ -101,6 +101,7 @@ JSON_VARIANTS = (
         jline(vm_id="caf\u00e9"),
         b'{"srcaddr":"1.2.3.4","x":"\xff"}',
         b"\xef\xbb\xbf" + jline(),
+        jline(**{"vm-id": "i-\ud800"}),  # a lone surrogate escape
         jline()[:-1] + b',"deep":' + b"[" * 600 + b"]" * 600 + b"}",  # too deep for Python's json
         jline()[:-1] + b',"big":' + b"7" * 4400 + b"}",  # too long an integer for Python's json
     ]

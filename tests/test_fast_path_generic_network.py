@@ -189,6 +189,7 @@ JSON_VARIANTS = (
         b"",
         jline() + b"\r",
         b"\xef\xbb\xbf" + jline(),
+        jline(vm="s\ud800"),  # a lone surrogate escape
         jline()[:-1] + b',"x":"\xff"}',
         jline()[:-1] + b',"deep":' + b"[" * 600 + b"]" * 600 + b"}",
     ]

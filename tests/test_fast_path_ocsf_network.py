@@ -142,17 +142,21 @@ def jline(**changes: Any) -> bytes:
     return json.dumps(event(**changes), separators=(",", ":")).encode()
 
 
-JSON_VARIANTS = [jline(**c) for c in CHANGES] + [
-    b'{"class_uid":4001,"class_uid":4001,"time":1764655201000}',
-    b'{"broken": ',
-    b"[1, 2]",
-    b"",
-    jline() + b"\r",
-    b"\xef\xbb\xbf" + jline(),
-    jline()[:-1] + b',"x":"\xff"}',
-    jline()[:-1] + b',"deep":' + b"[" * 600 + b"]" * 600 + b"}",
-    jline()[:-1] + b',"big":' + b"7" * 4400 + b"}",
-]
+JSON_VARIANTS = (
+    [jline(**c) for c in CHANGES]
+    + [
+        b'{"class_uid":4001,"class_uid":4001,"time":1764655201000}',
+        b'{"broken": ',
+        b"[1, 2]",
+        b"",
+        jline() + b"\r",
+        b"\xef\xbb\xbf" + jline(),
+        jline(app_name="a\ud800"),  # a lone surrogate escape
+        jline()[:-1] + b',"x":"\xff"}',
+        jline()[:-1] + b',"deep":' + b"[" * 600 + b"]" * 600 + b"}",
+        jline()[:-1] + b',"big":' + b"7" * 4400 + b"}",
+    ]
+)
 
 
 def reference(source: Source, options: LoadOptions) -> LoadResult:

@@ -440,6 +440,7 @@ JSON_VARIANTS = [
     jline(service="ca\\u0000fe"),
     b'{"uid":"C1","ts":1.5,"id.orig_h":"1.2.3.4","id.resp_h":"5.6.7.8","x":"\xff"}',
     b"\xef\xbb\xbf" + jline(),
+    jline(uid="C\ud800x"),  # a lone surrogate escape
     jline()[:-1] + b',"deep":' + b"[" * 600 + b"]" * 600 + b"}",  # too deep for Python's json
     jline()[:-1] + b',"big":' + b"7" * 4400 + b"}",  # too long an integer for Python's json
 ]
