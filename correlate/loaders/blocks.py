@@ -113,8 +113,10 @@ def line_spans(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.concatenate((ends, [len(blob)]))
 
 
-PARSE_BLOCK = 1 << 20
-"""pyarrow parses a run in blocks of this size, in parallel."""
+PARSE_BLOCK = 2 << 20
+"""pyarrow parses a run in blocks of this size, in parallel (``read_json`` of 8 MiB runs in 2 MiB
+blocks: ~690 MB/s of CFW lines on 2 cores, against ~460 with ``open_json`` and 1 MiB blocks).
+Bigger runs parse a little faster but cost more in page faults than they save."""
 
 SMALLEST_PIECE = 16
 """A refused run is halved until its pieces are this many lines; those go line by line."""
@@ -161,12 +163,12 @@ def _parse_json(data: bytes, count: int, schema: pa.Schema) -> pa.Table | None:
     # pyarrow does not check the bytes of strings; the per-line reader notes invalid UTF-8
     if not valid_utf8(data):
         return None
-    # Blocks of 1 MiB let pyarrow parse on every core; a line longer than that needs one block.
+    # Blocks of 2 MiB let pyarrow parse on every core; a line longer than that needs one block.
     sizes = (PARSE_BLOCK, len(data) + 1) if len(data) >= PARSE_BLOCK else (len(data) + 1,)
     for block_size in sizes:
         try:
-            reader = pj.open_json(
-                pa.BufferReader(data),
+            table = pj.read_json(
+                pa.py_buffer(data),
                 read_options=pj.ReadOptions(block_size=block_size),
                 parse_options=pj.ParseOptions(
                     explicit_schema=schema,
@@ -174,7 +176,6 @@ def _parse_json(data: bytes, count: int, schema: pa.Schema) -> pa.Table | None:
                     newlines_in_values=False,
                 ),
             )
-            table = pa.Table.from_batches(list(reader), schema=schema)
         except pa.ArrowInvalid:
             continue
         return table if table.num_rows == count else None
