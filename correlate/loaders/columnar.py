@@ -56,21 +56,29 @@ class JsonLines:
 
 
 def read_json_lines(load: FileLoad, spec: JsonLines, *, fast: bool = True) -> None:
-    """Every line of ``load.source`` into ``load``, column-wise where ``fast``."""
+    """Every line of ``load.source`` into ``load``, column-wise where ``fast``.
+
+    When every good row is kept (no sampling), runs are parsed once with every field; when
+    ``run`` samples, with the check fields, and the kept rows again with every field.
+    """
+    sampling = load.keeper is not None and load.options.keep is not None
+    schema = spec.check_schema if sampling else spec.schema
     for first, blob, count in line_runs(load.source, b"{", b"}"):
         if count == 0 or not fast:
             for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
                 spec.per_line(first + offset, raw.rstrip(b"\r"), load)
             continue
-        for at, piece, _, table in json_pieces(blob, first, count, spec.check_schema):
+        for at, piece, _, table in json_pieces(blob, first, count, schema):
             if table is None:
                 for offset, raw in enumerate(piece.split(b"\n")):
                     spec.per_line(at + offset, raw.rstrip(b"\r"), load)
             else:
-                _checked(table, at, piece, load, spec)
+                _checked(table, at, piece, load, spec, in_full=not sampling)
 
 
-def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: JsonLines) -> None:
+def _checked(
+    table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: JsonLines, *, in_full: bool
+) -> None:
     """A parsed run: checked rows counted and the kept ones normalised; the rest line by line."""
     n = table.num_rows
     ok = np.ones(n, dtype=bool)
@@ -88,7 +96,10 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Jso
     # twice, an object where text was expected) is read line by line like a refused check.
     kept = np.flatnonzero(keep)
     full: list[pa.Table] = []
-    if len(kept):
+    if len(kept) and in_full:
+        rows_kept = table if len(kept) == n else table.filter(pa.array(keep))
+        full.append(spec.normalise(rows_kept, kept + first, load.source))
+    elif len(kept):
         whole = blob if len(kept) == n else b"\n".join(blob[starts[i] : ends[i]] for i in kept)
         for at, _, m, parsed in json_pieces(whole, 0, len(kept), spec.schema):
             rows = kept[at : at + m]
