@@ -60,3 +60,19 @@ def type_confused(document: Any, limit: int = 50) -> Iterator[Any]:
                 node = node[key]
             node[path[-1]] = replacement
             yield copy
+
+
+def same(a: Any, b: Any) -> None:
+    """Two ``LoadResult``s give the same rows, accounting and rejects (line, reason, raw text)."""
+    assert a.table.equals(b.table), (a.table.to_pylist()[:3], b.table.to_pylist()[:3])
+    assert a.stats == b.stats
+    assert [(r.location.line, r.reason, r.raw) for r in a.rejects] == [
+        (r.location.line, r.reason, r.raw) for r in b.rejects
+    ]
+
+
+def write(path: Path, lines: list[bytes], trailing_newline: bool = True) -> Path:
+    """``lines`` joined by newlines into ``path`` (with a last newline unless told otherwise)."""
+    body = b"\n".join(lines)
+    path.write_bytes(body + (b"\n" if trailing_newline and body else b""))
+    return path

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loader_helpers import write
 from test_fast_path_alibaba_cfw import GOOD, RAW_VARIANTS, variant
 
 from correlate.distributed import (
@@ -78,12 +79,6 @@ def same_as_whole(got: LoadResult, want: LoadResult, policy: KeepPolicy | None =
         (str(r.location), r.reason, r.raw) for r in want.rejects
     ]
     assert got.kind == want.kind and got.context == want.context
-
-
-def write(path: Path, lines: list[bytes], trailing_newline: bool = True) -> Path:
-    body = b"\n".join(lines)
-    path.write_bytes(body + (b"\n" if trailing_newline and body else b""))
-    return path
 
 
 # --- Source ranges and line numbering --------------------------------------------------------

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loader_helpers import same, write
 
 from correlate.errors import InputError, StrictRejection
 from correlate.keep import KeepPolicy, cut_sample
@@ -110,20 +111,6 @@ def load(path: Path, *, fast: bool, cap: int = 1 << 24, **options: object) -> Lo
     source = Source(path, path.name, limits=Limits(max_line_bytes=cap))
     opts = LoadOptions(**options)  # type: ignore[arg-type]
     return alibaba_cfw.read(source, opts) if fast else reference(source, opts)
-
-
-def same(a: LoadResult, b: LoadResult) -> None:
-    assert a.table.equals(b.table), (a.table.to_pylist()[:3], b.table.to_pylist()[:3])
-    assert a.stats == b.stats
-    assert [(r.location.line, r.reason, r.raw) for r in a.rejects] == [
-        (r.location.line, r.reason, r.raw) for r in b.rejects
-    ]
-
-
-def write(path: Path, lines: list[bytes], trailing_newline: bool = True) -> Path:
-    body = b"\n".join(lines)
-    path.write_bytes(body + (b"\n" if trailing_newline and body else b""))
-    return path
 
 
 @settings(

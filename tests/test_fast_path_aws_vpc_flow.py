@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loader_helpers import same
 
 from correlate.errors import InputError
 from correlate.loaders import LoadOptions, LoadResult, aws_vpc_flow, blocks
@@ -66,14 +67,6 @@ def load(path: Path, *, fast: bool, monkeypatch: pytest.MonkeyPatch, **options) 
     for line, raw in iter_lines(source):
         reader.line(line, raw)
     return reader.result()
-
-
-def same(a: LoadResult, b: LoadResult) -> None:
-    assert a.table.equals(b.table), (a.table.to_pylist()[:3], b.table.to_pylist()[:3])
-    assert a.stats == b.stats
-    assert [(r.location.line, r.reason, r.raw) for r in a.rejects] == [
-        (r.location.line, r.reason, r.raw) for r in b.rejects
-    ]
 
 
 @settings(

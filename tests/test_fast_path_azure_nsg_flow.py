@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loader_helpers import same
 
 from correlate.errors import CorrelateError, StrictRejection
 from correlate.keep import KeepPolicy, cut_sample
@@ -127,14 +128,6 @@ records = st.one_of(
 def load(path: Path, *, fast: bool, monkeypatch: Any, **options: Any) -> LoadResult:
     monkeypatch.setattr(azure_nsg_flow, "TUPLES_COLUMN_WISE", 1 if fast else 10**9)
     return azure_nsg_flow.read(Source(path, path.name), LoadOptions(**options))
-
-
-def same(a: LoadResult, b: LoadResult) -> None:
-    assert a.table.equals(b.table), (a.table.to_pylist()[:3], b.table.to_pylist()[:3])
-    assert a.stats == b.stats
-    assert [(r.location.line, r.reason, r.raw) for r in a.rejects] == [
-        (r.location.line, r.reason, r.raw) for r in b.rejects
-    ]
 
 
 def outcomes(path: Path, monkeypatch: Any, **options: Any) -> list[LoadResult]:

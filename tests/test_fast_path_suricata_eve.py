@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from loader_helpers import ns
+from loader_helpers import ns, same, write
 
 from correlate.errors import FormatMismatch, InputError, StrictRejection
 from correlate.keep import KeepPolicy, cut_sample
@@ -222,20 +222,6 @@ def load(path: Path, *, fast: bool, cap: int = 1 << 24, **options: object) -> Lo
     source = Source(path, path.name, limits=Limits(max_line_bytes=cap))
     opts = LoadOptions(**options)  # type: ignore[arg-type]
     return suricata_eve.read(source, opts) if fast else reference(source, opts)
-
-
-def same(a: LoadResult, b: LoadResult) -> None:
-    assert a.table.equals(b.table), (a.table.to_pylist()[:3], b.table.to_pylist()[:3])
-    assert a.stats == b.stats
-    assert [(r.location.line, r.reason, r.raw) for r in a.rejects] == [
-        (r.location.line, r.reason, r.raw) for r in b.rejects
-    ]
-
-
-def write(path: Path, lines: list[bytes], trailing_newline: bool = True) -> Path:
-    body = b"\n".join(lines)
-    path.write_bytes(body + (b"\n" if trailing_newline and body else b""))
-    return path
 
 
 def outcomes(path: Path, **options: object) -> None:

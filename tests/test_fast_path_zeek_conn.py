@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loader_helpers import same, write
 
 from correlate.errors import CorrelateError, StrictRejection
 from correlate.keep import KeepPolicy, cut_sample
@@ -40,14 +41,6 @@ def reference(log: zeek_conn.ZeekLog, source: Source, options: LoadOptions) -> L
     for line, raw in iter_lines(source):
         reader.line(line, raw)
     return load.result()
-
-
-def same(a: LoadResult, b: LoadResult) -> None:
-    assert a.table.equals(b.table), (a.table.to_pylist()[:3], b.table.to_pylist()[:3])
-    assert a.stats == b.stats
-    assert [(r.location.line, r.reason, r.raw) for r in a.rejects] == [
-        (r.location.line, r.reason, r.raw) for r in b.rejects
-    ]
 
 
 def outcomes(
@@ -72,12 +65,6 @@ def outcomes(
         assert found[0] == found[1]
     else:
         same(found[0], found[1])
-
-
-def write(path: Path, lines: list[bytes], trailing_newline: bool = True) -> Path:
-    body = b"\n".join(lines)
-    path.write_bytes(body + (b"\n" if trailing_newline and body else b""))
-    return path
 
 
 def header(path: str, fields: list[str], types: list[str], *, separator: str = "\t") -> list[bytes]:
