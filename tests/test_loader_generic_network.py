@@ -586,3 +586,13 @@ def test_sniff_never_raises_on_random_bytes(seed):
     head = bytes(rng.randrange(256) for _ in range(512))
     for prefix in (b"", b"{", b"[", b"PAR1", b"a,b\n"):
         assert 0.0 <= loader.sniff(prefix + head, "x.events.jsonl") <= 1.0
+
+
+def test_a_duration_past_the_timestamp_range_is_a_reject_not_a_crash(tmp_path):
+    path = tmp_path / "late.events.jsonl"
+    good = '{"ts": "2200-01-01T00:00:00Z", "src_ip": "10.0.0.1", "dst_ip": "203.0.113.7"'
+    path.write_text(good + ', "duration": 1}\n' + good + ', "duration": 999999999999}\n')
+    result = load(path)
+    assert_rejects(result, {2: "duration out of range: 999999999999"})
+    assert result.table.num_rows == 1
+    assert_balanced(result)

@@ -566,6 +566,8 @@ def _convert(
         if seconds != seconds or seconds < 0 or seconds > 1e12:
             raise fields.RowError(f"{label('duration')} out of range: {duration!r}")
         ts_end = ts + int(seconds * NS_PER_UNIT[mapping.duration_unit])
+        if not -(2**63) < ts_end < 2**63 - 1:  # past timestamp[ns]: was a crash building Arrow
+            raise fields.RowError(f"{label('duration')} out of range: {duration!r}")
     if ts_end is not None and ts_end < ts:
         notes.append("ts_end before ts: end ignored")
         ts_end = None
