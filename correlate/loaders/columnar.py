@@ -30,7 +30,7 @@ from ..keep import line_hashes
 from ..schema import NETWORK_EVENTS
 from ..sources import Source
 from . import fields
-from .base import Batcher, FileLoad
+from .base import FileLoad
 from .blocks import json_pieces, line_runs, line_spans
 
 TEXT = pa.string()
@@ -84,7 +84,7 @@ def _checked(
     ok = np.ones(n, dtype=bool)
     verdict = spec.check(table, ok)
     starts, ends = line_spans(blob)
-    _beyond_python(blob, starts, ends, ok)
+    ok &= ~beyond_python(blob, starts, ends)  # the per-line reader decides (rejects) those
     keep = ok.copy()
     keeper, policy = load.keeper, load.options.keep
     if keeper is not None and policy is not None:
@@ -131,19 +131,62 @@ def _checked(
     load.keep_rows(merged, unkept=loaded - sum(t.num_rows for t in full))
 
 
-DEEP_BRACKETS = 500
-"""A line with more opening brackets than this may nest deeper than Python's json can read."""
-_LONG_NUMBER = re.compile(rb"[0-9]{4300}")
-"""Python's json refuses an integer of more than 4,300 digits (CPython's conversion limit)."""
+DEEP = 500
+"""Python's json refuses nesting about 1,000 deep (less under a deep stack); a line nested deeper
+than this is left to the per-line reader."""
+LONG_INTEGER = 4300
+"""Python's json refuses an integer of more digits (CPython's int conversion limit)."""
 
 
-def _beyond_python(blob: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray) -> None:
-    """Clear ``ok`` for lines Python's json may refuse (nested too deep, an integer too long) and
-    pyarrow reads: the per-line reader decides them (it rejects them). Only long lines can be."""
-    for i in np.flatnonzero(ends - starts > 2 * DEEP_BRACKETS).tolist():
-        line = blob[starts[i] : ends[i]]
-        if line.count(b"{") + line.count(b"[") > DEEP_BRACKETS or _LONG_NUMBER.search(line):
-            ok[i] = False
+def beyond_python(blob: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Lines of ``blob`` Python's json may refuse while pyarrow reads them: nested deeper than
+    ``DEEP`` (brackets in strings do not count) or holding ``LONG_INTEGER`` digits in a row.
+
+    Only lines with more than ``DEEP`` opening brackets (counted by ``bytes.count``) can nest that
+    deep; for those the depth is measured (``_depth``: chat logs hold thousands of brackets at a
+    depth of five, so a bracket count alone would refuse them all). Only lines that
+    long can hold such an integer (``_LONG_DIGITS``).
+    """
+    out = np.zeros(len(starts), dtype=bool)
+    # a line pyarrow read is valid JSON: nesting DEEP levels takes 2 * DEEP brackets
+    for i in np.flatnonzero(ends - starts > 2 * DEEP).tolist():
+        start, end = int(starts[i]), int(ends[i])
+        if blob.count(b"{", start, end) + blob.count(b"[", start, end) > DEEP:
+            out[i] = (
+                _depth(np.frombuffer(blob, dtype=np.uint8, count=end - start, offset=start)) > DEEP
+            )
+        if not out[i] and end - start >= LONG_INTEGER:
+            out[i] = _LONG_DIGITS.search(blob, start, end) is not None
+    return out
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % LONG_INTEGER)
+_BRACKET = np.zeros(256, dtype=np.int8)
+_BRACKET[[ord("{"), ord("[")]] = 1
+_BRACKET[[ord("}"), ord("]")]] = -1
+
+
+def _depth(v: np.ndarray) -> int:
+    """The deepest nesting of one JSON line's containers (brackets in strings do not count)."""
+    quotes = np.flatnonzero(v == 0x22)
+    if len(quotes):
+        # a quote after an odd run of backslashes is escaped (runs are short: a few rounds)
+        run = np.zeros(len(quotes), dtype=np.int64)
+        active = np.arange(len(quotes))
+        back = 1
+        while len(active):
+            at = quotes[active] - back
+            active = active[(at >= 0) & (v[np.maximum(at, 0)] == 0x5C)]
+            run[active] += 1
+            back += 1
+        quotes = quotes[run % 2 == 0]
+    step = _BRACKET[v]
+    brackets = np.flatnonzero(step)
+    if not len(brackets):
+        return 0
+    outside = np.searchsorted(quotes, brackets) % 2 == 0
+    depth = np.cumsum(step[brackets[outside]], dtype=np.int64)
+    return int(depth.max()) if len(depth) else 0
 
 
 # --- vectorised checks ------------------------------------------------------------------------
@@ -279,11 +322,12 @@ def table_of(values: dict[str, Any], n: int, schema: pa.Schema = NETWORK_EVENTS)
 
 __all__ = [
     "BAD",
+    "DEEP",
     "IPV4",
     "LOWER_NAME",
     "PLAIN_TEXT",
-    "Batcher",
     "JsonLines",
+    "beyond_python",
     "blank",
     "constant",
     "epoch_seconds",

@@ -74,7 +74,7 @@ from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
 from .blocks import json_pieces, line_runs, line_spans
 from .calls import OUTPUT_CHARS, FirstSeen, command_from, shell_text, truncate_output
-from .columnar import BAD, IPV4, constant, mapped, table_of
+from .columnar import BAD, IPV4, beyond_python, constant, mapped, table_of
 from .records import csv_records, first_line, json_documents, json_line_record
 
 name = "generic"
@@ -588,64 +588,6 @@ def truncated(values: pa.Array) -> pa.Array:
 def mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean array (nulls false) as numpy."""
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-DEEP = 500
-"""Python's json refuses nesting about 1,000 deep (less under a deep stack); a line nested deeper
-than this is left to the per-line reader (``columnar.DEEP_BRACKETS``, measured exactly here)."""
-LONG_INTEGER = 4300
-"""Python's json refuses an integer of more digits (CPython's int conversion limit)."""
-
-
-def beyond_python(blob: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Lines of ``blob`` Python's json may refuse while pyarrow reads them: nested deeper than
-    ``DEEP`` (brackets in strings do not count) or holding ``LONG_INTEGER`` digits in a row.
-
-    Only lines with more than ``DEEP`` opening brackets (counted by ``bytes.count``) can nest that
-    deep; for those the depth is measured (``_depth``: chat logs hold thousands of brackets at a
-    depth of five, so ``columnar``'s bracket count alone would refuse them all). Only lines that
-    long can hold such an integer (``_LONG_DIGITS``).
-    """
-    out = np.zeros(len(starts), dtype=bool)
-    # a line pyarrow read is valid JSON: nesting DEEP levels takes 2 * DEEP brackets
-    for i in np.flatnonzero(ends - starts > 2 * DEEP).tolist():
-        start, end = int(starts[i]), int(ends[i])
-        if blob.count(b"{", start, end) + blob.count(b"[", start, end) > DEEP:
-            out[i] = (
-                _depth(np.frombuffer(blob, dtype=np.uint8, count=end - start, offset=start)) > DEEP
-            )
-        if not out[i] and end - start >= LONG_INTEGER:
-            out[i] = _LONG_DIGITS.search(blob, start, end) is not None
-    return out
-
-
-_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % LONG_INTEGER)
-_BRACKET = np.zeros(256, dtype=np.int8)
-_BRACKET[[ord("{"), ord("[")]] = 1
-_BRACKET[[ord("}"), ord("]")]] = -1
-
-
-def _depth(v: np.ndarray) -> int:
-    """The deepest nesting of one JSON line's containers (brackets in strings do not count)."""
-    quotes = np.flatnonzero(v == 0x22)
-    if len(quotes):
-        # a quote after an odd run of backslashes is escaped (runs are short: a few rounds)
-        run = np.zeros(len(quotes), dtype=np.int64)
-        active = np.arange(len(quotes))
-        back = 1
-        while len(active):
-            at = quotes[active] - back
-            active = active[(at >= 0) & (v[np.maximum(at, 0)] == 0x5C)]
-            run[active] += 1
-            back += 1
-        quotes = quotes[run % 2 == 0]
-    step = _BRACKET[v]
-    brackets = np.flatnonzero(step)
-    if not len(brackets):
-        return 0
-    outside = np.searchsorted(quotes, brackets) % 2 == 0
-    depth = np.cumsum(step[brackets[outside]], dtype=np.int64)
-    return int(depth.max()) if len(depth) else 0
 
 
 _TEXT_TARGETS = ("call_id", "run_id", "episode_id", "tool", "host", "model")

@@ -73,7 +73,7 @@ from .columnar import (
     BAD,
     NULL_INT,
     NULL_TEXT,
-    _beyond_python,
+    beyond_python,
     blank,
     constant,
     ip_or_bad,
@@ -772,7 +772,7 @@ def _checked(table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: Col
     lines = np.arange(first, first + n, dtype=np.int64)
     starts, ends = line_spans(blob)
     ok = np.ones(n, dtype=bool)
-    _beyond_python(blob, starts, ends, ok)  # nested too deep or a number too long for json
+    ok &= ~beyond_python(blob, starts, ends)  # nested too deep or a number too long for json
     verdict, reasons, values = spec.check(table, ok, lines)
     skipped = ok & _np(pc.is_valid(reasons)) if reasons is not None else np.zeros(n, dtype=bool)
     loads = ok & ~skipped

@@ -72,9 +72,10 @@ from .base import FileLoad, LoadOptions, LoadResult
 from .blocks import json_pieces, line_runs, line_spans, valid_utf8
 from .columnar import (
     BAD,
-    DEEP_BRACKETS,
+    DEEP,
     IPV4,
     NULL_TEXT,
+    beyond_python,
     blank,
     constant,
     ip_or_bad,
@@ -502,7 +503,7 @@ class ZeekReader:
     ) -> None:
         checked = self.log.columns(cols, ok)
         if from_json:
-            beyond_python(spans, ok)
+            beyond_python_spans(spans, ok)
         settle_run(self.load, first, spans, ok, checked, self.line, self.log.output, skip)
 
 
@@ -612,20 +613,11 @@ def long_line_possible(blob: bytes, limit: int) -> bool:
     )
 
 
-_LONG_NUMBER = re.compile(rb"[0-9]{4300}")
-
-
-def beyond_python(spans: Spans, ok: np.ndarray) -> None:
-    """Clear ``ok`` for JSON lines Python's json may refuse (nested too deep, an integer of
-    4,300+ digits) though pyarrow reads them: the per-line reader rejects them (as
-    ``columnar._beyond_python``; only lines over 1,000 bytes can be)."""
-    if len(spans.blob) <= 2 * DEEP_BRACKETS:
-        return
-    starts, ends = spans.starts, spans.ends
-    for i in np.flatnonzero(ends - starts > 2 * DEEP_BRACKETS).tolist():
-        line = spans.line(i)
-        if line.count(b"{") + line.count(b"[") > DEEP_BRACKETS or _LONG_NUMBER.search(line):
-            ok[i] = False
+def beyond_python_spans(spans: Spans, ok: np.ndarray) -> None:
+    """Clear ``ok`` for lines ``columnar.beyond_python`` finds (only lines over 1,000 bytes
+    can be such lines, so a short run needs no line split)."""
+    if len(spans.blob) > 2 * DEEP:
+        ok &= ~beyond_python(spans.blob, spans.starts, spans.ends)
 
 
 GIVE_UP_LINES = 1000
@@ -675,7 +667,7 @@ def read_json_runs(
                 continue
             ok, spans = np.ones(m, dtype=bool), Spans(piece, m)
             checked = columns(cols, ok)
-            beyond_python(spans, ok)
+            beyond_python_spans(spans, ok)
             if guard is not None:
                 guard(spans, ok)
             settle_run(load, at, spans, ok, checked, per_line, output)
@@ -1205,6 +1197,27 @@ def per_value(
     results = [convert(v) for v in found] + [convert(None)]
     picks = pa.array(np.where(indices < 0, len(found), indices))
     return tuple(pa.array([r[i] for r in results], t).take(picks) for i, t in enumerate(types))
+
+
+def name_columns(field: str, convert: Callable[[Any], tuple[Any, Any]], app: str) -> ColumnFacts:
+    """The column-wise facts of a log that names one domain per record (ssl's SNI, http's Host):
+    ``convert`` gives (domain, skip reason) once per distinct ``field`` value."""
+
+    def columns(cols: dict[str, pa.Array], keys: pa.Array, ok: np.ndarray) -> tuple[pa.Array, Any]:
+        domain, reasons = per_value(cols[field], convert, (pa.string(), pa.string()))
+
+        def build(indices: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+            picks = pa.array(indices)
+            values = {
+                "flow_key": keys.take(picks),
+                "dst_domain": domain.take(picks),
+                "app": constant(app, len(indices)),
+            }
+            return values, np.arange(len(indices))
+
+        return reasons, build
+
+    return columns
 
 
 # --- conn.log -----------------------------------------------------------------------------------

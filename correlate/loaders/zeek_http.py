@@ -16,18 +16,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from ..sources import Source
 from . import fields
 from .base import LoadOptions, LoadResult
-from .columnar import constant
 from .zeek_conn import (
     Enrichment,
     FactsOrSkip,
     domain_name,
-    per_value,
+    name_columns,
     read_zeek_enrichment,
     sniff_enrichment,
 )
@@ -86,26 +84,10 @@ def _host_text(value: str | None) -> tuple[str | None, str | None]:
     return _host(value)
 
 
-def _columns(cols: dict[str, pa.Array], keys: pa.Array, ok: np.ndarray) -> tuple[pa.Array, Any]:
-    """``_facts`` column-wise (``_host`` once per distinct Host header)."""
-    host, reasons = per_value(cols["host"], _host_text, (pa.string(), pa.string()))
-
-    def build(indices: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
-        picks = pa.array(indices)
-        values = {
-            "flow_key": keys.take(picks),
-            "dst_domain": host.take(picks),
-            "app": constant("http", len(indices)),
-        }
-        return values, np.arange(len(indices))
-
-    return reasons, build
-
-
 SPEC = Enrichment(
     name=name,
     path="http",
     json_fields=pa.schema([("host", pa.string())]),
     facts=_facts,
-    columns=_columns,
+    columns=name_columns("host", _host_text, "http"),
 )

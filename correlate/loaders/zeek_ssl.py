@@ -16,18 +16,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from ..sources import Source
 from . import fields
 from .base import LoadOptions, LoadResult
-from .columnar import constant
 from .zeek_conn import (
     Enrichment,
     FactsOrSkip,
     domain_name,
-    per_value,
+    name_columns,
     read_zeek_enrichment,
     sniff_enrichment,
 )
@@ -74,26 +72,10 @@ def _server_text(value: str | None) -> tuple[str | None, str | None]:
     return _server(value)
 
 
-def _columns(cols: dict[str, pa.Array], keys: pa.Array, ok: np.ndarray) -> tuple[pa.Array, Any]:
-    """``_facts`` column-wise (``_server`` once per distinct name)."""
-    server, reasons = per_value(cols["server_name"], _server_text, (pa.string(), pa.string()))
-
-    def build(indices: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
-        picks = pa.array(indices)
-        values = {
-            "flow_key": keys.take(picks),
-            "dst_domain": server.take(picks),
-            "app": constant("ssl", len(indices)),
-        }
-        return values, np.arange(len(indices))
-
-    return reasons, build
-
-
 SPEC = Enrichment(
     name=name,
     path="ssl",
     json_fields=pa.schema([("server_name", pa.string())]),
     facts=_facts,
-    columns=_columns,
+    columns=name_columns("server_name", _server_text, "ssl"),
 )
