@@ -99,12 +99,17 @@ HOSTS = pa.schema(
         pa.field("ip", pa.string()),
         pa.field("valid_from", TS),
         pa.field("valid_to", TS),
+        pa.field("kind", pa.string()),
         pa.field("origin", pa.string()),
         pa.field("note", pa.string()),
         *PROVENANCE,
     ]
 )
-"""Time-versioned identity map: ``host`` owned ``ip`` during [valid_from, valid_to); null = open."""
+"""Time-versioned identity map: ``host`` held ``ip`` during [valid_from, valid_to); null = open.
+
+``kind`` says how the host holds the address: ``sandbox`` (its own, exclusive), ``docker_host``,
+``node`` or ``nat`` (shared with every other host listed on it), null (unspecified: shared when
+two hosts' rows overlap in time). See ``identity.py``."""
 
 CANDIDATES = pa.schema(
     [
