@@ -4,7 +4,8 @@ Scoring (documented in the README): a call that names the destination's IP or do
 network holding it +3, only its port next to a network pattern +1); a call whose behaviour pattern
 agrees with the conversation's label (a miner command for a mining label) +2; the event inside the
 call +2, after it +2 fading to 0 at the end of the window, before its start +1 fading to 0 at
-``--before``; the source address owned by the call's sandbox +1. Ties go to the smaller absolute
+``--before``; the source address held by the call's sandbox alone +1, shared by k hosts at that
+moment +1/k (identity narrows the candidates but does not pick among them). Ties go to the smaller absolute
 lag, then the call id. A conversation is attributed from its first event that has candidates
 (its anchor); later events inherit that call with their own lag, whatever call happens to be near.
 """
@@ -48,8 +49,13 @@ def score_candidates(
     identity: np.ndarray,
     window: Window,
     labels: dict[int, list[tuple[str, str]]] | None = None,
+    holders: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per (event, call) pair with lag, relation, evidence, score and rank per event."""
+    """One row per (event, call) pair with lag, relation, evidence, score and rank per event.
+
+    ``identity`` per pair is match | shared | time-only; ``holders`` per event is how many hosts
+    held its source address then (a shared match is worth 1/holders of a point).
+    """
     ev_ts = ns_or(violations.column("ts"), 0)
     call_start = ns_or(calls.column("ts_start"), 0)
     call_end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
@@ -89,9 +95,14 @@ def score_candidates(
                 agreed = f"{pattern} call, {label} traffic"
                 break
         agreement.append(agreed)
+    held = (
+        np.maximum(np.asarray(holders, dtype=np.int64)[event_idx], 1)
+        if holders is not None and len(event_idx)
+        else np.ones(len(event_idx), dtype=np.int64)
+    )
     score = (
         time_score
-        + np.where(identity == "match", 1.0, 0.0)
+        + np.where(identity == "match", 1.0, np.where(identity == "shared", 1.0 / held, 0.0))
         + np.array([INDICATOR_POINTS.get(i, 0.0) if i else 0.0 for i in indicator])
         + np.array([AGREEMENT_POINTS if a else 0.0 for a in agreement])
     )
@@ -109,6 +120,7 @@ def score_candidates(
             "score": np.round(score, 6),
             # only the candidates' ids become Python strings (a run has millions of calls)
             "call_id": pd.array(calls.column("call_id").take(rows).to_pylist(), dtype=object),
+            "call_host": pd.array(calls.column("host").take(rows).to_pylist(), dtype=object),
         }
     )
     frame["abs_lag"] = frame["lag_ns"].abs()
@@ -144,14 +156,20 @@ def attribute(
     identity_mode: str,
     known_hosts: int,
     labels: dict[int, list[tuple[str, str]]] | None = None,
+    kinds: dict[tuple[str, str], str] | None = None,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Build (candidates, attributions, findings) from scored pairs.
 
     ``violations`` must be sorted by (conversation_id, conversation_seq). ``other_hosts`` maps an
     event row to how many calls of other sandboxes fell in its window (excluded by identity).
-    ``labels`` are classify()'s per conversation.
+    ``labels`` are classify()'s per conversation; ``kinds`` the inventory's (host, ip) -> kind.
+
+    A conversation whose source address is shared, and whose best candidates (within one point)
+    are calls of different sandboxes, is ambiguous: no call is named, its events say
+    ``how = ambiguous`` and the finding lists the tied calls.
     """
     labels = labels or {}
+    kinds = kinds or {}
     v = plain_rows(violations)
     by_event: dict[int, list[dict[str, Any]]] = {}
     records: list[dict[str, Any]] = scored.to_dict("records")  # type: ignore[assignment]
@@ -175,16 +193,20 @@ def attribute(
         ranked = by_event.get(anchor, []) if anchor is not None else []
         best = ranked[0] if ranked else None
         second = ranked[1] if len(ranked) > 1 else None
-        call = c[int(best["call_row"])] if best else None
-        confidence = _confidence(best, len(ranked), second)
+        tied = _tied(ranked)
+        call = c[int(best["call_row"])] if best and not tied else None
+        confidence = _confidence(best, len(ranked), second) if not tied else "low"
         first = positions[0]
         status = identity_status[first] if identity_mode == "keyed" else "no identity map"
         for order, p in enumerate(positions):
             inherited = anchor is not None and order > positions.index(anchor)
             how = "direct" if p == anchor else "inherited" if inherited else "none"
-            lag = (v[p]["ts"] - call["ts_start"]) / NS if call and how != "none" else None
+            if tied and how != "none":
+                how = "ambiguous"
+            named = call is not None and how in ("direct", "inherited")
+            lag = (v[p]["ts"] - call["ts_start"]) / NS if named and call else None
             row = {k: v[p][k] for k in ATTRIBUTION_EVENT_FIELDS}
-            row.update(_call_fields(call if how != "none" else None))
+            row.update(_call_fields(call if named else None))
             row.pop("command")
             row.update(how=how, lag_s=lag, confidence=confidence if how != "none" else "none")
             row["clock_offset_s"] = (v[p].get("clock_offset_ns") or 0) / NS
@@ -209,14 +231,14 @@ def attribute(
                 "first_source_path": v[first]["source_path"],
                 "first_source_line": v[first]["source_line"],
                 "identity": status,
+                "src_hosts": _hosts_text(v[focus]),
+                "address_holders": _holder_count(v[focus]),
                 **_call_fields(call),
-                "lag_s": None if best is None else float(best["lag_ns"]) / NS,
-                "relation": None if best is None else best["relation"],
-                "indicator": None if best is None else best["indicator"],
-                "agreement": None if best is None else best["agreement"],
+                **_best_fields(best if call is not None else None),
                 "labels": ",".join(label for label, _ in labels.get(conversation_id, [])) or None,
                 "confidence": confidence,
                 "candidates": len(ranked),
+                "tied_calls": _tied_text(tied),
                 "other_hosts_calls": int(other_hosts.get(focus, 0)),
                 "reasons": _reasons(
                     v[focus],
@@ -229,6 +251,8 @@ def attribute(
                     len(positions),
                     labels.get(conversation_id, []),
                     best["hidden"] if best else frozenset(),
+                    tied,
+                    kinds,
                 ),
             }
         )
@@ -242,6 +266,55 @@ def attribute(
         conform(pa.Table.from_pylist(findings), FINDINGS) if findings else FINDINGS.empty_table()
     )
     return candidates, attributions_table, findings_table
+
+
+TIE_POINTS = 1.0
+"""Candidates closer than this to the best score are not clearly beaten by it."""
+TIED_SHOWN = 8
+
+
+def _tied(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidates that cannot be told apart from the best on a shared address: those within
+    ``TIE_POINTS`` of it, when they run in more than one sandbox (else empty: not ambiguous)."""
+    if len(ranked) < 2 or ranked[0]["identity"] != "shared":
+        return []
+    top = float(ranked[0]["score"])
+    close = [r for r in ranked if top - float(r["score"]) < TIE_POINTS]
+    if len({r["call_host"] for r in close}) < 2:
+        return []
+    return close
+
+
+def _best_fields(best: dict[str, Any] | None) -> dict[str, Any]:
+    """The named call's lag and evidence for a finding (empty when no call is named)."""
+    if best is None:
+        return dict.fromkeys(("lag_s", "relation", "indicator", "agreement"))
+    return {
+        "lag_s": float(best["lag_ns"]) / NS,
+        "relation": best["relation"],
+        "indicator": best["indicator"],
+        "agreement": best["agreement"],
+    }
+
+
+def _tied_text(tied: list[dict[str, Any]]) -> str | None:
+    if not tied:
+        return None
+    shown = [f"{r['call_id']} ({r['call_host'] or 'no host'})" for r in tied[:TIED_SHOWN]]
+    more = len(tied) - len(shown)
+    return ", ".join(shown) + (f", +{more} more" if more else "")
+
+
+def _holder_names(event: dict[str, Any]) -> list[str]:
+    return str(event.get("src_hosts") or "").split("\n") if event.get("src_hosts") else []
+
+
+def _hosts_text(event: dict[str, Any]) -> str | None:
+    return ", ".join(_holder_names(event)) or None
+
+
+def _holder_count(event: dict[str, Any]) -> int | None:
+    return len(_holder_names(event)) or None
 
 
 ATTRIBUTION_EVENT_FIELDS = (
@@ -266,18 +339,24 @@ def _confidence(
 ) -> str:
     """high / medium / low / none, from identity, evidence and how clearly the best call wins.
 
-    high: identity matched, the call names the destination (IP, network or domain) or its pattern
-    agrees with the traffic's label, or it is the only candidate and its times are its own (not a
-    window implied by a trajectory or a step); and it beats the runner-up by at least one point. medium: identity matched with a clear winner, or strong evidence without
-    identity. low: time alone. none: no candidate.
+    high: identity matched (the address is the sandbox's alone, or shared and narrowed by it),
+    the call names the destination (IP, network or domain) or its pattern agrees with the
+    traffic's label, and it beats the runner-up by at least one point; or the address is the
+    sandbox's alone, the call is the only candidate and its times are its own (not a window
+    implied by a trajectory or a step). medium: an unshared identity with a clear winner, or
+    strong evidence without identity. low: time alone, or a shared address without evidence in
+    the call. none: no candidate.
     """
     if best is None:
         return "none"
     keyed = best["identity"] == "match"
+    shared = best["identity"] == "shared"
     strong = best["indicator"] in ("ip", "domain", "cidr") or bool(best["agreement"])
     clear = second is None or (float(best["score"]) - float(second["score"]) >= 1.0)
     alone = n_candidates == 1 and bool(best.get("precise", True))
-    if keyed and (strong or alone) and clear:
+    if (keyed or shared) and strong and clear:
+        return "high"
+    if keyed and alone and clear:
         return "high"
     if (keyed and clear) or (strong and clear):
         return "medium"
@@ -295,16 +374,29 @@ def _reasons(
     events: int,
     labels: list[tuple[str, str]] | None = None,
     hidden: frozenset[str] = frozenset(),
+    tied: list[dict[str, Any]] | None = None,
+    kinds: dict[tuple[str, str], str] | None = None,
 ) -> str:
     """Plain-language reasons for a finding, most important first."""
     parts: list[str] = [f"{label}: {why}" for label, why in labels or []]
     src = event["src_ip"]
+    via = event.get("identity_via") or src
+    nat = f" (its NAT address {via})" if via != src else ""
     if status == "no identity map":
         parts.append("no identity map: joined by time alone")
     elif status == "mapped":
-        parts.append(f"source {src} is {event['src_host']}")
-    elif status == "ambiguous":
-        parts.append(f"source {src} is claimed by more than one host at that time: not attributed")
+        parts.append(f"source {src}{nat} is {event['src_host']}")
+    elif status == "shared":
+        names = _holder_names(event)
+        held = sorted({(kinds or {}).get((h, via)) or "" for h in names} - {""})
+        how = f" ({', '.join(held)})" if held else ""
+        shown = ", ".join(names[:TIED_SHOWN]) + (
+            f", +{len(names) - TIED_SHOWN} more" if len(names) > TIED_SHOWN else ""
+        )
+        parts.append(
+            f"address {via}{how} shared by {len(names)} hosts at that moment: {shown}; "
+            "identity alone cannot tell them apart"
+        )
     elif status == "unmapped (time-only)":
         parts.append(
             f"source {src} is not in the identity map: joined by time alone (--unmapped time)"
@@ -314,8 +406,24 @@ def _reasons(
             f"source {src} is not in the identity map ({known_hosts} hosts known): not attributed"
         )
     if best is None:
-        if status in ("mapped", "no identity map", "unmapped (time-only)"):
+        if status in ("mapped", "shared", "no identity map", "unmapped (time-only)"):
             parts.append("no tool call in the window")
+        return "; ".join(parts)
+    if tied:
+        sandboxes = len({r["call_host"] for r in tied})
+        parts.append(
+            f"ambiguous: {len(tied)} calls in {sandboxes} sandboxes score within "
+            f"{TIE_POINTS:g} point of the best ({float(best['score']):.2f}), none named: "
+            f"{_tied_text(tied)}"
+        )
+        parts.append(
+            f"{n_candidates} candidate call{'s' if n_candidates != 1 else ''} in the window"
+        )
+        if other:
+            parts.append(
+                f"{other} call{'s' if other != 1 else ''} of hosts not holding the address in the "
+                "window, excluded by identity"
+            )
         return "; ".join(parts)
     if best["indicator"] == "ip":
         parts.append(f"destination {event['dst_ip']} appears in the call")
@@ -347,6 +455,8 @@ def _reasons(
         parts.append(
             f"{other} call{'s' if other != 1 else ''} in other sandboxes in the window, excluded by identity"
         )
+    if best["identity"] == "shared":
+        parts.append("identity is shared: the call is chosen by its evidence, not its address")
     if events > 1:
         parts.append(
             f"{events - 1} later event{'s' if events != 2 else ''} inherit this call (same conversation)"

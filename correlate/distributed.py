@@ -489,38 +489,25 @@ def case_join_inputs(
 ) -> tuple[list[object], np.ndarray, np.ndarray, list[object], np.ndarray, bool]:
     """The arrays ``analyse`` hands its joiner for the case's main join, read from its Parquet.
 
-    Returns (call keys, call starts, call ends, violation keys, violation times, keyed). The
-    identity map, clock offsets and violation selection are computed as ``analyse`` computes them
-    (they need the whole case: a small table and a scan, done where this runs). The second join
-    that ``--unmapped time`` adds is not included.
+    Returns (call keys, call starts, call ends, violation keys, violation times, keyed); a
+    violation has one key per host holding its address (``pipeline.keyed_join_keys``). The
+    identity map, clock offsets and violation selection are ``pipeline.prepare``'s (they need the
+    whole case: a small table and a scan, done where this runs). The second join that
+    ``--unmapped time`` adds is not included.
     """
     from .case import open_case
-    from .conversations import assign_conversations
-    from .identity import build_identity, ns_or, resolve
-    from .pipeline import _call_keys
-    from .policy import select_violations
-    from .stats import apply_offsets, choose_offsets, estimate_offsets
+    from .identity import ns_or
+    from .pipeline import keyed_join_keys, prepare
 
     loaded = open_case(case_dir).loaded(options)
-    identity = build_identity([loaded.hosts])
-    keyed = identity.num_rows > 0
-    applied: dict[str, float] = {}
-    if options.offset_auto:
-        applied = choose_offsets(estimate_offsets(loaded.events, loaded.calls, identity))
-    applied.update(dict(options.offsets))
-    violations = select_violations(apply_offsets(loaded.events, applied), options.policy)
+    prepared = prepare(loaded, options)
+    keyed, violations, calls = prepared.keyed, prepared.violations, loaded.calls
     ts = ns_or(violations.column("ts"), 0)
-    src_hosts, _ = resolve(identity, violations.column("src_ip").to_pylist(), ts)
-    violations = violations.append_column("src_host", pa.array(src_hosts, pa.string()))
-    # Conversations reorder the violations; the joiner sees them in that order.
-    violations = assign_conversations(violations, options.gap_ns)
-    ts = ns_or(violations.column("ts"), 0)
-    calls = loaded.calls
     call_start = ns_or(calls.column("ts_start"), 0)
     call_end = np.maximum(ns_or(calls.column("ts_end"), _I64.min), call_start)
     if keyed:
-        event_keys = violations.column("src_host").to_pylist()
-        call_keys = _call_keys(calls, identity)
+        call_keys, event_keys, rows = keyed_join_keys(violations, calls, prepared.identity)
+        ts = ts[rows]
     else:
         event_keys, call_keys = ["*"] * len(ts), ["*"] * calls.num_rows
     return list(call_keys), call_start, call_end, list(event_keys), ts, keyed

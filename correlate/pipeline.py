@@ -22,7 +22,7 @@ from .attribute import Window, attribute, score_candidates
 from .classify import Rules, classify, load_rules
 from .conversations import DEFAULT_GAP_NS, assign_conversations
 from .errors import CorrelateError, FormatMismatch, InputError, Reject, UnknownFormat
-from .identity import build_identity, ns_or, resolve
+from .identity import DEFAULT_LEASE_GRACE_NS, build_identity, holders, kinds_of, ns_or, resolve
 from .join import band_join, window_counts
 from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_rows
 from .loaders import LoadOptions, LoadResult, LoadStats, detect
@@ -71,6 +71,8 @@ class RunOptions:
     limits: Limits = field(default_factory=Limits)
     """Estimate each network source's offset and apply it (known offsets take precedence)."""
     unmapped: str = "skip"
+    lease_grace_ns: int = DEFAULT_LEASE_GRACE_NS
+    """How long a trajectory's lease on a shared or re-used address outlives its last call."""
     load: LoadOptions = field(default_factory=LoadOptions)
     formats: tuple[tuple[str, str], ...] = ()
     """(glob, format) pairs forcing a format; glob ``*`` forces it for every file."""
@@ -87,6 +89,7 @@ class RunOptions:
             "violation_actions": list(self.policy.actions),
             "internal_cidrs": list(self.policy.internal_cidrs),
             "unmapped": self.unmapped,
+            "lease_grace": format_duration(self.lease_grace_ns),
             "rules": self.rules_path,
             "offsets": {k: v for k, v in self.offsets},
             "offset_auto": self.offset_auto,
@@ -477,32 +480,36 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
     ``joiner`` computes the keyed band join (the only step whose cost grows with both tables);
     any replacement must return exactly ``join.band_join``'s pairs, in its order.
     """
-    identity = build_identity([loaded.hosts])
-    keyed = identity.num_rows > 0
-    estimates = estimate_offsets(loaded.events, loaded.calls, identity)
-    applied = choose_offsets(estimates) if options.offset_auto else {}
-    applied.update(dict(options.offsets))
-    events = apply_offsets(loaded.events, applied)
-    violations = select_violations(events, options.policy)
-    ts = ns_or(violations.column("ts"), 0)
-    src_hosts, status = resolve(identity, violations.column("src_ip").to_pylist(), ts)
-    violations = violations.append_column("src_host", pa.array(src_hosts, pa.string()))
-    violations = violations.append_column("identity_status", pa.array(status, pa.string()))
-    violations = assign_conversations(violations, options.gap_ns)
+    prepared = prepare(loaded, options)
+    identity, keyed, estimates, applied = (
+        prepared.identity,
+        prepared.keyed,
+        prepared.estimates,
+        prepared.applied,
+    )
+    events, violations = prepared.events, prepared.violations
     labels = classify(violations, sample_rows(events, loaded.sample_bounds), options.rules)
     ts = ns_or(violations.column("ts"), 0)
     status = violations.column("identity_status").to_pylist()
-    src_hosts = violations.column("src_host").to_pylist()
+    held_by = [
+        tuple(h.split("\n")) if h else () for h in violations.column("src_hosts").to_pylist()
+    ]
     calls = loaded.calls
     call_start = ns_or(calls.column("ts_start"), 0)
     call_end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
-    call_hosts = _call_keys(calls, identity)
     window = Window(options.before_ns, options.after_ns)
     join = dict(before_ns=options.before_ns, after_ns=options.after_ns)
     everyone = ["*"] * calls.num_rows
     if keyed:
-        call_idx, event_idx = joiner(call_hosts, call_start, call_end, src_hosts, ts, **join)
-        identity_col = np.full(len(call_idx), "match", dtype=object)
+        call_keys, spread_keys, spread = keyed_join_keys(violations, calls, identity)
+        call_idx, spread_idx = joiner(
+            call_keys, call_start, call_end, spread_keys, ts[spread], **join
+        )
+        event_idx = spread[spread_idx]
+        order = np.lexsort((call_idx, event_idx))
+        call_idx, event_idx = call_idx[order], event_idx[order]
+        shared = np.array([len(h) > 1 for h in held_by], dtype=bool)
+        identity_col = np.where(shared[event_idx], "shared", "match").astype(object)
         if options.unmapped == "time":
             loose = ["*" if s == "unmapped" else None for s in status]
             extra_c, extra_e = joiner(everyone, call_start, call_end, loose, ts, **join)
@@ -514,18 +521,18 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
             status = ["unmapped (time-only)" if s == "unmapped" else s for s in status]
         # How many calls of other sandboxes fell in each event's window (what identity excluded).
         in_window = window_counts(call_start, call_end, ts, **join)
-        own = (
-            np.bincount(event_idx[identity_col == "match"], minlength=len(ts))
-            if len(event_idx)
-            else 0
-        )
+        keyed_pair = identity_col != "time-only"
+        own = np.bincount(event_idx[keyed_pair], minlength=len(ts)) if len(event_idx) else 0
         other = in_window - own
-        other_hosts = {i: int(n) for i, n in enumerate(other) if status[i] == "mapped"}
+        other_hosts = {i: int(n) for i, n in enumerate(other) if status[i] in ("mapped", "shared")}
     else:
         call_idx, event_idx = joiner(everyone, call_start, call_end, ["*"] * len(ts), ts, **join)
         identity_col = np.full(len(call_idx), "time-only", dtype=object)
         other_hosts = {}
-    scored = score_candidates(violations, calls, call_idx, event_idx, identity_col, window, labels)
+    holders_of = np.array([len(h) for h in held_by], dtype=np.int64)
+    scored = score_candidates(
+        violations, calls, call_idx, event_idx, identity_col, window, labels, holders_of
+    )
     known = len(set(identity.column("host").to_pylist()))
     candidates, attributions, findings = attribute(
         violations,
@@ -536,6 +543,7 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
         "keyed" if keyed else "time",
         known,
         labels,
+        kinds_of(identity),
     )
     return Result(
         loaded=loaded,
@@ -551,17 +559,99 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
     )
 
 
+@dataclass
+class Prepared:
+    """What the join needs from loaded tables: the identity map, the clock offsets estimated and
+    applied, the events as corrected, and the violations with their holders and conversations."""
+
+    identity: pa.Table
+    keyed: bool
+    estimates: list[OffsetEstimate]
+    applied: dict[str, float]
+    events: pa.Table
+    violations: pa.Table
+
+
+def prepare(loaded: Loaded, options: RunOptions) -> Prepared:
+    """Identity, offsets, violations and conversations: ``analyse`` up to the join."""
+    identity = build_identity([loaded.hosts], loaded.calls, grace_ns=options.lease_grace_ns)
+    estimates = estimate_offsets(loaded.events, loaded.calls, identity)
+    applied = choose_offsets(estimates) if options.offset_auto else {}
+    applied.update(dict(options.offsets))
+    events = apply_offsets(loaded.events, applied)
+    violations = select_violations(events, options.policy)
+    violations = _with_holders(violations, identity)
+    violations = assign_conversations(violations, options.gap_ns)
+    return Prepared(identity, identity.num_rows > 0, estimates, applied, events, violations)
+
+
+def keyed_join_keys(
+    violations: pa.Table, calls: pa.Table, identity: pa.Table
+) -> tuple[list[str | None], list[str], np.ndarray]:
+    """(call keys, event keys, event rows): the keyed join's inputs.
+
+    One event key per (violation, host holding its address then), so that every host on a shared
+    address is a candidate, plus the address itself for calls known only by it; ``event rows``
+    maps each event key back to its violation's row.
+    """
+    held = violations.column("src_hosts").to_pylist()
+    via = violations.column("identity_via").to_pylist()
+    keys_of = [
+        (*h.split("\n"), ADDRESS_KEY + str(v)) if h else () for h, v in zip(held, via, strict=True)
+    ]
+    rows = np.repeat(np.arange(len(keys_of), dtype=np.int64), [len(k) for k in keys_of])
+    return _call_keys(calls, identity), [k for keys in keys_of for k in keys], rows
+
+
+def _with_holders(violations: pa.Table, identity: pa.Table) -> pa.Table:
+    """Add ``src_host`` (the one host holding the source address, else empty), ``src_hosts``
+    (every host holding it at the event's time, newline-separated), ``identity_status``
+    (mapped | shared | unmapped) and ``identity_via`` (the address that keyed identity).
+
+    The source address keys identity; when no host holds it and the log gives a translated
+    address (``src_nat_ip``) that hosts hold, e.g. a NAT gateway's EIP listed in the inventory,
+    every host behind that address is a candidate.
+    """
+    ts = ns_or(violations.column("ts"), 0)
+    src = violations.column("src_ip").to_pylist()
+    found = holders(identity, src, ts)
+    via = [s if names else None for s, names in zip(src, found, strict=True)]
+    nat = violations.column("src_nat_ip").to_pylist()
+    retry = [i for i, names in enumerate(found) if not names and nat[i]]
+    if retry:
+        behind = holders(identity, [nat[i] for i in retry], ts[retry])
+        for i, names in zip(retry, behind, strict=True):
+            if names:
+                found[i], via[i] = names, nat[i]
+    columns = {
+        "src_host": [names[0] if len(names) == 1 else None for names in found],
+        "src_hosts": ["\n".join(names) or None for names in found],
+        "identity_status": [
+            "mapped" if len(n) == 1 else "shared" if n else "unmapped" for n in found
+        ],
+        "identity_via": via,
+    }
+    for name, values in columns.items():
+        violations = violations.append_column(name, pa.array(values, pa.string()))
+    return violations
+
+
 def _call_keys(calls: pa.Table, identity: pa.Table) -> list[str | None]:
-    """Each call's sandbox: its host, else the owner of its host_ip at its start time."""
+    """Each call's join key: its host, else the one host holding its host_ip at its start time,
+    else (several hosts hold that address) the address itself, which events from it also carry."""
     hosts = calls.column("host").to_pylist()
     missing = [i for i, h in enumerate(hosts) if h is None]
     if missing and identity.num_rows:
         ips = calls.column("host_ip").to_pylist()
         starts = ns_or(calls.column("ts_start"), 0)
-        found, _ = resolve(identity, [ips[i] for i in missing], starts[missing])
-        for i, host in zip(missing, found, strict=True):
-            hosts[i] = host
+        found, status = resolve(identity, [ips[i] for i in missing], starts[missing])
+        for i, host, state in zip(missing, found, status, strict=True):
+            hosts[i] = ADDRESS_KEY + ips[i] if state == "shared" else host
     return hosts
+
+
+ADDRESS_KEY = "\x00address "
+"""Prefix of the join key of a call known only by a shared address (never a host name)."""
 
 
 def run(

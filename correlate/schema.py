@@ -167,7 +167,8 @@ ATTRIBUTIONS = pa.schema(
         pa.field("confidence", pa.string()),
     ]
 )
-"""One row per violation event: the call it is attributed to and how (direct | inherited | none)."""
+"""One row per violation event: the call it is attributed to and how (direct | inherited |
+ambiguous | none)."""
 
 FINDINGS = pa.schema(
     [
@@ -189,6 +190,8 @@ FINDINGS = pa.schema(
         pa.field("first_source_path", pa.string()),
         pa.field("first_source_line", pa.int64()),
         pa.field("identity", pa.string()),
+        pa.field("src_hosts", pa.string()),
+        pa.field("address_holders", pa.int64()),
         pa.field("call_id", pa.string()),
         pa.field("run_id", pa.string()),
         pa.field("episode_id", pa.string()),
@@ -203,6 +206,7 @@ FINDINGS = pa.schema(
         pa.field("labels", pa.string()),
         pa.field("confidence", pa.string()),
         pa.field("candidates", pa.int64()),
+        pa.field("tied_calls", pa.string()),
         pa.field("other_hosts_calls", pa.int64()),
         pa.field("reasons", pa.string()),
     ]

@@ -291,6 +291,7 @@ def test_host_options_fill_every_row_and_give_one_identity_row():
             "ip": "10.20.0.7",
             "valid_from": ns("2025-12-02T06:20:00Z"),
             "valid_to": None,
+            "kind": None,
             "origin": "trajectory",
             "note": "given by --option claude_code.host_ip",
             "source_format": "claude_code",

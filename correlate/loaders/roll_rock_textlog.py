@@ -197,7 +197,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         stats.loaded += 1
         if ts_note:
             stats.notes[ts_note] += 1
-    table = from_columns({k: [r[k] for r in rows] for k in HOSTS.names}, HOSTS)
+    table = from_columns({k: [r.get(k) for r in rows] for k in HOSTS.names}, HOSTS)
     return LoadResult(kind=kind, table=table, stats=stats, rejects=sink.rejects)
 
 
