@@ -393,8 +393,9 @@ def _reasons(
         shown = ", ".join(names[:TIED_SHOWN]) + (
             f", +{len(names) - TIED_SHOWN} more" if len(names) > TIED_SHOWN else ""
         )
+        where = f"source {src} is in no host's lease; its NAT address" if via != src else "address"
         parts.append(
-            f"address {via}{how} shared by {len(names)} hosts at that moment: {shown}; "
+            f"{where} {via}{how} shared by {len(names)} hosts at that moment ({shown}): "
             "identity alone cannot tell them apart"
         )
     elif status == "unmapped (time-only)":

@@ -501,7 +501,7 @@ def case_join_inputs(
 
     loaded = open_case(case_dir).loaded(options)
     prepared = prepare(loaded, options)
-    keyed, violations, calls = prepared.keyed, prepared.violations, loaded.calls
+    keyed, violations, calls = prepared.keyed, prepared.violations, prepared.loaded.calls
     ts = ns_or(violations.column("ts"), 0)
     call_start = ns_or(calls.column("ts_start"), 0)
     call_end = np.maximum(ns_or(calls.column("ts_end"), _I64.min), call_start)

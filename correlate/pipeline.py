@@ -27,6 +27,7 @@ from .join import band_join, window_counts
 from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_rows
 from .loaders import LoadOptions, LoadResult, LoadStats, detect
 from .policy import ViolationPolicy, select_violations
+from .same_calls import merge_same_calls
 from .schema import (
     ATTRIBUTIONS,
     CANDIDATES,
@@ -131,6 +132,8 @@ class Loaded:
     """Network events loaded, kept or not (None: ``events`` holds all of them)."""
     sample_bounds: dict[str, int] = field(default_factory=dict)
     """Per network format whose allowed events were sampled, the sample's hash bound."""
+    merged_calls: int = 0
+    """Copies of calls recorded by several agent logs, merged into one row (``same_calls``)."""
 
 
 @dataclass
@@ -177,6 +180,11 @@ class Result:
                 "conversations": self.findings.num_rows,
                 "candidates": self.candidates.num_rows,
                 "rejected": sum(f.stats.rejected for f in self.loaded.inputs if f.stats),
+                **(
+                    {"tool_call_copies_merged": self.loaded.merged_calls}
+                    if self.loaded.merged_calls
+                    else {}
+                ),
             },
         }
 
@@ -481,6 +489,7 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
     any replacement must return exactly ``join.band_join``'s pairs, in its order.
     """
     prepared = prepare(loaded, options)
+    loaded = prepared.loaded
     identity, keyed, estimates, applied = (
         prepared.identity,
         prepared.keyed,
@@ -564,6 +573,7 @@ class Prepared:
     """What the join needs from loaded tables: the identity map, the clock offsets estimated and
     applied, the events as corrected, and the violations with their holders and conversations."""
 
+    loaded: Loaded
     identity: pa.Table
     keyed: bool
     estimates: list[OffsetEstimate]
@@ -573,7 +583,12 @@ class Prepared:
 
 
 def prepare(loaded: Loaded, options: RunOptions) -> Prepared:
-    """Identity, offsets, violations and conversations: ``analyse`` up to the join."""
+    """Calls recorded twice merged, identity, offsets, violations and conversations: ``analyse``
+    up to the join."""
+    if not loaded.merged_calls:
+        calls, merged = merge_same_calls(loaded.calls)
+        if merged:
+            loaded = replace(loaded, calls=calls, merged_calls=merged)
     identity = build_identity([loaded.hosts], loaded.calls, grace_ns=options.lease_grace_ns)
     estimates = estimate_offsets(loaded.events, loaded.calls, identity)
     applied = choose_offsets(estimates) if options.offset_auto else {}
@@ -582,7 +597,7 @@ def prepare(loaded: Loaded, options: RunOptions) -> Prepared:
     violations = select_violations(events, options.policy)
     violations = _with_holders(violations, identity)
     violations = assign_conversations(violations, options.gap_ns)
-    return Prepared(identity, identity.num_rows > 0, estimates, applied, events, violations)
+    return Prepared(loaded, identity, identity.num_rows > 0, estimates, applied, events, violations)
 
 
 def keyed_join_keys(

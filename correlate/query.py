@@ -570,6 +570,12 @@ def _call(row: Row) -> str:
     return f"{row['tool']} {row['episode_id']}{step}"
 
 
+def _source_host(row: dict[str, Any]) -> str:
+    """The finding's source host, "shared(N)" when N hosts held the address, else "unknown"."""
+    holders = row.get("address_holders") or 0
+    return str(row["src_host"] or (f"shared({holders})" if holders > 1 else "unknown"))
+
+
 CONFIDENCE_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
 
 
@@ -696,7 +702,7 @@ def findings_table(findings: pa.Table, zone: tzinfo = UTC) -> RenderableType:
             [
                 _cell(r["conversation_id"]),
                 _cell(when(r["first_ts"])),
-                _cell(f"{r['src_host'] or 'unknown'} {r['src_ip']}"),
+                _cell(f"{_source_host(r)} {r['src_ip']}"),
                 _cell(_dest(r)),
                 _cell(r["labels"] or ""),
                 _cell(f"{r['event_count']} {r['actions']}"),

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .identity import NS_MAX, NS_MIN, ns_or, resolve
+from .identity import NS_MAX, NS_MIN, holders, ns_or
 
 NS = 1_000_000_000
 BIN_NS = 100_000_000
@@ -242,16 +242,19 @@ def _rank_in(column: pa.ChunkedArray | pa.Array, names: list[str]) -> np.ndarray
     return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _resolve_codes(
+def _holder_codes(
     identity: pa.Table, ips: pa.Array, ts: np.ndarray, hosts: list[str]
-) -> np.ndarray:
-    """``resolve``'s host for each (ip, time), as an index into ``hosts`` (-1: none or not listed).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every (event, host) with the host holding the event's (ip, time) and listed in ``hosts``.
 
-    Which identity rows hold for an address changes only at their validity bounds, so ``resolve``
-    runs once per (address, interval between bounds) present and is broadcast from there.
+    Returns (event index, index into ``hosts``), ordered by event then host: one row per event
+    its address's only holder, k rows where k listed hosts share it, none where no listed host
+    holds it. Which identity rows hold for an address changes only at their validity bounds, so
+    ``holders`` runs once per (address, interval between bounds) present and is broadcast from
+    there.
     """
     if len(ts) == 0:
-        return np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     encoded = pc.dictionary_encode(ips, null_encoding="encode")
     ip_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     bounds = np.unique(
@@ -264,11 +267,22 @@ def _resolve_codes(
     )
     key = ip_code * (len(bounds) + 1) + np.searchsorted(bounds, ts, side="right")
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
     addresses = encoded.dictionary.to_pylist()
-    owners, _ = resolve(identity, [addresses[ip_code[i]] for i in first], ts[first])
+    held = holders(identity, [addresses[ip_code[i]] for i in first], ts[first])
     index = {h: i for i, h in enumerate(hosts)}
-    codes = np.array([-1 if h is None else index.get(h, -1) for h in owners], dtype=np.int64)
-    return codes[inverse.reshape(-1)]
+    # per distinct key, its listed holders' codes (ascending, as ``holders`` sorts by name and
+    # ``hosts`` is sorted), flattened: key j's are flat[start[j] : start[j] + count[j]]
+    listed = [[index[h] for h in names if h in index] for names in held]
+    count = np.array([len(c) for c in listed], dtype=np.int64)
+    flat = np.array([c for codes in listed for c in codes], dtype=np.int64)
+    start = np.cumsum(count) - count
+    per_event = count[inverse]
+    event = np.repeat(np.arange(len(ts), dtype=np.int64), per_event)
+    within = np.arange(len(event), dtype=np.int64) - np.repeat(
+        np.cumsum(per_event) - per_event, per_event
+    )
+    return event, flat[np.repeat(start[inverse], per_event) + within]
 
 
 @dataclass

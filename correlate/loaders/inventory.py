@@ -1,10 +1,44 @@
-"""Inventory of sandboxes/hosts and their addresses, CSV or JSON, with optional validity times.
+"""Inventory of sandboxes/hosts and their addresses, CSV or JSON, with optional validity and kind.
 
-Columns (case-insensitive; first match wins): host = ``host`` | ``hostname`` | ``sandbox`` |
-``sandbox_id`` | ``container`` | ``name``; ip = ``ip`` | ``ip_address`` | ``address`` |
-``private_ip`` | ``sandbox_ip`` | ``host_ip``; optional ``valid_from``, ``valid_to`` (ISO 8601 or
-epoch; naive times are UTC unless ``--tz inventory=ZONE``) and ``note``. JSON may be an array of
-objects, ``{"hosts": [...]}``, or one object per line.
+One row says that a host held an address, over a time, in some way. Columns (names
+case-insensitive; for each, the first of its names with a value wins; other columns are ignored):
+
+- host (required) = ``host`` | ``hostname`` | ``sandbox`` | ``sandbox_id`` | ``container`` |
+  ``name``: the host or sandbox the agent's calls name; a violation from the address makes it a
+  candidate.
+- ip (required) = ``ip`` | ``ip_address`` | ``address`` | ``private_ip`` | ``sandbox_ip`` |
+  ``host_ip``: the address as the firewall sees it (IPv4 or IPv6; stored in canonical form).
+- ``valid_from``, ``valid_to`` (optional): the host held the address over [valid_from, valid_to);
+  empty = open on that side. ISO 8601 or epoch seconds; naive times are UTC unless
+  ``--tz inventory=ZONE`` (noted on the row).
+- kind (optional) = ``kind`` | ``role`` | ``type`` | ``held_as``: how the host holds the address.
+  ``sandbox``: its own, exclusively (no other host holds it at that time); ``docker_host``,
+  ``node``, ``nat``: shared with every other host listed on the address at that time (a Docker
+  host's sandboxes, a Kubernetes node's pods, a NAT gateway's subnet). Empty = unspecified:
+  shared when two hosts' rows overlap, exclusive re-use when they follow each other
+  (``correlate/identity.py``). Values are case-insensitive, ``-`` and spaces read as ``_``, and
+  these spellings are accepted (``KIND_ALIASES``): ``sandbox`` | ``pod`` | ``container`` ->
+  ``sandbox``; ``docker_host`` | ``dockerhost`` -> ``docker_host``; ``node`` | ``k8s_node`` |
+  ``kubernetes_node`` -> ``node``; ``nat`` | ``nat_gateway`` | ``natgw`` | ``nat_gw`` | ``eip``
+  -> ``nat``. Any other value rejects the row (an unknown kind is not read as unspecified).
+- ``note`` | ``comment`` | ``description`` (optional): free text shown with the row.
+
+JSON may be an array of objects, ``{"hosts": [...]}``, or one object per line; it is read with
+the same columns and rules as CSV, and gives the same rows.
+
+Rejected rows (``path:line`` and the reason; the rest of the file still loads; ``--strict`` stops
+at the first): no host; a missing or invalid address; a time that does not parse; a validity that
+ends at or before its start; an unknown kind; and a row that contradicts an earlier loaded row of
+the same file over an overlapping time (half-open intervals: a row ending when another starts
+does not overlap it):
+
+- the same address held with kind ``sandbox`` (exclusively) by two different hosts;
+- the same host and address listed with two different kinds (an unspecified kind contradicts
+  nothing).
+
+The later row (by line) is rejected, naming the earlier one. Rows of different hosts on one address
+where either is a shared kind or unspecified are sharing, not a contradiction. To check this the
+loader keeps, per address, the loaded rows' host, kind and validity (an inventory is small).
 """
 
 from __future__ import annotations
@@ -12,8 +46,10 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from ..identity import EXCLUSIVE_KIND, KINDS
 from ..schema import HOSTS
 from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_time
@@ -27,6 +63,14 @@ description = "Host/sandbox to IP inventory (CSV or JSON), optional valid_from/v
 
 HOST_KEYS = ("host", "hostname", "sandbox", "sandbox_id", "container", "name")
 IP_KEYS = ("ip", "ip_address", "address", "private_ip", "sandbox_ip", "host_ip")
+KIND_KEYS = ("kind", "role", "type", "held_as")
+KIND_ALIASES = {
+    **dict.fromkeys(("sandbox", "pod", "container"), "sandbox"),
+    **dict.fromkeys(("docker_host", "dockerhost"), "docker_host"),
+    **dict.fromkeys(("node", "k8s_node", "kubernetes_node"), "node"),
+    **dict.fromkeys(("nat", "nat_gateway", "natgw", "nat_gw", "eip"), "nat"),
+}
+"""Accepted spellings of a kind (lower case, ``-`` and spaces as ``_``) -> the hosts table's kind."""
 
 
 def _pick(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -103,10 +147,12 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     else:
         records = csv_records(source, stats, sink)
     zone = options.zone_for(name)
+    held = _Held()
     for line, record, raw in records:
         stats.read += 1
         try:
             row = _convert(record, options, zone)
+            held.check(row, line)
         except fields.RowError as exc:
             sink.reject(line, str(exc), raw)
             continue
@@ -141,16 +187,81 @@ def _convert(record: dict[str, Any], options: LoadOptions, zone: Any) -> dict[st
             notes.append(note)
     if bounds[0] is not None and bounds[1] is not None and bounds[1] <= bounds[0]:
         raise fields.RowError("valid_to is not after valid_from")
+    held_as = _kind(_pick(record, KIND_KEYS))
     user_note = fields.text(_pick(record, ("note", "comment", "description")))
     return {
         "host": host,
         "ip": address,
         "valid_from": bounds[0],
         "valid_to": bounds[1],
+        "kind": held_as,
         "origin": "inventory",
         "note": "; ".join(filter(None, [*notes, user_note])) or None,
         "_time_notes": notes,
     }
+
+
+def _kind(value: Any) -> str | None:
+    """A kind column's value as the hosts table's kind; None when empty (unspecified)."""
+    spelled = fields.text(value)
+    if spelled is None:
+        return None
+    held_as = KIND_ALIASES.get("_".join(spelled.lower().replace("-", " ").split()))
+    if held_as is None:
+        raise fields.RowError(
+            f"kind {spelled!r} is not one of {', '.join(KINDS)} (or empty for unspecified)"
+        )
+    return held_as
+
+
+class _Held:
+    """The rows of one file loaded so far, to find a row contradicting an earlier one.
+
+    Only what a contradiction can involve is kept: per address, its exclusive (``sandbox``) rows;
+    per (host, address), its rows with a kind.
+    """
+
+    def __init__(self) -> None:
+        self.exclusive: dict[str, list[_Lease]] = {}
+        self.kinds: dict[tuple[str, str], list[_Lease]] = {}
+
+    def check(self, row: dict[str, Any], line: int) -> None:
+        """Raise ``RowError`` when ``row`` contradicts a row kept earlier; else keep it."""
+        host, address, held_as = row["host"], row["ip"], row["kind"]
+        if held_as is None:
+            return
+        lease = _Lease(line, host, held_as, row["valid_from"], row["valid_to"])
+        for earlier in self.kinds.get((host, address), ()):
+            if earlier.kind != held_as and earlier.overlaps(lease):
+                raise fields.RowError(
+                    f"contradicts line {earlier.line}: {host} holds {address} as {earlier.kind} "
+                    f"there, not {held_as}, over an overlapping time"
+                )
+        if held_as == EXCLUSIVE_KIND:
+            for earlier in self.exclusive.get(address, ()):
+                if earlier.host != host and earlier.overlaps(lease):
+                    raise fields.RowError(
+                        f"contradicts line {earlier.line}: {address} is held exclusively "
+                        f"(kind {EXCLUSIVE_KIND}) by {earlier.host} over an overlapping time"
+                    )
+            self.exclusive.setdefault(address, []).append(lease)
+        self.kinds.setdefault((host, address), []).append(lease)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    """One loaded row's hold on an address over [start, end) (None = open on that side)."""
+
+    line: int
+    host: str
+    kind: str
+    start: int | None
+    end: int | None
+
+    def overlaps(self, other: _Lease) -> bool:
+        return (self.start is None or other.end is None or self.start < other.end) and (
+            other.start is None or self.end is None or other.start < self.end
+        )
 
 
 def _expand_hosts(

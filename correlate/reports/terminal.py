@@ -40,7 +40,9 @@ def _destination(row: dict[str, object]) -> str:
 
 
 def _source(row: dict[str, object]) -> str:
-    host = row["src_host"] or "unknown host"
+    holders = row.get("address_holders") or 0
+    shared = f"shared by {holders} hosts" if isinstance(holders, int) and holders > 1 else None
+    host = row["src_host"] or shared or "unknown host"
     nat = f" via {row['src_nat_ip']}" if row["src_nat_ip"] else ""
     return f"{host} ({row['src_ip']}{nat})"
 
@@ -94,7 +96,10 @@ def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int
         where.append_text(_t("; ".join(str(b) for b in rule_bits)))
     lines.append(where)
     verdict = Text("  attributed to: ")
-    if f["call_id"] is None:
+    if f["call_id"] is None and f.get("tied_calls"):
+        verdict.append("ambiguous between ", style="bold")
+        verdict.append_text(_t(f["tied_calls"], 300))
+    elif f["call_id"] is None:
         verdict.append("nothing", style="bold")
     else:
         verdict.append_text(_t(f["tool"], style="bold"))
