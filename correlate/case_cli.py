@@ -97,6 +97,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "internal_cidr": (),
     "actions": ",".join(DEFAULT_ACTIONS),
     "unmapped": "skip",
+    "lease_grace": "10m",
     "offset": (),
     "rules": None,
 }
@@ -161,6 +162,12 @@ def case_analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 "--unmapped",
                 type=click.Choice(UNMAPPED_CHOICES),
                 help="Sources not in the identity map: skip, or join by time (default: skip).",
+            ),
+            click.option(
+                "--lease-grace",
+                metavar="DURATION",
+                help="How long a trajectory's hold on a shared address outlives its last call "
+                "(default: the case's, else 10m).",
             ),
             click.option(
                 "--offset",
@@ -319,6 +326,7 @@ def _analyse(
         internal_cidr=values["internal_cidr"],
         actions=values["actions"],
         unmapped=values["unmapped"],
+        lease_grace=values["lease_grace"],
         formats=(),
         strict=False,
         offset=values["offset"],

@@ -97,6 +97,7 @@ def _run_options(
     max_line_bytes: int = DEFAULT_LIMITS.max_line_bytes,
     max_expansion: float = DEFAULT_LIMITS.max_expansion,
     anchors: str = str(DEFAULT_ANCHORS),
+    lease_grace: str = "10m",
 ) -> RunOptions:
     zones = {}
     for key, value in _pairs(tz, "--tz", "*"):
@@ -177,6 +178,7 @@ def _run_options(
         gap_ns=_duration("--gap", gap),
         policy=policy,
         unmapped=unmapped,
+        lease_grace_ns=_duration("--lease-grace", lease_grace),
         load=LoadOptions(
             zones=zones,
             epoch_unit=epoch_unit,
@@ -297,6 +299,13 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             default="skip",
             show_default=True,
             help="Sources not in the identity map: skip them, or join them by time alone.",
+        ),
+        click.option(
+            "--lease-grace",
+            default="10m",
+            show_default=True,
+            metavar="DURATION",
+            help="How long a trajectory's hold on a shared address outlives its last call.",
         ),
         click.option(
             "--format",
