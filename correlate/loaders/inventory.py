@@ -234,8 +234,8 @@ class _Held:
         for earlier in self.kinds.get((host, address), ()):
             if earlier.kind != held_as and earlier.overlaps(lease):
                 raise fields.RowError(
-                    f"contradicts line {earlier.line}: {host} holds {address} as {earlier.kind} "
-                    f"there, not {held_as}, over an overlapping time"
+                    f"contradicts line {earlier.line}: {host} holds {address} as {earlier.kind}, "
+                    f"not {held_as}, over an overlapping time"
                 )
         if held_as == EXCLUSIVE_KIND:
             for earlier in self.exclusive.get(address, ()):
