@@ -165,7 +165,15 @@ def test_kind_spellings(tmp_path, spelled, kind):
     assert_balanced(result)
 
 
-@pytest.mark.parametrize("column", ["kind", "KIND", "role", "Role", "type", "TYPE", "held_as"])
+def test_a_type_column_is_not_read_as_the_kind(tmp_path) -> None:
+    """Inventories often carry an instance type (``ecs.g7.large``); it is not how the address is held."""
+    path = tmp_path / "inventory.csv"
+    path.write_text("host,ip,type\nvm-1,10.0.0.5,ecs.g7.large\n")
+    result = inventory_loader.read(Source(path, str(path)), LoadOptions())
+    assert result.stats.loaded == 1 and result.table.column("kind").to_pylist() == [None]
+
+
+@pytest.mark.parametrize("column", ["kind", "KIND", "role", "Role", "held_as"])
 def test_kind_column_names(tmp_path, column):
     path = write(tmp_path / "inventory.csv", f"host,ip,{column}\nsbx-1,10.0.0.5,docker-host\n")
     assert kinds_of(load(path)) == {2: ("sbx-1", "10.0.0.5", "docker_host")}
@@ -176,7 +184,7 @@ def test_kind_column_names_in_json(tmp_path):
         tmp_path / "hosts.jsonl",
         '{"host": "a", "ip": "10.0.0.5", "Role": "node"}\n'
         '{"host": "b", "ip": "10.0.0.5", "held_as": "Node"}\n'
-        '{"host": "c", "ip": "10.0.0.5", "type": null}\n',
+        '{"host": "c", "ip": "10.0.0.5", "kind": null}\n',
     )
     assert kinds_of(load(path)) == {
         1: ("a", "10.0.0.5", "node"),

@@ -11,7 +11,7 @@ case-insensitive; for each, the first of its names with a value wins; other colu
 - ``valid_from``, ``valid_to`` (optional): the host held the address over [valid_from, valid_to);
   empty = open on that side. ISO 8601 or epoch seconds; naive times are UTC unless
   ``--tz inventory=ZONE`` (noted on the row).
-- kind (optional) = ``kind`` | ``role`` | ``type`` | ``held_as``: how the host holds the address.
+- kind (optional) = ``kind`` | ``role`` | ``held_as`` (not ``type``: inventories use it for an instance type): how the host holds the address.
   ``sandbox``: its own, exclusively (no other host holds it at that time); ``docker_host``,
   ``node``, ``nat``: shared with every other host listed on the address at that time (a Docker
   host's sandboxes, a Kubernetes node's pods, a NAT gateway's subnet). Empty = unspecified:
@@ -63,7 +63,7 @@ description = "Host/sandbox to IP inventory (CSV or JSON), optional valid_from/v
 
 HOST_KEYS = ("host", "hostname", "sandbox", "sandbox_id", "container", "name")
 IP_KEYS = ("ip", "ip_address", "address", "private_ip", "sandbox_ip", "host_ip")
-KIND_KEYS = ("kind", "role", "type", "held_as")
+KIND_KEYS = ("kind", "role", "held_as")
 KIND_ALIASES = {
     **dict.fromkeys(("sandbox", "pod", "container"), "sandbox"),
     **dict.fromkeys(("docker_host", "dockerhost"), "docker_host"),
