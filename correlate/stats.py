@@ -4,7 +4,10 @@ Offsets: every (network event, call) pair of the same sandbox within ``max_lag``
 lag (event time minus call start). Traffic caused by calls piles up just after the calls start,
 so the lag histogram (the cross-correlogram) has a peak; its onset — the earliest lag at which the
 peak's excess over the flat background reaches 10% — is the offset of the network clock against
-the trajectory clock (a causal delay can only add to it). A bootstrap over pairs gives the
+the trajectory clock (a causal delay can only add to it). An event from an address k sandboxes
+share at its time (a Docker host, a node's SNAT, a NAT gateway) pairs with the calls of all k:
+only the causing sandbox's calls line up, the others add to the background, so such pairs weigh
+1/k and the onset discounts the background's noise. A bootstrap over pairs gives the
 interval: up to ``EXACT_BOOTSTRAP_PAIRS`` pairs it resamples the pairs themselves; above, it draws
 each resampled histogram from the multinomial that resampling n pairs follows (the same
 distribution, at a cost independent of the number of pairs). Allowed traffic counts too: every
@@ -42,6 +45,11 @@ MAX_LAG_NS = 120 * NS
 MAX_EVENTS = 200_000
 """Events the offset estimate pairs at most (evenly thinned beyond)."""
 PEAK_HALF_WIDTH_NS = 3 * NS
+WEIGHT_QUANTUM = float(1 << 24)
+"""Pair weights are rounded to multiples of 1 / WEIGHT_QUANTUM (sums exact in float64)."""
+SHARED_NOISE_SIGMAS = 3.0
+"""With pairs from shared addresses, the onset counts the excess above the background plus this
+many of its standard deviations (see ``_onsets``)."""
 ONSET_SHARE = 0.10
 MIN_PEAK_Z = 4.0
 BOOTSTRAP = 200
@@ -83,12 +91,18 @@ def _bins(lags: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _onsets(
-    counts: np.ndarray, edges: np.ndarray
+    counts: np.ndarray, edges: np.ndarray, noise: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row of lag histograms: onset (ns), the peak's excess, its z-score, and "no peak".
 
     The onset is the earliest lag at which the excess over the background (the median bin)
     within ``PEAK_HALF_WIDTH_NS`` of the smoothed maximum reaches ``ONSET_SHARE`` of it.
+
+    ``noise`` > 0 (pairs from shared addresses, see ``estimate_offset``): the background is at
+    least the mean bin outside that window (the median bin is 0 in a sparse histogram however
+    many pairs fall around the peak), and the onset counts only the excess above the background
+    plus ``noise`` standard deviations (Poisson), so that the background's chance bumps before
+    the peak do not pull the onset early.
     """
     nbins = counts.shape[1]
     width = max(int(NS // BIN_NS), 1)
@@ -101,34 +115,63 @@ def _onsets(
     valid = at < hi[:, None]
     window = np.where(valid, np.take_along_axis(counts, np.minimum(at, nbins - 1), axis=1), 0)
     window = window.astype(float)
+    if noise:
+        outside = (counts.sum(axis=1) - window.sum(axis=1)) / np.maximum(nbins - (hi - lo), 1)
+        background = np.maximum(background, outside)
     expected = background * (hi - lo)
     excess = np.where(valid, np.clip(window - background[:, None], 0, None), 0.0)
     total = excess.sum(axis=1)
     z = (window.sum(axis=1) - expected) / np.sqrt(np.maximum(expected, 1.0))
-    first = np.argmax(np.cumsum(excess, axis=1) >= ONSET_SHARE * total[:, None], axis=1)
+    above, share = excess, total
+    if noise:
+        floor = background + noise * np.sqrt(background)
+        above = np.where(valid, np.clip(window - floor[:, None], 0, None), 0.0)
+        share = above.sum(axis=1)
+    first = np.argmax(np.cumsum(above, axis=1) >= ONSET_SHARE * share[:, None], axis=1)
     onset = edges[lo + first].astype(float) + BIN_NS / 2
-    return onset, total, z, (counts.sum(axis=1) == 0) | (total <= 0)
+    return onset, total, z, (counts.sum(axis=1) == 0) | (total <= 0) | (share <= 0)
 
 
-def _onset(counts: np.ndarray, edges: np.ndarray) -> tuple[float, int, float] | None:
+def _onset(
+    counts: np.ndarray, edges: np.ndarray, noise: float = 0.0
+) -> tuple[float, int, float] | None:
     """(onset ns, pairs in the peak's excess, peak z-score) of a lag histogram, or None."""
-    onset, total, z, none = _onsets(counts[None, :], edges)
+    onset, total, z, none = _onsets(counts[None, :], edges, noise)
     if none[0]:
         return None
     return float(onset[0]), round(float(total[0])), float(z[0])
 
 
-def _bootstrap(bins: np.ndarray, counts: np.ndarray, edges: np.ndarray, seed: int) -> list[float]:
+def _bootstrap(
+    bins: np.ndarray,
+    counts: np.ndarray,
+    edges: np.ndarray,
+    seed: int,
+    weights: np.ndarray | None = None,
+    noise: float = 0.0,
+) -> list[float]:
     """Onsets of ``BOOTSTRAP`` resampled histograms (see the module docstring)."""
     rng = np.random.default_rng(seed)
     n, nbins = len(bins), len(edges) - 1
-    if n <= EXACT_BOOTSTRAP_PAIRS:
-        draws = np.array(
-            [np.bincount(bins[rng.integers(0, n, n)], minlength=nbins) for _ in range(BOOTSTRAP)]
-        )
-    else:
-        draws = rng.multinomial(n, counts / n, size=BOOTSTRAP)
-    onset, _, _, none = _onsets(draws, edges)
+    if weights is None:
+        if n <= EXACT_BOOTSTRAP_PAIRS:
+            draws = np.array(
+                [
+                    np.bincount(bins[rng.integers(0, n, n)], minlength=nbins)
+                    for _ in range(BOOTSTRAP)
+                ]
+            )
+        else:
+            draws = rng.multinomial(n, counts / n, size=BOOTSTRAP)
+    elif n <= EXACT_BOOTSTRAP_PAIRS:
+        picks = (rng.integers(0, n, n) for _ in range(BOOTSTRAP))
+        draws = np.array([np.bincount(bins[p], weights[p], minlength=nbins) for p in picks])
+    else:  # resampling n pairs draws each (bin, weight) cell from a multinomial
+        values, level = np.unique(weights, return_inverse=True)
+        cells = np.bincount(bins * len(values) + level.reshape(-1), minlength=nbins * len(values))
+        drawn = rng.multinomial(n, cells / n, size=BOOTSTRAP).reshape(BOOTSTRAP, nbins, -1)
+        draws = drawn @ values
+    onset, _, _, none = _onsets(draws, edges, noise)
     return [float(x) for x in onset[~none]]
 
 
@@ -153,19 +196,42 @@ def estimate_offset(
     *,
     max_lag_ns: int = MAX_LAG_NS,
     seed: int = 0,
+    shared_by: np.ndarray | None = None,
 ) -> tuple[float | None, float | None, float | None, int, float | None, float | None, str]:
-    """Offset (s), CI low/high (s), peak pairs, peak z, drift (ppm) and a note, from pair lags."""
+    """Offset (s), CI low/high (s), peak pairs, peak z, drift (ppm) and a note, from pair lags.
+
+    ``shared_by``: per pair, how many hosts held its event's address (None: one each). An event
+    on an address k hosts share pairs with the calls of all k, and only the causing host's line
+    up, so its pairs weigh 1/k: every event then weighs the same, and an address shared by many
+    does not drown the others. The weights are scaled to effective pairs (their sum over the sum
+    of their squares), so that counts and the z-score stay in pairs, and rounded to multiples of
+    ``1 / WEIGHT_QUANTUM`` so that the histogram does not depend on the order of summation; with
+    equal weights the histogram is the unweighted one. With any shared pair, the onset also discounts the
+    background's noise (``_onsets``, ``SHARED_NOISE_SIGMAS``): k hosts' calls bring k times the
+    background. Without shared pairs the estimate is the unweighted one, exactly.
+    """
     all_lags = np.asarray(lags_ns, dtype=np.int64)
     near = np.abs(all_lags) <= max_lag_ns
     every = bool(near.all())
     lags = all_lags if every else all_lags[near]
     if len(lags) < 10:
         return None, None, None, 0, None, None, f"too few pairs ({len(lags)}) to estimate"
+    noise, weights = 0.0, None
+    if shared_by is not None:
+        k = np.asarray(shared_by, dtype=np.int64)
+        k = k if every else k[near]
+        if bool(np.any(k > 1)):
+            noise = SHARED_NOISE_SIGMAS
+            if not bool(np.all(k == k[0])):
+                weights = 1.0 / np.maximum(k, 1)
+                weights *= weights.sum() / np.square(weights).sum()
+                # multiples of 2^-24: every sum of them is exact, in any order
+                weights = np.round(weights * WEIGHT_QUANTUM) / WEIGHT_QUANTUM
     edges = _edges(max_lag_ns)
     nbins = len(edges) - 1
     bins = _bins(lags, edges)
-    counts = np.bincount(bins, minlength=nbins)
-    found = _onset(counts, edges)
+    counts = np.bincount(bins, weights, minlength=nbins)
+    found = _onset(counts, edges, noise)
     if found is None or found[2] < MIN_PEAK_Z:
         z = None if found is None else found[2]
         return (
@@ -178,7 +244,7 @@ def estimate_offset(
             "no clear peak in the lag histogram: no offset estimated",
         )
     onset, peak_pairs, z = found
-    boots = _bootstrap(bins, counts, edges, seed)
+    boots = _bootstrap(bins, counts, edges, seed, weights, noise)
     low, high = (np.percentile(boots, [2.5, 97.5]) / NS) if boots else (None, None)
     drift = None
     if times_ns is not None and len(lags) >= 200:
@@ -189,7 +255,8 @@ def estimate_offset(
         xs, ys = [], []
         for a, b in _quarters(len(times)):
             part = slice(a, b) if order is None else order[a:b]
-            got = _onset(np.bincount(bins[part], minlength=nbins), edges)
+            part_weights = None if weights is None else weights[part]
+            got = _onset(np.bincount(bins[part], part_weights, minlength=nbins), edges, noise)
             if got is not None and got[2] >= MIN_PEAK_Z:
                 xs.append(_median_sorted(times[part]))
                 ys.append(got[0])
@@ -287,10 +354,12 @@ def _holder_codes(
 
 @dataclass
 class _Pairs:
-    """Same-sandbox (event, call) pairs within the lag window, ordered by (event, call).
+    """(event, call) pairs of the same sandbox within the lag window, ordered by (event, call).
 
-    Event i (of the thinned events) has ``counts[i]`` pairs, consecutive; a pair's call is
-    ``by_call[position]`` (calls sorted by sandbox and start).
+    An event pairs with the calls of every host holding its address at its time: one host for
+    an address held alone, all k for an address k hosts share. Event i (of the thinned events)
+    has ``counts[i]`` pairs, consecutive; a pair's call is ``by_call[position]`` (calls sorted
+    by sandbox and start); ``held_by[i]`` is how many hosts with calls event i pairs with.
     """
 
     rows: np.ndarray  # the thinned events' rows in the table given
@@ -298,9 +367,16 @@ class _Pairs:
     counts: np.ndarray
     by_call: np.ndarray
     position: np.ndarray
+    held_by: np.ndarray
 
     def events(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.ts), dtype=np.int64), self.counts)
+
+    def shared_by(self) -> np.ndarray | None:
+        """Per pair, how many hosts its event pairs with (None: one for every pair)."""
+        if not bool(np.any(self.held_by[self.counts > 0] > 1)):
+            return None
+        return np.repeat(self.held_by, self.counts)
 
 
 def _keyed_pairs(
@@ -340,6 +416,8 @@ def _keyed_pairs(
 def _pairs(
     events: pa.Table, calls: pa.Table, identity: pa.Table, max_lag_ns: int, max_events: int
 ) -> _Pairs:
+    """The pairs of ``max_events`` events evenly thinned, with at most ``max_events`` (event,
+    holder) rows: events on shared addresses thin the events further, evenly."""
     n = events.num_rows
     rows = np.arange(n) if n <= max_events else np.linspace(0, n - 1, max_events).astype(np.int64)
     picked = events.select(["ts", "src_ip"])
@@ -347,13 +425,27 @@ def _pairs(
         picked = picked.take(pa.array(rows))
     ts = ns_or(picked.column("ts"), 0)
     start = ns_or(calls.column("ts_start"), 0)
-    if identity.num_rows:
-        call_key, hosts = _ranks(calls.column("host"), lambda h: h)
-        event_key = _resolve_codes(identity, picked.column("src_ip").combine_chunks(), ts, hosts)
-    else:
+    if not identity.num_rows:
         call_key = np.zeros(calls.num_rows, dtype=np.int64)
-        event_key = np.zeros(len(ts), dtype=np.int64)
-    return _Pairs(rows, ts, *_keyed_pairs(call_key, start, event_key, ts, max_lag_ns))
+        key = np.zeros(len(ts), dtype=np.int64)
+        counts, by_call, position = _keyed_pairs(call_key, start, key, ts, max_lag_ns)
+        return _Pairs(rows, ts, counts, by_call, position, np.ones(len(ts), dtype=np.int64))
+    call_key, hosts = _ranks(calls.column("host"), lambda h: h)
+    event, key = _holder_codes(identity, picked.column("src_ip").combine_chunks(), ts, hosts)
+    while len(event) > max_events and len(ts) > 1:  # shared: fewer events, as many rows
+        keep = np.linspace(0, len(ts) - 1, max(len(ts) * max_events // len(event), 1))
+        keep = np.unique(keep.astype(np.int64))
+        new = np.full(len(ts), -1, dtype=np.int64)
+        new[keep] = np.arange(len(keep), dtype=np.int64)
+        kept = new[event] >= 0
+        rows, ts, event, key = rows[keep], ts[keep], new[event[kept]], key[kept]
+    held = np.bincount(event, minlength=len(ts))
+    expanded, by_call, position = _keyed_pairs(call_key, start, key, ts[event], max_lag_ns)
+    counts = np.bincount(event, weights=expanded, minlength=len(ts)).astype(np.int64)
+    if bool(np.any(held[counts > 0] > 1)):  # an event's pairs by call, not by holder then call
+        pair_event = np.repeat(np.arange(len(ts), dtype=np.int64), counts)
+        position = position[np.lexsort((by_call[position], pair_event))]
+    return _Pairs(rows, ts, counts, by_call, position, held)
 
 
 def offset_pairs(
@@ -386,6 +478,7 @@ def estimate_offsets(
         return []
     times = np.repeat(pairs.ts, pairs.counts)
     lags = times - ns_or(calls.column("ts_start"), 0)[pairs.by_call][pairs.position]
+    shared_by = pairs.shared_by()
     net_code, net_names = _codes(events.column("source_format").take(pa.array(pairs.rows)))
     agent_code, agent_names = _codes(calls.column("source_format"))
     agent_code = agent_code[pairs.by_call]
@@ -404,7 +497,11 @@ def estimate_offsets(
             seed = int(hashlib.sha256(f"{net}|{agent}".encode()).hexdigest()[:8], 16)
             selected = lags[mine]
             offset, low, high, peak, z, drift, note = estimate_offset(
-                selected, times[mine], max_lag_ns=max_lag_ns, seed=seed
+                selected,
+                times[mine],
+                max_lag_ns=max_lag_ns,
+                seed=seed,
+                shared_by=None if shared_by is None else shared_by[mine],
             )
             out.append(
                 OffsetEstimate(net, agent, offset, low, high, len(selected), peak, z, drift, note)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlate import stats
-from correlate.identity import ns_or, resolve
+from correlate.identity import holders, ns_or
 from correlate.join import band_join
 from correlate.pipeline import Result, RunOptions, analyse, run
 from correlate.schema import HOSTS as HOSTS_SCHEMA
@@ -356,9 +356,11 @@ def old_baseline(
     return out
 
 
-def old_onset(lags: np.ndarray, max_lag: int) -> tuple[float, int, float] | None:
+def old_onset(
+    lags: np.ndarray, max_lag: int, weights: np.ndarray | None = None, noise: float = 0.0
+) -> tuple[float, int, float] | None:
     edges = np.arange(-max_lag, max_lag + stats.BIN_NS, stats.BIN_NS, dtype=np.int64)
-    counts, _ = np.histogram(lags, bins=edges)
+    counts, _ = np.histogram(lags, bins=edges, weights=weights)
     if counts.sum() == 0:
         return None
     width = max(int(NS // stats.BIN_NS), 1)
@@ -368,16 +370,35 @@ def old_onset(lags: np.ndarray, max_lag: int) -> tuple[float, int, float] | None
     half = int(stats.PEAK_HALF_WIDTH_NS // stats.BIN_NS)
     lo, hi = max(peak - half, 0), min(peak + half + 1, len(counts))
     window = counts[lo:hi].astype(float)
+    if noise:  # shared addresses: at least the mean bin outside the window
+        outside = (counts.sum() - window.sum()) / max(len(counts) - len(window), 1)
+        background = max(background, float(outside))
     expected = background * len(window)
     excess = np.clip(window - background, 0, None)
     total = float(excess.sum())
     z = (float(window.sum()) - expected) / np.sqrt(max(expected, 1.0))
     if total <= 0:
         return None
-    cumulative = np.cumsum(excess)
-    first = int(np.searchsorted(cumulative, stats.ONSET_SHARE * total))
+    # shared addresses: the onset counts only the excess beyond the background's noise
+    above = np.clip(window - (background + noise * np.sqrt(background)), 0, None)
+    if above.sum() <= 0:
+        return None
+    cumulative = np.cumsum(above)
+    first = int(np.searchsorted(cumulative, stats.ONSET_SHARE * float(above.sum())))
     onset = float(edges[lo + first]) + stats.BIN_NS / 2
     return onset, round(total), float(z)
+
+
+def old_weights(shared_by: np.ndarray | None) -> tuple[np.ndarray | None, float]:
+    """Pair weights (1/k, scaled to effective pairs; None when all equal) and the noise level."""
+    if shared_by is None or not (np.asarray(shared_by) > 1).any():
+        return None, 0.0
+    k = np.asarray(shared_by)
+    if (k == k[0]).all():
+        return None, stats.SHARED_NOISE_SIGMAS
+    w = 1.0 / k
+    w = w * (w.sum() / np.square(w).sum())
+    return np.round(w * stats.WEIGHT_QUANTUM) / stats.WEIGHT_QUANTUM, stats.SHARED_NOISE_SIGMAS
 
 
 def old_estimate_offset(
@@ -387,12 +408,15 @@ def old_estimate_offset(
     max_lag_ns: int = stats.MAX_LAG_NS,
     seed: int = 0,
     bootstrap: bool = True,
+    shared_by: np.ndarray | None = None,
 ) -> tuple[float | None, float | None, float | None, int, float | None, float | None, str]:
     lags = np.asarray(lags_ns, dtype=np.int64)
-    lags = lags[np.abs(lags) <= max_lag_ns]
+    near = np.abs(lags) <= max_lag_ns
+    lags = lags[near]
     if len(lags) < 10:
         return None, None, None, 0, None, None, f"too few pairs ({len(lags)}) to estimate"
-    found = old_onset(lags, max_lag_ns)
+    w, noise = old_weights(None if shared_by is None else np.asarray(shared_by)[near])
+    found = old_onset(lags, max_lag_ns, w, noise)
     if found is None or found[2] < stats.MIN_PEAK_Z:
         z = None if found is None else found[2]
         return (
@@ -408,8 +432,8 @@ def old_estimate_offset(
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(stats.BOOTSTRAP if bootstrap else 0):
-        sample = lags[rng.integers(0, len(lags), len(lags))]
-        again = old_onset(sample, max_lag_ns)
+        pick = rng.integers(0, len(lags), len(lags))
+        again = old_onset(lags[pick], max_lag_ns, None if w is None else w[pick], noise)
         if again is not None:
             boots.append(again[0])
     low, high = (np.percentile(boots, [2.5, 97.5]) / NS) if boots else (None, None)
@@ -421,7 +445,7 @@ def old_estimate_offset(
         order = np.argsort(times, kind="stable")
         xs, ys = [], []
         for part in np.array_split(order, 4):
-            got = old_onset(lags[part], max_lag_ns)
+            got = old_onset(lags[part], max_lag_ns, None if w is None else w[part], noise)
             if got is not None and got[2] >= stats.MIN_PEAK_Z:
                 xs.append(float(np.median(times[part])))
                 ys.append(got[0])
@@ -440,6 +464,50 @@ def old_estimate_offset(
     )
 
 
+def old_shared_pairs(
+    events: pa.Table,
+    calls: pa.Table,
+    identity: pa.Table,
+    *,
+    max_lag_ns: int = stats.MAX_LAG_NS,
+    max_events: int = 200_000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(event rows, call rows, lags, hosts the event pairs with): the band join on every host
+    holding the event's address (with calls), one join key per holder, by (event, call)."""
+    n = events.num_rows
+    rows = np.arange(n) if n <= max_events else np.linspace(0, n - 1, max_events).astype(np.int64)
+    picked = events.take(pa.array(rows))
+    ts = ns_or(picked.column("ts"), 0)
+    if identity.num_rows:
+        call_hosts = calls.column("host").to_pylist()
+        with_calls = {h for h in call_hosts if h is not None}
+        held = [
+            [h for h in names if h in with_calls]
+            for names in holders(identity, picked.column("src_ip").to_pylist(), ts)
+        ]
+        # at most max_events (event, holder) rows: thin the events evenly until they fit
+        while sum(len(h) for h in held) > max_events and len(ts) > 1:
+            total = sum(len(h) for h in held)
+            keep = np.unique(
+                np.linspace(0, len(ts) - 1, max(len(ts) * max_events // total, 1)).astype(np.int64)
+            )
+            rows, ts, held = rows[keep], ts[keep], [held[i] for i in keep]
+    else:
+        held = [["*"] for _ in ts]
+        call_hosts = ["*"] * calls.num_rows
+    event_of = np.array([i for i, names in enumerate(held) for _ in names], dtype=np.int64)
+    keys = [h for names in held for h in names]
+    start = ns_or(calls.column("ts_start"), 0)
+    c, e = band_join(
+        call_hosts, start, start, keys, ts[event_of], before_ns=max_lag_ns, after_ns=max_lag_ns
+    )
+    e = event_of[e]
+    order = np.lexsort((c, e))
+    c, e = c[order], e[order]
+    shared_by = np.array([len(held[i]) for i in e], dtype=np.int64)
+    return rows[e], c, ts[e] - start[c], shared_by
+
+
 def old_offset_pairs(
     events: pa.Table,
     calls: pa.Table,
@@ -448,19 +516,10 @@ def old_offset_pairs(
     max_lag_ns: int = stats.MAX_LAG_NS,
     max_events: int = 200_000,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = events.num_rows
-    rows = np.arange(n) if n <= max_events else np.linspace(0, n - 1, max_events).astype(np.int64)
-    picked = events.take(pa.array(rows))
-    ts = ns_or(picked.column("ts"), 0)
-    if identity.num_rows:
-        hosts, _ = resolve(identity, picked.column("src_ip").to_pylist(), ts)
-        call_hosts = calls.column("host").to_pylist()
-    else:
-        hosts = ["*"] * len(ts)
-        call_hosts = ["*"] * calls.num_rows
-    start = ns_or(calls.column("ts_start"), 0)
-    c, e = band_join(call_hosts, start, start, hosts, ts, before_ns=max_lag_ns, after_ns=max_lag_ns)
-    return rows[e], c, ts[e] - start[c]
+    ev_rows, call_rows, lags, _ = old_shared_pairs(
+        events, calls, identity, max_lag_ns=max_lag_ns, max_events=max_events
+    )
+    return ev_rows, call_rows, lags
 
 
 def old_estimate_offsets(
@@ -468,7 +527,9 @@ def old_estimate_offsets(
 ) -> list[stats.OffsetEstimate]:
     if events.num_rows == 0 or calls.num_rows == 0:
         return []
-    ev_rows, call_rows, lags = old_offset_pairs(events, calls, identity, max_lag_ns=max_lag_ns)
+    ev_rows, call_rows, lags, shared_by = old_shared_pairs(
+        events, calls, identity, max_lag_ns=max_lag_ns
+    )
     ev_fmt = np.array(events.column("source_format").to_pylist(), dtype=object)
     call_fmt = np.array(calls.column("source_format").to_pylist(), dtype=object)
     ev_ts = ns_or(events.column("ts"), 0)
@@ -478,7 +539,11 @@ def old_estimate_offsets(
             mask = (ev_fmt[ev_rows] == net) & (call_fmt[call_rows] == agent)
             seed = int(hashlib.sha256(f"{net}|{agent}".encode()).hexdigest()[:8], 16)
             offset, low, high, peak, z, drift, note = old_estimate_offset(
-                lags[mask], ev_ts[ev_rows[mask]], max_lag_ns=max_lag_ns, seed=seed
+                lags[mask],
+                ev_ts[ev_rows[mask]],
+                max_lag_ns=max_lag_ns,
+                seed=seed,
+                shared_by=shared_by[mask],
             )
             out.append(
                 stats.OffsetEstimate(
@@ -612,10 +677,52 @@ def test_above_the_exact_bootstrap_size_only_the_bootstrap_draws_differ() -> Non
     assert low <= offset <= high and high - low < 0.5
 
 
+@settings(max_examples=25)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 3000),
+    st.integers(0, 600),
+    st.floats(-10, 10),
+    st.sampled_from(["alone", "uniform", "mixed"]),
+)
+def test_shared_offset_estimate_is_exactly_the_weighted_histogram_loop(
+    seed: int, background: int, caused: int, offset_s: float, sharing: str
+) -> None:
+    """Pairs from addresses k hosts share weigh 1/k, and the onset discounts the noise."""
+    lags = lag_sample(seed, background, caused, offset_s)
+    rng = np.random.default_rng(seed + 2)
+    times = np.sort(rng.integers(0, 3600 * NS, len(lags)))
+    shared_by = {
+        "alone": np.ones(len(lags), dtype=np.int64),
+        "uniform": np.full(len(lags), 4, dtype=np.int64),
+        "mixed": rng.choice(np.array([1, 2, 4, 16]), len(lags)),
+    }[sharing]
+    got = stats.estimate_offset(lags, times, seed=seed, shared_by=shared_by)
+    assert got == old_estimate_offset(lags, times, seed=seed, shared_by=shared_by)
+    if sharing == "alone":
+        assert got == stats.estimate_offset(lags, times, seed=seed)
+
+
+def test_shared_above_the_exact_bootstrap_size_only_the_bootstrap_draws_differ() -> None:
+    lags = lag_sample(4, 30_000, 3_000, -2.7)
+    rng = np.random.default_rng(5)
+    times = np.sort(rng.integers(0, 3600 * NS, len(lags)))
+    shared_by = rng.choice(np.array([1, 4, 8]), len(lags))
+    assert len(lags) > stats.EXACT_BOOTSTRAP_PAIRS
+    offset, low, high, *rest = stats.estimate_offset(lags, times, seed=9, shared_by=shared_by)
+    old_offset, _, _, *old_rest = old_estimate_offset(
+        lags, times, seed=9, bootstrap=False, shared_by=shared_by
+    )
+    assert (offset, rest) == (old_offset, old_rest)
+    assert offset is not None and low is not None and high is not None
+    assert low <= offset <= high and high - low < 0.5
+
+
 @st.composite
 def offset_inputs(draw: st.DrawFn) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Calls, events partly caused by them (after a clock offset), and an identity map with
-    leases that change owner, overlap (ambiguous) or are missing."""
+    leases that change owner, overlap (a shared address: both hosts' calls pair) or are
+    missing."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n_calls = draw(st.integers(1, 40))
     start = rng.integers(0, 40, n_calls) * 5 * NS  # ties
@@ -659,7 +766,7 @@ def offset_inputs(draw: st.DrawFn) -> tuple[pa.Table, pa.Table, pa.Table]:
         ("s2", "10.0.0.2", None, t),
         ("s3", "10.0.0.2", t, None),  # 10.0.0.2 changes owner at 100 s
         ("s3", "10.0.0.3", None, None),
-        ("s4", "10.0.0.3", 50 * NS, 150 * NS),  # ambiguous while both hold it
+        ("s4", "10.0.0.3", 50 * NS, 150 * NS),  # shared while both hold it
     ]
     keep = draw(st.lists(st.booleans(), min_size=len(leases), max_size=len(leases)))
     rows = [lease for lease, k in zip(leases, keep, strict=True) if k]
@@ -677,7 +784,7 @@ def offset_inputs(draw: st.DrawFn) -> tuple[pa.Table, pa.Table, pa.Table]:
 
 @settings(max_examples=60)
 @given(offset_inputs(), st.sampled_from([3, 50, 200_000]))
-def test_offset_pairs_are_exactly_the_band_join_on_resolved_hosts(
+def test_offset_pairs_are_exactly_the_band_join_on_every_holder(
     inputs: tuple[pa.Table, pa.Table, pa.Table], max_events: int
 ) -> None:
     events, calls, identity = inputs
