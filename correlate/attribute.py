@@ -2,7 +2,8 @@
 
 Scoring (documented in the README): a call that names the destination's IP or domain +4 (a
 network holding it +3, only its port next to a network pattern +1); a call whose behaviour pattern
-agrees with the conversation's label (a miner command for a mining label) +2; the event inside the
+agrees with the conversation's label (a miner command for a mining label) +2 (+1, and not
+strong evidence, on a shared address when the call names other destinations but not this one); the event inside the
 call +2, after it +2 fading to 0 at the end of the window, before its start +1 fading to 0 at
 ``--before``; the source address held by the call's sandbox alone +1, shared by k hosts at that
 moment +1/k (identity narrows the candidates but does not pick among them). Ties go to the smaller absolute
@@ -86,8 +87,17 @@ def score_candidates(
     labels = labels or {}
     indicator = []
     agreement = []
-    for c, e in zip(call_idx, event_idx, strict=True):
-        indicator.append(match_destination(found[c], dst_ip[e], dst_domain[e], dst_port[e]))
+    elsewhere = []
+    for c, e, held_as in zip(call_idx, event_idx, identity, strict=True):
+        named = match_destination(found[c], dst_ip[e], dst_domain[e], dst_port[e])
+        indicator.append(named)
+        # On a shared address, a call that names other destinations but not this one is weak
+        # evidence for it even when its kind agrees (a neighbour's miner, another probe).
+        elsewhere.append(
+            held_as == "shared"
+            and named not in ("ip", "domain", "cidr")
+            and bool(found[c].ips or found[c].domains)
+        )
         agreed = None
         for label, _ in labels.get(conversation[e], []):
             pattern = agrees(label, found[c].patterns)
@@ -104,7 +114,12 @@ def score_candidates(
         time_score
         + np.where(identity == "match", 1.0, np.where(identity == "shared", 1.0 / held, 0.0))
         + np.array([INDICATOR_POINTS.get(i, 0.0) if i else 0.0 for i in indicator])
-        + np.array([AGREEMENT_POINTS if a else 0.0 for a in agreement])
+        + np.array(
+            [
+                (AGREEMENT_POINTS / 2 if far else AGREEMENT_POINTS) if a else 0.0
+                for a, far in zip(agreement, elsewhere, strict=True)
+            ]
+        )
     )
     frame = pd.DataFrame(
         {
@@ -116,6 +131,7 @@ def score_candidates(
             "indicator": pd.array(indicator, dtype=object),
             "agreement": pd.array(agreement, dtype=object),
             "precise": precise,
+            "elsewhere": np.array(elsewhere, dtype=bool),
             "hidden": [found[c].decoded for c in call_idx],
             "score": np.round(score, 6),
             # only the candidates' ids become Python strings (a run has millions of calls)
@@ -351,7 +367,9 @@ def _confidence(
         return "none"
     keyed = best["identity"] == "match"
     shared = best["identity"] == "shared"
-    strong = best["indicator"] in ("ip", "domain", "cidr") or bool(best["agreement"])
+    strong = best["indicator"] in ("ip", "domain", "cidr") or (
+        bool(best["agreement"]) and not best.get("elsewhere", False)
+    )
     clear = second is None or (float(best["score"]) - float(second["score"]) >= 1.0)
     alone = n_candidates == 1 and bool(best.get("precise", True))
     if (keyed or shared) and strong and clear:
@@ -436,6 +454,10 @@ def _reasons(
         parts.append(f"the call names port {event['dst_port']}")
     if best["agreement"]:
         parts.append(f"the call's command agrees with the traffic ({best['agreement']})")
+        if best.get("elsewhere"):
+            parts.append(
+                "but it names other destinations, not this one: weak evidence on a shared address"
+            )
     if hidden:
         parts.append("the call hid " + ", ".join(sorted(hidden)) + " in a base64 payload")
     lag = float(best["lag_ns"]) / NS
