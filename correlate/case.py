@@ -39,13 +39,16 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import __version__
@@ -75,6 +78,7 @@ from .sources import Source, expand_paths
 from .stats import Association, Baseline, OffsetEstimate
 from .timeparse import ns_to_iso
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CASE_FORMAT = "correlate-case"
 CASE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -368,6 +372,59 @@ class Case:
         """Which kinds of input (network, agent, hosts, enrichment) the case holds."""
         return {r["kind"] for r in self.inputs if r.get("kind")}
 
+    def time_span(self) -> tuple[int, int] | None:
+        """The first and last time (ns) of the case's network events and tool calls, or None.
+
+        Read from the Parquet statistics of ``events.ts`` and ``calls.ts_start``/``ts_end``
+        (microsecond precision, enough to tell the days a case covers), scanning the column only
+        for a row group without them.
+        """
+        lows: list[int] = []
+        highs: list[int] = []
+        for name, columns in (("events", ("ts",)), ("calls", ("ts_start", "ts_end"))):
+            path = self.path / TABLES[name][0]
+            try:
+                for column in columns:
+                    found = _column_span(path, column)
+                    if found is not None:
+                        lows.append(found[0])
+                        highs.append(found[1])
+            except (OSError, pa.ArrowException) as exc:
+                raise CaseError(
+                    f"{self.path}: cannot read {path.name} ({exc}); run correlate verify"
+                ) from None
+        return (min(lows), max(highs)) if lows else None
+
+
+def _column_span(path: Path, column: str) -> tuple[int, int] | None:
+    """Min and max (ns) of a timestamp column, from row-group statistics where present."""
+    source = pq.ParquetFile(path)
+    metadata = source.metadata
+    index = source.schema_arrow.get_field_index(column)
+    lows: list[int] = []
+    highs: list[int] = []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is not None and stats.has_min_max:
+            lows.append(_as_ns(stats.min))
+            highs.append(_as_ns(stats.max))
+        elif metadata.row_group(group).num_rows:
+            values = source.read_row_group(group, columns=[column]).column(0)
+            low, high = pc.min_max(values.cast(pa.int64())).values()
+            if low.is_valid:
+                lows.append(low.as_py())
+                highs.append(high.as_py())
+    return (min(lows), max(highs)) if lows else None
+
+
+def _as_ns(value: Any) -> int:
+    """A Parquet statistic of a timestamp column (a datetime, or an int in the column's unit)."""
+    if hasattr(value, "timestamp"):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        delta = moment - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return int(value)
+
 
 def _input_file(record: dict[str, Any]) -> InputFile:
     stats = None
@@ -429,14 +486,18 @@ def load_case_or_inputs(
     *,
     inventories: Sequence[str] = (),
     progress: ProgressCallback | None = None,
+    ignore_integrity: bool = False,
 ) -> Loaded:
     """``load_inputs``, except that a single case directory is opened instead of walked.
 
     Lets every command that takes PATHS (``run``, ``offset``, ``stats``) take a CASE too; the
-    loading options are then the ones the case was ingested with.
+    loading options are then the ones the case was ingested with. A case whose stored files do
+    not match its manifest raises IntegrityError unless ``ignore_integrity``.
     """
     if len(paths) == 1 and not inventories and is_case(paths[0]):
-        return open_case(paths[0]).loaded(options)
+        case = open_case(paths[0])
+        check_integrity(case, ignore=ignore_integrity)
+        return case.loaded(options)
     return load_inputs(paths, options, inventories=inventories, progress=progress)
 
 
@@ -873,29 +934,7 @@ class Verification:
 def verify(case_dir: str | os.PathLike[str]) -> Verification:
     """Re-check the stored files (rows, SHA-256) and re-hash the inputs that are still present."""
     case = open_case(case_dir)
-    problems: list[str] = []
-    checked_files = 0
-    for filename, expected in sorted(case.manifest.get("files", {}).items()):
-        path = case.path / filename
-        if not path.is_file():
-            problems.append(f"{filename} is missing from the case.")
-            continue
-        checked_files += 1
-        digest = sha256_file(path)
-        if digest != expected["sha256"]:
-            problems.append(
-                f"{filename} has SHA-256 {digest[:12]}…, the manifest recorded {expected['sha256'][:12]}…."
-            )
-        rows = _row_count(path)
-        if rows is None:
-            problems.append(f"{filename} cannot be read.")
-        elif rows != expected["rows"]:
-            problems.append(
-                f"{filename} holds {rows} rows, the manifest recorded {expected['rows']}."
-            )
-    for filename, _ in TABLES.values():
-        if filename not in case.manifest.get("files", {}):
-            problems.append(f"the manifest does not list {filename}.")
+    problems, checked_files = _stored_file_problems(case, remembered=None)
     checked_inputs = 0
     missing: list[str] = []
     for record in case.inputs:
@@ -912,6 +951,133 @@ def verify(case_dir: str | os.PathLike[str]) -> Verification:
                 f"{size} bytes; ingested {record['sha256'][:12]}…, {record['size']} bytes)."
             )
     return Verification(case.path, problems, checked_files, checked_inputs, missing)
+
+
+def _stored_file_problems(
+    case: Case, remembered: dict[str, dict[str, Any]] | None
+) -> tuple[list[str], int]:
+    """Problems with the case's own files (one sentence each) and how many were checked.
+
+    With ``remembered`` (filename -> {"stat", "sha256", "rows"}), a file whose stat is unchanged
+    is not hashed again; the entries of files hashed now are put in it.
+    """
+    problems: list[str] = []
+    checked = 0
+    for filename, expected in sorted(case.manifest.get("files", {}).items()):
+        path = case.path / filename
+        try:
+            stat = path.stat()
+        except OSError:
+            stat = None
+        if stat is None or not path.is_file():
+            problems.append(f"{filename} is missing from the case.")
+            continue
+        checked += 1
+        key = _stat_key(stat)
+        known = remembered.get(filename) if remembered is not None else None
+        if known is not None and known.get("stat") == key:
+            digest, rows = known["sha256"], known["rows"]
+        else:
+            digest, rows = sha256_file(path), _row_count(path)
+            if remembered is not None:
+                remembered[filename] = {"stat": key, "sha256": digest, "rows": rows}
+        if digest != expected["sha256"]:
+            problems.append(
+                f"{filename} has SHA-256 {digest[:12]}…, the manifest recorded {expected['sha256'][:12]}…."
+            )
+        if rows is None:
+            problems.append(f"{filename} cannot be read.")
+        elif rows != expected["rows"]:
+            problems.append(
+                f"{filename} holds {rows} rows, the manifest recorded {expected['rows']}."
+            )
+    for filename, _ in TABLES.values():
+        if filename not in case.manifest.get("files", {}):
+            problems.append(f"the manifest does not list {filename}.")
+    return problems, checked
+
+
+# --- integrity before answering -------------------------------------------------------------
+
+INTEGRITY = "integrity.json"
+"""Under ``CASE/cache/``: each stored file's SHA-256 and row count, keyed by its stat."""
+RACY_NS = 2_000_000_000
+"""A file modified this recently when hashed is hashed again next time (a change within the
+filesystem's timestamp granularity would not show in its stat)."""
+
+
+class IntegrityError(CaseError):
+    """The case's stored files do not match its manifest: its answers cannot be trusted."""
+
+    def __init__(self, case: Path, problems: Sequence[str]) -> None:
+        self.case = case
+        self.problems = list(problems)
+        others = len(problems) - 1
+        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
+        super().__init__(
+            f"{case}: {problems[0].rstrip('.')}{more}. The case's files no longer match its "
+            "manifest, so its answers cannot be trusted: correlate verify lists every problem; "
+            "ingest the inputs again into a new case, or give --ignore-integrity to answer anyway"
+        )
+
+
+def _stamp_entry(value: object) -> bool:
+    """True for a well-formed remembered entry: {"stat": [5 ints], "sha256": str, "rows": ...}."""
+    if not isinstance(value, dict) or not isinstance(value.get("sha256"), str):
+        return False
+    stat = value.get("stat")
+    rows = value.get("rows")
+    return (
+        isinstance(stat, list)
+        and len(stat) == 5
+        and all(isinstance(x, int) for x in stat)
+        and (rows is None or isinstance(rows, int))
+    )
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+def integrity_problems(case: Case) -> list[str]:
+    """What ``verify`` finds wrong with the case's stored files (not its inputs), cheaply.
+
+    Each file's SHA-256 and row count are remembered in ``CASE/cache/integrity.json`` keyed by
+    its size, mtime, ctime, inode and device, so a file is hashed again only when one of those
+    changed (or it was modified within ``RACY_NS`` of being hashed). ``verify`` always re-hashes.
+    A read-only case is hashed every time.
+    """
+    path = case.path / CACHE / INTEGRITY
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        remembered = {str(k): v for k, v in data["files"].items() if _stamp_entry(v)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        remembered = {}
+    before = json.dumps(remembered, sort_keys=True)
+    problems, _ = _stored_file_problems(case, remembered)
+    now = time.time_ns()
+    keep = {
+        name: entry
+        for name, entry in remembered.items()
+        if name in case.manifest.get("files", {}) and now - entry["stat"][1] >= RACY_NS
+    }
+    if json.dumps(keep, sort_keys=True) != before:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(_json_bytes({"files": keep}))
+    return problems
+
+
+def check_integrity(case: Case, *, ignore: bool = False) -> list[str]:
+    """``integrity_problems``, raising IntegrityError (exit code 1) unless ``ignore``.
+
+    With ``ignore`` the problems are returned for the caller to warn about.
+    """
+    problems = integrity_problems(case)
+    if problems and not ignore:
+        raise IntegrityError(case.path, problems)
+    return problems
 
 
 def _row_count(path: Path) -> int | None:
@@ -1067,8 +1233,11 @@ __all__ = [
     "CaseError",
     "CaseResult",
     "IngestReport",
+    "IntegrityError",
     "Verification",
+    "check_integrity",
     "ingest",
+    "integrity_problems",
     "is_case",
     "load_case_or_inputs",
     "open_case",

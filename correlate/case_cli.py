@@ -30,17 +30,20 @@ from .case import (
     Case,
     CaseResult,
     IngestReport,
+    check_integrity,
     ingest,
     open_case,
     sha256_file,
     verify,
 )
+from .classify import LABELS
 from .errors import CorrelateError, OptionError
 from .pipeline import DEFAULT_AFTER_NS, DEFAULT_BEFORE_NS, UNMAPPED_CHOICES
 from .policy import DEFAULT_ACTIONS
 from .query import (
     CONFIDENCE_ORDER,
     GROUP_KEYS,
+    AddressPattern,
     Filters,
     display_zone,
     events_table,
@@ -48,6 +51,7 @@ from .query import (
     format_time,
     group_findings,
     groups_table,
+    parse_labels,
     select_events,
     select_findings,
 )
@@ -185,13 +189,62 @@ def case_analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 is_flag=True,
                 help="Analyse afresh instead of reading CASE/cache (nothing is written there).",
             ),
+            click.option(
+                "--ignore-integrity",
+                is_flag=True,
+                help="Answer even when the case's files fail their hashes (with a warning).",
+            ),
             engine_options,
         ],
     )
 
 
+def _checked(
+    parse: Callable[[tuple[str, ...], str], tuple[Any, ...]],
+) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[Any, ...]]:
+    """A click callback: ``parse(values, flag)``'s OptionError becomes click.BadParameter (exit 2)."""
+
+    def callback(
+        ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+    ) -> tuple[Any, ...]:
+        flag = param.opts[0] if param.opts else str(param.name)
+        try:
+            return parse(values, flag)
+        except OptionError as exc:
+            message = str(exc).removeprefix(f"{flag}: ")
+            raise click.BadParameter(message, ctx, param, param_hint=flag) from None
+
+    return callback
+
+
+def _addresses(*, domains: bool) -> Callable[[tuple[str, ...], str], tuple[str, ...]]:
+    def parse(values: tuple[str, ...], flag: str) -> tuple[str, ...]:
+        for value in values:
+            AddressPattern.parse(value, flag, domains=domains)
+        return values
+
+    return parse
+
+
+SINCE_HELP = (
+    "ISO 8601, a time of day as the tables show it (06:40, 06:40:12: on the case's day), "
+    "epoch, or -DURATION before --until."
+)
+UNTIL_HELP = (
+    "ISO 8601, a time of day as the tables show it (06:40, 06:40:12: on the case's day), "
+    "epoch, or +DURATION after --since."
+)
+
+
+CONFIDENCE_CHOICES = tuple(sorted(CONFIDENCE_ORDER, key=CONFIDENCE_ORDER.__getitem__, reverse=True))
+
+
 def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Filters shared by ``findings`` and ``query`` (AND across filters, OR within one)."""
+    """Filters shared by ``findings`` and ``query`` (AND across filters, OR within one).
+
+    A value that could never match (an unknown label, an address that is not one) is a usage
+    error naming what is valid, not an empty answer.
+    """
     return _decorate(
         function,
         [
@@ -199,9 +252,16 @@ def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 "--dst",
                 multiple=True,
                 metavar="IP|CIDR|DOMAIN",
+                callback=_checked(_addresses(domains=True)),
                 help="Destination (subdomains too).",
             ),
-            click.option("--src", multiple=True, metavar="IP|CIDR", help="Source (or its NAT IP)."),
+            click.option(
+                "--src",
+                multiple=True,
+                metavar="IP|CIDR",
+                callback=_checked(_addresses(domains=False)),
+                help="Source (or its NAT IP).",
+            ),
             click.option(
                 "--host",
                 multiple=True,
@@ -212,18 +272,24 @@ def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--episode", multiple=True, metavar="ID", help="Episode (glob)."),
             click.option("--tool", multiple=True, metavar="NAME", help="Tool of the call (glob)."),
             click.option(
-                "--label", multiple=True, metavar="LABEL", help="mining, reverse_tunnel, ..."
+                "--label",
+                multiple=True,
+                metavar="LABEL",
+                callback=_checked(parse_labels),
+                help=f"Conversation label: {', '.join(LABELS)}.",
             ),
-            click.option(
-                "--since", metavar="TIME", help="ISO 8601, epoch, or -DURATION before --until."
-            ),
-            click.option(
-                "--until", metavar="TIME", help="ISO 8601, epoch, or +DURATION after --since."
-            ),
+            click.option("--since", metavar="TIME", help=SINCE_HELP),
+            click.option("--until", metavar="TIME", help=UNTIL_HELP),
             click.option(
                 "--min-confidence",
-                type=click.Choice([c for c in CONFIDENCE_ORDER if c != "none"]),
+                type=click.Choice([c for c in CONFIDENCE_CHOICES if c != "none"]),
                 help="Only attributions at least this sure.",
+            ),
+            click.option(
+                "--confidence",
+                multiple=True,
+                type=click.Choice(CONFIDENCE_CHOICES, case_sensitive=False),
+                help="Only attributions of exactly this confidence (repeatable).",
             ),
             click.option("--grep", metavar="REGEX", help="Regular expression on the command."),
         ],
@@ -308,9 +374,22 @@ def _analyse(
 ) -> CaseResult:
     """Open the case and analyse it with the options given (falling back on the case's)."""
     no_cache = bool(given.pop("no_cache", False))
+    ignore_integrity = bool(given.pop("ignore_integrity", False))
     engine = given.pop("engine", None) or "local"
     scheduler = given.pop("scheduler", None)
     case = open_case(case_path)
+    checked = time.perf_counter()
+    problems = check_integrity(case, ignore=ignore_integrity)
+    for problem in problems:  # even with -q: the answer that follows may be wrong
+        err.print(
+            f"warning: {inert(case_path)}: {inert(problem)} Answering anyway (--ignore-integrity).",
+            markup=False,
+        )
+    if verbose and not quiet:
+        err.print(
+            f"integrity of the case's files checked in {time.perf_counter() - checked:.3f}s",
+            markup=False,
+        )
     kinds = case.kinds()
     if "network" not in kinds:
         raise CorrelateError("no firewall or flow log in the case; nothing to attribute")
@@ -415,7 +494,12 @@ def _metadata(result: CaseResult, table: str, filters: Filters) -> dict[str, str
     }
 
 
-def _filters(values: dict[str, Any], zone: tzinfo) -> Filters:
+def _case_span(case: str) -> Callable[[], tuple[int, int] | None]:
+    """The case's first and last time, read only when a bare time of day needs its date."""
+    return lambda: open_case(case).time_span()
+
+
+def _filters(values: dict[str, Any], zone: tzinfo, case: str) -> Filters:
     return Filters.build(
         dst=values.pop("dst"),
         src=values.pop("src"),
@@ -427,8 +511,10 @@ def _filters(values: dict[str, Any], zone: tzinfo) -> Filters:
         since=values.pop("since"),
         until=values.pop("until"),
         min_confidence=values.pop("min_confidence"),
+        confidence=values.pop("confidence"),
         grep=values.pop("grep"),
         zone=zone,
+        span=_case_span(case),
     )
 
 
@@ -621,7 +707,7 @@ def findings_command(
     err = _err()
     with _errors_as_exit_codes(err):
         zone = _zone(display_tz)
-        filters = _filters(values, zone)
+        filters = _filters(values, zone, case)
         fmt = _row_format(output_format, out_path)
         result = _analyse(
             case, values, err, quiet=quiet, verbose=verbose, offset_auto=by is not None
@@ -707,7 +793,7 @@ def query_command(
     err = _err()
     with _errors_as_exit_codes(err):
         zone = _zone(display_tz)
-        filters = _filters(values, zone)
+        filters = _filters(values, zone, case)
         fmt = _row_format(output_format, out_path)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
         rows = select_events(result, filters, candidates=candidates)
@@ -757,12 +843,12 @@ def _anchor(value: str | None, rows: list[dict[str, Any]]) -> str | None:
 @click.option(
     "--since",
     metavar="TIME",
-    help="ISO 8601, epoch, -DURATION before --until, or first/last (violation on the timeline).",
+    help=SINCE_HELP.rstrip(".") + ", or first/last (violation on the timeline).",
 )
 @click.option(
     "--until",
     metavar="TIME",
-    help="ISO 8601, epoch, +DURATION after --since, or first/last (violation on the timeline).",
+    help=UNTIL_HELP.rstrip(".") + ", or first/last (violation on the timeline).",
 )
 @case_analysis_options
 @output_options(("table", "text", "csv", "jsonl", "parquet"))
@@ -797,7 +883,7 @@ def timeline_command(
         if {since, until} & set(ANCHORS):
             everything = plain_rows(build_timeline(result, episode=episode, host=host))
             since, until = (_anchor(v, everything) for v in (since, until))
-        filters = Filters.build(since=since, until=until, zone=zone)
+        filters = Filters.build(since=since, until=until, zone=zone, span=_case_span(case))
         rows = build_timeline(
             result,
             episode=episode,

@@ -9,13 +9,14 @@ instead. ``findings`` gives one row per conversation, or per tool/run/episode/ho
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import ipaddress
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import pyarrow as pa
@@ -24,6 +25,7 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from .classify import LABELS
 from .errors import OptionError
 from .pipeline import Result
 from .schema import TS, plain_rows
@@ -82,19 +84,85 @@ def clock(
     return (lambda ns: format_time(ns, zone, " ", digits)), None
 
 
+Span = tuple[int, int]
+"""The first and last time (ns) a case holds: what a bare time of day is read against."""
+SpanSource = Span | Callable[[], Span | None] | None
+
+_TIME_OF_DAY = re.compile(
+    r"^(\d{1,2}):(\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(Z|z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$"
+)
+"""A time of day as the tables show it (``06:40``, ``06:40:12``, ``06:11:23.05Z``, ``14:00+08:00``)."""
+
+
+def span_days(span: Span, zone: tzinfo = UTC) -> list[date]:
+    """The calendar days (in ``zone``) from the first to the last time of ``span``."""
+    first, last = (
+        datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).astimezone(zone).date() for ns in span
+    )
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _time_of_day(text: str, flag: str, zone: tzinfo, span: SpanSource) -> int | None:
+    """A bare time of day on the case's day (ns), or None when ``text`` is not one.
+
+    The day is the case's in the zone the time names (``Z``, ``+08:00``), else in ``zone`` (the
+    zone the tables display). A case that spans several days makes a bare time ambiguous: that is
+    a usage error asking for a date.
+    """
+    m = _TIME_OF_DAY.match(text)
+    if m is None:
+        return None
+    hour, rest, suffix = m.groups()
+    where = resolve_zone(suffix) if suffix else zone
+    label = "UTC" if where is UTC else zone_name(where)
+    found = span() if callable(span) else span
+    if found is None:
+        raise OptionError(
+            f"{flag} {text}: a time of day needs a date here; write ISO 8601 "
+            "(2025-12-02T06:40 or '2025-12-02 06:40')"
+        )
+    days = span_days(found, where)
+
+    def on(day: date) -> int:
+        try:
+            return parse_time(f"{day}T{hour.zfill(2)}:{rest}{suffix or ''}", default_tz=where)[0]
+        except TimeParseError:
+            raise OptionError(
+                f"{flag}: not a time of day: {text!r}; write HH:MM, HH:MM:SS or HH:MM:SS.fff"
+            ) from None
+
+    if len(days) > 1:
+        inside = [d for d in days if found[0] <= on(d) <= found[1]] or days
+        spelled = " or ".join(f"{d}T{hour.zfill(2)}:{rest}{suffix or ''}" for d in inside)
+        raise OptionError(
+            f"{flag} {text}: the case spans {len(days)} days ({days[0]} to {days[-1]}, {label}), "
+            f"so a time of day is ambiguous; give the date too: {spelled}"
+        )
+    return on(days[0])
+
+
 def parse_bounds(
-    since: str | None, until: str | None, zone: tzinfo = UTC
+    since: str | None, until: str | None, zone: tzinfo = UTC, span: SpanSource = None
 ) -> tuple[int | None, int | None]:
-    """``--since``/``--until`` as ns: ISO 8601 (naive = ``zone``), epoch, or ``-1m``/``+30s``
-    relative to the other bound (``--until T --since -1m`` is the minute before T)."""
+    """``--since``/``--until`` as ns: ISO 8601 (naive = ``zone``), epoch, a time of day as the
+    tables show it (``06:40``, ``06:40:12.5``: on the day of ``span`` in ``zone``), or
+    ``-1m``/``+30s`` relative to the other bound (``--until T --since -1m`` is the minute before T).
+
+    ``span`` is the case's first and last time (or a function giving it, called only for a time
+    of day); when it covers several days in ``zone``, a bare time of day is a usage error.
+    """
 
     def absolute(text: str, flag: str) -> int:
+        clock_time = _time_of_day(text.strip(), flag, zone, span)
+        if clock_time is not None:
+            return clock_time
         try:
             return parse_time(text.strip(), default_tz=zone)[0]
         except TimeParseError:
             raise OptionError(
-                f"{flag}: not a time: {text!r}; write ISO 8601 (2025-12-02T06:19:44Z), "
-                "epoch seconds, or a duration relative to the other bound (-1m)"
+                f"{flag}: not a time: {text!r}; write ISO 8601 (2025-12-02T06:19:44Z), a time of "
+                "day as the tables show it (06:19:44), epoch seconds, or a duration relative to "
+                "the other bound (-1m)"
             ) from None
 
     def relative(text: str | None) -> int | None:
@@ -135,16 +203,38 @@ class AddressPattern:
     domain: str | None
 
     @classmethod
-    def parse(cls, text: str, flag: str) -> AddressPattern:
+    def parse(cls, text: str, flag: str, *, domains: bool = True) -> AddressPattern:
+        """An IP, a CIDR, or (with ``domains``) a domain; anything else is an OptionError.
+
+        A value made of numbers and dots (``999.1.1.1``, ``10.0.0``) is never a domain (no
+        top-level domain is all digits): it is an invalid address, not a name that matches nothing.
+        """
         value = text.strip()
+        what = "an IP address, a CIDR or a domain" if domains else "an IP address or a CIDR"
+        examples = "203.0.113.7, 10.0.0.0/8, 2001:db8::/32" + (
+            ", pool.supportxmr.com" if domains else ""
+        )
         if not value:
-            raise OptionError(f"{flag}: empty value")
+            raise OptionError(f"{flag}: empty value; give {what}, e.g. {examples}")
         try:
             return cls(value, ipaddress.ip_network(value, strict=False), None)
         except ValueError:
             pass
-        if "/" in value or ":" in value or not re.fullmatch(r"[A-Za-z0-9_.*-]+", value):
-            raise OptionError(f"{flag}: not an IP, a CIDR or a domain: {value!r}")
+        if re.fullmatch(r"[0-9.]+(/[0-9]*)?", value) or "/" in value or ":" in value:
+            raise OptionError(
+                f"{flag}: not a valid IP address or network: {value!r}; give {what}, "
+                f"e.g. {examples}"
+            )
+        if not domains:
+            raise OptionError(
+                f"{flag}: not {what}: {value!r}; e.g. {examples} (a sandbox name goes in --host)"
+            )
+        if (
+            not re.fullmatch(r"[A-Za-z0-9_.*-]+", value)
+            or ".." in value.strip(".")
+            or value.rsplit(".", 1)[-1].isdigit()
+        ):
+            raise OptionError(f"{flag}: not {what}: {value!r}; e.g. {examples}")
         return cls(value, None, value.lower().strip(".").removeprefix("*."))
 
     def matches(self, ip: str | None, domain: str | None = None) -> bool:
@@ -159,6 +249,42 @@ class AddressPattern:
             return False
         name = domain.lower().rstrip(".")
         return name == self.domain or name.endswith("." + self.domain)
+
+
+def parse_labels(values: Iterable[str], flag: str = "--label") -> tuple[str, ...]:
+    """Conversation labels as given (case and ``-``/``_`` ignored), each one the rules can give.
+
+    The labels are classify.LABELS: the rules file (``--rules``) tunes what earns each of them but
+    adds no others, so any other value would match nothing; it is an OptionError naming them.
+    """
+    out = []
+    for value in values:
+        name = value.strip().lower().replace("-", "_")
+        if name not in LABELS:
+            close = [x for x in LABELS if name and x.startswith(name)]
+            close = close or difflib.get_close_matches(name, LABELS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise OptionError(
+                f"{flag}: not a label: {value!r}{hint}; the labels are {', '.join(LABELS)}"
+            )
+        out.append(name)
+    return tuple(dict.fromkeys(out))
+
+
+def parse_confidences(values: Iterable[str], flag: str = "--confidence") -> tuple[str, ...]:
+    """Confidence levels as given (``high``, ``medium``, ``low``, ``none``); others: OptionError."""
+    out = []
+    for value in values:
+        name = value.strip().lower()
+        if name not in CONFIDENCE_ORDER:
+            raise OptionError(
+                f"{flag}: not a confidence: {value!r}; choose from "
+                + ", ".join(
+                    sorted(CONFIDENCE_ORDER, key=CONFIDENCE_ORDER.__getitem__, reverse=True)
+                )
+            )
+        out.append(name)
+    return tuple(dict.fromkeys(out))
 
 
 def name_matches(patterns: Sequence[str], value: object) -> bool:
@@ -185,6 +311,7 @@ class Filters:
     since_ns: int | None = None
     until_ns: int | None = None
     min_confidence: str | None = None
+    confidence: tuple[str, ...] = ()
     grep: re.Pattern[str] | None = None
 
     @classmethod
@@ -201,11 +328,17 @@ class Filters:
         since: str | None = None,
         until: str | None = None,
         min_confidence: str | None = None,
+        confidence: Iterable[str] = (),
         grep: str | None = None,
         zone: tzinfo = UTC,
+        span: SpanSource = None,
     ) -> Filters:
-        """Filters from command-line values; a bad value raises OptionError (exit code 2)."""
-        lo, hi = parse_bounds(since, until, zone)
+        """Filters from command-line values; a bad value raises OptionError (exit code 2).
+
+        ``span`` (the case's first and last time, or a function giving them) dates a bare time of
+        day in ``since``/``until``; see ``parse_bounds``.
+        """
+        lo, hi = parse_bounds(since, until, zone, span)
         if min_confidence is not None and min_confidence not in CONFIDENCE_ORDER:
             raise OptionError(f"--min-confidence: choose from {', '.join(CONFIDENCE_ORDER)}")
         pattern = None
@@ -216,15 +349,16 @@ class Filters:
                 raise OptionError(f"--grep: not a regular expression: {grep!r} ({exc})") from None
         return cls(
             dst=tuple(AddressPattern.parse(d, "--dst") for d in dst),
-            src=tuple(AddressPattern.parse(s, "--src") for s in src),
+            src=tuple(AddressPattern.parse(s, "--src", domains=False) for s in src),
             host=tuple(host),
             run=tuple(run),
             episode=tuple(episode),
             tool=tuple(tool),
-            label=tuple(label),
+            label=parse_labels(label),
             since_ns=lo,
             until_ns=hi,
             min_confidence=min_confidence,
+            confidence=parse_confidences(confidence),
             grep=pattern,
         )
 
@@ -242,6 +376,7 @@ class Filters:
                 self.since_ns is not None,
                 self.until_ns is not None,
                 self.min_confidence,
+                self.confidence,
                 self.grep,
             )
         )
@@ -262,6 +397,8 @@ class Filters:
             out["until"] = format_time(self.until_ns)
         if self.min_confidence:
             out["min_confidence"] = self.min_confidence
+        if self.confidence:
+            out["confidence"] = list(self.confidence)
         if self.grep is not None:
             out["grep"] = self.grep.pattern
         return out
@@ -292,6 +429,8 @@ class Filters:
             and CONFIDENCE_ORDER.get(str(row.get("confidence")), 0)
             < CONFIDENCE_ORDER[self.min_confidence]
         ):
+            return False
+        if self.confidence and str(row.get("confidence") or "none") not in self.confidence:
             return False
         return not (self.grep is not None and not self.grep.search(str(row.get("command") or "")))
 
@@ -557,17 +696,27 @@ def group_findings(
 # --- terminal renderables -------------------------------------------------------------------
 
 
+def shown(value: object, empty: str = "") -> str:
+    """A value as table text: ``empty`` for a missing one, never the string "None"."""
+    return empty if value is None else str(value)
+
+
+def words(*parts: object) -> str:
+    """The parts that are present, joined by spaces (a missing step or tool leaves no "None")."""
+    return " ".join(str(p) for p in parts if p is not None and str(p) != "")
+
+
 def _dest(row: Row) -> str:
     port = f":{row['dst_port']}" if row.get("dst_port") is not None else ""
     domain = f" {row['dst_domain']}" if row.get("dst_domain") else ""
-    return f"{row['dst_ip']}{port}{domain}"
+    return f"{shown(row.get('dst_ip'), '-')}{port}{domain}"
 
 
 def _call(row: Row) -> str:
     if not row.get("call_id"):
         return "nothing"
-    step = f" step {row['step']}" if row.get("step") is not None else ""
-    return f"{row['tool']} {row['episode_id']}{step}"
+    step = f"step {row['step']}" if row.get("step") is not None else None
+    return words(row.get("tool"), row.get("episode_id"), step) or shown(row["call_id"])
 
 
 def _source_host(row: dict[str, Any]) -> str:
@@ -673,7 +822,7 @@ def _cell(value: object, style: str = "", limit: int = 1000) -> Text:
 
 
 def _confidence(value: object) -> Text:
-    return Text(str(value), style=CONFIDENCE_STYLE.get(str(value), ""), no_wrap=True)
+    return Text(shown(value, "-"), style=CONFIDENCE_STYLE.get(str(value), ""), no_wrap=True)
 
 
 def _lag(value: float | None) -> Text:
@@ -702,10 +851,10 @@ def findings_table(findings: pa.Table, zone: tzinfo = UTC) -> RenderableType:
             [
                 _cell(r["conversation_id"]),
                 _cell(when(r["first_ts"])),
-                _cell(f"{_source_host(r)} {r['src_ip']}"),
+                _cell(words(_source_host(r), r["src_ip"])),
                 _cell(_dest(r)),
                 _cell(r["labels"] or ""),
-                _cell(f"{r['event_count']} {r['actions']}"),
+                _cell(words(r["event_count"], r["actions"])),
                 _cell(_call(r)),
                 _lag(r["lag_s"]),
                 _confidence(r["confidence"]),
@@ -741,7 +890,10 @@ def events_table(rows: pa.Table, zone: tzinfo = UTC) -> RenderableType:
     when, caption = clock([r["ts"] for r in records], zone)
     for r in records:
         middle = (
-            [_cell(f"{r['rank']}{'*' if r['attributed'] else ''}"), _cell(f"{r['score']:.2f}")]
+            [
+                _cell(f"{shown(r['rank'], '-')}{'*' if r['attributed'] else ''}"),
+                _cell("-" if r["score"] is None else f"{r['score']:.2f}"),
+            ]
             if candidates
             else [_cell(r["how"])]
         )
@@ -749,7 +901,7 @@ def events_table(rows: pa.Table, zone: tzinfo = UTC) -> RenderableType:
             [
                 _cell(r["event_id"]),
                 _cell(when(r["ts"])),
-                _cell(f"{r['src_host'] or 'unknown'} {r['src_ip']}"),
+                _cell(words(r["src_host"] or "unknown", r["src_ip"])),
                 _cell(_dest(r)),
                 _cell(r["action"]),
                 _cell(r["labels"] or ""),
@@ -792,10 +944,10 @@ def groups_table(groups: pa.Table) -> RenderableType:
             else:
                 cells += [
                     _cell(r["calls"]),
-                    _cell(f"{r['observed']}/{r['onsets']}"),
-                    _cell(f"{r['expected']:.2f}"),
+                    _cell(f"{shown(r['observed'], '-')}/{shown(r['onsets'], '-')}"),
+                    _cell("-" if r["expected"] is None else f"{r['expected']:.2f}"),
                     _cell("-" if r["lift"] is None else f"{r['lift']:.2f}"),
-                    _cell(f"{r['p_value']:.3g}"),
+                    _cell("-" if r["p_value"] is None else f"{r['p_value']:.3g}"),
                     _cell("" if r["q_value"] is None else f"{r['q_value']:.3g}"),
                 ]
         cells.append(_cell(r["labels"] or ""))

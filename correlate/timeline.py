@@ -20,7 +20,16 @@ from rich.text import Text
 
 from .errors import CorrelateError, OptionError
 from .pipeline import Result
-from .query import Column, FitTable, clock, format_time, name_matches, violation_rows
+from .query import (
+    Column,
+    FitTable,
+    clock,
+    format_time,
+    name_matches,
+    shown,
+    violation_rows,
+    words,
+)
 from .schema import TS, plain_rows
 from .textsafe import inert
 
@@ -78,7 +87,8 @@ def _violation_link(v: dict[str, Any]) -> str:
     verb = "inherited from" if v.get("how") == "inherited" else "attributed to"
     step = f" (step {v['step']})" if v.get("step") is not None else ""
     lag = f", {v['lag_s']:+.1f}s" if v.get("lag_s") is not None else ""
-    return f"← {verb} {v['call_id']}{step}{lag}, {v['confidence']}"
+    confidence = f", {v['confidence']}" if v.get("confidence") else ""
+    return f"← {verb} {v['call_id']}{step}{lag}{confidence}"
 
 
 def build_timeline(
@@ -235,11 +245,11 @@ def build_timeline(
 
 def _what(r: dict[str, Any]) -> str:
     if r["kind"] == "call":
-        step = f"step {r['step']} " if r["step"] is not None else ""
-        return f"{step}{r['tool'] or ''}"
+        step = f"step {r['step']}" if r["step"] is not None else None
+        return words(step, r["tool"])
     port = f":{r['dst_port']}" if r["dst_port"] is not None else ""
     domain = f" {r['dst_domain']}" if r["dst_domain"] else ""
-    return f"{r['action']} → {r['dst_ip']}{port}{domain}"
+    return f"{shown(r['action'], '-')} → {shown(r['dst_ip'], '-')}{port}{domain}"
 
 
 def _detail(r: dict[str, Any]) -> str:
@@ -259,9 +269,17 @@ def _short_link(r: dict[str, Any]) -> str:
     if r["kind"] == "call" or not r["attributed_call_id"]:
         return str(r["link"] or "")
     verb = "inherited from" if r["how"] == "inherited" else "attributed to"
-    step = f"step {r['attributed_step']}, " if r["attributed_step"] is not None else ""
-    lag = f"{r['lag_s']:+.1f}s, " if r["lag_s"] is not None else ""
-    return f"← {verb} {step}{lag}{r['confidence']}: {r['attributed_call_id']}"
+    bits = [
+        f"step {r['attributed_step']}" if r["attributed_step"] is not None else None,
+        f"{r['lag_s']:+.1f}s" if r["lag_s"] is not None else None,
+        r["confidence"] or None,
+    ]
+    head = ", ".join(b for b in bits if b)
+    return (
+        f"← {verb} {head}: {r['attributed_call_id']}"
+        if head
+        else f"← {verb} {r['attributed_call_id']}"
+    )
 
 
 def _delta(value: float | None) -> str:
@@ -308,7 +326,7 @@ def timeline_text(timeline: pa.Table, zone: tzinfo = UTC) -> str:
         parts = [
             format_time(r["ts"], zone, " ", digits=3),
             _delta(r["delta_s"]).rjust(9) if r["delta_s"] is not None else " " * 9,
-            r["kind"].ljust(9),
+            shown(r["kind"], "-").ljust(9),
             inert(r["episode_id"] or "-"),
             inert(_what(r)),
         ]
