@@ -32,10 +32,10 @@ from .pipeline import (
     analyse,
 )
 from .policy import DEFAULT_ACTIONS, ViolationPolicy
+from .reports.overview import print_report
 from .reports.parquet import write_report
 from .reports.terminal import (
     offsets_renderable,
-    print_report,
     rejects_renderable,
     statistics_renderable,
 )
@@ -468,11 +468,17 @@ def _load_and_analyse(
 @analysis_options
 @engine_options
 @click.option(
+    "-d",
+    "--details",
+    is_flag=True,
+    help="After the overview, each conversation in detail: reasons and top candidates.",
+)
+@click.option(
     "--top",
     default=3,
     show_default=True,
     type=click.IntRange(1, 1000),
-    help="Candidates shown per finding.",
+    help="Candidates shown per finding with --details.",
 )
 @click.option(
     "--rejects",
@@ -511,6 +517,7 @@ def _load_and_analyse(
 def run_command(
     paths: tuple[str, ...],
     inventory: tuple[str, ...],
+    details: bool,
     top: int,
     rejects_path: str | None,
     output: str | None,
@@ -533,7 +540,7 @@ def run_command(
             # ASCII-only: log text cannot act on the terminal; times are int ns since the epoch, UTC.
             click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True))
         else:
-            print_report(result, _stdout_console(), top=top)
+            print_report(result, _stdout_console(), top=top, details=details, verbose=verbose)
         if output:
             written = write_report(result, output, permutations=permutations)
             if not quiet:
@@ -615,10 +622,15 @@ def stats_command(
 
 
 def _stdout_console() -> Console:
-    """Data on stdout: the terminal's width on a terminal, a fixed wide layout when piped."""
+    """Data on stdout: the terminal's width on a terminal; piped, ``COLUMNS`` when set, else a
+    fixed wide layout that never wraps (one finding per line for grep and awk)."""
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) >= 40:  # the width the user asked for, wrapped
+            console = Console(highlight=False, width=int(columns))
+        else:
+            console = Console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
     return console
 
 

