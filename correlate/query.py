@@ -713,10 +713,22 @@ def _dest(row: Row) -> str:
 
 
 def _call(row: Row) -> str:
+    if not row.get("call_id") and row.get("tied_calls"):
+        tied = str(row["tied_calls"]).split(", ")
+        return f"ambiguous: {len(tied)} calls" if len(tied) > 1 else "ambiguous"
     if not row.get("call_id"):
         return "nothing"
     step = f"step {row['step']}" if row.get("step") is not None else None
     return words(row.get("tool"), row.get("episode_id"), step) or shown(row["call_id"])
+
+
+def _call_and_command(row: Row) -> str:
+    """The attributed call (step, tool) and its command, or what stands instead of one."""
+    if not row.get("call_id"):
+        return _call(row)
+    step = f"step {row['step']}:" if row.get("step") is not None else None
+    command = " ".join(str(row.get("command") or "").split())
+    return words(step, command or row.get("tool"), row.get("episode_id") if not command else None)
 
 
 def _source_host(row: dict[str, Any]) -> str:
@@ -738,6 +750,8 @@ class Column:
     max_width: int | None = None
     flexible: bool = False
     """The column that takes the remaining width (one line, cut with an ellipsis)."""
+    least: int = 20
+    """A flexible column's smallest width before it is dropped."""
 
 
 class FitTable:
@@ -776,7 +790,7 @@ class FitTable:
         used, chosen = 0, dict[int, int | None]()
         for i in order:
             column = self.columns[i]
-            need = (min(widths[i], 20) if column.flexible else widths[i]) + self.GAP
+            need = (min(widths[i], column.least) if column.flexible else widths[i]) + self.GAP
             if used + need <= width or not chosen:
                 chosen[i] = None
                 used += need
@@ -803,7 +817,7 @@ class FitTable:
                 overflow="ellipsis",
                 width=forced,
                 max_width=c.max_width,
-                min_width=10 if c.flexible else None,
+                min_width=min(10, c.least) if c.flexible else None,
             )
         for row in self.rows:
             table.add_row(*(row[i] for i in keep))
@@ -830,35 +844,39 @@ def _lag(value: float | None) -> Text:
 
 
 def findings_table(findings: pa.Table, zone: tzinfo = UTC) -> RenderableType:
-    """Conversations, one line each, fitted to the console."""
+    """Conversations, one line each, fitted to the console, ranked as ``run``'s overview ranks
+    them (what needs attention first); at 80 columns the sandbox, destination, label, call and
+    confidence stay and the time, event count, lag and command give way."""
+    from .reports.overview import rank_key
+
     columns = [
         Column("#", 1, right=True),
-        Column("first", 1),
-        Column("source", 3, max_width=24),
-        Column("destination", 1, max_width=36),
-        Column("labels", 1, max_width=16),
-        Column("events", 2, right=True),
-        Column("attributed to", 1, max_width=44),
-        Column("lag", 2, right=True),
-        Column("confidence", 1),
-        Column("command", 2, flexible=True),
+        Column("conf.", 1),
+        Column("sandbox", 1, max_width=13),
+        Column("destination", 1, max_width=19),
+        Column("label", 1, max_width=14),
+        Column("events", 3, right=True),
+        Column("lag", 3, right=True),
+        Column("first", 4),
+        Column("source", 5, max_width=18),
+        Column("call", 1, flexible=True, least=10),
     ]
     rows = []
-    records = plain_rows(findings)
+    records = sorted(plain_rows(findings), key=rank_key)
     when, caption = clock([r["first_ts"] for r in records], zone)
     for r in records:
         rows.append(
             [
                 _cell(r["conversation_id"]),
-                _cell(when(r["first_ts"])),
-                _cell(words(_source_host(r), r["src_ip"])),
+                _confidence(r["confidence"]),
+                _cell(r.get("host") or _source_host(r)),
                 _cell(_dest(r)),
                 _cell(r["labels"] or ""),
                 _cell(words(r["event_count"], r["actions"])),
-                _cell(_call(r)),
                 _lag(r["lag_s"]),
-                _confidence(r["confidence"]),
-                _cell(r["command"] or "", "green"),
+                _cell(when(r["first_ts"])),
+                _cell(words(_source_host(r), r["src_ip"])),
+                _cell(_call_and_command(r), "green" if r.get("call_id") else ""),
             ]
         )
     return FitTable(columns, rows, caption)

@@ -199,9 +199,8 @@ def test_the_analysis_cache_is_reused_and_a_tampered_entry_is_recomputed() -> No
     assert not first.cached and second.cached
     assert second.findings.equals(first.findings)
     assert second.provenance() == first.provenance()
-    entry = next(
-        e for e in sorted((case.path / "cache").iterdir()) if (e / "findings.parquet").exists()
-    )
+    entry = second.cache_dir
+    assert entry is not None
     findings = entry / "findings.parquet"
     findings.write_bytes(findings.read_bytes() + b"x")
     third = case.analyse(RunOptions())

@@ -32,7 +32,13 @@ def rank_key(row: dict[str, Any]) -> tuple[int, int, int, int, int]:
     bucket = 0 if confidence >= 2 else 1 if confidence == 1 else 2
     labels = str(row.get("labels") or "").split(",")
     severity = max((SEVERITY.get(label, 1) for label in labels if label), default=0)
-    return (bucket, -severity, -confidence, int(row["first_ts"] or 0), int(row["conversation_id"]))
+    return (
+        bucket,
+        -severity,
+        -confidence,
+        int(row.get("first_ts") or 0),
+        int(row.get("conversation_id") or 0),
+    )
 
 
 def ranked(findings: pa.Table) -> list[dict[str, Any]]:
