@@ -25,7 +25,8 @@ from .errors import CorrelateError, FormatMismatch, InputError, Reject, UnknownF
 from .identity import DEFAULT_LEASE_GRACE_NS, build_identity, holders, kinds_of, ns_or, resolve
 from .join import band_join, window_counts
 from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_rows
-from .loaders import LoadOptions, LoadResult, LoadStats, detect
+from .loaders import LoadOptions, LoadResult, LoadStats, detect, mismatch
+from .loaders.base import count_long_lines
 from .policy import ViolationPolicy, select_violations
 from .same_calls import merge_same_calls
 from .schema import (
@@ -376,7 +377,7 @@ def load_file(
     """
     must_load = source.explicit or forced is not None
     try:
-        detection = detect(source, forced)
+        detection = detect(source, forced, check=False)  # a forced format is used even at score 0
     except UnknownFormat as exc:
         if must_load:
             raise
@@ -384,16 +385,25 @@ def load_file(
         return None
     record.format, record.kind = detection.name, detection.loader.kind
     record.score, record.forced = detection.score, detection.forced
+    doubted = detection.forced and detection.score <= 0
     try:
         load = options.load if keep is None else replace(options.load, keep=keep)
-        result: LoadResult = detection.loader.read(source, load)
+        result: LoadResult = count_long_lines(
+            source, detection.loader.read(source, load), options.load.strict
+        )
     except (InputError, FormatMismatch) as exc:
+        if doubted:  # forced although its sniff said no: say both in one sentence
+            why = _reason_without_path(str(exc), source.display)
+            exc = FormatMismatch(mismatch(source, detection.loader, why))
         if must_load or options.load.strict:
-            raise
+            raise exc from None
         record.skipped_reason = _reason_without_path(str(exc), source.display)
         return None
     record.stats = result.stats
     if must_load and 0 < result.stats.read == result.stats.rejected:
+        if doubted:
+            why = f"all {result.stats.read} rows were rejected (first: {result.rejects[0].reason})"
+            raise FormatMismatch(mismatch(source, detection.loader, why))
         raise CorrelateError(
             f"{source.display}: every one of {result.stats.read} rows was rejected as {detection.name} "
             f"(first: {result.rejects[0].reason}); is --format right? (`correlate sniff` shows the scores)"

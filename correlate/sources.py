@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ class Limits:
     """Resource limits on untrusted input; each has a flag to raise it."""
 
     max_line_bytes: int = 16 * 1024 * 1024
-    """A longer line stops the load of its file (``--max-line-bytes``)."""
+    """A longer line is one rejected row, skipped without being held (``--max-line-bytes``)."""
     max_expansion: float = 1000.0
     """Decompressed bytes may exceed compressed bytes by this factor (``--max-expansion``) ..."""
     expansion_floor: int = 64 * 1024 * 1024
@@ -125,6 +125,32 @@ def is_url(given: str | os.PathLike[str]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class LongLine:
+    """A line longer than ``--max-line-bytes``: where, how long, and how it starts."""
+
+    line: int
+    length: int
+    start: bytes
+
+
+LONG_LINE_PREFIX = 256
+"""Bytes of a too-long line kept to show in its reject."""
+
+
+def skip_long_line(stream: Any, first: bytes, chunk: int = 1 << 20) -> tuple[int, bool]:
+    """Read the rest of a line whose ``first`` bytes were read (no newline in them) without
+    holding it: (its length without the end of line, whether the stream ended)."""
+    length = len(first)
+    while True:
+        piece = stream.readline(chunk)
+        if not piece:
+            return length, True
+        if piece.endswith(b"\n"):
+            return length + len(piece.rstrip(b"\r\n")), False
+        length += len(piece)
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """One input file: where it is, how the user named it, and how it is compressed.
 
@@ -147,6 +173,9 @@ class Source:
     """Number of the first line read (the file's line number at ``start``)."""
     url: str | None = None
     """An fsspec URL to read instead of ``path`` (``path`` then holds the URL's path part)."""
+    oversize: list[LongLine] = field(default_factory=list, compare=False, repr=False)
+    """Lines longer than ``max_line_bytes`` met while reading (skipped; ``loaders.base``
+    counts each as a rejected row)."""
 
     @property
     def compression(self) -> str | None:
@@ -169,11 +198,13 @@ class Source:
             raise ValueError(f"{self.display}: a compressed file cannot be read by byte ranges")
         if start < 0 or (end is not None and end < start) or first_line < 1:
             raise ValueError(f"invalid byte range [{start}, {end}) from line {first_line}")
-        return replace(self, start=start, end=end, first_line=first_line)
+        return replace(self, start=start, end=end, first_line=first_line, oversize=[])
 
     def whole(self) -> Source:
         """The whole file this source (a byte range or not) belongs to."""
-        return replace(self, start=0, end=None, first_line=1) if self.is_range else self
+        return (
+            replace(self, start=0, end=None, first_line=1, oversize=[]) if self.is_range else self
+        )
 
     def _file(self) -> Any:
         """The file on disk (or behind its URL), unbuffered and seekable."""
@@ -237,8 +268,9 @@ def iter_lines(source: Source) -> Iterator[tuple[int, bytes]]:
 
     Lines are numbered from ``source.first_line`` (1 unless the source is a byte range).
 
-    A line longer than the source's ``max_line_bytes`` stops the file with a clear message: it is
-    never read whole into memory.
+    A line longer than the source's ``max_line_bytes`` is never read whole into memory: it is
+    skipped and noted in ``source.oversize`` (one rejected row, counted by ``loaders.base``), so
+    one long line costs that line, not the file.
     """
     cap = source.limits.max_line_bytes
     try:
@@ -250,10 +282,9 @@ def iter_lines(source: Source) -> Iterator[tuple[int, bytes]]:
                     break
                 number += 1
                 if len(line) > cap and not line.endswith(b"\n"):
-                    raise InputError(
-                        f"{source.display}:{number}: a line longer than {cap:,} bytes; "
-                        "if the file is genuine, raise --max-line-bytes"
-                    )
+                    length, _ = skip_long_line(stream, line)
+                    source.oversize.append(LongLine(number, length, line[:LONG_LINE_PREFIX]))
+                    continue
                 yield number, line.rstrip(b"\r\n")
     except (OSError, EOFError, pa.ArrowException) as exc:
         raise InputError(f"{source.display}: cannot read further: {exc}") from exc

@@ -16,16 +16,15 @@ from correlate.sources import Limits, Source, iter_lines
 SCENARIO = Path(__file__).resolve().parent.parent / "sample_logs" / "rome_incident"
 
 
-def test_a_line_over_the_cap_stops_the_file_without_reading_it_whole(tmp_path: Path) -> None:
+def test_a_line_over_the_cap_is_skipped_without_reading_it_whole(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
-    path.write_bytes(b'{"a": 1}\n' + b"x" * 5000 + b"\n")
+    path.write_bytes(b'{"a": 1}\n' + b"x" * 5000 + b"\r\n" + b'{"b": 2}\n' + b"y" * 3000)
     source = Source(path, "long.jsonl", limits=Limits(max_line_bytes=1024))
-    lines = iter_lines(source)
-    assert next(lines) == (1, b'{"a": 1}')
-    with pytest.raises(
-        InputError, match=r"long.jsonl:2: a line longer than 1,024 bytes; .*--max-line-bytes"
-    ):
-        next(lines)
+    assert list(iter_lines(source)) == [(1, b'{"a": 1}'), (3, b'{"b": 2}')]
+    assert [(x.line, x.length, x.start) for x in source.oversize] == [
+        (2, 5000, b"x" * 256),
+        (4, 3000, b"y" * 256),
+    ]
 
 
 def test_a_line_exactly_at_the_cap_is_fine(tmp_path: Path) -> None:
@@ -72,8 +71,9 @@ def test_cli_reports_the_limit_and_exits_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["run", "-q", "--max-line-bytes", "2048", *named], catch_exceptions=False
     )
-    assert result.exit_code == 1
-    assert "fw.jsonl:1: a line longer than 2,048 bytes" in result.stderr
+    assert result.exit_code == 1  # a named file whose every row is rejected
+    assert "a line of 4,109 bytes" in result.stderr
+    assert "longer than 2,048 (--max-line-bytes): skipped" in result.stderr
     again = CliRunner().invoke(
         cli, ["run", "-q", "--max-line-bytes", "8192", *named], catch_exceptions=False
     )
@@ -100,9 +100,40 @@ def test_a_file_over_a_limit_found_in_a_directory_is_skipped_with_the_reason(
     result = CliRunner().invoke(
         cli, ["run", "--max-line-bytes", "3000", str(tmp_path)], catch_exceptions=False
     )
-    assert result.exit_code == 0
-    assert "b.jsonl: skipped, line 2: a line longer than 3,000 bytes" in result.stderr
+    assert result.exit_code == 0  # one long line costs that line, not its file
+    assert "b.jsonl:2: a line of 4,03" in result.stderr
+    assert "longer than 3,000 (--max-line-bytes): skipped" in result.stderr
+    assert "b.jsonl: skipped" not in result.stderr
     strict = CliRunner().invoke(
         cli, ["run", "--strict", "--max-line-bytes", "3000", str(tmp_path)], catch_exceptions=False
     )
     assert strict.exit_code == 1
+
+
+def test_one_huge_tool_output_costs_one_call_not_the_trace_file(tmp_path: Path) -> None:
+    """The agent under investigation writes the tool outputs: one over the limit must not hide
+    the 2,199 other calls (it did: the whole OTLP file was skipped)."""
+    lines = (SCENARIO / "traces" / "traces.jsonl").read_bytes().splitlines()
+    huge = json.loads(lines[10])
+    huge["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] = "x" * 70_000
+    lines[10] = json.dumps(huge).encode()
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    (traces / "traces.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    for name in ("firewall", "inventory.csv"):
+        source = SCENARIO / name
+        if source.is_dir():
+            (tmp_path / name).mkdir()
+            for f in source.iterdir():
+                (tmp_path / name / f.name).write_bytes(f.read_bytes())
+        else:
+            (tmp_path / name).write_bytes(source.read_bytes())
+    result = CliRunner().invoke(
+        cli, ["run", "--json", "--max-line-bytes", "65536", str(tmp_path)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    traces_input = next(i for i in document["provenance"]["inputs"] if "traces" in i["path"])
+    assert traces_input["rejected"] == 1 and traces_input["format"] == "otlp_json"
+    assert document["provenance"]["counts"]["tool_calls"] >= 2190
+    assert "traces.jsonl:11: a line of" in result.stderr

@@ -92,6 +92,30 @@ class LoadResult:
     """Other files this loader read as context (resolved paths), e.g. a sibling ``result.json``."""
 
 
+def count_long_lines(source: Source, result: LoadResult, strict: bool) -> LoadResult:
+    """Count each line the reader skipped for being longer than ``--max-line-bytes`` as a read
+    and rejected row with its ``path:line`` (the reader never held it), so one long line costs
+    that line, not its file; under ``strict`` the first one stops the load."""
+    if not source.oversize:
+        return result
+    cap = source.limits.max_line_bytes
+    for long in sorted(source.oversize, key=lambda x: x.line):
+        start = long.start.decode("utf-8", errors="replace")
+        item = Reject(
+            SourceLocation(source.display, long.line),
+            f"a line of {long.length:,} bytes, longer than {cap:,} (--max-line-bytes): skipped",
+            f"{start}... [{long.length - len(long.start):,} more bytes]",
+        )
+        if strict:
+            raise StrictRejection(f"{item} (--strict stops at the first rejected row)")
+        result.stats.read += 1
+        result.stats.rejected += 1
+        result.rejects.append(item)
+    result.rejects.sort(key=lambda r: r.location.line or 0)
+    source.oversize.clear()
+    return result
+
+
 class RejectSink:
     """Collects rejected rows for one file; under ``strict`` the first one stops the load."""
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from ..errors import InputError
-from ..sources import Source
+from ..sources import LONG_LINE_PREFIX, LongLine, Source, skip_long_line
 
 CHUNK_BYTES = 8 << 20
 """How much is read at a time (a run never spans two reads)."""
@@ -55,11 +55,16 @@ def line_runs(
                 if block:
                     cut = data.rfind(b"\n") + 1
                     if cut == 0:
-                        if len(data) > cap:
-                            raise InputError(
-                                f"{source.display}:{number + 1}: a line longer than {cap:,} bytes; "
-                                "if the file is genuine, raise --max-line-bytes"
+                        if len(data) > cap:  # skip the rest of the line without holding it
+                            length, ended = skip_long_line(stream, data, size)
+                            number += 1
+                            source.oversize.append(
+                                LongLine(number, length, data[:LONG_LINE_PREFIX])
                             )
+                            if ended:
+                                break
+                            rest = b""
+                            continue
                         rest = data
                         continue
                     data, rest = data[: cut - 1], data[cut:]
@@ -72,9 +77,9 @@ def line_runs(
                 ends = np.empty(len(breaks) + 1, dtype=np.int64)
                 ends[:-1], ends[-1] = breaks, len(data)
                 stop = len(starts)
+                too_long: set[int] = set()
                 if len(data) > cap:
-                    too_long = np.flatnonzero(ends - starts > cap)
-                    stop = int(too_long[0]) if len(too_long) else len(starts)
+                    too_long = set(np.flatnonzero(ends - starts > cap).tolist())
                 nonempty = starts < ends
                 if not len(data):
                     good = nonempty
@@ -84,6 +89,8 @@ def line_runs(
                         tail = np.maximum(ends - 1, 0)
                         tail = tail - ((view[tail] == 0x0D) & (tail > starts))
                         good &= last_ok[view[tail]] & nonempty
+                if too_long:
+                    good[sorted(too_long)] = False
                 odd = np.flatnonzero(~good[:stop])
                 at = 0
                 for index in [*odd.tolist(), stop]:
@@ -91,13 +98,14 @@ def line_runs(
                         yield number + at + 1, data[starts[at] : ends[index - 1]], index - at
                     if index == stop:
                         break
-                    yield number + index + 1, data[starts[index] : ends[index]].rstrip(b"\r\n"), 0
+                    line = data[starts[index] : ends[index]].rstrip(b"\r\n")
+                    if index in too_long:
+                        source.oversize.append(
+                            LongLine(number + index + 1, len(line), line[:LONG_LINE_PREFIX])
+                        )
+                    else:
+                        yield number + index + 1, line, 0
                     at = index + 1
-                if stop < len(starts):
-                    raise InputError(
-                        f"{source.display}:{number + stop + 1}: a line longer than {cap:,} bytes; "
-                        "if the file is genuine, raise --max-line-bytes"
-                    )
                 number += len(starts)
                 if not block:
                     break
