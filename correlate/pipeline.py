@@ -393,17 +393,18 @@ def load_file(
         )
     except (InputError, FormatMismatch) as exc:
         if doubted:  # forced although its sniff said no: say both in one sentence
-            why = _reason_without_path(str(exc), source.display)
+            why = _reason_without_path(str(exc), source.display).split("; this does not look")[0]
             exc = FormatMismatch(mismatch(source, detection.loader, why))
         if must_load or options.load.strict:
             raise exc from None
         record.skipped_reason = _reason_without_path(str(exc), source.display)
         return None
     record.stats = result.stats
+    stats = result.stats
+    if doubted and stats.loaded == 0 and stats.rejected:  # forced, so it must load
+        why = f"no row loaded, {stats.rejected} rejected (first: {result.rejects[0].reason})"
+        raise FormatMismatch(mismatch(source, detection.loader, why))
     if must_load and 0 < result.stats.read == result.stats.rejected:
-        if doubted:
-            why = f"all {result.stats.read} rows were rejected (first: {result.rejects[0].reason})"
-            raise FormatMismatch(mismatch(source, detection.loader, why))
         raise CorrelateError(
             f"{source.display}: every one of {result.stats.read} rows was rejected as {detection.name} "
             f"(first: {result.rejects[0].reason}); is --format right? (`correlate sniff` shows the scores)"

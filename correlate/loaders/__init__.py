@@ -26,6 +26,7 @@ __all__ = [
     "LoadStats",
     "detect",
     "get_loader",
+    "mismatch",
 ]
 
 # One line per loader module in correlate/loaders/ (explicit: nothing registers itself on import).
@@ -118,19 +119,22 @@ def get_loader(name: str) -> ModuleType:
         raise UnknownFormat(f"unknown format {name!r}; known formats: {known}") from None
 
 
-def detect(source: Source, forced: str | None = None) -> Detection:
-    """Choose a loader for ``source``: the forced one (checked), else the best sniff score."""
+def detect(source: Source, forced: str | None = None, *, check: bool = True) -> Detection:
+    """Choose a loader for ``source``: the forced one, else the best sniff score.
+
+    A forced format whose sniff scores 0 raises ``FormatMismatch`` when ``check`` (the answer
+    for "would this fit?"); with ``check=False`` (how inputs are read) it is used all the same, at
+    score 0: the user knows better than a sniff of the head (a Zeek log renamed by a filter, a
+    layout the sniff does not know), and the loader decides row by row (see ``mismatch``).
+    """
     head = source.head()
     if not head.strip():
         raise UnknownFormat(f"{source.display}: file is empty")
     if forced is not None:
         loader = get_loader(forced)
-        score = float(loader.sniff(head, source.name))
-        if score <= 0:
-            raise FormatMismatch(
-                f"{source.display}: does not look like {forced} ({loader.description}); "
-                "check --format or leave it out to detect the format"
-            )
+        score = max(0.0, float(loader.sniff(head, source.name)))
+        if score <= 0 and check:
+            raise FormatMismatch(mismatch(source, loader))
         return Detection(loader, score, forced=True)
     scores = sorted(
         ((float(module.sniff(head, source.name)), name) for name, module in REGISTRY.items()),
@@ -143,3 +147,12 @@ def detect(source: Source, forced: str | None = None) -> Detection:
             f"(known: {', '.join(sorted(REGISTRY))})"
         )
     return Detection(REGISTRY[best_name], best_score, forced=False)
+
+
+def mismatch(source: Source, loader: ModuleType, why: str | None = None) -> str:
+    """The sentence for a file forced onto a loader whose sniff scored 0 (and, with ``why``,
+    that could not read it either)."""
+    text = f"{source.display}: does not look like {loader.name} ({loader.description})"
+    if why is None:
+        return text + "; check --format or leave it out to detect the format"
+    return f"{text}, and reading it as {loader.name} failed: {why}"

@@ -290,6 +290,18 @@ def read_zeek(
     return load.result()
 
 
+def forced_path(source: Source, log: ZeekLog, load: FileLoad) -> tuple[str, ...]:
+    """The ``#path`` (TSV) or ``_path`` (JSON) of the file's first block or record when it names
+    another log than ``log``: every Zeek loader's sniff scores such a file 0, so it is read as
+    ``log`` only because ``--format`` forced it; its records are then read as ``log`` (noted),
+    while later blocks of yet another path are still skipped."""
+    zeek = sniff_head(source.head())
+    if zeek is None or zeek.path is None or zeek.path == log.path:
+        return ()
+    load.note(f"Zeek #path {zeek.path} read as {log.path} (--format forced it)")
+    return (zeek.path,)
+
+
 _DATA_FIRST = bytes(b for b in range(0x21, 0x7F) if b != 0x23)
 """First bytes of TSV lines read column-wise: printable, not a space, not ``#`` (a header)."""
 _ISO_TS = re.compile(rb'"ts"\s*:\s*"')
@@ -304,6 +316,8 @@ class ZeekReader:
         self.log = log
         self.header = ZeekHeader()
         self.tsv = first_line(load.source.head(4096)).startswith(b"#")
+        self.paths = frozenset({log.path, *forced_path(load.source, log, load)})
+        """The ``#path``/``_path`` values read as this log (others are skipped)."""
         self._json_schemas = {
             ts_type: pa.schema(
                 [
@@ -356,7 +370,7 @@ class ZeekReader:
         if header.fields is None:
             load.reject(line, "data line before any #fields header", text)
             return
-        if header.path is not None and header.path != self.log.path:
+        if header.path is not None and header.path not in self.paths:
             load.skip(f"Zeek {header.path} record (not {self.log.path})")
             return
         values = text.split(header.separator)
@@ -371,7 +385,7 @@ class ZeekReader:
             return
         record = _flatten_id(found[0])
         path = record.get("_path")
-        if isinstance(path, str) and path != self.log.path:
+        if isinstance(path, str) and path not in self.paths:
             load.skip(f"Zeek {path} record (not {self.log.path})")
             return
         self.log.record(line, record, found[1], load)
@@ -382,7 +396,7 @@ class ZeekReader:
         header, log = self.header, self.log
         if header.fields is None:
             self._lines(first, blob)
-        elif header.path is not None and header.path != log.path:
+        elif header.path is not None and header.path not in self.paths:
             if valid_utf8(blob):  # no line would note invalid UTF-8
                 self.load.skip(f"Zeek {header.path} record (not {log.path})", count)
             else:
@@ -481,7 +495,9 @@ class ZeekReader:
                 continue
             cols = {f.name: table.column(f.name).combine_chunks() for f in self.log.json_fields}
             path = table.column("_path").combine_chunks()
-            other = pc.and_(pc.is_valid(path), pc.not_equal(pc.fill_null(path, expected), expected))
+            other = pc.and_(
+                pc.is_valid(path), pc.invert(pc.is_in(path, value_set=pa.array(sorted(self.paths))))
+            )
             skip = None
             if pc.any(other).as_py():
                 reasons = pc.binary_join_element_wise(
