@@ -22,11 +22,21 @@ would fake an association), giving a lift and a permutation p-value, with Benjam
 across episodes. An episode without an onset in its span counts zero in every shift, so only its
 calls are counted; the shifts of the others are evaluated all at once. A baseline table compares
 the onset rate while a call is in flight with the rate while none is.
+
+Power: when call windows cover most of the span, an onset lands in one by chance nearly always,
+and no count in windows can be significant however strong the association. Each result says how
+much the windows cover (the in-flight fraction: expected / onsets, what the shifts measure), the
+fewest onsets in windows that would be significant at ``ALPHA`` (read off the same shifts), and
+the smallest lift the test detects with probability ``POWER`` (binomial approximation); without
+such a count the test cannot tell association from chance, and ``Association.power_note`` says
+so in one sentence (see ``Association``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -60,6 +70,10 @@ ASSOC_BEFORE_NS = 2 * NS
 ASSOC_AFTER_NS = 5 * NS
 CHUNK_CELLS = 1 << 20
 """Cells (shifts x calls) evaluated per numpy step of the association: bounds its memory."""
+ALPHA = 0.05
+"""The association test's size: a p-value at most this is significant (``critical_count``)."""
+POWER = 0.8
+"""The probability of detection the minimum detectable lift is computed for."""
 
 
 @dataclass(frozen=True)
@@ -559,7 +573,29 @@ def apply_offsets(events: pa.Table, offsets_s: dict[str, float]) -> pa.Table:
 
 @dataclass(frozen=True)
 class Association:
-    """Observed violations inside call windows versus a circular-shift null."""
+    """Observed violations inside call windows versus a circular-shift null, with its power.
+
+    ``violations`` are the onsets, ``observed`` those inside call windows, ``expected`` the mean
+    of that count over the N shifts, ``p_value`` = (1 + #shifts counting >= observed) / (N + 1).
+
+    Power, from the same shifts (None without onsets or shifts, and in results cached before
+    these fields existed):
+
+    - ``in_flight_fraction`` f = expected / violations: the share of the active span the call
+      windows cover where the onsets are (for one onset and shift d uniform on the span, the
+      chance that a window covers it; for a run or a tool, averaged over their onsets). 1.0 when
+      windows cover the whole span.
+    - ``critical_count`` c: the fewest onsets in windows whose p-value, computed as above from
+      the same shifts, is at most ``ALPHA``; None when not even all ``violations`` would be (the
+      shifts put every onset in a window too often, or there are too few onsets or shifts): the
+      test cannot tell association from chance, whatever the data.
+    - ``min_detectable_lift``: the smallest lift L the test detects with probability ``POWER``,
+      with the count in windows under lift L approximated by Binomial(n, L f) (n = violations):
+      L = p1 / f, p1 the least p with P(Binomial(n, p) >= c) >= POWER, by Newton's method in a
+      bisection bracket (for c = n, p1 = POWER ** (1 / n)). At most the largest possible lift 1 / f (every onset in a
+      window); None when the test cannot tell, or when f = 0 (any onset in a window is then
+      significant and lift is undefined).
+    """
 
     scope: str  # run | episode | tool
     key: str
@@ -571,6 +607,34 @@ class Association:
     lift: float | None
     p_value: float
     q_value: float | None = None
+    in_flight_fraction: float | None = None
+    critical_count: int | None = None
+    min_detectable_lift: float | None = None
+
+    @property
+    def cannot_tell(self) -> bool:
+        """True when no count in windows could be significant (power known, onsets present)."""
+        return self.in_flight_fraction is not None and self.critical_count is None
+
+    @property
+    def max_lift(self) -> float | None:
+        """The lift if every onset fell in a call window: 1 / in-flight fraction."""
+        if self.in_flight_fraction is None or self.expected <= 0:
+            return None
+        return round(self.violations / self.expected, 6)
+
+    @property
+    def power_note(self) -> str | None:
+        """One plain sentence when the test cannot tell association from chance, else None."""
+        if not self.cannot_tell:
+            return None
+        share = f"{self.in_flight_fraction:.0%}"
+        n = self.violations
+        onsets = "its one onset in a call window" if n == 1 else f"all {n} onsets in call windows"
+        return (
+            f"calls were in flight {share} of the time: this test cannot tell association from "
+            f"chance here (even {onsets} would not be significant at {ALPHA:g})"
+        )
 
 
 def onsets(violations: pa.Table) -> pa.Table:
@@ -749,6 +813,14 @@ def _summarise(
     expected = float(null.mean()) if len(null) else 0.0
     p = (1 + int((null >= observed).sum())) / (len(null) + 1)
     lift = observed / expected if expected > 0 else None
+    fraction: float | None = None
+    critical: int | None = None
+    detectable: float | None = None
+    if violations > 0 and len(null):
+        fraction = expected / violations
+        critical = _critical_count(null, violations)
+        if critical is not None and fraction > 0:
+            detectable = _least_binomial_p(violations, critical, POWER) / fraction
     return Association(
         scope,
         key,
@@ -759,7 +831,52 @@ def _summarise(
         round(expected, 6),
         None if lift is None else round(lift, 6),
         round(p, 6),
+        q_value=None,
+        in_flight_fraction=None if fraction is None else round(fraction, 6),
+        critical_count=critical,
+        min_detectable_lift=None if detectable is None else round(detectable, 6),
     )
+
+
+def _critical_count(null: np.ndarray, n: int) -> int | None:
+    """The fewest of ``n`` onsets in windows whose p-value (as ``_summarise`` computes it from
+    the shifts' counts ``null``) is at most ``ALPHA``; None when not even ``n`` would be."""
+    counts = np.arange(1, n + 1)
+    at_least = len(null) - np.searchsorted(np.sort(null), counts, side="left")
+    significant = np.round((1 + at_least) / (len(null) + 1), 6) <= ALPHA
+    return int(counts[np.argmax(significant)]) if bool(significant.any()) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _least_binomial_p(n: int, c: int, power: float) -> float:
+    """The least p with P(Binomial(n, p) >= c) >= ``power`` (1 <= c <= n).
+
+    Newton's method on the tail (its derivative is c C(n, c) p^(c-1) (1-p)^(n-c)), kept inside a
+    bisection bracket; results are cached (episodes share their few (n, c) pairs).
+    """
+    if c == n:
+        return float(power ** (1 / n))
+    k = np.arange(c, n + 1)
+    j = np.arange(1, n + 1)
+    log_choose = np.concatenate(([0.0], np.cumsum(np.log((n - j + 1) / j))))
+    log_density = math.log(c) + float(log_choose[c])
+    log_choose = log_choose[k]
+    lo, hi, p = 0.0, 1.0, c / n
+    for _ in range(100):
+        log_p, log_q = math.log(p), math.log1p(-p)
+        excess = float(np.exp(log_choose + k * log_p + (n - k) * log_q).sum()) - power
+        if excess >= 0:
+            hi = p
+        else:
+            lo = p
+        slope = math.exp(log_density + (c - 1) * log_p + (n - c) * log_q)
+        step = p - excess / slope if slope > 0 else -1.0
+        if abs(step - p) <= 1e-13:
+            return p
+        if hi - lo <= 1e-12:
+            break
+        p = step if lo < step < hi else (lo + hi) / 2
+    return hi
 
 
 def _benjamini_hochberg(items: list[Association]) -> None:

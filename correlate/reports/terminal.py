@@ -17,7 +17,7 @@ from rich.text import Text
 from ..errors import Reject
 from ..pipeline import Result
 from ..schema import plain_rows
-from ..stats import Association, Baseline
+from ..stats import ALPHA, POWER, Association, Baseline
 from ..textsafe import inert
 from ..timeparse import ns_to_iso
 
@@ -173,25 +173,25 @@ def offsets_renderable(result: Result) -> RenderableType:
 def statistics_renderable(
     associations: list[Association], baselines: list[Baseline], top: int = 10
 ) -> RenderableType:
-    """Association with chance (run, tool, episodes) and the in-flight baseline."""
+    """Association with chance (run, tool, episodes), its power, and the in-flight baseline.
+
+    A result whose test cannot tell association from chance (``Association.cannot_tell``) shows
+    "cannot tell" instead of its p-value, and a plain sentence below the table says why.
+    """
     table = Table(
         title="Violation onsets in call windows vs chance (circular shift within each episode)",
         box=box.SIMPLE_HEAD,
         title_justify="left",
         pad_edge=False,
+        padding=(0, 0),
     )
-    for column, justify in (
-        ("scope", "left"),
-        ("key", "left"),
-        ("calls", "right"),
-        ("onsets", "right"),
-        ("in windows", "right"),
-        ("expected", "right"),
-        ("lift", "right"),
-        ("p", "right"),
-        ("q (BH)", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    # Numbers never truncate; at 80 columns headers wrap, keys fold and "cannot tell" wraps.
+    table.add_column("scope", no_wrap=True)
+    table.add_column("key", overflow="fold", min_width=8, ratio=1)
+    for column in ("calls", "onsets", "in\nwindows", "expected", "lift", "in\nflight", "min\nlift"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("p", justify="right", min_width=6)
+    table.add_column("q\n(BH)", justify="right", no_wrap=True)
     episodes = [a for a in associations if a.scope == "episode"]
     shown = [a for a in associations if a.scope != "episode"] + sorted(
         episodes, key=lambda a: (a.p_value, a.key)
@@ -205,8 +205,10 @@ def statistics_renderable(
             str(a.observed),
             f"{a.expected:.2f}",
             "-" if a.lift is None else f"{a.lift:.2f}",
-            f"{a.p_value:.3g}",
-            "" if a.q_value is None else f"{a.q_value:.3g}",
+            "-" if a.in_flight_fraction is None else f"{a.in_flight_fraction:.0%}",
+            "-" if a.min_detectable_lift is None else f"{a.min_detectable_lift:.2f}",
+            Text("cannot tell", style="yellow") if a.cannot_tell else f"{a.p_value:.3g}",
+            "" if a.q_value is None or a.cannot_tell else f"{a.q_value:.3g}",
         )
     parts: list[RenderableType] = [table]
     if len(episodes) > top:
@@ -216,6 +218,7 @@ def statistics_renderable(
                 style="dim",
             )
         )
+    parts.extend(_power_notes(associations))
     base = Table(
         title="Onset rate while a call is in flight vs while none is",
         box=box.SIMPLE_HEAD,
@@ -246,6 +249,43 @@ def statistics_renderable(
         )
     parts.append(base)
     return Group(*parts)
+
+
+def _power_notes(associations: list[Association]) -> list[RenderableType]:
+    """Why a "cannot tell" is no "not above chance": one sentence per run or tool that cannot
+    tell, one for the episodes that cannot on their own; then what the power columns mean."""
+    notes: list[RenderableType] = []
+    for a in associations:
+        if a.scope != "episode" and a.power_note:
+            notes.append(_t(f"  {a.scope} {a.key}: {a.power_note}.", style="yellow"))
+    episodes = [a for a in associations if a.scope == "episode"]
+    mute = [a for a in episodes if a.cannot_tell]
+    if mute:
+        shares = sorted(round(100 * (a.in_flight_fraction or 0.0)) for a in mute)
+        onsets = sorted(a.violations for a in mute)
+        notes.append(
+            _t(
+                f"  {len(mute)} of {len(episodes)} episodes with onsets cannot tell association "
+                f"from chance on their own (calls in flight {_span(shares, '%')} of the time, "
+                f"{_span(onsets, '')} onset(s) each); the run and tool rows pool their onsets.",
+                style="yellow",
+            )
+        )
+    if any(a.in_flight_fraction is not None for a in associations):
+        notes.append(
+            Text(
+                f"  in flight: share of the span covered by call windows; min lift: the smallest "
+                f"lift found {POWER:.0%} of the time at p <= {ALPHA:g} (at most 1 / in flight)",
+                style="dim",
+            )
+        )
+    return notes
+
+
+def _span(values: list[int], unit: str) -> str:
+    """``3%`` or ``3-41%`` for sorted values."""
+    low, high = values[0], values[-1]
+    return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
 
 
 def load_summary_renderable(result: Result) -> RenderableType:
