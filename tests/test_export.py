@@ -104,7 +104,8 @@ def test_parquet_export_round_trips_with_pyarrow_and_duckdb() -> None:
     assert {i["format"] for i in provenance["inputs"]} >= {"alibaba_cfw", "otlp_json", "inventory"}
     findings = str(work / "report.findings.parquet")
     got = duckdb.sql(
-        f"select dst_ip, call_id, confidence from read_parquet('{findings}') where labels = 'mining'"
+        f"select dst_ip, call_id, confidence from read_parquet('{findings}') "
+        "where list_contains(labels, 'mining')"
     ).fetchall()
     assert got == [("141.94.96.144", MINER_CALL, "high")]
     stats = duckdb.sql(f"select count(*) from read_parquet('{work / 'report.stats.parquet'}')")
@@ -127,6 +128,8 @@ def test_ocsf_export_is_network_activity_enriched_with_the_attributed_call() -> 
     tunnel = next(r for r in records if r["dst_endpoint"]["ip"] == TUNNEL_IP)
     assert (tunnel["action_id"], tunnel["disposition_id"]) == (2, 2)
     assert tunnel["connection_info"] == {
+        "boundary": "External",
+        "boundary_id": 3,
         "direction": "Outbound",
         "direction_id": 2,
         "protocol_name": "tcp",
@@ -140,7 +143,9 @@ def test_ocsf_export_is_network_activity_enriched_with_the_attributed_call() -> 
         call["confidence"] == "high"
         and "destination 203.0.113.7 appears in the call" in call["reasons"]
     )
-    assert tunnel["time"] == 1764655879000  # as the firewall logged it (06:11:19Z)
+    # the aligned clock; with no offset applied it is the time as logged (06:11:19Z)
+    assert tunnel["time"] == 1764655879000
+    assert tunnel["metadata"]["original_time"] == "2025-12-02T06:11:19Z"
     miner = next(r for r in records if r["dst_endpoint"].get("hostname") == "pool.supportxmr.com")
     assert (miner["action_id"], miner["disposition_id"], miner["is_alert"]) == (1, 19, True)
     unattributed = [r for r in records if r["enrichments"][0]["value"] == "none"]
@@ -151,7 +156,7 @@ def test_ocsf_export_is_network_activity_enriched_with_the_attributed_call() -> 
     assert arrow.num_rows == 55 and "enrichments" in arrow.column_names
     got = duckdb.sql(
         f"select count(*) from read_json_auto('{out}') where class_uid = 4001 and "
-        f"unmapped.correlate.labels = 'mining'"
+        f"list_contains(unmapped.correlate.labels, 'mining')"
     ).fetchall()[0]
     assert got == (40,)
 

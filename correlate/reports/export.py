@@ -2,14 +2,21 @@
 
 * ``parquet``: the Parquet report of ``correlate run -o`` (attributions, findings, candidates,
   stats), each file carrying ``correlate.provenance`` in its key-value metadata.
-* ``csv`` / ``jsonl``: ``OUTPUT`` holds one row per violation event with its attributed call and
-  command (the ``correlate query`` columns); ``<stem>.findings``, ``<stem>.candidates`` and
-  ``<stem>.stats`` beside it; ``<stem>.provenance.json`` holds the provenance.
-* ``ocsf``: one OCSF Network Activity event (class_uid 4001) per violation event, JSON lines,
-  with the attributed call in ``enrichments`` and correlate's own fields in ``unmapped``.
-* ``timesketch``: Timesketch JSON lines (``message``, ``datetime``, ``timestamp_desc``), one line
-  per violation event and one per tool call involved (attributed or candidate), all on the
-  trajectories' clock (a violation's time as its firewall logged it is in ``logged_time``).
+* ``csv`` / ``jsonl``: the same four tables with the same columns (``reports.parquet``'s
+  ``REPORT_SCHEMAS``): ``OUTPUT`` holds the attributions (one row per violation event),
+  ``<stem>.findings``, ``<stem>.candidates`` and ``<stem>.stats`` sit beside it and
+  ``<stem>.provenance.json`` holds the provenance. Times are ISO 8601 in UTC (``Z``, as many
+  fraction digits as the nanoseconds need); list columns are JSON arrays in JSON lines and joined
+  with ``"; "`` (``LIST_DELIMITER``) in CSV.
+* ``ocsf``: one OCSF 1.4.0 Network Activity event (class_uid 4001) per violation event, JSON
+  lines, with the attributed call in ``enrichments`` and correlate's own fields in ``unmapped``.
+* ``timesketch``: Timesketch JSON lines (``message``, ``datetime``, ``timestamp_desc``, ``tag``),
+  one line per violation event and one per tool call of every episode involved.
+
+OCSF and Timesketch share one clock: the aligned one (the trajectories' clock: a violation's time
+as its firewall logged it minus the clock offset applied, ``clock_offset_s``), which is the clock
+the attribution used; the logged time is kept beside it (``metadata.original_time``,
+``logged_time``).
 
 CSV cells are made safe for spreadsheets: a text cell that starts with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return gets a leading apostrophe (``'``) so that no spreadsheet reads
@@ -38,15 +45,28 @@ import pyarrow as pa
 from .. import __version__
 from ..atomic import atomic_path
 from ..pipeline import Result
-from ..query import CANDIDATE_ROWS, QUERY, candidate_rows, format_time, violation_rows
+from ..query import format_time
 from ..schema import plain_rows
 from ..textsafe import inert
-from .parquet import ASSOCIATION_SCHEMA, write_report
+from .parquet import (
+    ASSOCIATION_SCHEMA,
+    attribution_rows,
+    report_tables,
+    write_report,
+)
 
 FORMATS = ("parquet", "csv", "jsonl", "ocsf", "timesketch")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-OCSF_VERSION = "1.3.0"
+LIST_DELIMITER = "; "
+"""How a CSV cell joins the values of a list column (``labels``, ``actions``, ``reasons``)."""
+OCSF_VERSION = "1.4.0"
 """The OCSF schema version the ``ocsf`` export follows (attributes and enums checked against it)."""
+CLOCK = "aligned"
+"""The clock of the OCSF and Timesketch times: the trajectories' (logged time - clock_offset_s)."""
+CLOCK_NOTE = (
+    "aligned: the trajectories' clock, i.e. each violation's time as its firewall logged it minus "
+    "the clock offset applied to its source (clock_offset_s); the clock the attribution used"
+)
 
 
 # --- CSV and JSON lines ---------------------------------------------------------------------
@@ -66,11 +86,20 @@ def _value(value: Any, kind: pa.DataType, zone: tzinfo) -> Any:
     return value
 
 
+def table_records(table: pa.Table, zone: tzinfo = UTC) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts in column order: times ISO 8601 in ``zone``, lists as lists."""
+    kinds = [f.type for f in table.schema]
+    return [
+        {k: _value(v, kind, zone) for (k, v), kind in zip(row.items(), kinds, strict=True)}
+        for row in plain_rows(table)
+    ]
+
+
 def table_csv(table: pa.Table, zone: tzinfo = UTC, *, terminal: bool = False) -> str:
     """``table`` as CSV (header, ``\\n`` line ends); text cells neutralised for spreadsheets.
 
-    With ``terminal`` (CSV printed to an interactive terminal) control characters are shown
-    escaped, as in the tables.
+    A list cell joins its values with ``LIST_DELIMITER``. With ``terminal`` (CSV printed to an
+    interactive terminal) control characters are shown escaped, as in the tables.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -80,6 +109,8 @@ def table_csv(table: pa.Table, zone: tzinfo = UTC, *, terminal: bool = False) ->
         cells = []
         for value, kind in zip(row.values(), kinds, strict=True):
             plain = _value(value, kind, zone)
+            if isinstance(plain, list):
+                plain = LIST_DELIMITER.join(str(v) for v in plain if v is not None)
             if plain is None:
                 cells.append("")
             elif isinstance(plain, str):
@@ -98,17 +129,61 @@ def _json_line(record: Any) -> str:
 
 def table_jsonl(table: pa.Table, zone: tzinfo = UTC) -> str:
     """``table`` as JSON lines, one object per row in column order (times ISO 8601 in ``zone``)."""
-    kinds = [f.type for f in table.schema]
-    out = []
-    for row in plain_rows(table):
-        record = {k: _value(v, kind, zone) for (k, v), kind in zip(row.items(), kinds, strict=True)}
-        out.append(json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n")
-    return "".join(out)
+    return "".join(
+        json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
+        for record in table_records(table, zone)
+    )
 
 
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
+
+
+# --- rows shared by OCSF and Timesketch -------------------------------------------------------
+
+
+def _events(result: Result) -> tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]]:
+    """Violation rows (the attributions columns over the raw event fields), and findings by id."""
+    details = {r["event_id"]: r for r in plain_rows(result.violations)}
+    findings = {r["conversation_id"]: r for r in plain_rows(result.findings)}
+    rows = []
+    for row in attribution_rows(result):
+        event = details.get(row["event_id"], {})
+        labels = [x for x in str(row.get("labels") or "").split(",") if x]
+        rows.append({**event, **row, "labels": labels})
+    return rows, findings
+
+
+def _logged(row: dict[str, Any]) -> int:
+    """The event's time as its firewall logged it (the aligned time plus the offset applied)."""
+    return int(row["ts"]) + int(row.get("clock_offset_ns") or 0)
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None and v != {} and v != []}
+
+
+def _message(row: dict[str, Any]) -> str:
+    port = f":{row['dst_port']}" if row.get("dst_port") is not None else ""
+    domain = f" ({row['dst_domain']})" if row.get("dst_domain") else ""
+    source = f"{row['src_ip']}" + (f" ({row['src_host']})" if row.get("src_host") else "")
+    labels = f" [{','.join(row['labels'])}]" if row.get("labels") else ""
+    protocol = f" {row['protocol']}" if row.get("protocol") else ""
+    text = f"{row['action']}{protocol} {source} -> {row['dst_ip']}{port}{domain}{labels}"
+    if row.get("call_id"):
+        step = f" step {row['step']}" if row.get("step") is not None else ""
+        text += (
+            f"; {row['how']} from {row['tool']} call {row['call_id']} (episode "
+            f"{row['episode_id']}{step}, confidence {row['confidence']})"
+        )
+    else:
+        text += "; not attributed"
+    return inert(text)
+
+
+def _reasons(finding: dict[str, Any]) -> list[str]:
+    return [r for r in str(finding.get("reasons") or "").split("; ") if r]
 
 
 # --- OCSF -----------------------------------------------------------------------------------
@@ -129,75 +204,95 @@ _ACTION = {
     "denied": (2, "Denied", 2, "Blocked"),
     "unknown": (0, "Unknown", 0, "Unknown"),
 }
+_STATUS = {
+    # verdict: (status_id, status): did the connection go through?
+    "allowed": (1, "Success"),
+    "alerted": (1, "Success"),
+    "denied": (2, "Failure"),
+    "unknown": (0, "Unknown"),
+}
 _DIRECTION = {"inbound": (1, "Inbound"), "outbound": (2, "Outbound"), "internal": (3, "Lateral")}
+_BOUNDARY = {"internal": (2, "Internal"), "metadata": (2, "Internal"), "external": (3, "External")}
 OCSF_ACTIVITY_ID, OCSF_ACTIVITY = 6, "Traffic"
+
+OCSF_SEVERITIES = {
+    0: "Unknown",
+    1: "Informational",
+    2: "Low",
+    3: "Medium",
+    4: "High",
+    5: "Critical",
+}
+LABEL_SEVERITY = {"exfiltration": 5, "reverse_tunnel": 4, "mining": 4, "internal_probe": 3}
+"""OCSF ``severity_id`` of a conversation label attributed with high confidence (no label: 2)."""
+CONFIDENCE_STEPS_DOWN = {"high": 0, "medium": 1, "low": 2, "none": 2}
+"""How many severity steps a lower attribution confidence takes off (never below 1)."""
+
+
+def ocsf_severity(labels: Iterable[str], confidence: str | None) -> tuple[int, str]:
+    """(``severity_id``, ``severity``) of a violation from its labels and attribution confidence.
+
+    The worst label gives the level (exfiltration 5 Critical; reverse_tunnel and mining 4 High;
+    internal_probe 3 Medium; no label 2 Low); a medium-confidence attribution is one step lower,
+    a low-confidence one or none two steps, never below 1 (Informational). So an attributed
+    tunnel is High, the same tunnel unattributed Low, an unlabelled unattributed denial
+    Informational.
+    """
+    level = max((LABEL_SEVERITY.get(label, 2) for label in labels), default=2)
+    level -= CONFIDENCE_STEPS_DOWN.get(str(confidence), 2)
+    level = max(level, 1)
+    return level, OCSF_SEVERITIES[level]
 
 
 def _ms(ns: int | None) -> int | None:
     return None if ns is None else int(ns) // 1_000_000
 
 
-def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if v is not None and v != {} and v != []}
-
-
 def _event_uid(row: dict[str, Any]) -> str:
-    """A stable id for an event: its file, line and time (not the renumbered event_id)."""
-    text = f"{row['source_path']}\x00{row['source_line']}\x00{row['ts']}"
+    """A stable id for an event: its file, line and logged time (not the renumbered event_id)."""
+    text = f"{row['source_path']}\x00{row['source_line']}\x00{_logged(row)}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _message(row: dict[str, Any]) -> str:
-    port = f":{row['dst_port']}" if row.get("dst_port") is not None else ""
-    domain = f" ({row['dst_domain']})" if row.get("dst_domain") else ""
-    source = f"{row['src_ip']}" + (f" ({row['src_host']})" if row.get("src_host") else "")
-    labels = f" [{row['labels']}]" if row.get("labels") else ""
-    protocol = f" {row['protocol']}" if row.get("protocol") else ""
-    text = f"{row['action']}{protocol} {source} -> {row['dst_ip']}{port}{domain}{labels}"
-    if row.get("call_id"):
-        step = f" step {row['step']}" if row.get("step") is not None else ""
-        text += (
-            f"; {row['how']} from {row['tool']} call {row['call_id']} (episode "
-            f"{row['episode_id']}{step}, confidence {row['confidence']})"
-        )
-    else:
-        text += "; not attributed"
-    return inert(text)
-
-
-def _events(result: Result) -> tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]]:
-    """Violation rows (the ``query`` columns) with the raw event fields, and findings by id."""
-    details = {r["event_id"]: r for r in plain_rows(result.violations)}
-    findings = {r["conversation_id"]: r for r in plain_rows(result.findings)}
-    rows = []
-    for row in violation_rows(result):
-        event = details.get(row["event_id"], {})
-        rows.append({**event, **row})
-    return rows, findings
+def _observables(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """OCSF observables for the event's addresses, destination domain and sandbox."""
+    found = [
+        ("src_endpoint.ip", 2, "IP Address", row.get("src_ip")),
+        ("src_endpoint.intermediate_ips", 2, "IP Address", row.get("src_nat_ip")),
+        ("src_endpoint.hostname", 1, "Hostname", row.get("src_host")),
+        ("dst_endpoint.ip", 2, "IP Address", row.get("dst_ip")),
+        ("dst_endpoint.hostname", 1, "Hostname", row.get("dst_domain")),
+    ]
+    return [
+        {"name": name, "type_id": type_id, "type": kind, "value": str(value)}
+        for name, type_id, kind, value in found
+        if value
+    ]
 
 
 def ocsf_records(result: Result) -> list[dict[str, Any]]:
-    """One OCSF 1.x Network Activity event per violation event, with the attributed call.
+    """One OCSF 1.4.0 Network Activity event per violation event, with the attributed call.
 
-    Attributes follow the OCSF schema (ocsf/ocsf-schema): ``events/network/network_activity.json``
-    (class 4001, activity 6 Traffic), ``events/network/network.json`` (src/dst endpoints,
-    connection_info, traffic) and ``profiles/security_control.json`` (action_id 1 Allowed,
-    2 Denied; disposition_id 1 Allowed, 2 Blocked, 19 Alert).
+    Attributes follow the OCSF schema 1.4.0 (ocsf/ocsf-schema): ``events/base_event.json``,
+    ``events/network/network.json`` and ``network_activity.json`` (class 4001, activity 6
+    Traffic) and ``profiles/security_control.json`` (action_id 1 Allowed, 2 Denied;
+    disposition_id 1 Allowed, 2 Blocked, 19 Alert; ``is_alert``, set only for alerted events).
 
-    ``time`` is the event's time as its firewall logged it (SIEMs join it with that firewall's
-    other records); ``unmapped.correlate.aligned_time_ns`` is the time on the trajectories' clock
-    that the attribution used, ``clock_offset_s`` the difference.
+    ``time`` (and ``start_time``/``end_time``) is on the aligned clock, the trajectories' one
+    that the attribution used and that the Timesketch export uses too; the time as the firewall
+    logged it is ``metadata.original_time`` (ISO 8601) and ``unmapped.correlate.logged_time_ns``.
+    ``severity_id`` comes from the labels and the confidence (``ocsf_severity``); ``status_id`` is
+    1 Success for a connection that went through (allowed, alerted), 2 Failure for a denied one.
     """
     rows, findings = _events(result)
     out = []
     for row in rows:
-        offset = int(row.get("clock_offset_ns") or 0)
-        logged = row["ts"] + offset
-        logged_end = None if row.get("ts_end") is None else row["ts_end"] + offset
-        action_id, action, disposition_id, disposition = _ACTION.get(
-            str(row.get("action")), _ACTION["unknown"]
-        )
+        verdict = str(row.get("action"))
+        action_id, action, disposition_id, disposition = _ACTION.get(verdict, _ACTION["unknown"])
+        status_id, status = _STATUS.get(verdict, _STATUS["unknown"])
+        severity_id, severity = ocsf_severity(row["labels"], row.get("confidence"))
         direction = _DIRECTION.get(str(row.get("direction")))
+        boundary = _BOUNDARY.get(str(row.get("dst_scope")))
         protocol = (row.get("protocol") or "").lower() or None
         finding = findings.get(row["conversation_id"], {})
         traffic = _drop_none(
@@ -222,10 +317,14 @@ def ocsf_records(result: Result) -> list[dict[str, Any]]:
             "host": row.get("host"),
             "tool": row.get("tool"),
             "command": row.get("command"),
+            "call_start": format_time(row["call_ts_start"])
+            if row.get("call_ts_start") is not None
+            else None,
             "how": row.get("how"),
             "lag_s": row.get("lag_s"),
             "confidence": row.get("confidence"),
-            "reasons": [r for r in str(finding.get("reasons") or "").split("; ") if r],
+            "candidates": row.get("candidates"),
+            "reasons": _reasons(finding),
         }
         record = {
             "activity_id": OCSF_ACTIVITY_ID,
@@ -236,16 +335,19 @@ def ocsf_records(result: Result) -> list[dict[str, Any]]:
             "class_name": "Network Activity",
             "type_uid": 4001 * 100 + OCSF_ACTIVITY_ID,
             "type_name": f"Network Activity: {OCSF_ACTIVITY}",
-            "severity_id": 3,
-            "severity": "Medium",
+            "severity_id": severity_id,
+            "severity": severity,
+            "status_id": status_id,
+            "status": status,
             "action_id": action_id,
             "action": action,
             "disposition_id": disposition_id,
             "disposition": disposition,
-            "is_alert": row.get("action") in ("alerted", "denied"),
-            "time": _ms(logged),
-            "start_time": _ms(logged),
-            "end_time": _ms(logged_end),
+            "is_alert": True if verdict == "alerted" else None,
+            "time": _ms(row["ts"]),
+            "start_time": _ms(row["ts"]),
+            "end_time": _ms(row.get("ts_end")),
+            "timezone_offset": 0,
             "count": 1,
             "message": _message(row),
             "app_name": row.get("app"),
@@ -270,11 +372,14 @@ def ocsf_records(result: Result) -> list[dict[str, Any]]:
                     "protocol_num": _PROTOCOL_NUMBERS.get(protocol or ""),
                     "direction_id": direction[0] if direction else 0,
                     "direction": direction[1] if direction else "Unknown",
+                    "boundary_id": boundary[0] if boundary else None,
+                    "boundary": boundary[1] if boundary else None,
                 }
             ),
             "traffic": traffic or None,
             "firewall_rule": _drop_none({"uid": row.get("rule"), "name": row.get("signature")})
             or None,
+            "observables": _observables(row),
             "metadata": _drop_none(
                 {
                     "version": OCSF_VERSION,
@@ -286,8 +391,9 @@ def ocsf_records(result: Result) -> list[dict[str, Any]]:
                     "profiles": ["security_control"],
                     "uid": _event_uid(row),
                     "correlation_uid": f"conversation-{row['conversation_id']}",
+                    "labels": row["labels"],
                     "log_name": row.get("source_format"),
-                    "original_time": format_time(logged),
+                    "original_time": format_time(_logged(row)),
                 }
             ),
             "enrichments": [
@@ -304,12 +410,13 @@ def ocsf_records(result: Result) -> list[dict[str, Any]]:
                     {
                         "event_id": row["event_id"],
                         "conversation_id": row["conversation_id"],
-                        "labels": row.get("labels"),
+                        "labels": row["labels"],
                         "how": row.get("how"),
                         "confidence": row.get("confidence"),
                         "candidates": row.get("candidates"),
-                        "time_ns": logged,
-                        "aligned_time_ns": row["ts"],
+                        "clock": CLOCK,
+                        "time_ns": row["ts"],
+                        "logged_time_ns": _logged(row),
                         "clock_offset_s": row.get("clock_offset_s"),
                         "source_format": row.get("source_format"),
                         "source_path": row.get("source_path"),
@@ -324,6 +431,49 @@ def ocsf_records(result: Result) -> list[dict[str, Any]]:
 
 # --- Timesketch -----------------------------------------------------------------------------
 
+_VIOLATION_FIELDS = (
+    "event_id",
+    "conversation_id",
+    "src_ip",
+    "src_nat_ip",
+    "src_port",
+    "src_host",
+    "dst_ip",
+    "dst_port",
+    "protocol",
+    "dst_domain",
+    "action",
+    "rule",
+    "signature",
+    "how",
+    "call_id",
+    "run_id",
+    "episode_id",
+    "step",
+    "host",
+    "tool",
+    "command",
+    "lag_s",
+    "confidence",
+    "candidates",
+    "source_format",
+    "source_path",
+    "source_line",
+)
+_CALL_FIELDS = (
+    "call_id",
+    "run_id",
+    "episode_id",
+    "step",
+    "host",
+    "host_ip",
+    "tool",
+    "command",
+    "exit_code",
+    "source_path",
+    "source_line",
+)
+
 
 def timesketch_time(ns: int) -> tuple[str, int]:
     """(ISO 8601 with microseconds and offset, microseconds since the epoch) for Timesketch."""
@@ -334,10 +484,48 @@ def timesketch_time(ns: int) -> tuple[str, int]:
     return moment.isoformat(timespec="microseconds"), micros
 
 
+def involved_episodes(result: Result) -> set[tuple[Any, Any]]:
+    """(run_id, episode_id) of every episode involved in a finding.
+
+    An episode is involved when one of its calls is a violation's candidate or attributed call,
+    or when it ran on a violation's source sandbox at the violation's time (its first call's
+    start to its last call's end).
+    """
+    involved: set[tuple[Any, Any]] = set()
+    for table in (result.candidates, result.attributions):
+        for r in plain_rows(table.select(["run_id", "episode_id", "call_id"])):
+            if r["call_id"] is not None:
+                involved.add((r["run_id"], r["episode_id"]))
+    spans: dict[tuple[Any, Any], list[Any]] = {}
+    calls = result.loaded.calls.select(["run_id", "episode_id", "host", "ts_start", "ts_end"])
+    for c in plain_rows(calls):
+        if c["ts_start"] is None or c["host"] is None:
+            continue
+        key = (c["run_id"], c["episode_id"])
+        end = c["ts_end"] if c["ts_end"] is not None else c["ts_start"]
+        span = spans.setdefault(key, [c["host"], c["ts_start"], end])
+        span[1], span[2] = min(span[1], c["ts_start"]), max(span[2], end)
+    by_host: dict[str, list[tuple[int, int, tuple[Any, Any]]]] = defaultdict(list)
+    for key, (host, first, last) in spans.items():
+        by_host[host].append((first, last, key))
+    for v in plain_rows(result.violations.select(["src_host", "ts"])):
+        for first, last, key in by_host.get(v["src_host"], []):
+            if first <= v["ts"] <= last:
+                involved.add(key)
+    return involved
+
+
 def timesketch_records(result: Result) -> list[dict[str, Any]]:
-    """Timesketch JSON lines: one per violation event, one per tool call involved."""
+    """Timesketch JSON lines: one per violation event, one per call of every involved episode.
+
+    Every time is on the aligned clock (``clock``: the trajectories' one, as in the OCSF export);
+    a violation's time as its firewall logged it is in ``logged_time``. ``tag`` lists the
+    conversation's labels (for a call: the labels of the violations attributed to it).
+    """
     rows, _ = _events(result)
     records: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    attributed: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    call_labels: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     for row in rows:
         when, micros = timesketch_time(row["ts"])
         record = {
@@ -346,57 +534,32 @@ def timesketch_records(result: Result) -> list[dict[str, Any]]:
             "timestamp": micros,
             "timestamp_desc": "Firewall violation",
             "data_type": "correlate:violation",
-            "logged_time": format_time(row["ts"] + int(row.get("clock_offset_ns") or 0)),
+            "clock": CLOCK,
+            "logged_time": format_time(_logged(row)),
             "clock_offset_s": row.get("clock_offset_s"),
-            **{
-                k: row.get(k)
-                for k in (
-                    "event_id",
-                    "conversation_id",
-                    "src_ip",
-                    "src_nat_ip",
-                    "src_port",
-                    "src_host",
-                    "dst_ip",
-                    "dst_port",
-                    "protocol",
-                    "dst_domain",
-                    "action",
-                    "rule",
-                    "signature",
-                    "labels",
-                    "how",
-                    "call_id",
-                    "run_id",
-                    "episode_id",
-                    "step",
-                    "host",
-                    "tool",
-                    "command",
-                    "lag_s",
-                    "confidence",
-                    "source_path",
-                    "source_line",
-                )
-            },
+            **{k: row.get(k) for k in _VIOLATION_FIELDS},
+            "call_start": format_time(row["call_ts_start"])
+            if row.get("call_ts_start") is not None
+            else None,
             "time_ns": row["ts"],
         }
-        records.append(((row["ts"], 1, row["event_id"], ""), _drop_none(record)))
-    involved: dict[tuple[Any, ...], dict[str, Any]] = {}
-    attributed: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for row in rows:
+        records.append(
+            ((row["ts"], 1, row["event_id"], ""), {**_drop_none(record), "tag": row["labels"]})
+        )
         if row.get("call_id"):
-            attributed[(row["call_id"], row["run_id"])].append(row["event_id"])
-    for c in candidate_rows(result):
-        involved.setdefault((c["call_id"], c["run_id"]), c)
-    calls = {
-        (r["call_id"], r["run_id"]): r
-        for r in plain_rows(result.loaded.calls)
-        if (r["call_id"], r["run_id"]) in involved or (r["call_id"], r["run_id"]) in attributed
-    }
-    for key, call in sorted(calls.items(), key=lambda kv: (kv[1]["ts_start"] or 0, str(kv[0]))):
-        if call["ts_start"] is None:
+            key = (row["call_id"], row["run_id"], row["episode_id"], row["step"])
+            attributed[key].append(row["event_id"])
+            call_labels[key].update(row["labels"])
+    candidate_of: dict[tuple[Any, ...], set[int]] = defaultdict(set)
+    for c in plain_rows(
+        result.candidates.select(["call_id", "run_id", "episode_id", "step", "event_id"])
+    ):
+        candidate_of[(c["call_id"], c["run_id"], c["episode_id"], c["step"])].add(c["event_id"])
+    episodes = involved_episodes(result)
+    for call in plain_rows(result.loaded.calls):
+        if (call["run_id"], call["episode_id"]) not in episodes or call["ts_start"] is None:
             continue
+        key = (call["call_id"], call["run_id"], call["episode_id"], call["step"])
         when, micros = timesketch_time(call["ts_start"])
         events = attributed.get(key, [])
         step = f" step {call['step']}" if call["step"] is not None else ""
@@ -412,27 +575,15 @@ def timesketch_records(result: Result) -> list[dict[str, Any]]:
             "timestamp": micros,
             "timestamp_desc": "Tool call start",
             "data_type": "correlate:tool_call",
-            **{
-                k: call.get(k)
-                for k in (
-                    "call_id",
-                    "run_id",
-                    "episode_id",
-                    "step",
-                    "host",
-                    "host_ip",
-                    "tool",
-                    "command",
-                    "exit_code",
-                    "source_path",
-                    "source_line",
-                )
-            },
+            "clock": CLOCK,
+            **{k: call.get(k) for k in _CALL_FIELDS},
             "ts_end": format_time(call["ts_end"]) if call["ts_end"] is not None else None,
             "attributed_events": events or None,
+            "candidate_of": sorted(candidate_of.get(key, ())) or None,
             "time_ns": call["ts_start"],
         }
-        records.append(((call["ts_start"], 0, 0, str(key)), _drop_none(record)))
+        order = (call["ts_start"], 0, 0, f"{call['source_path']}\x00{call['source_line']}")
+        records.append((order, {**_drop_none(record), "tag": sorted(call_labels.get(key, ()))}))
     records.sort(key=lambda item: item[0])
     return [r for _, r in records]
 
@@ -451,7 +602,7 @@ def export_paths(output: str | os.PathLike[str], fmt: str) -> dict[str, Path]:
     suffix = f".{fmt}"
     stem = _stem(path.name, suffix)
     return {
-        "events": path,
+        "attributions": path,
         "findings": path.with_name(f"{stem}.findings{suffix}"),
         "candidates": path.with_name(f"{stem}.candidates{suffix}"),
         "stats": path.with_name(f"{stem}.stats{suffix}"),
@@ -463,10 +614,22 @@ def _stem(name: str, suffix: str) -> str:
     return name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else name
 
 
-def _provenance(result: Result, fmt: str, permutations: int) -> str:
+def _provenance(
+    result: Result, fmt: str, permutations: int, baseline: list[dict[str, Any]] | None = None
+) -> str:
+    """The provenance file's JSON: ``Result.provenance`` with the export's format and conventions
+    (and, beside a stats table, the in-flight baseline the Parquet keeps in its metadata)."""
     data = result.provenance()
     data["parameters"]["permutations"] = permutations
+    if baseline is not None:
+        data["baseline"] = baseline
     data["export"] = {"format": fmt}
+    if fmt in ("csv", "jsonl"):
+        data["export"]["times"] = "ISO 8601, UTC"
+        if fmt == "csv":
+            data["export"]["list_delimiter"] = LIST_DELIMITER
+    if fmt in ("ocsf", "timesketch"):
+        data["export"]["clock"] = CLOCK_NOTE
     if fmt == "ocsf":
         data["export"]["ocsf_version"] = OCSF_VERSION
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
@@ -478,40 +641,33 @@ def export(
     output: str | os.PathLike[str],
     *,
     permutations: int = 999,
-    zone: tzinfo = UTC,
+    zone: tzinfo | None = None,
 ) -> dict[str, Path]:
-    """Write ``result`` in ``fmt`` to ``output`` (and its sibling files); returns them by name."""
+    """Write ``result`` in ``fmt`` to ``output`` (and its sibling files); returns them by name.
+
+    CSV and JSON lines carry the Parquet report's tables, column for column, with times in UTC
+    whatever ``zone`` (accepted for callers that pass the display zone; files are always UTC).
+    """
+    del zone  # files are UTC: the same bytes whatever the display zone
     if fmt == "parquet":
         return write_report(result, output, permutations=permutations)
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
     paths = export_paths(output, fmt)
+    baseline = None
     if fmt in ("ocsf", "timesketch"):
         records = ocsf_records(result) if fmt == "ocsf" else timesketch_records(result)
         _write_text(paths[fmt], "".join(_json_line(r) for r in records))
     else:
-        tables = {
-            "events": pa.Table.from_pylist(
-                [{f.name: r.get(f.name) for f in QUERY} for r in violation_rows(result)],
-                schema=QUERY,
-            ),
-            "findings": result.findings,
-            "candidates": pa.Table.from_pylist(
-                [{f.name: r.get(f.name) for f in CANDIDATE_ROWS} for r in candidate_rows(result)],
-                schema=CANDIDATE_ROWS,
-            ),
-        }
-        if permutations:
-            associations, _ = result.statistics(permutations)
-            tables["stats"] = pa.Table.from_pylist(
-                [asdict(a) for a in associations], schema=ASSOCIATION_SCHEMA
-            )
-        else:
+        tables, baselines = report_tables(result, permutations)
+        if "stats" not in tables:
             paths.pop("stats")
+        else:
+            baseline = [asdict(b) for b in baselines]
         for name, table in tables.items():
-            text = table_csv(table, zone) if fmt == "csv" else table_jsonl(table, zone)
+            text = table_csv(table) if fmt == "csv" else table_jsonl(table)
             _write_text(paths[name], text)
-    _write_text(paths["provenance"], _provenance(result, fmt, permutations))
+    _write_text(paths["provenance"], _provenance(result, fmt, permutations, baseline))
     return paths
 
 
@@ -521,15 +677,21 @@ def records_jsonl(records: Iterable[dict[str, Any]]) -> str:
 
 
 __all__ = [
+    "ASSOCIATION_SCHEMA",
+    "CLOCK",
     "FORMATS",
     "FORMULA_PREFIXES",
+    "LIST_DELIMITER",
     "OCSF_VERSION",
     "csv_cell",
     "export",
     "export_paths",
+    "involved_episodes",
     "ocsf_records",
+    "ocsf_severity",
     "records_jsonl",
     "table_csv",
     "table_jsonl",
+    "table_records",
     "timesketch_records",
 ]

@@ -1,31 +1,334 @@
-"""Parquet report: attributions, findings and candidates with provenance in the key-value metadata.
+"""The report's tables, one column list each, and the Parquet report that writes them.
 
 ``-o report.parquet`` writes ``report.parquet`` (attributions: one row per violation event),
 ``report.findings.parquet`` (one row per conversation), ``report.candidates.parquet`` (one row per
 event x call pair) and ``report.stats.parquet`` (association with chance per run, tool and episode;
 the in-flight baseline in its ``correlate.baseline`` metadata). Each carries
 ``correlate.provenance`` (JSON: version, parameters, clock offsets, inputs with SHA-256 and load
-counts) and ``correlate.table``. Files are written to a
-temporary name and renamed, so an interrupted run never leaves a partial report; the same inputs
-and flags give byte-identical files.
+counts) and ``correlate.table``. Files are written to a temporary name and renamed, so an
+interrupted run never leaves a partial report; the same inputs and flags give byte-identical files.
+
+The column lists (``REPORT_SCHEMAS``) are the one definition of the four tables: the Parquet
+report, ``correlate export --format parquet|csv|jsonl`` and anything else that writes one of
+these tables build it with ``report_tables`` (or the per-table functions), so every format
+carries the same columns in the same order. Times are ``timestamp[ns, UTC]``; ``labels``,
+``actions`` and ``reasons`` are ``list<string>`` (never null: an empty list when there is none);
+paths are as the inputs were named to ``run``/``ingest`` (see ``source_path``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..atomic import atomic_path
 from ..pipeline import Result
+from ..schema import TS, plain_rows
+from ..stats import Association, Baseline
+
+TEXT_LIST = pa.list_(pa.string())
+"""The type of a list column (``labels``, ``actions``, ``reasons``)."""
+
+LIST_SEPARATORS = {"labels": ",", "actions": ",", "reasons": "; "}
+"""How the analysis tables join the values of each list column (split here into lists)."""
+
+ATTRIBUTIONS_COLUMNS = pa.schema(
+    [
+        pa.field("event_id", pa.int64()),
+        pa.field("conversation_id", pa.int64()),
+        pa.field("ts", TS),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_port", pa.int32()),
+        pa.field("src_nat_ip", pa.string()),
+        pa.field("src_host", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("rule", pa.string()),
+        pa.field("signature", pa.string()),
+        pa.field("labels", TEXT_LIST),
+        pa.field("how", pa.string()),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("call_ts_start", TS),
+        pa.field("call_ts_end", TS),
+        pa.field("lag_s", pa.float64()),
+        pa.field("confidence", pa.string()),
+        pa.field("candidates", pa.int64()),
+        pa.field("clock_offset_s", pa.float64()),
+        pa.field("source_format", pa.string()),
+        pa.field("source_path", pa.string()),
+        pa.field("source_line", pa.int64()),
+    ]
+)
+"""One row per violation event: the event (``ts`` on the aligned clock: as logged minus
+``clock_offset_s``), its conversation's labels, the attributed call with its command and times,
+the lag, the confidence and how many candidate calls its window held."""
+
+FINDINGS_COLUMNS = pa.schema(
+    [
+        pa.field("conversation_id", pa.int64()),
+        pa.field("first_ts", TS),
+        pa.field("last_ts", TS),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_nat_ip", pa.string()),
+        pa.field("src_host", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("dst_scope", pa.string()),
+        pa.field("event_count", pa.int64()),
+        pa.field("actions", TEXT_LIST),
+        pa.field("rule", pa.string()),
+        pa.field("signature", pa.string()),
+        pa.field("first_source_path", pa.string()),
+        pa.field("first_source_line", pa.int64()),
+        pa.field("identity", pa.string()),
+        pa.field("src_hosts", pa.string()),
+        pa.field("address_holders", pa.int64()),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("lag_s", pa.float64()),
+        pa.field("relation", pa.string()),
+        pa.field("indicator", pa.string()),
+        pa.field("agreement", pa.string()),
+        pa.field("labels", TEXT_LIST),
+        pa.field("confidence", pa.string()),
+        pa.field("candidates", pa.int64()),
+        pa.field("tied_calls", pa.string()),
+        pa.field("other_hosts_calls", pa.int64()),
+        pa.field("reasons", TEXT_LIST),
+    ]
+)
+"""One row per conversation (the analysis's findings, with its list columns as lists)."""
+
+CANDIDATES_COLUMNS = pa.schema(
+    [
+        pa.field("conversation_id", pa.int64()),
+        pa.field("event_id", pa.int64()),
+        pa.field("event_ts", TS),
+        pa.field("event_source_path", pa.string()),
+        pa.field("event_source_line", pa.int64()),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_nat_ip", pa.string()),
+        pa.field("src_host", pa.string()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("protocol", pa.string()),
+        pa.field("dst_domain", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("labels", TEXT_LIST),
+        pa.field("call_id", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int64()),
+        pa.field("host", pa.string()),
+        pa.field("tool", pa.string()),
+        pa.field("command", pa.string()),
+        pa.field("call_ts_start", TS),
+        pa.field("call_ts_end", TS),
+        pa.field("call_source_path", pa.string()),
+        pa.field("call_source_line", pa.int64()),
+        pa.field("lag_s", pa.float64()),
+        pa.field("relation", pa.string()),
+        pa.field("identity", pa.string()),
+        pa.field("indicator", pa.string()),
+        pa.field("agreement", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("rank", pa.int32()),
+        pa.field("attributed", pa.bool_()),
+        pa.field("confidence", pa.string()),
+    ]
+)
+"""One row per (violation event x candidate call) pair: the scored pair, the event's context,
+``attributed`` for the call the event is attributed to and that attribution's ``confidence``."""
+
+STATS_COLUMNS = pa.schema(
+    [
+        pa.field("scope", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("calls", pa.int64()),
+        pa.field("onsets", pa.int64()),
+        pa.field("in_windows", pa.int64()),
+        pa.field("expected", pa.float64()),
+        pa.field("lift", pa.float64()),
+        pa.field("p_value", pa.float64()),
+        pa.field("q_value", pa.float64()),
+    ]
+)
+"""Association with chance per run, tool and episode, named as ``correlate stats`` shows it:
+``onsets`` (violation conversations' first events of the key's sandboxes), ``in_windows`` (those
+inside one of the key's call windows), ``expected`` (the mean under circular shifts)."""
+
+ASSOCIATION_SCHEMA = STATS_COLUMNS
+"""Former name of ``STATS_COLUMNS``."""
+
+_STATS_NAMES = {"violations": "onsets", "observed": "in_windows"}
+"""``Association`` fields whose column is named as the CLI says it."""
+
+REPORT_SCHEMAS = {
+    "attributions": ATTRIBUTIONS_COLUMNS,
+    "findings": FINDINGS_COLUMNS,
+    "candidates": CANDIDATES_COLUMNS,
+    "stats": STATS_COLUMNS,
+}
+"""The report's tables by name: the one column list of each, whatever the file format."""
+
+
+def _split(name: str, value: Any) -> list[str]:
+    """A list column's value as a list (the analysis tables hold them joined)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value if v is not None]
+    return [part for part in str(value).split(LIST_SEPARATORS[name]) if part]
+
+
+def _table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (times as int ns, lists joined or as lists) as a table of exactly ``schema``."""
+    lists = [f.name for f in schema if pa.types.is_list(f.type)]
+    columns: dict[str, list[Any]] = {f.name: [] for f in schema}
+    for row in rows:
+        for name, values in columns.items():
+            value = row.get(name)
+            values.append(_split(name, value) if name in lists else value)
+    arrays = []
+    for field in schema:
+        values = columns[field.name]
+        if pa.types.is_timestamp(field.type):
+            arrays.append(pa.array(values, pa.int64()).cast(field.type))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _calls(result: Result) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Calls by (call_id, run_id, episode_id, step): the first one wins on a duplicate id."""
+    calls = result.loaded.calls.select(
+        ["call_id", "run_id", "episode_id", "step", "command", "ts_start", "ts_end"]
+    )
+    index: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in plain_rows(calls):
+        index.setdefault((row["call_id"], row["run_id"], row["episode_id"], row["step"]), row)
+    return index
+
+
+def _events(result: Result) -> dict[int, dict[str, Any]]:
+    columns = ["event_id", "src_port", "src_nat_ip", "rule", "signature"]
+    return {r["event_id"]: r for r in plain_rows(result.violations.select(columns))}
+
+
+def _labels(result: Result) -> dict[int, Any]:
+    findings = result.findings.select(["conversation_id", "labels"])
+    return {r["conversation_id"]: r["labels"] for r in plain_rows(findings)}
+
+
+def attribution_rows(result: Result) -> list[dict[str, Any]]:
+    """The attributions table's rows (times as int ns; ``labels`` as the findings join them)."""
+    events = _events(result)
+    labels = _labels(result)
+    calls = _calls(result)
+    candidates = Counter(result.candidates.column("event_id").to_pylist())
+    rows = []
+    for a in plain_rows(result.attributions):
+        event = events.get(a["event_id"], {})
+        call = calls.get((a["call_id"], a["run_id"], a["episode_id"], a["step"]), {})
+        rows.append(
+            {
+                **a,
+                **{k: event.get(k) for k in ("src_port", "src_nat_ip", "rule", "signature")},
+                "labels": labels.get(a["conversation_id"]),
+                "command": call.get("command"),
+                "call_ts_start": call.get("ts_start"),
+                "call_ts_end": call.get("ts_end"),
+                "candidates": candidates.get(a["event_id"], 0),
+            }
+        )
+    return rows
+
+
+def attributions_table(result: Result) -> pa.Table:
+    """One row per violation event (``ATTRIBUTIONS_COLUMNS``)."""
+    return _table(attribution_rows(result), ATTRIBUTIONS_COLUMNS)
+
+
+def findings_table(result: Result) -> pa.Table:
+    """One row per conversation (``FINDINGS_COLUMNS``)."""
+    return _table(plain_rows(result.findings), FINDINGS_COLUMNS)
+
+
+def candidates_table(
+    result: Result, attributions: Sequence[dict[str, Any]] | None = None
+) -> pa.Table:
+    """One row per (violation event x candidate call) pair (``CANDIDATES_COLUMNS``).
+
+    ``attributions``: ``attribution_rows(result)`` when the caller has them already.
+    """
+    rows_of = attribution_rows(result) if attributions is None else attributions
+    events = {r["event_id"]: r for r in rows_of}
+    context = ("src_ip", "src_nat_ip", "src_host", "dst_ip", "dst_port", "protocol")
+    rows = []
+    for c in plain_rows(result.candidates):
+        event = events.get(c["event_id"], {})
+        attributed = event.get("call_id") == c["call_id"] and event.get("run_id") == c["run_id"]
+        rows.append(
+            {
+                **c,
+                **{k: event.get(k) for k in (*context, "dst_domain", "action", "labels")},
+                "attributed": bool(attributed),
+                "confidence": event.get("confidence"),
+            }
+        )
+    return _table(rows, CANDIDATES_COLUMNS)
+
+
+def stats_table(associations: Sequence[Association]) -> pa.Table:
+    """Association with chance, one row per run, tool and episode (``STATS_COLUMNS``)."""
+    rows = [{_STATS_NAMES.get(k, k): v for k, v in asdict(a).items()} for a in associations]
+    return _table(rows, STATS_COLUMNS)
+
+
+def report_tables(
+    result: Result, permutations: int = 999
+) -> tuple[dict[str, pa.Table], list[Baseline]]:
+    """The report's tables by name (no ``stats`` when ``permutations`` is 0) and the baseline."""
+    attributions = attribution_rows(result)
+    tables = {
+        "attributions": _table(attributions, ATTRIBUTIONS_COLUMNS),
+        "findings": findings_table(result),
+        "candidates": candidates_table(result, attributions),
+    }
+    baselines: list[Baseline] = []
+    if permutations:
+        associations, baselines = result.statistics(permutations)
+        tables["stats"] = stats_table(associations)
+    return tables, baselines
 
 
 def report_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
-    """The three file names for ``-o OUTPUT`` (the attributions file is OUTPUT itself)."""
+    """The file names for ``-o OUTPUT`` (the attributions file is OUTPUT itself)."""
     path = Path(output)
     stem = path.name[: -len(".parquet")] if path.name.endswith(".parquet") else path.name
     return {
@@ -36,22 +339,6 @@ def report_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
     }
 
 
-ASSOCIATION_SCHEMA = pa.schema(
-    [
-        pa.field("scope", pa.string()),
-        pa.field("key", pa.string()),
-        pa.field("host", pa.string()),
-        pa.field("calls", pa.int64()),
-        pa.field("violations", pa.int64()),
-        pa.field("observed", pa.int64()),
-        pa.field("expected", pa.float64()),
-        pa.field("lift", pa.float64()),
-        pa.field("p_value", pa.float64()),
-        pa.field("q_value", pa.float64()),
-    ]
-)
-
-
 def write_report(
     result: Result, output: str | os.PathLike[str], *, permutations: int = 999
 ) -> dict[str, Path]:
@@ -59,25 +346,16 @@ def write_report(
     provenance_data = result.provenance()
     provenance_data["parameters"]["permutations"] = permutations
     provenance = json.dumps(provenance_data, sort_keys=True, ensure_ascii=False)
-    tables = {
-        "attributions": result.attributions,
-        "findings": result.findings,
-        "candidates": result.candidates,
-    }
+    tables, baselines = report_tables(result, permutations)
     paths = report_paths(output)
-    extra: dict[str, str] = {}
-    if permutations:
-        associations, baselines = result.statistics(permutations)
-        tables["stats"] = pa.Table.from_pylist(
-            [asdict(a) for a in associations], schema=ASSOCIATION_SCHEMA
-        )
-        extra["correlate.baseline"] = json.dumps([asdict(b) for b in baselines], sort_keys=True)
-    else:
+    if "stats" not in tables:
         paths.pop("stats")
     for name, path in paths.items():
         metadata = {"correlate.table": name, "correlate.provenance": provenance}
         if name == "stats":
-            metadata.update(extra)
+            metadata["correlate.baseline"] = json.dumps(
+                [asdict(b) for b in baselines], sort_keys=True
+            )
         write_table(tables[name], path, metadata)
     return paths
 
@@ -89,3 +367,24 @@ def write_table(table: pa.Table, path: Path, metadata: dict[str, str]) -> None:
     table = table.replace_schema_metadata(merged)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=True)
+
+
+__all__ = [
+    "ASSOCIATION_SCHEMA",
+    "ATTRIBUTIONS_COLUMNS",
+    "CANDIDATES_COLUMNS",
+    "FINDINGS_COLUMNS",
+    "LIST_SEPARATORS",
+    "REPORT_SCHEMAS",
+    "STATS_COLUMNS",
+    "TEXT_LIST",
+    "attribution_rows",
+    "attributions_table",
+    "candidates_table",
+    "findings_table",
+    "report_paths",
+    "report_tables",
+    "stats_table",
+    "write_report",
+    "write_table",
+]
