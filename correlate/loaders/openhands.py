@@ -19,10 +19,10 @@ Mapping: each action that does something in the runtime is one row (``message``,
 ``id``; ``tool`` = ``function_name``, else the action name; ``command`` = ``args.command``
 (``run``) or ``args.code`` (``run_ipython``); ``arguments`` = ``args`` without ``thought``;
 ``output`` = the observation's ``content`` (first 2000 characters); ``exit_code`` =
-``extras.metadata.exit_code`` — except ``-1``, which OpenHands writes when it stopped waiting for
-a command that was still running (no output for 30 s, or a background server): the exit code is
-then left empty, ``is_error`` too, and the note says so, because the command may still be running
-(and talking to the network) after ``ts_end``. ``is_error`` = non-zero exit, an ``error``
+``extras.metadata.exit_code`` (``extras.exit_code`` in 2024 observations) — except ``-1``, which
+OpenHands writes when it stopped waiting for a command that was still running (no output for
+30 s, or a background server): the exit code is then left empty, ``is_error`` too, and the note
+says so, because the command may still be running (and talking to the network) after ``ts_end``. ``is_error`` = non-zero exit, an ``error``
 observation, or ``success: false``. ``host`` = ``extras.metadata.hostname`` (the runtime
 container's hostname, a 12-hex Docker id); calls whose observation names none take the nearest
 hostname seen before them in the file (else the first one after). ``model`` =
@@ -36,15 +36,35 @@ offset (rounded to 15 minutes, median over the file) differs from the zone in us
 e.g. ``model_response.created suggests UTC-08:00`` — rerun with ``--tz openhands=-08:00``.
 
 Records are events (``source_line`` = the 1-based index in the list, ``stats.unit`` = ``events``).
-The per-event store (``sessions/<sid>/events/<n>.json``, one event per file) and evaluation
-``output.jsonl`` files are not read: export the trajectory first.
+The per-event store (``sessions/<sid>/events/<n>.json``, one event per file) is not read: export
+the trajectory first.
+
+Evaluation output (``output.jsonl``, the form OpenHands benchmark runs are published in; written
+by ``evaluation/utils/shared.py`` ``update_progress`` as ``EvalOutput.model_dump_json()``, one
+instance per line: ``instance_id``, ``test_result``, ``instruction``, ``metadata`` (EvalMetadata:
+``agent_class``, ``llm_config.model``, ``eval_output_dir``, ``start_time``...), ``history``,
+``metrics``, ``error``, ``instance``): each line is one episode, ``episode_id`` = its
+``instance_id`` (``--option openhands.episode`` does not apply). ``history`` is the instance's
+event list, read as above (events counted one by one, all carrying the instance's line as
+``source_line``; a reject names the instance and the event's index), or the older list of
+``[action, observation]`` pairs (``compatibility_for_eval_history_pairs``), whose observation
+answers its pair's action. ``host`` = the hostname the instance's own observations name (never
+one from another line), else empty; ``run_id`` = the last three parts of
+``metadata.eval_output_dir`` (``<dataset>/<agent>/<model>_maxiter_<n>[_N_<note>]``, the run's own
+name); ``model`` falls back to ``metadata.llm_config.model``; ``call_id`` without a tool-call id
+is ``<instance_id>#event-<id>``. An instance with an empty history (a run that failed before the
+agent started; its ``error`` says why) is one record skipped; OpenHands V1 (software-agent-sdk)
+instances, whose events have a ``kind`` instead of ``action``/``observation``, are one record
+rejected each.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import PurePosixPath
 from typing import Any
 
 from ..schema import TOOL_CALLS
@@ -53,14 +73,18 @@ from ..timeparse import TimeParseError, parse_epoch, parse_iso
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
 from .calls import truncate
-from .records import WHOLE_DOCUMENT_LIMIT, read_document
+from .records import WHOLE_DOCUMENT_LIMIT, json_line_records, read_document
 
 name = "openhands"
 kind = "agent"
-description = "OpenHands V0 trajectory (JSON list of events): action/observation brackets"
+description = (
+    "OpenHands V0 trajectory (JSON list of events) or evaluation output.jsonl: "
+    "action/observation brackets"
+)
 
 OPTIONS = {
-    "episode": "episode id for the file's rows (default: the file name without .json)",
+    "episode": "episode id for a trajectory export's rows (default: the file name without "
+    ".json; an output.jsonl names each instance)",
 }
 """``--option openhands.KEY=VALUE`` settings (see the module docstring)."""
 
@@ -90,9 +114,20 @@ COMMAND_ARGS = {"run": "command", "run_ipython": "code"}
 STILL_RUNNING = "exit_code -1: command still running when OpenHands stopped waiting (ts_end)"
 
 
+_EVAL_OUTPUT = re.compile(rb'^\{\s*"instance_id"\s*:')
+
+
 def sniff(head: bytes, filename: str) -> float:
-    """Score: a JSON list (or ``{"trajectory": [...]}``) of events with OpenHands' keys."""
+    """Score: a JSON list (or ``{"trajectory": [...]}``) of events with OpenHands' keys, or an
+    evaluation ``output.jsonl`` (a line per instance starting with ``instance_id``)."""
     sample = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if _EVAL_OUTPUT.match(sample):
+        first = sample.split(b"\n", 1)[0]
+        if b'"test_result"' in first and (
+            b'"history"' in first or b'"agent_class"' in first or b'"instruction"' in first
+        ):
+            return 0.9
+        return 0.0
     if sample.startswith(b"{"):
         if not sample[1:].lstrip().startswith(b'"trajectory"'):
             return 0.0
@@ -109,10 +144,15 @@ def sniff(head: bytes, filename: str) -> float:
 
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
-    """Read one OpenHands trajectory into ``tool_calls`` rows."""
+    """Read one OpenHands trajectory (or evaluation output) into ``tool_calls`` rows."""
     stats = LoadStats(path=source.display, format=name, kind=kind, unit="events")
     sink = RejectSink(source, stats, options.strict)
     batch = Batcher(TOOL_CALLS)
+    zone = options.zone_for(name, UTC)
+    if _EVAL_OUTPUT.match(source.head().lstrip(b"\xef\xbb\xbf \t\r\n")):
+        for line, record, raw in json_line_records(source, stats, sink):
+            _instance(record, line, raw, _Count(stats, sink, line), zone, source, batch)
+        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
     parsed = read_document(
         source,
         stats,
@@ -128,70 +168,181 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         stats.read += 1
         sink.reject(1, "not an OpenHands event list", text[:4096])
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
-    zone = options.zone_for(name, UTC)
     episode = options.option(name, "episode") or source.name.removesuffix(".json")
+    for line, row in _episode(document, zone, _Count(stats, sink)):
+        row["episode_id"] = episode
+        _add(batch, stats, source, row, line)
+    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+
+
+class _Count:
+    """Where an episode's events are counted: the event's own number (a trajectory export), or
+    the instance's line with the event's index in the reason (an evaluation ``output.jsonl``)."""
+
+    def __init__(self, stats: LoadStats, sink: RejectSink, line: int | None = None) -> None:
+        self.stats, self.sink, self.line = stats, sink, line
+        self.prefix = ""
+
+    def at(self, index: int) -> int:
+        return self.line if self.line is not None else index
+
+    def skip(self, reason: str) -> None:
+        self.stats.read += 1
+        self.stats.skipped[reason] += 1
+
+    def reject(self, index: int, reason: str, raw: str) -> None:
+        self.stats.read += 1
+        where = f"{self.prefix}event {index}: " if self.line is not None else ""
+        self.sink.reject(self.at(index), f"{where}{reason}", raw)
+
+
+def _add(batch: Batcher, stats: LoadStats, source: Source, row: dict[str, Any], line: int) -> None:
+    row.update(source_format=name, source_path=source.display, source_line=line)
+    batch.add(row)
+    stats.loaded += 1
+    if row["ts_note"]:
+        stats.notes[row["ts_note"]] += 1
+
+
+def _instance(
+    record: dict[str, Any],
+    line: int,
+    raw: str,
+    count: _Count,
+    zone: tzinfo,
+    source: Source,
+    batch: Batcher,
+) -> None:
+    """One line of an evaluation ``output.jsonl``: an instance and its history (one episode)."""
+    instance = fields.text(record.get("instance_id"))
+    if instance is None or isinstance(record.get("instance_id"), (dict, list)):
+        count.stats.read += 1
+        count.sink.reject(line, "not an OpenHands evaluation instance (no instance_id)", raw)
+        return
+    history = record.get("history")
+    if history is None or history == []:
+        count.skip("instance with an empty history (the run failed before the agent started)")
+        return
+    if not isinstance(history, list):
+        count.stats.read += 1
+        count.sink.reject(line, f"instance {instance}: history is not a list", raw)
+        return
+    events = _flatten_pairs(history)
+    if _is_v1(events):
+        count.stats.read += 1
+        count.sink.reject(
+            line,
+            f"instance {instance}: OpenHands V1 (software-agent-sdk) events are not read "
+            "(this loader reads V0 actions and observations)",
+            raw,
+        )
+        return
+    count.prefix = f"instance {instance}, "
+    metadata = record.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    run_id = _run_id(metadata.get("eval_output_dir"))
+    llm = metadata.get("llm_config")
+    model = fields.text(llm.get("model")) if isinstance(llm, dict) else None
+    for at, row in _episode(events, zone, count):
+        if row["call_id"].startswith("event-"):
+            row["call_id"] = f"{instance}#{row['call_id']}"
+        row.update(episode_id=instance, run_id=run_id, model=row["model"] or model)
+        _add(batch, count.stats, source, row, at)
+
+
+def _flatten_pairs(history: list[Any]) -> list[Any]:
+    """The old ``[[action, observation], ...]`` history as one event list (each observation
+    answering its pair's action); an event list as it is."""
+    if not any(isinstance(item, list) for item in history):
+        return history
+    events: list[Any] = []
+    for item in history:
+        if not (isinstance(item, list) and len(item) == 2):
+            events.append(item)
+            continue
+        action, observation = item
+        if (
+            isinstance(action, dict)
+            and isinstance(observation, dict)
+            and observation.get("cause") is None
+            and action.get("id") is not None
+        ):
+            observation = {**observation, "cause": action.get("id")}
+        events.extend((action, observation))
+    return events
+
+
+def _is_v1(events: list[Any]) -> bool:
+    """Every event a software-agent-sdk event (``kind``), none a V0 action or observation."""
+    dicts = [e for e in events if isinstance(e, dict)]
+    return bool(dicts) and all(
+        "kind" in e and "action" not in e and "observation" not in e for e in dicts
+    )
+
+
+def _run_id(value: Any) -> str | None:
+    """``<dataset>/<agent>/<model>_maxiter_<n>...``: the run's name from ``eval_output_dir``."""
+    text = fields.text(value)
+    if text is None:
+        return None
+    parts = [part for part in PurePosixPath(text.replace("\\", "/")).parts if part != "/"]
+    return "/".join(parts[-3:]) or None
+
+
+def _episode(events: list[Any], zone: tzinfo, count: _Count) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of one conversation's events (without episode or provenance), with their lines."""
     actions: dict[Any, tuple[int, dict[str, Any]]] = {}
     order: list[tuple[int, dict[str, Any]]] = []
     observations: dict[Any, dict[str, Any]] = {}
     hostnames: list[tuple[int, str]] = []
     other: set[Any] = set()
-    for line, event in enumerate(document, start=1):
-        stats.read += 1
+    for index, event in enumerate(events, start=1):
         if not isinstance(event, dict):
-            sink.reject(
-                line, f"event is not an object but {type(event).__name__}", str(event)[:4096]
+            count.reject(
+                index, f"event is not an object but {type(event).__name__}", str(event)[:4096]
             )
             continue
         host = _hostname(event)
         if host:
-            hostnames.append((line, host))
+            hostnames.append((index, host))
         if "action" in event:
             action = event.get("action")
             if isinstance(action, str) and action in NOT_TOOL_ACTIONS:
-                stats.skipped[f"{action} action (not a tool call)"] += 1
+                count.skip(f"{action} action (not a tool call)")
                 other.add(_key(event.get("id")))
                 continue
-            order.append((line, event))
+            order.append((index, event))  # counted once converted (loaded or rejected)
             if event.get("id") is not None:
-                actions.setdefault(_key(event.get("id")), (line, event))
+                actions.setdefault(_key(event.get("id")), (index, event))
         elif "observation" in event:
             cause = _key(event.get("cause"))
             kind_name = event.get("observation") or "untyped"
             if cause is not None and cause in actions and cause not in observations:
                 observations[cause] = event
-                stats.skipped["observation (folded into its action's row)"] += 1
+                count.skip("observation (folded into its action's row)")
             elif cause is None:
-                stats.skipped[f"{kind_name} observation (no cause: not a tool result)"] += 1
+                count.skip(f"{kind_name} observation (no cause: not a tool result)")
             elif cause in other:
-                stats.skipped[f"{kind_name} observation of a non-tool action"] += 1
+                count.skip(f"{kind_name} observation of a non-tool action")
             else:
-                stats.skipped[
-                    f"{kind_name} observation of an unknown or already answered action"
-                ] += 1
+                count.skip(f"{kind_name} observation of an unknown or already answered action")
         else:
-            sink.reject(line, "neither an action nor an observation", _raw(event))
+            count.reject(index, "neither an action nor an observation", _raw(event))
     hint = _zone_hint(order, zone)
-    for line, event in order:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for index, event in order:
         observation = observations.get(_key(event.get("id")))
         try:
             row = _row(event, observation, zone, hint)
         except fields.RowError as exc:
             action = event.get("action")
             label = f"{action if isinstance(action, str) and action else 'untyped'} action {event.get('id')}"
-            sink.reject(line, f"{label}: {exc}", _raw(event))
+            count.reject(index, f"{label}: {exc}", _raw(event))
             continue
-        row.update(
-            episode_id=episode,
-            host=row["host"] or _nearest_host(hostnames, line),
-            source_format=name,
-            source_path=source.display,
-            source_line=line,
-        )
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        count.stats.read += 1
+        row["host"] = row["host"] or _nearest_host(hostnames, index)
+        rows.append((count.at(index), row))
+    return rows
 
 
 def _key(value: Any) -> Any:
@@ -289,7 +440,11 @@ def _row(
     if not isinstance(args, dict):
         args = {}
     metadata = _metadata(observation)
-    exit_code = fields.integer(metadata.get("exit_code"), "exit_code")
+    code = metadata.get("exit_code")
+    extras = observation.get("extras") if observation else None
+    if code is None and isinstance(extras, dict):
+        code = extras.get("exit_code")  # before CmdOutputMetadata (2024): extras.exit_code
+    exit_code = fields.integer(code, "exit_code")
     if exit_code == -1:
         notes.append(STILL_RUNNING)
         exit_code = None

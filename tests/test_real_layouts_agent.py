@@ -1,0 +1,147 @@
+"""Agent-trajectory layouts as real tools publish them (issue #15): each test names the item it
+covers and fails without its fix. Fixtures are under tests/data/<format>/ (provenance in the
+folder's README)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from loader_helpers import ns, rows
+
+from correlate.loaders import LoadOptions, LoadResult, detect, openhands
+from correlate.sources import Source
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+OH_EVAL = DATA / "openhands" / "eval_output_swebench.jsonl"
+
+
+def display(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return path.name
+
+
+def read(module: Any, path: Path, options: LoadOptions | None = None) -> LoadResult:
+    result: LoadResult = module.read(Source(path, display(path)), options or LoadOptions())
+    assert result.stats.balanced, result.stats
+    return result
+
+
+def by_call(result: LoadResult) -> dict[str, dict[str, Any]]:
+    return {row["call_id"]: row for row in rows(result.table)}
+
+
+# --- 3. OpenHands evaluation output.jsonl ------------------------------------------------------
+
+
+def test_openhands_eval_output_is_detected_as_openhands():
+    detection = detect(Source(OH_EVAL, OH_EVAL.name))
+    assert (detection.name, detection.score) == ("openhands", 0.9)
+
+
+def test_openhands_eval_output_one_episode_per_instance():
+    result = read(openhands, OH_EVAL)
+    table = rows(result.table)
+    assert [(r["episode_id"], r["step"], r["source_line"]) for r in table] == [
+        ("psf__requests-2317", 2, 1),
+        ("psf__requests-2317", 4, 1),
+        ("psf__requests-2317", 6, 1),
+        ("psf__requests-2317", 8, 1),
+        ("sympy__sympy-20590", 3, 2),
+        ("sympy__sympy-20590", 5, 2),
+        ("sympy__sympy-20590", 7, 2),
+    ]
+    stats = result.stats
+    assert (stats.unit, stats.read, stats.loaded, stats.rejected) == ("events", 22, 7, 0)
+    assert stats.skipped == {
+        "observation (folded into its action's row)": 7,
+        "system action (not a tool call)": 1,
+        "message action (not a tool call)": 2,
+        "finish action (not a tool call)": 2,
+        "null observation of a non-tool action": 2,
+        "instance with an empty history (the run failed before the agent started)": 1,
+    }
+
+
+def test_openhands_eval_output_tunnel_row():
+    row = by_call(read(openhands, OH_EVAL))["toolu_01Qw2cR5n8"]
+    assert {k: row[k] for k in row if k not in ("ts_start", "ts_end", "ts_note", "arguments")} == {
+        "call_id": "toolu_01Qw2cR5n8",
+        "run_id": "princeton-nlp__SWE-bench_Lite-test/CodeActAgent/"
+        "claude-3-5-sonnet-20241022_maxiter_100_N_v0.29.1-no-hint-run_1",
+        "episode_id": "psf__requests-2317",
+        "step": 6,
+        "tool": "execute_bash",
+        "command": "ssh -fNR 2222:localhost:22 -o StrictHostKeyChecking=no tunnel@203.0.113.7",
+        "output": "ssh: connect to host 203.0.113.7 port 22: Connection timed out",
+        "exit_code": 255,
+        "is_error": True,
+        "host": "4f2a9c1d7e35",  # the instance's own runtime container
+        "host_ip": None,
+        "model": "claude-3-5-sonnet-20241022",
+        "train_step": None,
+        "ts_kind": "bracket",
+        "source_format": "openhands",
+        "source_path": "tests/data/openhands/eval_output_swebench.jsonl",
+        "source_line": 1,
+    }
+    assert row["ts_end"] - row["ts_start"] == 12_600_000_000
+
+
+def test_openhands_eval_output_old_pair_history_without_hostname():
+    calls = by_call(read(openhands, OH_EVAL))
+    wget = calls["sympy__sympy-20590#event-3"]
+    assert (wget["tool"], wget["exit_code"], wget["is_error"]) == ("run", 0, False)
+    assert (wget["ts_start"], wget["ts_end"]) == (
+        ns("2024-07-15T10:21:09.620045Z"),
+        ns("2024-07-15T10:21:12.370045Z"),
+    )
+    assert wget["host"] is None  # never the hostname of the instance on the line before
+    assert wget["model"] == "gpt-4o-2024-05-13"  # metadata.llm_config.model
+    assert wget["run_id"] == "swe_bench_lite/CodeActAgent/gpt-4o-2024-05-13_maxiter_30_N_v1.8"
+    ipython = calls["sympy__sympy-20590#event-5"]  # its observation has no cause: paired
+    assert ipython["output"] == "TimeoutError: [Errno 110] Connection timed out"
+    assert ipython["ts_end"] == ns("2024-07-15T10:21:47.620045Z")
+    assert calls["sympy__sympy-20590#event-7"]["exit_code"] == 2  # extras.exit_code (2024)
+
+
+def test_openhands_eval_output_bad_lines_and_events_name_the_instance(tmp_path):
+    good = OH_EVAL.read_text().splitlines()[0]
+    v1 = {
+        "instance_id": "astropy__astropy-12907",
+        "attempt": 1,
+        "test_result": {},
+        "history": [{"kind": "ActionEvent", "id": "a1", "timestamp": "2025-11-02T10:00:00Z"}],
+    }
+    broken = json.loads(good)
+    broken["instance_id"] = "broken-1"
+    broken["history"][2] = "not an event"
+    broken["history"][4]["timestamp"] = "yesterday"
+    path = tmp_path / "output.jsonl"
+    path.write_text(
+        "\n".join([good, "{truncated", json.dumps(v1), json.dumps(broken), json.dumps({"x": 1})])
+        + "\n"
+    )
+    result = read(openhands, path)
+    assert [(r.location.line, r.reason) for r in result.rejects] == [
+        (
+            2,
+            "not valid JSON (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+        ),
+        (
+            3,
+            "instance astropy__astropy-12907: OpenHands V1 (software-agent-sdk) events are not "
+            "read (this loader reads V0 actions and observations)",
+        ),
+        (4, "instance broken-1, event 3: event is not an object but str"),
+        (
+            4,
+            "instance broken-1, event 5: edit action 4: timestamp: not an ISO 8601 time: 'yesterday'",
+        ),
+        (5, "not an OpenHands evaluation instance (no instance_id)"),
+    ]
+    assert {r["episode_id"] for r in rows(result.table)} == {"psf__requests-2317", "broken-1"}
