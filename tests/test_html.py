@@ -202,9 +202,18 @@ def test_the_sample_report_shows_the_tunnel_and_the_miner_on_their_timelines(bro
     assert any("stratum+tcp://pool.supportxmr.com" in t for t in miner["blamed"])
     assert all(f["calls"] > 10 and f["width"] > 500 for f in figures)
     rows = browser.execute_script(
-        "return document.querySelectorAll('table.findings tbody tr').length"
+        """
+        return [...document.querySelectorAll('table.overview tbody tr')].map(r => ({
+          target: r.querySelector('a').getAttribute('href'),
+          found: !!document.getElementById(r.querySelector('a').getAttribute('href').slice(1)),
+        }));
+        """
     )
-    assert rows == 13
+    assert len(rows) == 13 and all(r["found"] for r in rows)
+    assert [r["target"] for r in rows][:2] == ["#finding-1", "#finding-2"]  # tunnel, miner
+    assert (
+        browser.execute_script("return document.querySelectorAll('article.finding').length") == 13
+    )
 
 
 def test_a_crafted_case_runs_no_script_in_the_report(browser: Any) -> None:

@@ -1,4 +1,9 @@
-"""A self-contained HTML report: summary, findings, a timeline chart per affected episode, statistics.
+"""A self-contained HTML report: the ranked overview, each finding, timelines, statistics, provenance.
+
+It opens as ``correlate run`` does: the totals and one row per conversation ranked by what needs
+attention (``overview.py``'s ranking and cells, not a copy), each row linking to the conversation's
+detail; then a timeline chart per affected episode, the association with chance, and last the
+provenance (counts, inputs with SHA-256, clock offsets, parameters), collapsed.
 
 One file that opens offline: no external scripts, styles, fonts or images, and no script at all.
 The charts are inline SVG (calls as spans, violations as marks, attribution links as lines) with
@@ -19,6 +24,7 @@ import html
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ from ..schema import plain_rows
 from ..textsafe import inert
 from ..timeline import build_timeline
 from ..timeparse import zone_name
+from .overview import call_cell, destination_cell, headline, lag_cell, ranked, sandbox_cell
 
 CSS = """
 :root { --ink: #1d2330; --muted: #5d6675; --line: #d8dce3; --denied: #c62828;
@@ -51,7 +58,32 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 td.time { white-space: nowrap; }
 code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace;
   font-size: 12.5px; }
-td.call { min-width: 320px; max-width: 560px; }
+p.headline { font-size: 15px; font-weight: 600; margin: 4px 0; }
+ul.clocks { list-style: none; padding: 0; margin: 0 0 6px; font-size: 13px; }
+table.overview td.call { width: 45%; min-width: 14em; overflow-wrap: anywhere; }
+table.overview .attributed { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas,
+  monospace; font-size: 12.5px; color: #1b5e20; }
+table.overview .unattributed { color: var(--muted); }
+@media (max-width: 1000px) {
+  table.overview, table.overview thead, table.overview tbody { display: block; }
+  table.overview tr { display: grid; border-bottom: 1px solid var(--line);
+    grid-template-columns: 3.2em 7.8em minmax(0, 1fr) minmax(0, 1.2fr) 9.4em 5em 5.2em; }
+  table.overview thead tr { background: #f4f6f9; }
+  table.overview th, table.overview td { border-bottom: 0; overflow-wrap: anywhere; }
+  table.overview .call { grid-row: 2; grid-column: 3 / -1; width: auto; min-width: 0;
+    padding-top: 0; }
+}
+article.finding { border-top: 1px solid var(--line); padding: 4px 0 8px; }
+article.finding h3 { margin: 6px 0; overflow-wrap: anywhere; }
+dl.facts { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 2px 12px;
+  margin: 4px 0; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+p.why { margin: 6px 0 0; color: var(--muted); }
+ul.reasons { margin: 2px 0 4px; padding-left: 20px; overflow-wrap: anywhere; }
+p.back { margin: 2px 0; font-size: 12px; }
+td.path code, td.value code { overflow-wrap: anywhere; }
+table.associations th, table.baselines th, table.inputs th { white-space: normal; }
 code.cmd { display: block; margin: 4px 0; padding: 4px 6px; background: #f4f6f9;
   white-space: pre-wrap; overflow-wrap: anywhere; color: #1b5e20; }
 div.wide { overflow-x: auto; }
@@ -86,6 +118,8 @@ RIGHT = 20
 CALL_Y, CALL_H = 30, 22
 VIOLATION_Y = 96
 HEIGHT = 150
+TICK_SIZE, LABEL_SIZE = 11, 10
+"""Font sizes of the time axis and of the step and conversation labels (as in the CSS)."""
 TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 
 
@@ -123,9 +157,104 @@ def _table(headers: list[tuple[str, str]], rows: list[list[str]], cls: str = "")
     )
 
 
-def _summary(result: Result, provenance: dict[str, Any], zone: tzinfo) -> str:
+CONFIDENCES = ("high", "medium", "low", "none")
+
+
+def _confidence(value: object) -> str:
+    """A confidence as a styled word; the class comes from a fixed list, never from log text."""
+    level = str(value) if str(value) in CONFIDENCES else "none"
+    return f'<span class="conf-{level}">{h(value)}</span>'
+
+
+def _labels(value: object) -> str:
+    return h(", ".join(x for x in str(value or "").split(",") if x) or "-")
+
+
+def _clock_notes(result: Result) -> list[str]:
+    """One escaped sentence per clock offset applied or estimated (they explain the lags)."""
+    notes = []
+    applied = result.applied_offsets
+    estimated = {e.network_source for e in result.offset_estimates if e.offset_s is not None}
+    for source, offset in sorted(applied.items()):
+        if source not in estimated:
+            notes.append(
+                f"{h(source)}: offset {offset:+.3f} s applied (its times are shown on the "
+                "trajectories' clock)"
+            )
+    for e in result.offset_estimates:
+        if e.offset_s is None:
+            notes.append(f"{h(e.network_source)} vs {h(e.agent_source)}: {h(e.note)}")
+            continue
+        text = (
+            f"{h(e.network_source)} runs {e.offset_s:+.2f} s [{(e.ci_low_s or 0):+.2f}, "
+            f"{(e.ci_high_s or 0):+.2f}] against {h(e.agent_source)} ({e.peak_pairs} of {e.pairs} "
+            "pairs in the peak)"
+        )
+        if e.network_source in applied:
+            text += f"; applied ({applied[e.network_source]:+.3f} s): its times are shown on the "
+            text += "trajectories' clock"
+        else:
+            text += "; not applied"
+        notes.append(text)
+    if not notes:
+        notes.append("no offsets applied or estimated")
+    return notes
+
+
+def _overview(result: Result) -> str:
+    """The headline and one ranked row per conversation, as ``run`` prints them (overview.py)."""
+    rows = ranked(result.findings)
+    total = headline(result.findings, result.violations.num_rows).plain
+    clocks = "".join(f"<li>clock: {note}</li>" for note in _clock_notes(result))
+    parts = [
+        '<section id="overview"><h2>Overview</h2>',
+        f'<p class="headline">{h(total)}</p><ul class="clocks muted">{clocks}</ul>',
+    ]
+    body = []
+    for row in rows:
+        number = int(row["conversation_id"])
+        attributed = "attributed" if row.get("call_id") else "unattributed"
+        body.append(
+            [
+                f'<a href="#finding-{number}">#{number}</a>',
+                _confidence(row["confidence"]),
+                h(sandbox_cell(row)),
+                h(destination_cell(row)),
+                _labels(row.get("labels")),
+                str(int(row["event_count"])),
+                f'<span class="{attributed}">{h(call_cell(row), 240)}</span>',
+                h(lag_cell(row)),
+            ]
+        )
+    if body:
+        parts.append(
+            _table(
+                [
+                    ("#", "num"),
+                    ("confidence", ""),
+                    ("sandbox", "who"),
+                    ("destination", "where"),
+                    ("label", ""),
+                    ("events", "num"),
+                    ("attributed call", "call"),
+                    ("lag", "num"),
+                ],
+                body,
+                "overview",
+            )
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _provenance(result: Result, provenance: dict[str, Any]) -> str:
+    """Counts, inputs with SHA-256 and load counts, parameters, and all of it as JSON: collapsed."""
     counts = provenance["counts"]
-    parts = ['<section id="summary"><h2>Summary</h2>']
+    parts = [
+        '<section id="provenance"><h2>Provenance</h2><details class="provenance">'
+        "<summary>Counts, inputs with SHA-256 and load counts, clock offsets, parameters"
+        "</summary><h3>Counts</h3>"
+    ]
     parts.append(
         _table(
             [("what", ""), ("count", "num")],
@@ -160,7 +289,7 @@ def _summary(result: Result, provenance: dict[str, Any], zone: tzinfo) -> str:
     parts.append(
         _table(
             [
-                ("file", ""),
+                ("file", "path"),
                 ("format", ""),
                 ("SHA-256", ""),
                 ("bytes", "num"),
@@ -175,31 +304,12 @@ def _summary(result: Result, provenance: dict[str, Any], zone: tzinfo) -> str:
         )
     )
     parts.append("<h3>Clocks</h3><ul>")
-    applied = result.applied_offsets
-    for source, offset in sorted(applied.items()):
-        parts.append(
-            f"<li>offset applied: {h(source)} {offset:+.3f} s (its times are shown on the "
-            "trajectories' clock)</li>"
-        )
-    for e in result.offset_estimates:
-        if e.offset_s is None:
-            parts.append(f"<li>{h(e.network_source)} vs {h(e.agent_source)}: {h(e.note)}</li>")
-            continue
-        text = (
-            f"{h(e.network_source)} runs {e.offset_s:+.2f} s [{(e.ci_low_s or 0):+.2f}, "
-            f"{(e.ci_high_s or 0):+.2f}] against {h(e.agent_source)} ({e.peak_pairs} of {e.pairs} "
-            "pairs in the peak)"
-        )
-        if e.network_source not in applied:
-            text += "; not applied"
-        parts.append(f"<li>{text}</li>")
-    if not applied and not result.offset_estimates:
-        parts.append("<li>no offsets applied or estimated</li>")
+    parts.extend(f"<li>{note}</li>" for note in _clock_notes(result))
     parts.append("</ul><h3>Parameters</h3>")
     params = provenance["parameters"]
     parts.append(
         _table(
-            [("parameter", ""), ("value", "")],
+            [("parameter", ""), ("value", "value")],
             [
                 [h(k), f"<code>{h(json.dumps(v, sort_keys=True, ensure_ascii=True))}</code>"]
                 for k, v in sorted(params.items())
@@ -207,62 +317,79 @@ def _summary(result: Result, provenance: dict[str, Any], zone: tzinfo) -> str:
             "parameters",
         )
     )
-    parts.append("</section>")
+    provenance_json = json.dumps(provenance, sort_keys=True, indent=2, ensure_ascii=True)
+    parts.append(
+        "<details><summary>Tool version, parameters, inputs with SHA-256 and load counts (JSON)"
+        f"</summary><pre>{html.escape(provenance_json, quote=True)}</pre></details>"
+        "</details></section>"
+    )
     return "".join(parts)
 
 
-def _findings(result: Result, charts: dict[int, int], zone: tzinfo) -> str:
-    rows = []
-    for f in plain_rows(result.findings):
-        chart = charts.get(f["conversation_id"])
-        number = f"#{f['conversation_id']}"
-        if chart is not None:
-            number = f'<a href="#timeline-{chart}">{number}</a>'
-        port = f":{f['dst_port']}" if f["dst_port"] is not None else ""
-        domain = f"<br>{h(f['dst_domain'])}" if f["dst_domain"] else ""
-        call = "nothing"
-        if f["call_id"]:
-            step = f" step {h(f['step'])}" if f["step"] is not None else ""
-            call = f"{h(f['tool'])}{step} · {h(f['episode_id'])}<br><code>{h(f['call_id'])}</code>"
-        if f["command"]:
-            call += f'<code class="cmd">{h(f["command"], 600)}</code>'
-        reasons = [f"<li>{h(r)}</li>" for r in str(f["reasons"] or "").split("; ") if r]
-        call += (
-            f"<details><summary>why ({len(reasons)})</summary><ul>{''.join(reasons)}</ul></details>"
-        )
+def _details(result: Result, charts: dict[int, int], zone: tzinfo) -> str:
+    """Each conversation in overview order: when, who, where, what, the call and why."""
+    articles = []
+    for f in ranked(result.findings):
+        number = int(f["conversation_id"])
+        facts: list[tuple[str, str]] = []
         span = _time(f["first_ts"], zone)
         if f["last_ts"] != f["first_ts"]:
-            span += f"<br>{_time(f['last_ts'], zone)}"
-        rows.append(
-            [
-                number,
-                span,
-                f"{h(f['src_host'] or 'unknown host')}<br><code>{h(f['src_ip'])}</code>",
-                f"<code>{h(f['dst_ip'])}{h(port)}</code>{domain}",
-                h(f["labels"] or ""),
-                f"{f['event_count']} {h(f['actions'])}",
-                call,
-                "" if f["lag_s"] is None else f"{f['lag_s']:+.2f} s",
-                f'<span class="conf-{h(f["confidence"])}">{h(f["confidence"])}</span>',
-            ]
+            span += f" to {_time(f['last_ts'], zone)}"
+        facts.append(("time", span))
+        holders = int(f.get("address_holders") or 0)
+        who = f["src_host"] or (f"shared by {holders} hosts" if holders > 1 else "unknown host")
+        source = f"{h(who)} <code>{h(f['src_ip'])}</code>"
+        if f.get("src_nat_ip"):
+            source += f" via NAT <code>{h(f['src_nat_ip'])}</code>"
+        if holders > 1:
+            source += f"; the address's holders then: {h(f.get('src_hosts'))}"
+        facts.append(("source", source))
+        port = f":{f['dst_port']}" if f["dst_port"] is not None else ""
+        protocol = f"/{f['protocol']}" if f.get("protocol") else ""
+        where = f"<code>{h(f['dst_ip'])}{h(port)}{h(protocol)}</code>"
+        if f["dst_domain"]:
+            where += f" {h(f['dst_domain'])}"
+        if f.get("dst_scope"):
+            where += f" ({h(f['dst_scope'])})"
+        facts.append(("destination", where))
+        events = f"{int(f['event_count'])} {h(f['actions'])}"
+        if f.get("rule"):
+            events += f"; rule <code>{h(f['rule'])}</code>"
+        if f.get("signature"):
+            events += f"; signature {h(f['signature'])}"
+        facts.append(("events", events))
+        if f["call_id"]:
+            step = f" step {h(f['step'])}" if f["step"] is not None else ""
+            call = f"{h(f['tool'])}{step} · episode {h(f['episode_id'])}"
+            if f.get("run_id"):
+                call += f" · run {h(f['run_id'])}"
+            call += f" · <code>{h(f['call_id'])}</code>"
+            if f["lag_s"] is not None:
+                call += f" · lag {f['lag_s']:+.2f} s"
+        elif f.get("tied_calls"):
+            call = f"nothing: ambiguous between {h(f['tied_calls'])}"
+        else:
+            call = "nothing"
+        facts.append(("attributed to", call))
+        chart = charts.get(number)
+        if chart is not None:
+            facts.append(("timeline", f'<a href="#timeline-{chart}">chart {chart}</a>'))
+        dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
+        command = f'<code class="cmd">{h(f["command"], 600)}</code>' if f["command"] else ""
+        reasons = "".join(f"<li>{h(r)}</li>" for r in str(f["reasons"] or "").split("; ") if r)
+        articles.append(
+            f'<article id="finding-{number}" class="finding"><h3>'
+            f'<a href="#finding-{number}">#{number}</a> {_confidence(f["confidence"])} · '
+            f"{_labels(f['labels']) + ' · ' if f['labels'] else ''}{h(sandbox_cell(f))} → "
+            f"{h(destination_cell(f))}</h3>"
+            f'<dl class="facts">{dl}</dl>{command}'
+            f'<p class="why">why:</p><ul class="reasons">{reasons}</ul>'
+            '<p class="back"><a href="#overview">back to the overview</a></p></article>'
         )
-    headers = [
-        ("#", ""),
-        ("time", "time"),
-        ("source", ""),
-        ("destination", ""),
-        ("labels", ""),
-        ("events", "num"),
-        ("attributed to (command, reasons)", "call"),
-        ("lag", "num"),
-        ("confidence", ""),
-    ]
-    body = (
-        _table(headers, rows, "findings")
-        if rows
-        else "<p>No violations: no denied or alerted outbound traffic in the network logs.</p>"
+    body = "".join(articles) or (
+        "<p>No violations: no denied or alerted outbound traffic in the network logs.</p>"
     )
-    return f'<section id="findings"><h2>Findings</h2>{body}</section>'
+    return f'<section id="findings"><h2>Findings in detail</h2>{body}</section>'
 
 
 def _ticks(t0: int, t1: int) -> tuple[int, list[int]]:
@@ -273,7 +400,51 @@ def _ticks(t0: int, t1: int) -> tuple[int, list[int]]:
     return step, list(range(first, t1 + 1, step_ns))
 
 
-def _chart(number: int, title: str, rows: list[dict[str, Any]], zone: tzinfo) -> str:
+CHAR_EM = 0.64
+"""A character's advance in em, estimated generously (digits are 0.64 em in DejaVu Sans): chart
+labels are placed so that their estimated boxes keep apart; the browser test measures the real
+ones."""
+LABEL_GAP = 6
+
+
+def _text_width(text: str, size: float) -> float:
+    return len(text) * size * CHAR_EM
+
+
+def _place_labels(
+    marks: list[tuple[float, str]], size: float, join: Callable[[list[str]], str]
+) -> list[tuple[float, str]]:
+    """Labels (x, plain text) kept inside the chart and apart: neighbours that would touch
+    become one label (``join`` of their texts) at the first one's place."""
+    groups = [(x, [text]) for x, text in sorted(marks)]
+
+    def placed(group: tuple[float, list[str]]) -> tuple[float, float, str]:
+        text = join(group[1])
+        width = _text_width(text, size)
+        return max(LABEL_GAP, min(group[0], WIDTH - LABEL_GAP - width)), width, text
+
+    i = 0
+    while i + 1 < len(groups):
+        left, width, _ = placed(groups[i])
+        if placed(groups[i + 1])[0] < left + width + LABEL_GAP:
+            groups[i] = (groups[i][0], groups[i][1] + groups[i + 1][1])
+            del groups[i + 1]
+            i = max(i - 1, 0)
+        else:
+            i += 1
+    return [(left, text) for left, _, text in map(placed, groups)]
+
+
+def _steps(steps: list[str]) -> str:
+    """One step label for blamed calls too close to label apart (at most 8 steps, then "…")."""
+    unique = list(dict.fromkeys(steps))
+    if len(unique) == 1:
+        return f"step {unique[0]}"
+    shown = ", ".join(unique[:8]) + (f", … ({len(unique)} calls)" if len(unique) > 8 else "")
+    return f"steps {shown}"
+
+
+def _chart(number: int, title: str, caption: str, rows: list[dict[str, Any]], zone: tzinfo) -> str:
     """One SVG timeline: calls as spans, violations as marks, attribution links as lines."""
     times = [r["ts"] for r in rows] + [r["ts_end"] for r in rows if r["ts_end"] is not None]
     t0, t1 = min(times), max(times)
@@ -292,14 +463,22 @@ def _chart(number: int, title: str, rows: list[dict[str, Any]], zone: tzinfo) ->
         f'<text class="lane" x="8" y="{VIOLATION_Y + 12}">violations</text>',
     ]
     step, ticks = _ticks(t0, t1)
+    shown_to = 0.0
     for i, tick in enumerate(ticks):
-        label = format_time(tick, zone, " ")
-        label = label if i == 0 else label[11:]
         parts.append(
             f'<line class="tick" x1="{x(tick):.1f}" y1="20" x2="{x(tick):.1f}" y2="{HEIGHT - 22}"/>'
-            f'<text class="ticklabel" x="{x(tick):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
-            f"{h(label)}</text>"
         )
+        label = format_time(tick, zone, " ")
+        label = inert(label if i == 0 else label[11:])
+        width = _text_width(label, TICK_SIZE)
+        left = max(LABEL_GAP, min(x(tick) - width / 2, WIDTH - LABEL_GAP - width))
+        if i and left < shown_to + LABEL_GAP:
+            continue  # the grid line stays; its time would run into the previous one
+        shown_to = left + width
+        parts.append(
+            f'<text class="ticklabel" x="{left:.1f}" y="{HEIGHT - 8}">{html.escape(label)}</text>'
+        )
+    step_marks: list[tuple[float, str]] = []
     call_x: dict[tuple[Any, Any], float] = {}
     for r in rows:
         if r["kind"] != "call":
@@ -323,9 +502,11 @@ def _chart(number: int, title: str, rows: list[dict[str, Any]], zone: tzinfo) ->
             + "</title></rect>"
         )
         if blamed and r["step"] is not None:
-            parts.append(
-                f'<text class="steplabel" x="{start:.1f}" y="{CALL_Y - 4}">step {h(r["step"])}</text>'
-            )
+            step_marks.append((start, inert(r["step"])))
+    for left, text in _place_labels(step_marks, LABEL_SIZE, _steps):
+        parts.append(
+            f'<text class="steplabel" x="{left:.1f}" y="{CALL_Y - 4}">{html.escape(text)}</text>'
+        )
     for r in rows:
         if r["kind"] != "violation":
             continue
@@ -339,6 +520,7 @@ def _chart(number: int, title: str, rows: list[dict[str, Any]], zone: tzinfo) ->
             )
     conversations = sorted({r["conversation_id"] for r in rows if r["kind"] == "violation"})
     labelled: set[int] = set()
+    violation_marks: list[tuple[float, str]] = []
     for r in rows:
         if r["kind"] != "violation":
             continue
@@ -346,9 +528,8 @@ def _chart(number: int, title: str, rows: list[dict[str, Any]], zone: tzinfo) ->
         if len(conversations) <= 3 and r["conversation_id"] not in labelled:
             labelled.add(r["conversation_id"])
             port = f":{r['dst_port']}" if r["dst_port"] is not None else ""
-            parts.append(
-                f'<text class="steplabel" x="{vx:.1f}" y="{VIOLATION_Y + 26}">'
-                f"#{r['conversation_id']} {h(r['dst_ip'])}{h(port)} {h(r['labels'] or '')}</text>"
+            violation_marks.append(
+                (vx, inert(f"#{r['conversation_id']} {r['dst_ip']}{port} {r['labels'] or ''}", 56))
             )
         action = r["action"] if r["action"] in ("denied", "alerted", "allowed") else "unknown"
         port = f":{r['dst_port']}" if r["dst_port"] is not None else ""
@@ -367,8 +548,12 @@ def _chart(number: int, title: str, rows: list[dict[str, Any]], zone: tzinfo) ->
             + "\n".join(tip)
             + "</title></path>"
         )
+    for left, text in _place_labels(violation_marks, LABEL_SIZE, " · ".join):
+        parts.append(
+            f'<text class="steplabel" x="{left:.1f}" y="{VIOLATION_Y + 26}">'
+            f"{html.escape(text)}</text>"
+        )
     parts.append("</svg>")
-    caption = f"<figcaption>{title}</figcaption>"
     legend = (
         '<ul class="legend"><li>bars: tool calls (purple: a violation is attributed to it)</li>'
         "<li>triangles: violations (red denied, orange alerted)</li>"
@@ -376,7 +561,8 @@ def _chart(number: int, title: str, rows: list[dict[str, Any]], zone: tzinfo) ->
         f"<li>grid every {step} s</li></ul>"
     )
     return (
-        f'<figure id="timeline-{number}" class="chart">{caption}{"".join(parts)}{legend}</figure>'
+        f'<figure id="timeline-{number}" class="chart"><figcaption>{caption}</figcaption>'
+        f"{''.join(parts)}{legend}</figure>"
     )
 
 
@@ -394,7 +580,7 @@ def _timelines(result: Result, zone: tzinfo) -> tuple[str, dict[int, int]]:
         parts.append("<p>No attributed findings and no violations from a known sandbox.</p>")
     ordered = sorted(groups.items(), key=lambda kv: (min(f["first_ts"] for f in kv[1]), kv[0]))
     for number, ((kind, host, episode), findings) in enumerate(ordered, start=1):
-        conversations = sorted(f["conversation_id"] for f in findings)
+        conversations = sorted(int(f["conversation_id"]) for f in findings)
         labels = sorted({x for f in findings for x in str(f["labels"] or "").split(",") if x})
         if kind == "episode":
             rows = plain_rows(
@@ -415,12 +601,16 @@ def _timelines(result: Result, zone: tzinfo) -> tuple[str, dict[int, int]]:
             title = f"{h(host)} · no attributed call"
         if not rows:
             continue
+        caption = (
+            title + " — " + ", ".join(f'<a href="#finding-{c}">#{c}</a>' for c in conversations)
+        )
         title += " — " + ", ".join(f"#{c}" for c in conversations)
         if labels:
             title += f" ({h(', '.join(labels))})"
+            caption += f" ({h(', '.join(labels))})"
         for c in conversations:
             charts[c] = number
-        parts.append(_chart(number, title, rows, zone))
+        parts.append(_chart(number, title, caption, rows, zone))
     parts.append("</section>")
     return "".join(parts), charts
 
@@ -528,27 +718,21 @@ def render_html(
     )
     header = (
         f"<header><h1>{h(title)}</h1>"
-        f'<p class="meta">correlate {h(__version__)} · {counts["violations"]} violation events in '
-        f"{counts['conversations']} conversations · {counts['tool_calls']} tool calls · "
-        f"{len(provenance['inputs'])} inputs · times in {zone_label}</p>"
-        '<nav><a href="#summary">Summary</a><a href="#findings">Findings</a>'
+        f'<p class="meta">correlate {h(__version__)} · {counts["network_events"]} network events · '
+        f"{counts['tool_calls']} tool calls · {len(provenance['inputs'])} inputs · times in "
+        f"{zone_label}</p>"
+        '<nav><a href="#overview">Overview</a><a href="#findings">Details</a>'
         '<a href="#timelines">Timelines</a><a href="#statistics">Statistics</a>'
         '<a href="#provenance">Provenance</a></nav></header>'
-    )
-    provenance_json = json.dumps(provenance, sort_keys=True, indent=2, ensure_ascii=True)
-    footer = (
-        '<section id="provenance"><h2>Provenance</h2><details><summary>Tool version, '
-        "parameters, inputs with SHA-256 and load counts (JSON)</summary>"
-        f"<pre>{html.escape(provenance_json, quote=True)}</pre></details></section>"
     )
     body = (
         "<body>"
         + header
-        + _summary(result, provenance, zone)
-        + _findings(result, charts, zone)
+        + _overview(result)
+        + _details(result, charts, zone)
         + timelines
         + _statistics(result, permutations)
-        + footer
+        + _provenance(result, provenance)
         + "</body></html>\n"
     )
     return head + body
