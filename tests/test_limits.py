@@ -137,3 +137,49 @@ def test_one_huge_tool_output_costs_one_call_not_the_trace_file(tmp_path: Path) 
     assert traces_input["rejected"] == 1 and traces_input["format"] == "otlp_json"
     assert document["provenance"]["counts"]["tool_calls"] >= 2190
     assert "traces.jsonl:11: a line of" in result.stderr
+
+
+CFW_ROW = (
+    b'{"rule_result":"drop","src_ip":"10.0.0.1","dst_ip":"203.0.113.1",'
+    b'"start_time":"1764655200","direction":"out"}\n'
+)
+
+
+def _bombs(tmp_path: Path) -> dict[str, Path]:
+    """Decompression bombs of every shape, each starting with a real firewall row."""
+    import bz2
+
+    flood = CFW_ROW + b"\n" * (48 << 20)
+    one_line = CFW_ROW + b'{"pad":"' + b"x" * (48 << 20) + b'"}\n'
+    member = gzip.compress(CFW_ROW * 20_000, 9)
+    shapes = {
+        "newlines.jsonl.gz": gzip.compress(flood, 9),
+        "one_line.jsonl.gz": gzip.compress(one_line, 9),
+        "members.jsonl.gz": member * 200,
+        "newlines.jsonl.bz2": bz2.compress(flood, 9),
+    }
+    paths = {}
+    for name, data in shapes.items():
+        paths[name] = tmp_path / name
+        paths[name].write_bytes(data)
+    return paths
+
+
+@pytest.mark.parametrize(
+    "name", ["newlines.jsonl.gz", "one_line.jsonl.gz", "members.jsonl.gz", "newlines.jsonl.bz2"]
+)
+def test_decompression_limits_hold_whatever_the_stream_shape(tmp_path: Path, name: str) -> None:
+    """The ratio is checked against the compressed bytes read so far, so a bomb stops after
+    about ``expansion_floor`` bytes whatever its shape (many members, one huge line, only
+    newlines): memory and time stay bounded."""
+    path = _bombs(tmp_path)[name]
+    limits = Limits(max_expansion=50, expansion_floor=4 << 20)
+    source = Source(path, name, limits=limits)
+    seen = 0
+    with (
+        pytest.raises(InputError, match=rf"{name}: decompresses to more than 50x the"),
+        source.open() as stream,
+    ):
+        while block := stream.read(1 << 20):
+            seen += len(block)
+    assert seen < 8 << 20  # stopped near the floor, long before the 48 MiB inside
