@@ -29,7 +29,7 @@ CHAT = DATA / "basic_interactions_no_tools.json"
 MINER = DATA / "miner_session_api_export.json"
 MALFORMED = DATA / "malformed_events.json"
 SAMPLES = sorted(p for p in DATA.iterdir() if p.is_file() and p.name != "README.md")
-UTC_HINT_PLUS8 = "no zone: assumed UTC (model_response.created suggests UTC+08:00)"
+FIXED_PLUS8 = "no zone: read at UTC+08:00, fixed by model_response.created on 6 actions"
 RUNNING = "exit_code -1: command still running when OpenHands stopped waiting (ts_end)"
 
 
@@ -92,12 +92,19 @@ def test_tunnel_run_row_is_exact_with_the_right_zone():
     }
 
 
-def test_default_utc_notes_the_zone_the_model_response_times_suggest():
+def test_without_a_zone_the_offset_model_response_created_fixes_is_used_and_noted():
     result = loaded(MINER)
     row = by_call(result)["toolu_01Tunnel"]
-    assert row["ts_start"] == ns("2025-12-02T14:11:23.1Z")  # read as UTC: 8 h late
-    assert row["ts_note"] == UTC_HINT_PLUS8
-    assert result.stats.notes == {UTC_HINT_PLUS8: 4, f"{UTC_HINT_PLUS8}; {RUNNING}": 1}
+    assert row["ts_start"] == ns("2025-12-02T06:11:23.1Z")  # as with --tz Asia/Shanghai
+    assert row["ts_note"] == FIXED_PLUS8
+    assert result.stats.notes == {FIXED_PLUS8: 4, f"{FIXED_PLUS8}; {RUNNING}": 1}
+
+
+def test_an_explicit_zone_wins_over_the_offset_the_file_fixes():
+    result = load(MINER, LoadOptions(zones={"openhands": ZoneInfo("UTC")}))
+    row = by_call(result)["toolu_01Tunnel"]
+    assert row["ts_start"] == ns("2025-12-02T14:11:23.1Z")  # read as UTC, as asked: 8 h late
+    assert row["ts_note"] == "no zone: assumed UTC (model_response.created fixes UTC+08:00)"
 
 
 def test_exit_code_minus_one_means_still_running_not_failed():
@@ -151,11 +158,13 @@ def test_real_gui_mode_trajectory():
     ]
     mkdir = table[0]
     assert (mkdir["ts_start"], mkdir["ts_end"]) == (
-        ns("2025-01-20T20:29:35.040676Z"),
-        ns("2025-01-20T20:29:35.699033Z"),
+        ns("2025-01-21T04:29:35.040676Z"),  # naive 20:29:35 at UTC-08:00, which the file fixes
+        ns("2025-01-21T04:29:35.699033Z"),
     )
     assert (mkdir["exit_code"], mkdir["is_error"], mkdir["host"]) == (0, False, "18f4db943d2f")
-    assert mkdir["ts_note"] == "no zone: assumed UTC (model_response.created suggests UTC-08:00)"
+    assert mkdir["ts_note"] == (
+        "no zone: read at UTC-08:00, fixed by model_response.created on 4 actions"
+    )
     server = table[3]
     assert server["command"] == "cd /workspace/todo-app && python3 -m http.server 8000"
     assert (server["exit_code"], server["host"]) == (None, "18f4db943d2f")

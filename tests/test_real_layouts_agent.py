@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loader_helpers import ns, rows
 
@@ -16,6 +17,7 @@ from correlate.sources import Source
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 OH_EVAL = DATA / "openhands" / "eval_output_swebench.jsonl"
+OH_RUNNING = "exit_code -1: command still running when OpenHands stopped waiting (ts_end)"
 
 
 def display(path: Path) -> str:
@@ -145,3 +147,77 @@ def test_openhands_eval_output_bad_lines_and_events_name_the_instance(tmp_path):
         (5, "not an OpenHands evaluation instance (no instance_id)"),
     ]
     assert {r["episode_id"] for r in rows(result.table)} == {"psf__requests-2317", "broken-1"}
+
+
+# --- 4. OpenHands naive times: an offset the file fixes is used, one it suggests is warned -----
+
+OH_GUI = DATA / "openhands" / "basic_gui_mode_naive_local.json"
+OH_DST = DATA / "openhands" / "dst_change_created_suggests_only.json"
+FIXED_MINUS8 = "no zone: read at UTC-08:00, fixed by model_response.created on 4 actions"
+DST_WARNING = (
+    "WARNING: model_response.created suggests UTC-05:00 without fixing it (actions disagree): "
+    "naive times left in UTC; pass --tz openhands=ZONE if that is the server's zone"
+)
+
+
+def test_openhands_offset_fixed_by_created_is_applied_and_said():
+    result = read(openhands, OH_GUI)  # the real OpenHands trajectory, written at UTC-08:00
+    first = rows(result.table)[0]
+    assert first["ts_start"] == ns("2025-01-21T04:29:35.040676Z")  # naive 2025-01-20T20:29:35
+    assert first["ts_note"] == FIXED_MINUS8
+    assert result.stats.notes == {FIXED_MINUS8: 3, f"{FIXED_MINUS8}; {OH_RUNNING}": 1}
+
+
+def test_openhands_zone_option_always_wins():
+    utc = read(openhands, OH_GUI, LoadOptions(zones={"openhands": ZoneInfo("UTC")}))
+    first = rows(utc.table)[0]
+    assert first["ts_start"] == ns("2025-01-20T20:29:35.040676Z")
+    assert first["ts_note"] == "no zone: assumed UTC (model_response.created fixes UTC-08:00)"
+    every = read(openhands, OH_GUI, LoadOptions(zones={"*": ZoneInfo("UTC")}))
+    assert rows(every.table)[0]["ts_start"] == first["ts_start"]
+    agreeing = read(
+        openhands, OH_GUI, LoadOptions(zones={"openhands": ZoneInfo("America/Los_Angeles")})
+    )
+    assert rows(agreeing.table)[0]["ts_note"] == "no zone: assumed America/Los_Angeles"
+
+
+def test_openhands_offset_only_suggested_keeps_utc_and_warns_once_per_file():
+    result = read(openhands, OH_DST)  # a session across the 2025-03-09 DST change in New York
+    table = rows(result.table)
+    assert [r["ts_start"] for r in table] == [
+        ns("2025-03-09T01:51:12.75Z"),
+        ns("2025-03-09T01:57:51.25Z"),
+        ns("2025-03-09T03:02:16Z"),
+    ]
+    hint = "no zone: assumed UTC (model_response.created suggests UTC-05:00)"
+    assert {r["ts_note"] for r in table} == {hint}
+    assert result.stats.notes == {hint: 3, DST_WARNING: 1}
+    right = read(openhands, OH_DST, LoadOptions(zones={"openhands": ZoneInfo("America/New_York")}))
+    assert [r["ts_start"] for r in rows(right.table)] == [
+        ns("2025-03-09T06:51:12.75Z"),
+        ns("2025-03-09T06:57:51.25Z"),
+        ns("2025-03-09T07:02:16Z"),
+    ]
+    assert right.stats.notes == {"no zone: assumed America/New_York": 3}
+
+
+def test_openhands_one_action_only_suggests(tmp_path):
+    events = json.loads(OH_DST.read_text())[:3]  # the message and the first call
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(events))
+    result = read(openhands, path)
+    assert rows(result.table)[0]["ts_start"] == ns("2025-03-09T01:51:12.75Z")
+    assert [n for n in result.stats.notes if n.startswith("WARNING")] == [
+        DST_WARNING.replace("actions disagree", "one action")
+    ]
+
+
+def test_openhands_eval_output_fixes_the_offset_per_instance():
+    result = read(openhands, OH_EVAL)
+    calls = by_call(result)
+    tunnel = calls["toolu_01Qw2cR5n8"]
+    fixed = "no zone: read at UTC-05:00, fixed by model_response.created on 5 actions"
+    assert (tunnel["ts_start"], tunnel["ts_note"]) == (ns("2025-01-20T20:29:30.804233Z"), fixed)
+    old = calls["sympy__sympy-20590#event-3"]  # no model_response in 2024 pairs: UTC assumed
+    assert old["ts_note"] == "no zone: assumed UTC"
+    assert result.stats.notes == {fixed: 4, "no zone: assumed UTC": 3}

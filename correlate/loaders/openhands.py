@@ -29,11 +29,21 @@ hostname seen before them in the file (else the first one after). ``model`` =
 ``tool_call_metadata.model_response.model``. ``episode_id`` = ``--option openhands.episode``, else
 the file name without ``.json`` (an export holds no conversation id). No ``host_ip``.
 
-Times: naive timestamps are read in ``--tz openhands=ZONE`` (default UTC) and the note says so.
-``model_response.created`` (Unix seconds from the LLM provider, zone-free) is written just before
-the action, so the offset between it and the naive time reveals the server's zone: when that
-offset (rounded to 15 minutes, median over the file) differs from the zone in use, the note adds
-e.g. ``model_response.created suggests UTC-08:00`` — rerun with ``--tz openhands=-08:00``.
+Times: ``model_response.created`` (Unix seconds from the LLM provider, zone-free) is stamped when
+the response was made, just before the action (0-1 s for Anthropic models, the generation time
+for OpenAI ones), so the difference between an action's naive timestamp and its ``created``
+reveals the server's UTC offset. Per episode (a trajectory, or an instance of an
+``output.jsonl``), every action with both gives a difference; rounded to 15 minutes it is an
+offset, and what is left over is the response-to-action delay. The offset is **fixed** when at
+least ``FIX_MIN_ACTIONS`` (2) actions give one, all the same, each with a delay within
+``FIX_DELAY_S`` (-5 s to +300 s): naive times are then read at that offset and each row's note
+says so (``no zone: read at UTC-08:00, fixed by model_response.created on 4 actions``), which
+the load notes count. Otherwise (one action, offsets that disagree, delays out of range) the
+evidence only **suggests** an offset (the median's): times stay in the default zone (UTC), the
+row note adds ``model_response.created suggests UTC-08:00``, and the file's load notes carry one
+warning per suggested offset (``WARNING: model_response.created suggests UTC-08:00 without
+fixing it ...``). ``--tz openhands=ZONE`` (or ``--tz ZONE``) always wins: naive times are read
+in it, and the row note names an offset the evidence fixes or suggests when it differs.
 
 Records are events (``source_line`` = the 1-based index in the list, ``stats.unit`` = ``events``).
 The per-event store (``sessions/<sid>/events/<n>.json``, one event per file) is not read: export
@@ -63,13 +73,14 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import PurePosixPath
 from typing import Any
 
 from ..schema import TOOL_CALLS
 from ..sources import Source
-from ..timeparse import TimeParseError, parse_epoch, parse_iso
+from ..timeparse import TimeParseError, parse_epoch, parse_iso, zone_name
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
 from .calls import truncate
@@ -149,9 +160,10 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     sink = RejectSink(source, stats, options.strict)
     batch = Batcher(TOOL_CALLS)
     zone = options.zone_for(name, UTC)
+    given = name in options.zones or "*" in options.zones
     if _EVAL_OUTPUT.match(source.head().lstrip(b"\xef\xbb\xbf \t\r\n")):
         for line, record, raw in json_line_records(source, stats, sink):
-            _instance(record, line, raw, _Count(stats, sink, line), zone, source, batch)
+            _instance(record, line, raw, _Count(stats, sink, line), zone, given, source, batch)
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
     parsed = read_document(
         source,
@@ -169,7 +181,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         sink.reject(1, "not an OpenHands event list", text[:4096])
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
     episode = options.option(name, "episode") or source.name.removesuffix(".json")
-    for line, row in _episode(document, zone, _Count(stats, sink)):
+    for line, row in _episode(document, zone, given, _Count(stats, sink)):
         row["episode_id"] = episode
         _add(batch, stats, source, row, line)
     return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
@@ -182,6 +194,11 @@ class _Count:
     def __init__(self, stats: LoadStats, sink: RejectSink, line: int | None = None) -> None:
         self.stats, self.sink, self.line = stats, sink, line
         self.prefix = ""
+
+    def warn(self, text: str) -> None:
+        """A warning for the load summary, counted once per file."""
+        if text not in self.stats.notes:
+            self.stats.notes[text] += 1
 
     def at(self, index: int) -> int:
         return self.line if self.line is not None else index
@@ -210,6 +227,7 @@ def _instance(
     raw: str,
     count: _Count,
     zone: tzinfo,
+    given: bool,
     source: Source,
     batch: Batcher,
 ) -> None:
@@ -243,7 +261,7 @@ def _instance(
     run_id = _run_id(metadata.get("eval_output_dir"))
     llm = metadata.get("llm_config")
     model = fields.text(llm.get("model")) if isinstance(llm, dict) else None
-    for at, row in _episode(events, zone, count):
+    for at, row in _episode(events, zone, given, count):
         if row["call_id"].startswith("event-"):
             row["call_id"] = f"{instance}#{row['call_id']}"
         row.update(episode_id=instance, run_id=run_id, model=row["model"] or model)
@@ -289,7 +307,9 @@ def _run_id(value: Any) -> str | None:
     return "/".join(parts[-3:]) or None
 
 
-def _episode(events: list[Any], zone: tzinfo, count: _Count) -> list[tuple[int, dict[str, Any]]]:
+def _episode(
+    events: list[Any], zone: tzinfo, given: bool, count: _Count
+) -> list[tuple[int, dict[str, Any]]]:
     """The rows of one conversation's events (without episode or provenance), with their lines."""
     actions: dict[Any, tuple[int, dict[str, Any]]] = {}
     order: list[tuple[int, dict[str, Any]]] = []
@@ -328,12 +348,14 @@ def _episode(events: list[Any], zone: tzinfo, count: _Count) -> list[tuple[int, 
                 count.skip(f"{kind_name} observation of an unknown or already answered action")
         else:
             count.reject(index, "neither an action nor an observation", _raw(event))
-    hint = _zone_hint(order, zone)
+    clock = _clock(events, zone, given)
+    if clock.warning and order:
+        count.warn(clock.warning)
     rows: list[tuple[int, dict[str, Any]]] = []
     for index, event in order:
         observation = observations.get(_key(event.get("id")))
         try:
-            row = _row(event, observation, zone, hint)
+            row = _row(event, observation, clock)
         except fields.RowError as exc:
             action = event.get("action")
             label = f"{action if isinstance(action, str) and action else 'untyped'} action {event.get('id')}"
@@ -373,11 +395,40 @@ def _model_response(event: dict[str, Any]) -> dict[str, Any]:
     return response if isinstance(response, dict) else {}
 
 
-def _zone_hint(order: list[tuple[int, dict[str, Any]]], zone: tzinfo) -> str | None:
-    """``UTC±hh:mm`` when ``model_response.created`` implies another offset than ``zone``."""
-    offsets = []
-    zone_offsets = []
-    for _, event in order:
+FIX_MIN_ACTIONS = 2
+"""Actions whose ``created`` must agree on one offset for it to be fixed."""
+FIX_DELAY_S = (-5.0, 300.0)
+"""Seconds from ``model_response.created`` to the action's timestamp that still fix an offset."""
+MAX_OFFSET_MIN = 14 * 60
+"""The largest UTC offset a zone has (UTC+14:00)."""
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """How one episode's naive times are read: the zone, and what the row note says."""
+
+    zone: tzinfo
+    naive_note: str | None = None
+    """Replaces the parser's "no zone: assumed ..." note (an offset fixed by the file)."""
+    hint: str | None = None
+    """Added to the note: an offset the file implies that differs from the zone in use."""
+    warning: str | None = None
+    """For the file's load notes: an offset suggested but not fixed."""
+
+
+def _offset_text(minutes: int) -> str:
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def _clock(events: list[Any], zone: tzinfo, given: bool) -> _Clock:
+    """The zone for one episode's naive times from ``--tz`` and ``model_response.created``."""
+    differences = []  # naive time read as UTC minus created, in seconds
+    zone_offsets = []  # the offset of ``zone`` at each created time, in minutes
+    for event in events:
+        if not isinstance(event, dict) or "action" not in event:
+            continue
         created = _model_response(event).get("created")
         stamp = event.get("timestamp")
         if created is None or not isinstance(stamp, str):
@@ -388,20 +439,50 @@ def _zone_hint(order: list[tuple[int, dict[str, Any]]], zone: tzinfo) -> str | N
         except TimeParseError:
             continue
         if note is None:  # the timestamp has its own offset: nothing to infer
-            return None
-        offsets.append((naive_utc - created_ns) / 60e9)
+            return _Clock(zone)
+        differences.append((naive_utc - created_ns) / 1e9)
         local = datetime.fromtimestamp(created_ns / 1e9, UTC).astimezone(zone)
         zone_offsets.append((local.utcoffset() or timedelta()).total_seconds() / 60)
-    if not offsets:
-        return None
-    minutes = round(statistics.median(offsets) / 15) * 15
-    if abs(statistics.median(offsets) - minutes) > 5 or minutes == round(
-        statistics.median(zone_offsets)
-    ):
-        return None
-    sign = "+" if minutes >= 0 else "-"
-    hours, rest = divmod(abs(minutes), 60)
-    return f"model_response.created suggests UTC{sign}{hours:02d}:{rest:02d}"
+    if not differences:
+        return _Clock(zone)
+    quarters = [round(d / 900) for d in differences]
+    delays = [d - q * 900 for d, q in zip(differences, quarters, strict=True)]
+    fixed = (
+        len(differences) >= FIX_MIN_ACTIONS
+        and len(set(quarters)) == 1
+        and all(FIX_DELAY_S[0] <= delay <= FIX_DELAY_S[1] for delay in delays)
+    )
+    median = statistics.median(differences) / 60
+    minutes = quarters[0] * 15 if fixed else round(median / 15) * 15
+    if abs(minutes) > MAX_OFFSET_MIN or (not fixed and abs(median - minutes) > 5):
+        return _Clock(zone)  # not near any offset a zone can have: no evidence either way
+    offset = _offset_text(minutes)
+    differs = minutes != round(statistics.median(zone_offsets))
+    if given:
+        verb = "fixes" if fixed else "suggests"
+        return _Clock(zone, hint=f"model_response.created {verb} {offset}" if differs else None)
+    if fixed:
+        return _Clock(
+            timezone(timedelta(minutes=minutes)),
+            naive_note=f"no zone: read at {offset}, fixed by model_response.created on "
+            f"{len(differences)} actions",
+        )
+    if not differs:
+        return _Clock(zone)
+    why = (
+        "one action"
+        if len(differences) == 1
+        else "actions disagree"
+        if len(set(quarters)) > 1
+        else "response-to-action delays out of range"
+    )
+    return _Clock(
+        zone,
+        hint=f"model_response.created suggests {offset}",
+        warning=f"WARNING: model_response.created suggests {offset} without fixing it ({why}): "
+        f"naive times left in {zone_name(zone)}; pass --tz openhands=ZONE if that is the "
+        "server's zone",
+    )
 
 
 def _time(value: Any, field: str, zone: tzinfo) -> tuple[int, str | None]:
@@ -416,21 +497,22 @@ def _time(value: Any, field: str, zone: tzinfo) -> tuple[int, str | None]:
 
 
 def _row(
-    event: dict[str, Any], observation: dict[str, Any] | None, zone: tzinfo, hint: str | None
+    event: dict[str, Any], observation: dict[str, Any] | None, clock: _Clock
 ) -> dict[str, Any]:
     action = event.get("action")
     if not isinstance(action, str) or not action.strip():
         raise fields.RowError(f"action is not a name: {action!r}"[:200])
     notes: list[str] = []
-    start, note = _time(event.get("timestamp"), "timestamp", zone)
+    start, note = _time(event.get("timestamp"), "timestamp", clock.zone)
     if note:
-        notes.append(f"{note} ({hint})" if hint else note)
+        note = clock.naive_note or note
+        notes.append(f"{note} ({clock.hint})" if clock.hint else note)
     end = None
     if observation is None:
         notes.append("no observation (not run, or the run stopped)")
     else:
         try:
-            end, _ = _time(observation.get("timestamp"), "observation timestamp", zone)
+            end, _ = _time(observation.get("timestamp"), "observation timestamp", clock.zone)
         except fields.RowError as exc:
             notes.append(f"{exc}: end unknown")
         if end is not None and end < start:
