@@ -72,3 +72,107 @@ def test_a_forced_loader_that_cannot_read_the_file_says_so_in_one_sentence(expli
     assert message.startswith(f"{display(cef)}: does not look like zeek_conn (Zeek conn.log")
     assert ", and reading it as zeek_conn failed: " in message
     assert "\n" not in message and "Traceback" not in message
+
+
+# --- 2. Zeek written with scope_sep "_", and Zeek cut to a bare header line ----------------------
+
+SCOPED_TSV = DATA / "zeek_conn" / "scope_sep_underscore.log"
+SCOPED_JSON = DATA / "zeek_conn" / "scope_sep_underscore.json.log"
+BARE_CONN = DATA / "zeek_conn" / "zeek_cut_bare_header.log"
+BARE_SSL = DATA / "zeek_ssl" / "zeek_cut_bare_header_scope_sep.log"
+SCOPED_DNS = DATA / "zeek_dns" / "zeek_scope_sep_underscore.json.log"
+BARE_HTTP = DATA / "zeek_http" / "zeek_cut_bare_header.log"
+NEW_ZEEK = {
+    SCOPED_TSV: "zeek_conn",
+    SCOPED_JSON: "zeek_conn",
+    BARE_CONN: "zeek_conn",
+    BARE_SSL: "zeek_ssl",
+    SCOPED_DNS: "zeek_dns",
+    BARE_HTTP: "zeek_http",
+}
+
+
+def detected(path: Path, fast: bool = True):
+    found = detect(source(path))
+    return found.name, found.loader.read(source(path), LoadOptions(), fast=fast)
+
+
+def tuples(result) -> list[tuple]:
+    return [
+        (r["source_line"], r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"], r["direction"])
+        for r in rows(result.table)
+    ]
+
+
+SANDBOX_CONNS = [
+    ("192.168.10.13", 51522, "203.0.113.7", 22, "outbound"),
+    ("192.168.10.17", 40210, "141.94.96.144", 3333, "outbound"),
+    ("192.168.10.22", 43188, "100.100.100.200", 80, "internal"),
+]
+
+
+def test_a_conn_log_written_with_scope_sep_underscore_loads_its_addresses():
+    name, result = detected(SCOPED_TSV)
+    assert name == "zeek_conn" and result.rejects == []
+    assert (result.stats.loaded, result.stats.skipped_total) == (5, 9)
+    got = tuples(result)
+    assert [g[1:] for g in got[:3]] == SANDBOX_CONNS
+    assert got[4][1:] == ("2001:db8:10::13", None, "2001:db8:ff::1", None, "outbound")  # ICMP
+
+
+def test_a_json_conn_log_with_scope_sep_underscore_and_extension_fields_is_recognised():
+    name, result = detected(SCOPED_JSON)
+    assert name == "zeek_conn" and result.rejects == []
+    assert [g[1:] for g in tuples(result)[:3]] == SANDBOX_CONNS
+    assert rows(result.table)[0]["app"] == "ssh"
+
+
+def test_a_conn_log_cut_to_a_bare_header_line_is_recognised():
+    name, result = detected(BARE_CONN)
+    assert name == "zeek_conn"
+    assert dict(result.stats.skipped) == {"Zeek header line": 1}
+    assert [(r.location.line, r.reason) for r in result.rejects] == [
+        (5, "id.orig_h is not an IP address: '192.168.10.300'")
+    ]
+    got = tuples(result)
+    assert [g[0] for g in got] == [2, 3, 4, 6]
+    assert [g[1:] for g in got[:3]] == SANDBOX_CONNS
+    last = rows(result.table)[3]
+    assert last["app"] is None and last["bytes_out"] == 0  # (empty) and 0 as zeek-cut keeps them
+
+
+def test_side_logs_cut_to_a_bare_header_or_with_scope_sep_underscore_enrich():
+    name, ssl = detected(BARE_SSL)
+    assert name == "zeek_ssl"
+    assert [(r["flow_key"], r["dst_domain"]) for r in rows(ssl.table)] == [
+        ("zeek:CsslPool000000001", "pool.supportxmr.com")
+    ]
+    name, http = detected(BARE_HTTP)
+    assert name == "zeek_http"
+    assert [r["dst_domain"] for r in rows(http.table)] == ["downloads.example.net"]
+    name, dns = detected(SCOPED_DNS)
+    assert name == "zeek_dns"
+    assert [r["flow_key"] for r in rows(dns.table)] == [
+        "zeek:CdnsPool000000001",
+        "ip:141.94.96.144",
+    ]
+
+
+@pytest.mark.parametrize("path", list(NEW_ZEEK), ids=lambda p: p.name)
+def test_new_zeek_layouts_read_the_same_column_wise_and_line_by_line(path):
+    name, fast = detected(path)
+    _, slow = detected(path, fast=False)
+    assert name == NEW_ZEEK[path]
+    assert fast.table.equals(slow.table) and fast.stats == slow.stats
+    assert fast.rejects == slow.rejects
+
+
+def test_a_bare_header_needs_ts_and_uid_and_field_names():
+    from correlate.loaders.zeek_conn import bare_names
+
+    assert bare_names(b"ts\tuid\tid.orig_h") == ["ts", "uid", "id.orig_h"]
+    assert bare_names(b"\xef\xbb\xbfts\tuid\tid_orig_h\r") == ["ts", "uid", "id_orig_h"]
+    assert bare_names(b"ts\tuid") is None  # too few
+    assert bare_names(b"time\tuid\tsrc") is None  # no ts
+    assert bare_names(b"ts\tuid\tsource ip") is None  # not a field name
+    assert bare_names(b"1764655500.1\tCx\t10.0.0.1") is None  # a data line

@@ -20,6 +20,10 @@ Sources checked (field names and meanings):
 Every column is read by its name in ``#fields`` (never by position; old files lack
 ``local_resp``); a file may hold several header blocks (rotated logs concatenated), each one
 replacing the previous. Lines are not in time order (Zeek writes a connection when it ends).
+Also read: a file cut to a bare first line of tab-separated column names (no ``#`` block; the
+ASCII writer's defaults then apply), and the ``conn_id`` fields spelled ``id_orig_h`` ... by
+``redef Log::default_scope_sep = "_"`` (TSV and JSON). A file whose ``#path``/``_path`` names
+another log scores 0, but when ``--format`` forces this loader its records are read (noted).
 
 Mapping: ``ts`` -> ts (exact decimal seconds); ts + ``duration`` -> ts_end; ``id.orig_h``/
 ``id.orig_p`` -> src; ``id.resp_h``/``id.resp_p`` -> dst (ICMP "ports" are type/code and are
@@ -159,8 +163,11 @@ def sniff_head(head: bytes) -> ZeekHead | None:
             if directive == "path":
                 path = value.strip()
             elif directive == "fields":
-                keys = frozenset(value.split(separator))
+                keys = frozenset(dotted_names(value.split(separator)))
         return ZeekHead(tsv=True, path=path, keys=keys)
+    names = bare_names(first)
+    if names is not None:
+        return ZeekHead(tsv=True, path=None, keys=frozenset(dotted_names(names)))
     if first.startswith(b"{"):
         try:
             record = json.loads(first)
@@ -180,8 +187,40 @@ def sniff_head(head: bytes) -> ZeekHead | None:
     return None
 
 
+_SCOPED = {f"id_{key}": f"id.{key}" for key in ("orig_h", "orig_p", "resp_h", "resp_p")}
+"""The ``conn_id`` fields as written with ``redef Log::default_scope_sep = "_"`` (``id_orig_h``;
+used so that Elasticsearch and Splunk do not read the dots as nesting), and Zeek's default
+spelling (``Log::default_scope_sep = "."``: ``id.orig_h``) they are read as."""
+_FIELD_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*")
+
+
+def dotted_names(names: list[str]) -> list[str]:
+    """Field names with the ``conn_id`` fields in Zeek's default spelling (``id_orig_h`` ->
+    ``id.orig_h``); a file naming both spellings keeps the dotted one."""
+    present = set(names)
+    return [_SCOPED[n] if n in _SCOPED and _SCOPED[n] not in present else n for n in names]
+
+
+def bare_names(first: bytes) -> list[str] | None:
+    """The column names of a bare header line (``ts<TAB>uid<TAB>id.orig_h ...``, as tools that
+    cut Zeek's TSV write it: no ``#separator``/``#fields`` block, tab-separated names), or None."""
+    text = first.decode("utf-8", "replace").removeprefix("\ufeff").rstrip("\r")
+    names = text.split("\t")
+    if len(names) < 3 or "ts" not in names or "uid" not in names:
+        return None
+    if not all(_FIELD_NAME.fullmatch(n) for n in names):
+        return None
+    return names
+
+
 def _flatten_id(record: dict[str, Any]) -> dict[str, Any]:
-    """Turn a nested ``"id": {"orig_h": ...}`` (some JSON pipelines) into Zeek's dotted keys."""
+    """Turn a nested ``"id": {"orig_h": ...}`` (some JSON pipelines) and the ``id_orig_h`` keys of
+    ``Log::default_scope_sep = "_"`` into Zeek's dotted keys (a dotted key with a value wins)."""
+    if any(key in record for key in _SCOPED):
+        record = dict(record)
+        for key, dotted in _SCOPED.items():
+            if key in record and record.get(dotted) is None:
+                record[dotted] = record[key]
     nested = record.get("id")
     if isinstance(nested, dict):
         record = {k: v for k, v in record.items() if k != "id"}
@@ -200,7 +239,7 @@ def _header_line(text: str, header: ZeekHeader, line: int, load: FileLoad) -> Ze
     if not found:
         directive, _, value = text[1:].partition(" ")
     if directive == "fields":
-        header.fields = value.split(header.separator)
+        header.fields = dotted_names(value.split(header.separator))
         header.types = None
         header.containers = set()
     elif directive == "types":
@@ -315,7 +354,13 @@ class ZeekReader:
         self.load = load
         self.log = log
         self.header = ZeekHeader()
-        self.tsv = first_line(load.source.head(4096)).startswith(b"#")
+        first = first_line(load.source.head(4096))
+        names = None if first.startswith(b"#") else bare_names(first)
+        self.bare = names is not None
+        """The file opens with a bare header line of column names (read once, then data)."""
+        if names is not None:
+            self.header = ZeekHeader(fields=dotted_names(names))
+        self.tsv = first.startswith(b"#") or self.bare
         self.paths = frozenset({log.path, *forced_path(load.source, log, load)})
         """The ``#path``/``_path`` values read as this log (others are skipped)."""
         self._json_schemas = {
@@ -327,10 +372,21 @@ class ZeekReader:
             )
             for ts_type in (pa.float64(), pa.string())
         }
+        self._scoped = [(k, d) for k, d in _SCOPED.items() if d in log.json_fields.names]
+        for ts_type, schema in self._json_schemas.items():
+            for key, dotted in self._scoped:
+                schema = schema.append(log.json_fields.field(dotted).with_name(key))
+            self._json_schemas[ts_type] = schema
 
     def read(self, *, fast: bool = True) -> None:
         first_bytes, last_bytes = (_DATA_FIRST, None) if self.tsv else (b"{", b"}")
         for first, blob, count in line_runs(self.load.source, first_bytes, last_bytes):
+            if self.bare and count:  # the bare header opens this run: read it, then the rest
+                cut = blob.find(b"\n")
+                self.line(first, blob if cut < 0 else blob[:cut].rstrip(b"\r"))
+                if cut < 0:
+                    continue
+                first, blob, count = first + 1, blob[cut + 1 :], count - 1
             if count == 0:
                 self.line(first, blob)
             elif not fast:
@@ -360,6 +416,10 @@ class ZeekReader:
             load.note(note)
         if line == 1:
             text = text.removeprefix("\ufeff")
+        if self.bare and text.strip():
+            self.bare = False  # the header line: its names are the header's fields already
+            load.skip(_HEADER)
+            return
         if text.startswith("#"):
             self.header = _header_line(text, self.header, line, load)
             return
@@ -494,6 +554,10 @@ class ZeekReader:
                 self._lines(at, piece)
                 continue
             cols = {f.name: table.column(f.name).combine_chunks() for f in self.log.json_fields}
+            for key, dotted in self._scoped:  # id_orig_h where id.orig_h is unset, as per line
+                alt = table.column(key).combine_chunks()
+                if alt.null_count < len(alt):
+                    cols[dotted] = pc.coalesce(cols[dotted], alt)
             path = table.column("_path").combine_chunks()
             other = pc.and_(
                 pc.is_valid(path), pc.invert(pc.is_in(path, value_set=pa.array(sorted(self.paths))))
