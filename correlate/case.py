@@ -188,7 +188,7 @@ class CaseResult(Result):
 
     def statistics(self, permutations: int = 999) -> tuple[list[Association], list[Baseline]]:
         """As ``Result.statistics``, kept in the case's cache (the permutations take seconds)."""
-        path = None if self.cache_dir is None else self.cache_dir / f"stats-{permutations}.json"
+        path = None if self.cache_dir is None else self.cache_dir / f"stats-v2-{permutations}.json"
         if path is not None and path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))

@@ -192,7 +192,8 @@ def test_sample_statistics_are_pinned(options: str, sample_results: dict[str, Re
     result = sample_results[options]
     associations, baselines = result.statistics(999)
     expected_associations, expected_baselines = SAMPLE_STATISTICS[options]
-    assert [astuple(a) for a in associations] == expected_associations
+    # the first ten fields; the test's power (in flight, min lift) is pinned in test_stats_power
+    assert [astuple(a)[:10] for a in associations] == expected_associations
     assert [astuple(b) for b in baselines] == expected_baselines
 
 

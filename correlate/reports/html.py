@@ -490,7 +490,10 @@ def _chart(number: int, title: str, caption: str, rows: list[dict[str, Any]], zo
         step_text = f"step {r['step']} " if r["step"] is not None else ""
         tip = [
             h(f"{step_text}{r['tool'] or ''} {r['call_id']}"),
-            h(f"{_time(r['ts'], zone)} ({(r['duration_s'] or 0):.1f} s, exit {r['exit_code']})"),
+            h(
+                f"{_time(r['ts'], zone)} ({(r['duration_s'] or 0):.1f} s"
+                + (f", exit {r['exit_code']})" if r["exit_code"] is not None else ")")
+            ),
             h(r["command"] or "", 600),
         ]
         if r["link"]:

@@ -176,11 +176,17 @@ STATS_COLUMNS = pa.schema(
         pa.field("lift", pa.float64()),
         pa.field("p_value", pa.float64()),
         pa.field("q_value", pa.float64()),
+        pa.field("in_flight_fraction", pa.float64()),
+        pa.field("critical_count", pa.int64()),
+        pa.field("min_detectable_lift", pa.float64()),
     ]
 )
 """Association with chance per run, tool and episode, named as ``correlate stats`` shows it:
 ``onsets`` (violation conversations' first events of the key's sandboxes), ``in_windows`` (those
-inside one of the key's call windows), ``expected`` (the mean under circular shifts)."""
+inside one of the key's call windows), ``expected`` (the mean under circular shifts), the test's
+power: ``in_flight_fraction`` (the share of the span call windows cover), ``critical_count`` (the
+fewest onsets in windows that would be significant; null: the test cannot tell) and
+``min_detectable_lift``."""
 
 ASSOCIATION_SCHEMA = STATS_COLUMNS
 """Former name of ``STATS_COLUMNS``."""

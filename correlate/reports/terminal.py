@@ -105,10 +105,15 @@ def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int
         verdict.append_text(_t(f["tool"], style="bold"))
         verdict.append(" ")
         verdict.append_text(_t(f["call_id"], style="dim"))
-        verdict.append(
-            f"  run {inert(f['run_id'])} episode {inert(f['episode_id'])} step {inert(f['step'])}"
-        )
-        verdict.append(f"  lag {f['lag_s']:+.3f}s {f['relation']}")
+        place = [
+            f"{name} {inert(f[key])}"
+            for name, key in (("run", "run_id"), ("episode", "episode_id"), ("step", "step"))
+            if f[key] is not None
+        ]
+        if place:
+            verdict.append("  " + " ".join(place))
+        if f["lag_s"] is not None:
+            verdict.append(f"  lag {f['lag_s']:+.3f}s {inert(f['relation'])}".rstrip())
     verdict.append("  confidence ")
     verdict.append(str(f["confidence"]), style=CONFIDENCE_STYLE.get(str(f["confidence"]), ""))
     lines.append(verdict)
@@ -128,10 +133,21 @@ def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int
             evidence = "identity" if c["identity"] == "match" else str(c["identity"])
             if c["indicator"]:
                 evidence += f"+{c['indicator']}"
+            if c.get("agreement"):
+                evidence += "+agrees"
             line = Text(
                 f"  {c['rank']:>4}. {c['lag_s']:+9.3f}s {c['relation']:<6} {evidence:<16} {c['score']:5.2f}  "
             )
-            line.append_text(_t(f"{c['host']} {c['episode_id']} step {c['step']}  {c['tool']}: "))
+            who = " ".join(
+                str(x)
+                for x in (
+                    c["host"],
+                    c["episode_id"],
+                    None if c["step"] is None else f"step {c['step']}",
+                )
+                if x is not None
+            )
+            line.append_text(_t(f"{who}  {c['tool'] or 'call'}: "))
             line.append_text(_t(c["command"] or "", COMMAND_CHARS, style="green"))
             line.no_wrap = True
             line.overflow = "ellipsis"
