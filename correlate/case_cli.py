@@ -86,12 +86,19 @@ def register(group: click.Group) -> None:
 from .cli import (  # noqa: E402 (after register: see above)
     EXIT_DATA,
     _errors_as_exit_codes,
+    _legacy_input_formats,
     _progress,
     _run_options,
     _stdout_console,
     analysis_options,
+    clock_line,
+    clock_summary,
+    deprecated,
     engine_joiner,
     engine_options,
+    examples,
+    file_format,
+    legacy_format_option,
 )
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -106,6 +113,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "rules": None,
 }
 ROW_FORMATS = ("table", "csv", "jsonl", "parquet")
+SCREEN_FORMATS = ("table", "text")
+"""Row formats for the terminal only; the others go to stdout or to ``-o FILE``."""
 
 
 def _err() -> Console:
@@ -176,8 +185,9 @@ def case_analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--offset",
                 multiple=True,
-                metavar="auto|FORMAT=DURATION",
-                help="Clock offset of a network source, or auto (default: the case's).",
+                metavar="auto|none|FORMAT=DURATION",
+                help="Clock offset of a network source, auto (the estimate), or none (as logged); "
+                "default: the case's (ingest --offset), else as logged.",
             ),
             click.option(
                 "--rules",
@@ -297,30 +307,96 @@ def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def output_options(formats: Sequence[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--output FORMAT``, ``-o FILE``, ``--json``, ``--display-tz``, ``-q``, ``-v``."""
+    """``--format FORMAT``, ``-o/--output FILE``, ``--json``, ``--display-tz``, ``-q``, ``-v``.
+
+    The spellings before them stay for one release, with a note on stderr: ``--output FORMAT``
+    (a row format's name given to ``--output`` is taken as one) and ``--out FILE`` (hidden).
+    """
 
     def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
         return _decorate(
             function,
             [
                 click.option(
-                    "--output",
+                    "--format",
                     "output_format",
                     type=click.Choice(list(formats)),
-                    help="Row format (default: a table on a terminal, or as -o's extension).",
+                    help="Row format (default: as -o's suffix says, else a table on a terminal).",
                 ),
                 click.option(
                     "-o",
-                    "--out",
+                    "--output",
                     "out_path",
+                    metavar="FILE",
                     type=click.Path(dir_okay=False),
                     help="Write the rows to this file (atomically) instead of stdout.",
                 ),
+                click.option("--out", "legacy_out", hidden=True, type=click.Path(dir_okay=False)),
                 common_options,
             ],
         )
 
     return wrap
+
+
+def file_options(
+    formats: Sequence[str], format_help: str | None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o/--output FILE`` (required) and, when ``format_help``, ``--format``; ``--out`` hidden."""
+
+    def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option(
+                "-o",
+                "--output",
+                "out_path",
+                metavar="FILE",
+                type=click.Path(dir_okay=False),
+                help="The file to write (required); sibling files are written beside it.",
+            ),
+            click.option("--out", "legacy_out", hidden=True, type=click.Path(dir_okay=False)),
+        ]
+        if format_help:
+            options.append(
+                click.option("--format", "fmt", type=click.Choice(list(formats)), help=format_help)
+            )
+        return _decorate(function, options)
+
+    return wrap
+
+
+def _legacy_out(values: dict[str, Any], out_path: str | None, *, quiet: bool) -> str | None:
+    """``-o FILE``, or the hidden ``--out FILE`` (its old spelling, with a note on stderr)."""
+    legacy_out: str | None = values.pop("legacy_out", None)
+    if not legacy_out:
+        return out_path
+    if out_path:
+        raise OptionError("give -o/--output FILE once (--out is its old spelling)")
+    deprecated("--out FILE", "-o/--output FILE", quiet)
+    return legacy_out
+
+
+def _target(
+    values: dict[str, Any], fmt: str | None, out_path: str | None, *, quiet: bool
+) -> tuple[str | None, str | None]:
+    """``(--format, -o FILE)`` with the old spellings folded in (and a note on stderr):
+    ``--out FILE``, and ``--output FORMAT`` (one of this command's row formats given where a
+    file is expected)."""
+    out_path = _legacy_out(values, out_path, quiet=quiet)
+    param = next(p for p in click.get_current_context().command.params if p.name == "output_format")
+    if out_path in getattr(param.type, "choices", ()):
+        if fmt:
+            raise OptionError(
+                f"--output {out_path} --format {fmt}: -o/--output names a file "
+                f"(write -o ./{out_path} for a file of that name)"
+            )
+        deprecated(
+            f"--output {out_path} for a row format",
+            f"--format {out_path} (-o/--output now names a file)",
+            quiet,
+        )
+        return out_path, None
+    return fmt, out_path
 
 
 def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -347,10 +423,12 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _analysis_values(
-    given: dict[str, Any], case: Case, *, offset_auto: bool = False
-) -> dict[str, Any]:
-    """Each analysis option: as given on the command line, else the case's, else the built-in."""
+def _analysis_values(given: dict[str, Any], case: Case) -> dict[str, Any]:
+    """Each analysis option: as given on the command line, else the case's, else the built-in.
+
+    The clock policy follows: offsets only when ``--offset`` is given or the case's ingest
+    recorded one (``--offset none`` overrides it); otherwise times are compared as logged.
+    """
     values: dict[str, Any] = {}
     stored = case.analysis_defaults
     for key, builtin in BUILTIN_DEFAULTS.items():
@@ -358,8 +436,6 @@ def _analysis_values(
         if value in (None, ()):
             value = stored.get(key, builtin)
         values[key] = tuple(value) if isinstance(value, list) else value
-    if offset_auto and not values["offset"]:
-        values["offset"] = ("auto",)
     return values
 
 
@@ -370,7 +446,6 @@ def _analyse(
     *,
     quiet: bool,
     verbose: bool,
-    offset_auto: bool = False,
 ) -> CaseResult:
     """Open the case and analyse it with the options given (falling back on the case's)."""
     no_cache = bool(given.pop("no_cache", False))
@@ -395,7 +470,7 @@ def _analyse(
         raise CorrelateError("no firewall or flow log in the case; nothing to attribute")
     if "agent" not in kinds:
         raise CorrelateError("no agent trajectory in the case; nothing to attribute violations to")
-    values = _analysis_values(given, case, offset_auto=offset_auto)
+    values = _analysis_values(given, case)
     options = _run_options(
         before=values["before"],
         after=values["after"],
@@ -434,14 +509,15 @@ def _print_json(data: Any) -> None:
 
 
 def _row_format(output_format: str | None, out_path: str | None, default: str = "table") -> str:
-    if output_format:
-        return output_format
+    """``--format``, else what ``-o FILE``'s suffix says (refusing a mismatch), else ``default``."""
     if out_path:
-        suffix = Path(out_path).suffix.lower().lstrip(".")
-        if suffix in ROW_FORMATS[1:]:
-            return suffix
-        raise OptionError(f"-o {out_path}: say which format with --output (csv, jsonl or parquet)")
-    return default
+        if output_format in SCREEN_FORMATS:
+            raise OptionError(
+                f"--format {output_format} goes to the screen; use csv, jsonl or parquet with -o"
+            )
+        files = [f for f in ROW_FORMATS if f not in SCREEN_FORMATS]
+        return file_format(out_path, output_format, files)
+    return output_format or default
 
 
 def _emit(
@@ -455,10 +531,10 @@ def _emit(
 ) -> None:
     """Rows to stdout or a file, as a table, text, CSV, JSON lines or Parquet."""
     terminal = sys.stdout.isatty() and out_path is None
-    if fmt in ("table", "text"):
+    if fmt in SCREEN_FORMATS:
         if out_path:
             raise OptionError(
-                f"--output {fmt} goes to the screen; use csv, jsonl or parquet with -o"
+                f"--format {fmt} goes to the screen; use csv, jsonl or parquet with -o"
             )
         if fmt == "text" and text is not None:
             click.echo(text(), nl=False)
@@ -531,10 +607,19 @@ def _plain(
 # --- commands -------------------------------------------------------------------------------
 
 
-@click.command("ingest")
+@click.command(
+    "ingest",
+    epilog=examples(
+        "# the case's default clock: the estimated offsets applied",
+        "correlate ingest case/ sample_logs/rome_incident --offset auto",
+        "# ROLL/ROCK logs in naive trainer-local time",
+        "correlate ingest rock/ sample_logs/rock_shared_hosts --tz Asia/Shanghai --offset auto",
+    ),
+)
 @click.argument("case", type=click.Path(file_okay=False))
 @click.argument("paths", nargs=-1, type=click.Path())
 @analysis_options
+@legacy_format_option
 @click.option(
     "--no-prepare",
     is_flag=True,
@@ -562,6 +647,7 @@ def ingest_command(
     err = _err()
     if not paths and not inventory:
         raise click.UsageError("give PATHS to ingest (or --inventory FILE)")
+    _legacy_input_formats(analysis, quiet)
     options = _run_options(**analysis)
     given = {
         key: analysis[key]
@@ -630,19 +716,24 @@ def _announce(report: IngestReport, err: Console) -> None:
 
 
 def _prepare(case: str, err: Console, quiet: bool) -> float | None:
-    """Analyse once with the case's defaults (and aligned clocks for --by) to fill the cache."""
+    """Analyse once with the case's defaults, and its statistics for --by, to fill the cache."""
     opened = open_case(case)
     if not {"network", "agent"} <= opened.kinds():
         return None
     started = time.perf_counter()
     with _working(err, quiet, "preparing the analysis for quick questions"):
-        _analyse(case, {}, err, quiet=True, verbose=False)
-        aligned = _analyse(case, {}, err, quiet=True, verbose=False, offset_auto=True)
-        aligned.statistics(999)
+        _analyse(case, {}, err, quiet=True, verbose=False).statistics(999)
     return round(time.perf_counter() - started, 3)
 
 
-@click.command("verify")
+@click.command(
+    "verify",
+    epilog=examples(
+        "correlate verify case/",
+        "# for scripts: exit 1 and a JSON list of problems on any mismatch",
+        "correlate verify case/ --json",
+    ),
+)
 @click.argument("case", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when the case checks out.")
@@ -670,7 +761,15 @@ def verify_command(case: str, as_json: bool, quiet: bool) -> None:
         sys.exit(EXIT_DATA)
 
 
-@click.command("findings")
+@click.command(
+    "findings",
+    epilog=examples(
+        "correlate findings case/ --min-confidence medium",
+        "# which tools are over-represented (says which clock the statistics used)",
+        "correlate findings case/ --by tool --offset auto",
+        "correlate findings case/ --label mining -o mining.csv",
+    ),
+)
 @click.argument("case", type=click.Path(file_okay=False))
 @filter_options
 @click.option(
@@ -701,17 +800,17 @@ def findings_command(
 ) -> None:
     """One row per violation conversation of CASE, with its attributed call and confidence.
 
-    --by tool (run, episode, ...) groups them and adds the association with chance, on clocks
-    aligned as `correlate stats` aligns them (--offset auto unless an offset is given).
+    --by tool (run, episode, ...) groups them and adds the association with chance, on the
+    clocks every command uses (as logged unless --offset or the case's default says otherwise);
+    the first line says which.
     """
     err = _err()
     with _errors_as_exit_codes(err):
+        output_format, out_path = _target(values, output_format, out_path, quiet=quiet)
         zone = _zone(display_tz)
         filters = _filters(values, zone, case)
         fmt = _row_format(output_format, out_path)
-        result = _analyse(
-            case, values, err, quiet=quiet, verbose=verbose, offset_auto=by is not None
-        )
+        result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
         findings = select_findings(result, filters)
         if by:
             with _working(err, quiet, f"association with chance ({permutations} shifts)"):
@@ -722,11 +821,16 @@ def findings_command(
                     {
                         "case": case,
                         "by": by,
+                        "clock": clock_summary(result),
                         "filters": filters.describe(),
                         "groups": _plain(plain_rows(groups), zone, ("first_ts", "last_ts")),
                     }
                 )
                 return
+            if fmt in SCREEN_FORMATS and not out_path:
+                _stdout_console().print(clock_line(result), markup=False)
+            elif not quiet:
+                err.print(clock_line(result), markup=False)
             _emit(
                 groups,
                 fmt,
@@ -763,7 +867,15 @@ def findings_command(
             err.print("no conversation matches the filters", markup=False)
 
 
-@click.command("query")
+@click.command(
+    "query",
+    epilog=examples(
+        "correlate query case/ --dst 203.0.113.7",
+        "# a time of day as the tables show it, on the case's day",
+        "correlate query case/ --host 'sbx-1*' --since 06:30 --until 06:45",
+        "correlate query case/ --candidates --format jsonl -o pairs.jsonl",
+    ),
+)
 @click.argument("case", type=click.Path(file_okay=False))
 @filter_options
 @click.option(
@@ -792,6 +904,7 @@ def query_command(
     """
     err = _err()
     with _errors_as_exit_codes(err):
+        output_format, out_path = _target(values, output_format, out_path, quiet=quiet)
         zone = _zone(display_tz)
         filters = _filters(values, zone, case)
         fmt = _row_format(output_format, out_path)
@@ -836,7 +949,14 @@ def _anchor(value: str | None, rows: list[dict[str, Any]]) -> str | None:
     return format_time(min(times) if value == "first" else max(times))
 
 
-@click.command("timeline")
+@click.command(
+    "timeline",
+    epilog=examples(
+        "# the minute before the miner's first alert",
+        "correlate timeline case/ --episode ep-0423-sbx-07-2 --until first --since -1m",
+        "correlate timeline case/ --host sbx-12 -o sbx-12.csv",
+    ),
+)
 @click.argument("case", type=click.Path(file_okay=False))
 @click.option("--episode", multiple=True, metavar="ID", help="Episode(s) to show (glob).")
 @click.option("--host", multiple=True, metavar="NAME", help="Sandbox/host(s) to show (glob).")
@@ -874,6 +994,7 @@ def timeline_command(
     """
     err = _err()
     with _errors_as_exit_codes(err):
+        output_format, out_path = _target(values, output_format, out_path, quiet=quiet)
         if not episode and not host:
             raise OptionError("timeline needs --episode ID or --host NAME")
         zone = _zone(display_tz)
@@ -916,22 +1037,20 @@ def timeline_command(
         )
 
 
-@click.command("export")
-@click.argument("case", type=click.Path(file_okay=False))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    required=True,
-    help="parquet (report with provenance), csv (spreadsheet-safe), jsonl, ocsf, timesketch.",
+@click.command(
+    "export",
+    epilog=examples(
+        "correlate export case/ -o incident.csv",
+        "# OCSF Network Activity events (a .jsonl file could hold jsonl or timesketch too)",
+        "correlate export case/ --format ocsf -o incident.ocsf.jsonl",
+        "correlate export case/ -o report.parquet --permutations 199",
+    ),
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="Main output file; sibling tables and a provenance file are written beside it.",
+@click.argument("case", type=click.Path(file_okay=False))
+@file_options(
+    FORMATS,
+    "parquet (report with provenance), csv (spreadsheet-safe), jsonl, ocsf, timesketch "
+    "(default: as -o's suffix says).",
 )
 @click.option(
     "--permutations",
@@ -944,8 +1063,8 @@ def timeline_command(
 @common_options
 def export_command(
     case: str,
-    fmt: str,
-    out_path: str,
+    fmt: str | None,
+    out_path: str | None,
     permutations: int,
     as_json: bool,
     display_tz: str | None,
@@ -953,14 +1072,38 @@ def export_command(
     verbose: bool,
     **values: Any,
 ) -> None:
-    """Export CASE's answer for other tools: Parquet, CSV, JSON lines, OCSF or Timesketch."""
+    """Export CASE's answer for other tools: Parquet, CSV, JSON lines, OCSF or Timesketch.
+
+    The format is --format's, else the one -o's suffix says (.parquet, .csv, .jsonl); a suffix
+    that cannot hold --format's format is refused.
+    """
     err = _err()
     with _errors_as_exit_codes(err):
+        fmt, out_path = _required_file(values, fmt, out_path, FORMATS, quiet=quiet)
         zone = _zone(display_tz)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
         with _working(err, quiet, f"writing {fmt}"):
             written = export(result, fmt, out_path, permutations=permutations, zone=zone)
         _report_written(written, as_json, quiet, err, fmt)
+
+
+def _required_file(
+    values: dict[str, Any],
+    fmt: str | None,
+    out_path: str | None,
+    formats: Sequence[str],
+    *,
+    quiet: bool,
+) -> tuple[str, str]:
+    """``export``/``report``: -o FILE is required (``--out`` accepted); its format is checked
+    against its suffix. ``report`` passes ``fmt="html"``: any suffix but another format's."""
+    out_path = _legacy_out(values, out_path, quiet=quiet)
+    if not out_path:
+        raise click.UsageError("Missing option '-o' / '--output' (the file to write).")
+    if formats == ("html",):
+        file_format(out_path, None, formats, default="html", any_suffix=True)
+        return "html", out_path
+    return file_format(out_path, fmt, formats), out_path
 
 
 def _report_written(
@@ -984,16 +1127,15 @@ def _report_written(
         err.print("wrote: " + ", ".join(inert(str(p)) for p in written.values()), markup=False)
 
 
-@click.command("report")
-@click.argument("case", type=click.Path(file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="The HTML file to write (one self-contained file).",
+@click.command(
+    "report",
+    epilog=examples(
+        "correlate report case/ -o report.html",
+        "correlate report case/ -o report.html --title 'ROME incident' --display-tz Asia/Shanghai",
+    ),
 )
+@click.argument("case", type=click.Path(file_okay=False))
+@file_options(("html",), None)
 @click.option("--title", default="correlate report", show_default=True, help="The report's title.")
 @click.option(
     "--permutations",
@@ -1006,7 +1148,7 @@ def _report_written(
 @common_options
 def report_command(
     case: str,
-    out_path: str,
+    out_path: str | None,
     title: str,
     permutations: int,
     as_json: bool,
@@ -1022,6 +1164,7 @@ def report_command(
     """
     err = _err()
     with _errors_as_exit_codes(err):
+        _, out_path = _required_file(values, "html", out_path, ("html",), quiet=quiet)
         zone = _zone(display_tz)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
         with _working(err, quiet, "writing the report"):

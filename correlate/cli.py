@@ -8,9 +8,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -32,8 +34,9 @@ from .pipeline import (
     analyse,
 )
 from .policy import DEFAULT_ACTIONS, ViolationPolicy
+from .reports.export import FORMATS as FILE_FORMATS
+from .reports.export import export
 from .reports.overview import print_report
-from .reports.parquet import write_report
 from .reports.terminal import (
     offsets_renderable,
     rejects_renderable,
@@ -54,6 +57,150 @@ from .timeparse import (
 EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 PIPED_WIDTH = 160
 ACTIONS = ("allowed", "alerted", "denied", "unknown")
+
+# --- one vocabulary: -o/--output FILE, --format FORMAT, --input-format [GLOB=]NAME -----------
+
+SUFFIX_FORMATS: dict[str, tuple[str, ...]] = {
+    ".parquet": ("parquet",),
+    ".pq": ("parquet",),
+    ".csv": ("csv",),
+    ".jsonl": ("jsonl", "ocsf", "timesketch"),
+    ".ndjson": ("jsonl", "ocsf", "timesketch"),
+    ".json": ("jsonl", "ocsf", "timesketch"),
+    ".html": ("html",),
+    ".htm": ("html",),
+}
+"""The formats a file's suffix can hold; the first is the one the suffix implies (``.json``
+implies none: it may hold JSON lines, OCSF or Timesketch, so ``--format`` says which)."""
+IMPLIED_BY_SUFFIX = {s: f[0] for s, f in SUFFIX_FORMATS.items() if s != ".json"}
+
+
+def file_format(
+    path: str,
+    fmt: str | None,
+    formats: Sequence[str],
+    *,
+    default: str | None = None,
+    any_suffix: bool = False,
+) -> str:
+    """The format of ``-o PATH``: ``--format`` when given, else the one its suffix implies.
+
+    A suffix that cannot hold the format asked for (``-o report.csv --format parquet``) is a
+    usage error, as is a suffix that implies a format this command does not write. ``default``
+    applies to a name without a suffix (and to any suffix it does not know with ``any_suffix``);
+    otherwise ``--format`` must say. Raises OptionError (exit 2).
+    """
+    suffix = Path(path).suffix.lower()
+    holds = SUFFIX_FORMATS.get(suffix)
+    if fmt:
+        if holds is not None and fmt not in holds:
+            raise OptionError(
+                f"-o {path}: a {suffix} file holds {' or '.join(holds)}, not {fmt} "
+                f"(--format {fmt}); rename the file or change --format"
+            )
+        return fmt
+    implied = IMPLIED_BY_SUFFIX.get(suffix)
+    if implied is not None and implied in formats:
+        return implied
+    if implied is not None and default is not None and any_suffix:
+        raise OptionError(f"-o {path}: this command writes {default}, not {implied}")
+    if implied is not None:
+        raise OptionError(
+            f"-o {path}: this command does not write {implied} (its formats: {', '.join(formats)})"
+        )
+    if default is not None and (not suffix or any_suffix):
+        return default
+    raise OptionError(f"-o {path}: say which format with --format ({', '.join(formats)})")
+
+
+def deprecated(old: str, new: str, quiet: bool = False) -> None:
+    """One line on stderr for a spelling kept for one release (not with -q)."""
+    if not quiet:
+        click.echo(f"note: {old} is deprecated and goes after this release; use {new}", err=True)
+
+
+def _legacy_input_formats(analysis: dict[str, Any], quiet: bool) -> None:
+    """Fold the hidden ``--format [GLOB=]NAME`` (the input-format spelling before
+    ``--input-format``) into ``formats``, with a deprecation note."""
+    legacy = tuple(analysis.pop("legacy_formats", ()) or ())
+    if legacy:
+        deprecated("--format [GLOB=]NAME for an input format", "--input-format", quiet)
+        analysis["formats"] = tuple(analysis.get("formats") or ()) + legacy
+
+
+def _run_format(values: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
+    """``run --format``: the file format of ``-o``, or (deprecated) an input format to force."""
+    chosen: str | None = None
+    legacy: list[str] = []
+    for value in values:
+        name = value.strip()
+        if name in FILE_FORMATS:
+            if chosen not in (None, name):
+                raise click.BadParameter(f"given twice: {chosen} and {name}", param_hint="--format")
+            chosen = name
+        elif "=" in name or name in REGISTRY:
+            legacy.append(value)
+        else:
+            raise click.BadParameter(
+                f"unknown format {name!r}: -o writes {', '.join(FILE_FORMATS)}; "
+                f"an input format goes in --input-format (known: {', '.join(sorted(REGISTRY))})",
+                param_hint="--format",
+            )
+    return chosen, tuple(legacy)
+
+
+# --- one clock policy -----------------------------------------------------------------------
+
+CLOCK_POLICY = (
+    "Times are compared as each source logged them unless --offset is given (auto: the "
+    "estimated offsets) or the case's ingest recorded one as its default; --offset none "
+    "overrides a case's default."
+)
+
+
+def clock_line(result: Result) -> str:
+    """Which clock an answer is on, in one sentence (``stats`` and ``findings --by`` print it)."""
+    applied = result.applied_offsets
+    if not applied:
+        estimates = sorted(
+            {
+                f"{e.network_source} {e.offset_s:+.2f}s"
+                for e in result.offset_estimates
+                if e.offset_s is not None
+            }
+        )
+        if not estimates:
+            return "clocks: as logged, not aligned (no offset given or estimated)"
+        return (
+            f"clocks: as logged, not aligned (estimated: {', '.join(estimates)}; "
+            "--offset auto applies it)"
+        )
+    given = dict(result.options.offsets)
+    shifts = ", ".join(
+        f"{source} offset {offset:+.3f}s removed ({'given' if source in given else 'estimated'})"
+        for source, offset in sorted(applied.items())
+    )
+    return f"clocks: aligned on the trajectories' clock: {shifts}"
+
+
+def clock_summary(result: Result) -> dict[str, Any]:
+    """``clock_line`` for JSON: whether offsets were applied, which, and the sentence."""
+    return {
+        "aligned": bool(result.applied_offsets),
+        "applied_s": dict(sorted(result.applied_offsets.items())),
+        "text": clock_line(result),
+    }
+
+
+# --- examples at the end of every --help ----------------------------------------------------
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: ``# what`` comment lines and ``correlate ...`` lines, kept as written.
+
+    ``tests/test_cli_vocabulary.py`` parses every ``correlate`` line through click and runs it.
+    """
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _duration(name: str, text: str, *, allow_negative: bool = False) -> int:
@@ -152,14 +299,20 @@ def _run_options(
             ) from None
     known: list[tuple[str, float]] = []
     auto = False
+    if "none" in (v.strip() for v in offset) and len(offset) > 1:
+        raise click.BadParameter(
+            "none cannot be combined with other offsets", param_hint="--offset"
+        )
     for value in offset:
+        if value.strip() == "none":  # times as logged (overrides a case's default)
+            continue
         if value.strip() == "auto":
             auto = True
             continue
         source, sep, amount = value.partition("=")
         if not sep or source.strip() not in REGISTRY:
             raise click.BadParameter(
-                f"expected auto or FORMAT=DURATION with a known format, got {value!r}",
+                f"expected auto, none or FORMAT=DURATION with a known format, got {value!r}",
                 param_hint="--offset",
             )
         known.append((source.strip(), _duration("--offset", amount, allow_negative=True) / 1e9))
@@ -235,10 +388,23 @@ def _write_rejects(path: str, rejects: Sequence[Reject]) -> None:
             fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=examples(
+        "correlate run sample_logs/rome_incident",
+        "# load once into a case, then ask many questions",
+        "correlate ingest case/ sample_logs/rome_incident --offset auto",
+        "correlate findings case/ --by tool",
+    ),
+)
 @click.version_option(__version__, prog_name="correlate")
 def cli() -> None:
-    """Attribute outbound firewall violations to the AI-agent tool calls that caused them."""
+    """Attribute outbound firewall violations to the AI-agent tool calls that caused them.
+
+    -o/--output FILE always names a file, written in --format (else as its suffix says);
+    --input-format forces how an input is read. Clocks: as logged unless --offset is given
+    (auto: the estimated offsets) or a case's ingest recorded one as its default.
+    """
 
 
 def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -308,11 +474,12 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="How long a trajectory's hold on a shared address outlives its last call.",
         ),
         click.option(
-            "--format",
+            "--input-format",
             "formats",
             multiple=True,
             metavar="[GLOB=]NAME",
-            help="Force a format for all files or those matching GLOB (see `correlate formats`).",
+            shell_complete=_complete_input_format,
+            help="Force an input format for all files or those matching GLOB (see `correlate formats`).",
         ),
         click.option(
             "--option",
@@ -329,8 +496,8 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--offset",
             multiple=True,
-            metavar="auto|FORMAT=DURATION",
-            help="Clock offset of a network source (its clock minus the trajectories', e.g. alibaba_cfw=-4s), or auto to estimate and apply.",
+            metavar="auto|none|FORMAT=DURATION",
+            help="Clock offset of a network source (its clock minus the trajectories', e.g. alibaba_cfw=-4s), auto to estimate and apply it, or none. Without it times are compared as logged (a case's default applies to a case).",
         ),
         click.option(
             "--rules",
@@ -365,6 +532,35 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def _complete_input_format(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[str]:
+    """Shell completion of ``--input-format``: the format names (after ``GLOB=`` too)."""
+    glob, sep, name = incomplete.rpartition("=")
+    return [f"{glob}{sep}{n}" for n in sorted(REGISTRY) if n.startswith(name)]
+
+
+def legacy_format_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The hidden ``--format [GLOB=]NAME`` of ``offset``/``stats``/``ingest``: ``--input-format``'s
+    old spelling, kept for one release (``--format`` now always names a row or file format)."""
+    return click.option("--format", "legacy_formats", multiple=True, hidden=True)(function)
+
+
+def _case_defaults(
+    paths: Sequence[str], inventory: Sequence[str], analysis: dict[str, Any]
+) -> None:
+    """PATHS that are one case directory: analysis options not given on the command line take
+    the case's defaults (``ingest --offset auto`` aligns ``run CASE`` as it aligns ``findings``)."""
+    from .case import is_case, open_case
+
+    if len(paths) != 1 or inventory or not is_case(paths[0]):
+        return
+    ctx = click.get_current_context()
+    for key, value in open_case(paths[0]).analysis_defaults.items():
+        if key in analysis and ctx.get_parameter_source(key) is not ParameterSource.COMMANDLINE:
+            analysis[key] = tuple(value) if isinstance(value, list) else value
 
 
 ENGINES = ("local", "dask")
@@ -463,7 +659,17 @@ def _load_and_analyse(
     return result
 
 
-@cli.command("run")
+RUN_EXAMPLES = examples(
+    "# the ranked overview, then each finding's reasons and top candidates",
+    "correlate run sample_logs/rome_incident -d",
+    "# on the trajectories' clock (the estimated firewall offset applied)",
+    "correlate run sample_logs/rome_incident --offset auto",
+    "# the report as files: Parquet here (report.csv would write CSV; or say --format)",
+    "correlate run sample_logs/rome_incident -q -o report.parquet",
+)
+
+
+@cli.command("run", epilog=RUN_EXAMPLES)
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @analysis_options
 @engine_options
@@ -490,7 +696,19 @@ def _load_and_analyse(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="Write the Parquet report (OUTPUT, OUTPUT-stem.findings.parquet, .candidates.parquet).",
+    help="Also write the report to this file, and its tables beside it, in --format (by default "
+    "as the suffix says: .parquet, .csv, .jsonl; Parquet without a suffix).",
+)
+@click.option(
+    "--format",
+    "format_values",
+    multiple=True,
+    metavar="|".join(FILE_FORMATS),
+    shell_complete=lambda ctx, param, incomplete: [
+        f for f in FILE_FORMATS if f.startswith(incomplete)
+    ],
+    help="Format of -o: parquet (OUTPUT, STEM.findings/.candidates/.stats.parquet), csv or "
+    "jsonl (the tables of `correlate export`), ocsf, timesketch.",
 )
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
@@ -500,7 +718,7 @@ def _load_and_analyse(
     default=999,
     show_default=True,
     type=click.IntRange(0, 100_000),
-    help="Circular shifts per episode for the statistics in the Parquet report (0 skips them).",
+    help="Circular shifts per episode for the statistics written with -o (0 skips them).",
 )
 @click.option(
     "-v",
@@ -521,17 +739,30 @@ def run_command(
     top: int,
     rejects_path: str | None,
     output: str | None,
+    format_values: tuple[str, ...],
     quiet: bool,
     permutations: int,
     as_json: bool,
     verbose: bool,
     **analysis: Any,
 ) -> None:
-    """Read firewall and agent logs under PATHS and report which tool calls caused the violations."""
+    """Read firewall and agent logs under PATHS and report which tool calls caused the violations.
+
+    PATHS may be one case directory (`correlate ingest`): its stored tables are analysed with
+    its defaults. Clocks: as logged unless --offset says otherwise (or the case's default).
+    """
+    fmt, legacy = _run_format(format_values)
+    if legacy:
+        analysis["legacy_formats"] = legacy
+    _legacy_input_formats(analysis, quiet)
     engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
-    options = _run_options(**analysis)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
+        if fmt and not output:
+            raise OptionError(f"--format {fmt} is the format of -o FILE: give -o FILE too")
+        file_fmt = file_format(output, fmt, FILE_FORMATS, default="parquet") if output else None
+        _case_defaults(paths, inventory, analysis)
+        options = _run_options(**analysis)
         result = _load_and_analyse(
             paths, inventory, options, err, quiet, rejects_path, verbose=verbose, **engine
         )
@@ -541,17 +772,25 @@ def run_command(
             click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True))
         else:
             print_report(result, _stdout_console(), top=top, details=details, verbose=verbose)
-        if output:
-            written = write_report(result, output, permutations=permutations)
+        if output and file_fmt:
+            written = export(result, file_fmt, output, permutations=permutations)
             if not quiet:
                 err.print(
                     "report: " + ", ".join(inert(str(p)) for p in written.values()), markup=False
                 )
 
 
-@cli.command("offset")
+@cli.command(
+    "offset",
+    epilog=examples(
+        "correlate offset sample_logs/rome_incident",
+        "# ROLL and ROCK logs in naive trainer-local time",
+        "correlate offset sample_logs/rock_shared_hosts --tz Asia/Shanghai",
+    ),
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @analysis_options
+@legacy_format_option
 @engine_options
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
@@ -560,10 +799,12 @@ def offset_command(
     paths: tuple[str, ...], inventory: tuple[str, ...], quiet: bool, **analysis: Any
 ) -> None:
     """Estimate the clock offset of each network source against each trajectory source."""
+    _legacy_input_formats(analysis, quiet)
     engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
-    options = _run_options(**analysis)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
+        _case_defaults(paths, inventory, analysis)
+        options = _run_options(**analysis)
         result = _load_and_analyse(paths, inventory, options, err, quiet, **engine)
         out = _stdout_console()
         out.print(offsets_renderable(result))
@@ -574,9 +815,18 @@ def offset_command(
             )
 
 
-@cli.command("stats")
+@cli.command(
+    "stats",
+    epilog=examples(
+        "# on the trajectories' clock: the estimated offsets applied",
+        "correlate stats sample_logs/rome_incident --offset auto",
+        "# a case (its ingest's --offset is the default); fewer shifts, five episodes",
+        "correlate stats case/ --permutations 199 --episodes 5",
+    ),
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @analysis_options
+@legacy_format_option
 @engine_options
 @click.option(
     "--permutations",
@@ -604,20 +854,22 @@ def stats_command(
     quiet: bool,
     **analysis: Any,
 ) -> None:
-    """Are violations associated with tool calls more than chance? Clocks are aligned first.
+    """Are violations associated with tool calls more than chance?
 
-    Unless --offset is given, the estimated offsets are applied (as with --offset auto).
+    On the clocks every command uses: as logged unless --offset is given (auto: the estimated
+    offsets; a case's default applies to a case). The first lines say which.
     """
-    if not analysis.get("offset"):
-        analysis["offset"] = ("auto",)
+    _legacy_input_formats(analysis, quiet)
     engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
-    options = _run_options(**analysis)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
+        _case_defaults(paths, inventory, analysis)
+        options = _run_options(**analysis)
         result = _load_and_analyse(paths, inventory, options, err, quiet, **engine)
         associations, baselines = result.statistics(permutations)
         out = _stdout_console()
         out.print(offsets_renderable(result))
+        out.print(clock_line(result), markup=False)
         out.print(statistics_renderable(associations, baselines, top))
 
 
@@ -645,7 +897,14 @@ def _check_inputs(result: Result) -> None:
         )
 
 
-@cli.command("sniff")
+@cli.command(
+    "sniff",
+    epilog=examples(
+        "correlate sniff sample_logs/rome_incident",
+        "# then force the right one where detection chose wrong",
+        "correlate run sample_logs/rome_incident --input-format 'cfw_*.csv=alibaba_cfw'",
+    ),
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def sniff_command(paths: tuple[str, ...]) -> None:
     """Print every format's sniff score for each file under PATHS (the best one is chosen)."""
@@ -669,7 +928,14 @@ def sniff_command(paths: tuple[str, ...]) -> None:
                     console.print(f"  {score:4.2f}  {name}", markup=False)
 
 
-@cli.command("formats")
+@cli.command(
+    "formats",
+    epilog=examples(
+        "correlate formats",
+        "# a setting of one format, from the list",
+        "correlate run sample_logs/rome_incident --option aws_vpc_flow.fields='version srcaddr'",
+    ),
+)
 def formats_command() -> None:
     """List the log formats correlate reads, with their --option settings."""
     console = Console(highlight=False, soft_wrap=True)

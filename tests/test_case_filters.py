@@ -426,7 +426,7 @@ def test_case_commands_print_no_none_on_the_sample() -> None:
         ("query", case),
         ("query", case, "--candidates"),
         ("timeline", case, "--host", "sbx-*"),
-        ("timeline", case, "--host", "sbx-*", "--output", "table"),
+        ("timeline", case, "--host", "sbx-*", "--format", "table"),
     ):
         result = invoke(*args)
         assert result.exit_code == 0, result.output

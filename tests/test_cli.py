@@ -152,7 +152,7 @@ def test_unknown_format_named_explicitly_is_an_error(tmp_path: Path) -> None:
 
 
 def test_forced_format_that_does_not_fit_is_an_error(tiny: Path) -> None:
-    result = invoke("run", "--format", "traces.jsonl=alibaba_cfw", str(tiny))
+    result = invoke("run", "--input-format", "traces.jsonl=alibaba_cfw", str(tiny))
     assert result.exit_code == 1
     assert "traces.jsonl: does not look like alibaba_cfw" in result.stderr
 
@@ -164,6 +164,7 @@ def test_forced_format_that_does_not_fit_is_an_error(tiny: Path) -> None:
         ("--after", "-5s", "must not be negative"),
         ("--tz", "Mars/Olympus", "unknown time zone"),
         ("--tz", "nosuchformat=UTC", "unknown format"),
+        ("--input-format", "nosuchformat", "unknown format"),
         ("--format", "nosuchformat", "unknown format"),
         ("--internal-cidr", "10.0.0.0/33", "not a network"),
         ("--actions", "exploded", "choose from"),
