@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 from rich import box
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -623,11 +623,14 @@ GROUPS = pa.schema(
         pa.field("last_ts", TS),
         pa.field("calls", pa.int64()),
         pa.field("onsets", pa.int64()),
-        pa.field("observed", pa.int64()),
+        pa.field("in_windows", pa.int64()),
         pa.field("expected", pa.float64()),
         pa.field("lift", pa.float64()),
         pa.field("p_value", pa.float64()),
         pa.field("q_value", pa.float64()),
+        pa.field("in_flight_fraction", pa.float64()),
+        pa.field("min_detectable_lift", pa.float64()),
+        pa.field("power_note", pa.string()),
     ]
 )
 """``findings --by``: conversations per key, with association with chance where it is defined."""
@@ -676,11 +679,14 @@ def group_findings(
                 "last_ts": max(r["last_ts"] for r in rows),
                 "calls": a.calls if a else None,
                 "onsets": a.violations if a else None,
-                "observed": a.observed if a else None,
+                "in_windows": a.observed if a else None,
                 "expected": a.expected if a else None,
                 "lift": a.lift if a else None,
                 "p_value": a.p_value if a else None,
                 "q_value": a.q_value if a else None,
+                "in_flight_fraction": a.in_flight_fraction if a else None,
+                "min_detectable_lift": a.min_detectable_lift if a else None,
+                "power_note": a.power_note if a and a.cannot_tell else None,
             }
         )
     out.sort(
@@ -947,6 +953,8 @@ def groups_table(groups: pa.Table) -> RenderableType:
             Column("in windows", 1, right=True),
             Column("expected", 1, right=True),
             Column("lift", 1, right=True),
+            Column("in flight", 2, right=True),
+            Column("min lift", 2, right=True),
             Column("p", 1, right=True),
             Column("q (BH)", 2, right=True),
         ]
@@ -958,19 +966,34 @@ def groups_table(groups: pa.Table) -> RenderableType:
         ]
         if stats:
             if r["calls"] is None:
-                cells += [_cell("")] * 6
+                cells += [_cell("")] * 8
             else:
+                fraction, least = r["in_flight_fraction"], r["min_detectable_lift"]
+                cannot = r["power_note"] is not None
                 cells += [
                     _cell(r["calls"]),
-                    _cell(f"{shown(r['observed'], '-')}/{shown(r['onsets'], '-')}"),
+                    _cell(f"{shown(r['in_windows'], '-')}/{shown(r['onsets'], '-')}"),
                     _cell("-" if r["expected"] is None else f"{r['expected']:.2f}"),
                     _cell("-" if r["lift"] is None else f"{r['lift']:.2f}"),
-                    _cell("-" if r["p_value"] is None else f"{r['p_value']:.3g}"),
-                    _cell("" if r["q_value"] is None else f"{r['q_value']:.3g}"),
+                    _cell("-" if fraction is None else f"{fraction:.0%}"),
+                    _cell("-" if least is None else f"{least:.2f}"),
+                    _cell(
+                        "cannot tell"
+                        if cannot
+                        else "-"
+                        if r["p_value"] is None
+                        else f"{r['p_value']:.3g}"
+                    ),
+                    _cell("" if r["q_value"] is None or cannot else f"{r['q_value']:.3g}"),
                 ]
         cells.append(_cell(r["labels"] or ""))
         out.append(cells)
-    return FitTable(columns, out)
+    notes = [
+        Text(inert(f"{r['key']}: {r['power_note']}"), style="dim") for r in rows if r["power_note"]
+    ]
+    if len(notes) > 5:
+        notes = [*notes[:5], Text(f"... and {len(notes) - 5} more that cannot tell", style="dim")]
+    return Group(FitTable(columns, out), *notes) if notes else FitTable(columns, out)
 
 
 __all__ = [

@@ -155,7 +155,7 @@ def test_findings_by_tool_answers_which_tools_are_over_represented() -> None:
     assert result.exit_code == 0, result.output
     groups = {g["key"]: g for g in json.loads(result.stdout)["groups"]}
     shell = groups["run_shell_command"]
-    assert shell["conversations"] == 12 and shell["observed"] == 12
+    assert shell["conversations"] == 12 and shell["in_windows"] == 12
     assert shell["lift"] > 2 and shell["p_value"] < 0.05
     assert groups["(none)"]["none"] == 1
     table = invoke("findings", str(sample_case()), "--by", "label", "--permutations", "99")
