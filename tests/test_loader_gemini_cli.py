@@ -176,7 +176,6 @@ def test_malformed_rejects_exactly_the_bad_records():
         (4, "tool call without an id"),
         (4, "tool call t-4 without a name"),
         (4, "tool call t-5: timestamp: not an ISO 8601 time: 'yesterday'"),
-        (4, "tool call t-6: timestamp is missing"),
         (4, "tool call entry is not an object but str"),
         (5, "toolCalls is not a list"),
         (6, "$set is not an object"),
@@ -203,6 +202,12 @@ def test_malformed_loaded_calls_inferred_start_naive_time_and_session_change():
     )
     assert first["ts_note"] == (
         "no earlier record: start unknown, ts_start = when the completed call was recorded"
+    )
+    untimed = calls["t-6"]  # no timestamp of its own: its message's, as the step's time
+    assert (untimed["ts_start"], untimed["ts_end"], untimed["ts_kind"]) == (
+        ns("2025-12-02T07:00:05Z"),
+        None,
+        "step",
     )
     naive = calls["t-7"]
     assert (naive["ts_start"], naive["ts_end"]) == (

