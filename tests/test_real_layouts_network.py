@@ -176,3 +176,37 @@ def test_a_bare_header_needs_ts_and_uid_and_field_names():
     assert bare_names(b"time\tuid\tsrc") is None  # no ts
     assert bare_names(b"ts\tuid\tsource ip") is None  # not a field name
     assert bare_names(b"1764655500.1\tCx\t10.0.0.1") is None  # a data line
+
+
+# --- 5. EdgeOS/USG and VyOS rule tags in the iptables log prefix ---------------------------------
+
+EDGEOS = DATA / "iptables" / "edgeos_vyos_rule_prefixes.log"
+
+
+def test_edgeos_and_vyos_rule_tags_give_the_verdict():
+    options = LoadOptions(reference_ns=1_767_312_000_000_000_000)  # 2026-01-02
+    result = REGISTRY["iptables"].read(source(EDGEOS), options)
+    assert result.rejects == [] and result.stats.loaded == 10
+    got = {r["source_line"]: (r["action_raw"], r["action"]) for r in rows(result.table)}
+    assert got == {
+        1: ("[LAN_IN-2000-D]", "denied"),
+        2: ("[WAN_LOCAL-default-D]", "denied"),
+        3: ("[LAN_IN-2001-A]", "allowed"),
+        4: ("[WAN_OUT-3000-R]", "denied"),  # reject
+        5: ("[RULE-123-D]", "denied"),
+        6: ("[RULE-123-A]", "allowed"),
+        7: ("[ipv4-FWD-filter-20-D]", "denied"),  # VyOS 1.4+
+        8: ("[WAN_IN-10-A]", "allowed"),  # VyOS 1.3, after the kernel's uptime stamp
+        9: ("[BLOCKLIST_OUT-10-A]", "allowed"),  # the tag's letter, not the word BLOCK
+        10: ("[LAN_IN-30-J]", "unknown"),  # jump: no verdict yet
+    }
+
+
+def test_a_prefix_map_option_still_replaces_the_rule_tag_convention():
+    options = LoadOptions(
+        reference_ns=1_767_312_000_000_000_000,
+        format_options={"iptables": {"prefix_map": "WAN_LOCAL=alerted"}},
+    )
+    result = REGISTRY["iptables"].read(source(EDGEOS), options)
+    actions = {r["source_line"]: r["action"] for r in rows(result.table)}
+    assert actions[2] == "alerted" and actions[1] == "unknown"

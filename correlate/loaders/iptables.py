@@ -45,13 +45,20 @@ outside interface -> outbound, the reverse -> inbound, inside to inside -> inter
 ``...-OUT`` (``tap101i0-OUT``, ``PVEFW-HOST-OUT``) -> outbound, ``...-IN`` -> inbound.
 
 Verdict: LOG is non-terminating, so the log never says what happened next; the verdict comes from
-the prefix (operator convention) through a prefix map, case-insensitive substrings tried in order,
-first match wins. Default: ``DROP``, ``REJECT``, ``DENY``, ``BLOCK`` -> denied; ``ACCEPT``,
-``ALLOW``, ``PASS`` -> allowed; otherwise (or no prefix) unknown.
+the prefix (operator convention). Default: first the Vyatta convention of Ubiquiti EdgeOS/UniFi
+USG and VyOS, which log a rule as ``[<rule set>-<rule number or "default">-<action letter>]``
+(EdgeOS ``[WAN_LOCAL-default-D]``, ``[LAN_IN-2000-A]``; VyOS 1.3 ``[{name[:19]}-{rule}-{A}]``,
+VyOS 1.4+ ``[ipv4-FWD-filter-20-D]``; the letter is the rule's action's first letter, upper-cased,
+in ``vyos-1x`` ``python/vyos/firewall.py``/``template.py``): ``A`` (accept) -> allowed, ``D``
+(drop) and ``R`` (reject; VyOS 1.4's ``return`` also writes ``R``) -> denied, other letters
+(jump, queue, continue) unknown. Then a prefix map, case-insensitive substrings tried in order,
+first match wins: ``DROP``, ``REJECT``, ``DENY``, ``BLOCK`` -> denied; ``ACCEPT``, ``ALLOW``,
+``PASS`` -> allowed; otherwise (or no prefix) unknown.
 
 Options (``--option iptables.KEY=VALUE``):
-- ``prefix_map``: replaces the default map, e.g. ``"-D]=denied,-A]=allowed,LOG=alerted"``
-  (comma-separated ``SUBSTRING=action``; action one of allowed, denied, alerted, unknown).
+- ``prefix_map``: replaces the default map and the Vyatta convention, e.g.
+  ``"-D]=denied,-A]=allowed,LOG=alerted"`` (comma-separated ``SUBSTRING=action``; action one of
+  allowed, denied, alerted, unknown).
 - ``inside_interfaces``: comma-separated shell globs of sandbox-side interfaces, e.g.
   ``"docker0,br-*,veth*"``; default none.
 
@@ -109,6 +116,10 @@ DEFAULT_PREFIX_MAP = (
     ("PASS", "allowed"),
 )
 NOT_NETFILTER = "not a netfilter LOG line"
+_RULE_TAG = re.compile(r"\[[^\[\]\s]+-(?:\d+|default)-(?P<letter>[A-Z])\]")
+"""EdgeOS/USG/VyOS rule tags ``[WAN_LOCAL-default-D]``, ``[LAN_IN-2000-A]``: rule set (no
+spaces), rule number or ``default``, the action's first letter."""
+_RULE_LETTERS = {"A": "allowed", "D": "denied", "R": "denied"}
 
 # --- netfilter fields ------------------------------------------------------------------------------
 
@@ -165,9 +176,14 @@ def parse_action_map(text: str | None, key: str, fmt: str = name) -> tuple[tuple
 
 
 def prefix_action(prefix: str | None, prefix_map: tuple[tuple[str, str], ...]) -> str:
-    """The verdict a log prefix stands for: the first map entry it contains, else unknown."""
+    """The verdict a log prefix stands for: with the default map, an EdgeOS/VyOS rule tag's action
+    letter (the last tag); else the first map entry it contains; else unknown."""
     if not prefix:
         return "unknown"
+    if prefix_map == DEFAULT_PREFIX_MAP:
+        tags = _RULE_TAG.findall(prefix)
+        if tags:
+            return _RULE_LETTERS.get(tags[-1], "unknown")
     upper = prefix.upper()
     for needle, action in prefix_map:
         if needle in upper:
