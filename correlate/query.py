@@ -831,7 +831,7 @@ class FitTable:
         hidden = [self.columns[i].name for i in range(len(self.columns)) if i not in keep]
         if hidden:
             yield Text(
-                f"(not shown at this width: {', '.join(hidden)}; widen the terminal or use --output csv)",
+                f"(not shown at this width: {', '.join(hidden)}; widen the terminal or use --format csv)",
                 style="dim",
             )
 

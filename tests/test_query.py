@@ -150,7 +150,15 @@ def test_findings_filters_and_the_json_summary() -> None:
 
 def test_findings_by_tool_answers_which_tools_are_over_represented() -> None:
     result = invoke(
-        "findings", str(sample_case()), "--by", "tool", "--permutations", "99", "--json"
+        "findings",
+        str(sample_case()),
+        "--by",
+        "tool",
+        "--offset",
+        "auto",
+        "--permutations",
+        "99",
+        "--json",
     )
     assert result.exit_code == 0, result.output
     groups = {g["key"]: g for g in json.loads(result.stdout)["groups"]}
@@ -180,7 +188,7 @@ def test_rows_go_to_csv_jsonl_and_parquet_files_and_the_format_follows_the_exten
     assert json.loads(meta[b"correlate.filters"]) == {"dst": [TUNNEL_IP]}
     assert json.loads(meta[b"correlate.provenance"])["counts"]["violations"] == 55
     bad = invoke("query", case, "-o", str(work / "q.txt"))
-    assert bad.exit_code == 2 and "say which format with --output" in bad.stderr
+    assert bad.exit_code == 2 and "say which format with --format" in bad.stderr
 
 
 def test_display_tz_changes_what_is_shown_not_what_is_stored() -> None:

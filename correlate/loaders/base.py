@@ -140,7 +140,7 @@ class RejectSink:
             raise FormatMismatch(
                 f"{self.source.display}: the first {self.stats.rejected} records all failed as {fmt} "
                 f"(first: {self.rejects[0].reason}); this does not look like {fmt}; "
-                f"try --format or `correlate sniff {self.source.display}`"
+                f"try --input-format or `correlate sniff {self.source.display}`"
             )
 
 
