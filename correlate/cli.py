@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .atomic import atomic_path
+from .case import check_integrity, is_case, open_case
 from .classify import load_rules
 from .distributed import engine_session
 from .errors import CorrelateError, OptionError, Reject
@@ -35,14 +36,14 @@ from .pipeline import (
 )
 from .policy import DEFAULT_ACTIONS, ViolationPolicy
 from .reports.export import FORMATS as FILE_FORMATS
-from .reports.export import export
+from .reports.export import export, table_records
 from .reports.overview import print_report
+from .reports.parquet import findings_table
 from .reports.terminal import (
     offsets_renderable,
     rejects_renderable,
     statistics_renderable,
 )
-from .schema import plain_rows
 from .sources import DEFAULT_LIMITS, Limits, expand_paths
 from .textsafe import inert
 from .timeparse import (
@@ -509,7 +510,7 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(1024),
             default=DEFAULT_LIMITS.max_line_bytes,
             show_default=True,
-            help="A longer line stops its file (untrusted input must not exhaust memory).",
+            help="A longer line is one rejected row, read past without being held in memory.",
         ),
         click.option(
             "--max-expansion",
@@ -566,6 +567,15 @@ def _case_defaults(
 ENGINES = ("local", "dask")
 
 
+def integrity_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--ignore-integrity for commands that take PATHS or a CASE (run, offset, stats)."""
+    return click.option(
+        "--ignore-integrity",
+        is_flag=True,
+        help="Given a case whose stored files fail their hashes, answer anyway (with a warning).",
+    )(function)
+
+
 def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """--engine and --scheduler: where the band join runs (the answer is the same either way)."""
     function = click.option(
@@ -620,6 +630,7 @@ def _load_and_analyse(
     engine: str = "local",
     scheduler: str | None = None,
     verbose: bool = False,
+    ignore_integrity: bool = False,
 ) -> Result:
     """Load (with progress and format announcements), report rejects, analyse, check both sides.
 
@@ -628,7 +639,16 @@ def _load_and_analyse(
     started = time.perf_counter()
     with engine_session(engine, scheduler) as session:  # one cluster loads and joins
         with _progress(err, not quiet) as progress:
-            loaded = session.load(paths, options, inventories=inventory, progress=progress)
+            if ignore_integrity and len(paths) == 1 and not inventory and is_case(paths[0]):
+                for problem in check_integrity(open_case(paths[0]), ignore=True):
+                    err.print(f"warning: {inert(problem)} (--ignore-integrity)", markup=False)
+            loaded = session.load(
+                paths,
+                options,
+                inventories=inventory,
+                progress=progress,
+                ignore_integrity=ignore_integrity,
+            )
         loaded_at = time.perf_counter()
         if not quiet:
             for f in loaded.inputs:
@@ -673,6 +693,7 @@ RUN_EXAMPLES = examples(
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @analysis_options
 @engine_options
+@integrity_option
 @click.option(
     "-d",
     "--details",
@@ -755,7 +776,11 @@ def run_command(
     if legacy:
         analysis["legacy_formats"] = legacy
     _legacy_input_formats(analysis, quiet)
-    engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
+    engine = {
+        "engine": analysis.pop("engine"),
+        "scheduler": analysis.pop("scheduler"),
+        "ignore_integrity": analysis.pop("ignore_integrity"),
+    }
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         if fmt and not output:
@@ -767,8 +792,9 @@ def run_command(
             paths, inventory, options, err, quiet, rejects_path, verbose=verbose, **engine
         )
         if as_json:
-            document = {"provenance": result.provenance(), "findings": plain_rows(result.findings)}
-            # ASCII-only: log text cannot act on the terminal; times are int ns since the epoch, UTC.
+            findings = table_records(findings_table(result))
+            document = {"provenance": result.provenance(), "findings": findings}
+            # ASCII-only: log text cannot act on the terminal; times ISO 8601 UTC as in every export.
             click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True))
         else:
             print_report(result, _stdout_console(), top=top, details=details, verbose=verbose)
@@ -792,6 +818,7 @@ def run_command(
 @analysis_options
 @legacy_format_option
 @engine_options
+@integrity_option
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
 )
@@ -800,7 +827,11 @@ def offset_command(
 ) -> None:
     """Estimate the clock offset of each network source against each trajectory source."""
     _legacy_input_formats(analysis, quiet)
-    engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
+    engine = {
+        "engine": analysis.pop("engine"),
+        "scheduler": analysis.pop("scheduler"),
+        "ignore_integrity": analysis.pop("ignore_integrity"),
+    }
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)
@@ -828,6 +859,7 @@ def offset_command(
 @analysis_options
 @legacy_format_option
 @engine_options
+@integrity_option
 @click.option(
     "--permutations",
     default=999,
@@ -860,7 +892,11 @@ def stats_command(
     offsets; a case's default applies to a case). The first lines say which.
     """
     _legacy_input_formats(analysis, quiet)
-    engine = {"engine": analysis.pop("engine"), "scheduler": analysis.pop("scheduler")}
+    engine = {
+        "engine": analysis.pop("engine"),
+        "scheduler": analysis.pop("scheduler"),
+        "ignore_integrity": analysis.pop("ignore_integrity"),
+    }
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)

@@ -974,7 +974,7 @@ def engine_session(
     """``local``: ``load_case_or_inputs`` and ``band_join`` here. ``dask``: one client (to
     ``scheduler``, else a LocalCluster, closed after) that loads the inputs
     (``dask_load_inputs``; a case directory is opened here) and runs the join (``DaskJoiner``)."""
-    from .case import is_case, load_case_or_inputs, open_case
+    from .case import check_integrity, is_case, load_case_or_inputs, open_case
 
     if engine not in ENGINES:
         raise OptionError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
@@ -991,9 +991,12 @@ def engine_session(
         *,
         inventories: Sequence[str] = (),
         progress: ProgressCallback | None = None,
+        ignore_integrity: bool = False,
     ) -> Loaded:
         if len(paths) == 1 and not inventories and is_case(paths[0]):
-            return open_case(paths[0]).loaded(options)
+            case = open_case(paths[0])
+            check_integrity(case, ignore=ignore_integrity)
+            return case.loaded(options)
         return dask_load_inputs(
             paths,
             options,

@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 from test_case_fixtures import (
     MINER_EPISODE,
+    SAMPLE,
     TUNNEL_IP,
     copy_case,
     invoke,
@@ -431,3 +432,22 @@ def test_case_commands_print_no_none_on_the_sample() -> None:
         result = invoke(*args)
         assert result.exit_code == 0, result.output
         assert "None" not in result.stdout, args
+
+
+def test_run_offset_and_stats_on_a_damaged_case_refuse_unless_told_to_ignore() -> None:
+    case = copy_case(sample_case(), "run-ignored")
+    _lose_a_row(case)
+    for command in ("run", "offset", "stats"):
+        refused = invoke(command, str(case), "-q")
+        assert refused.exit_code == 1, (command, refused.output)
+        assert "events.parquet has SHA-256" in refused.stderr
+        answered = invoke(command, str(case), "-q", "--ignore-integrity")
+        assert answered.exit_code == 0, (command, answered.output)
+        assert "warning: " in answered.stderr and "(--ignore-integrity)" in answered.stderr
+
+
+def test_run_json_gives_iso_times_like_every_export() -> None:
+    document = json.loads(invoke("run", str(SAMPLE), "--json", "-q").stdout)
+    first = document["findings"][0]["first_ts"]
+    assert isinstance(first, str) and first.endswith("Z") and first.startswith("2025-12-02T")
+    assert isinstance(document["findings"][0]["labels"], list)

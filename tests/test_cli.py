@@ -316,7 +316,7 @@ def test_a_file_whose_first_records_all_fail_stops_early_with_a_hint(tmp_path: P
     result = invoke("run", "-q", str(path), str(tmp_path / "traces.jsonl"))
     assert result.exit_code == 1
     assert "the first 100 records all failed as alibaba_cfw" in result.stderr
-    assert "try --format or `correlate sniff" in result.stderr
+    assert "try --input-format or `correlate sniff" in result.stderr
 
 
 def test_json_summary_for_scripts_is_ascii_and_complete() -> None:
