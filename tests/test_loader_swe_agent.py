@@ -108,17 +108,20 @@ def test_steps_start_where_the_previous_execution_ended():
     assert table[-1]["ts_end"] - ns(START) == 4_339_362_228
 
 
-def test_steps_without_execution_time_all_sit_at_the_anchor_and_say_so():
+def test_steps_without_execution_time_are_kept_in_order_and_say_so():
     result = loaded(NETWORKING)
     table = rows(result.table)
-    assert [r["ts_start"] for r in table] == [ns(START)] * 4
+    assert [r["ts_start"] for r in table] == [ns(START) + i for i in range(4)]  # 1 ns apart
     assert {r["ts_end"] for r in table} == {None}
-    assert table[0]["command"] == "tshark -n -r networking.pcap -q -z io,phs \n"
+    assert {r["ts_kind"] for r in table} == {"step"}
+    assert table[0]["command"] == "tshark -n -r networking.pcap -q -z io,phs"
     assert table[0]["episode_id"] == "networking_1_no_execution_time"  # from the file name
-    assert (table[0]["call_id"], table[0]["tool"], table[0]["model"]) == (None, None, None)
-    assert result.stats.notes == {
-        f"{NOTE}; no execution_time: duration unknown, 0 assumed for later steps": 4
-    }
+    assert (table[0]["call_id"], table[0]["tool"], table[0]["model"]) == (
+        "networking_1_no_execution_time#step-1",
+        "bash",
+        None,
+    )
+    assert result.stats.notes == {loader.IN_ORDER: 4}
 
 
 def test_history_only_file_needs_no_anchor_and_loads_nothing():
@@ -158,8 +161,9 @@ def test_malformed_file_times_skip_the_rejected_steps():
     assert steps[6]["ts_start"] == ns(START) + 750_000_000
     assert steps[6]["ts_end"] == ns(START) + 3_250_000_000  # "2.5" seconds as text
     assert (steps[7]["ts_start"], steps[7]["ts_end"]) == (ns(START) + 3_250_000_000, None)
-    assert steps[8]["ts_start"] == ns(START) + 3_250_000_000  # step 7 counted as 0 s
-    assert steps[6]["call_id"] is None  # history has no action message for it
+    assert steps[8]["ts_start"] == ns(START) + 3_250_000_001  # step 7 counted as 1 ns
+    assert steps[6]["call_id"] == "miner-demo-001#step-6"  # history has no action message for it
+    assert (steps[6]["tool"], steps[8]["tool"]) == ("bash", "submit")
 
 
 def test_strict_stops_at_the_first_rejected_step():
@@ -218,7 +222,7 @@ def test_sniff_rejects_near_misses(content, filename):
 
 
 def test_the_anchor_is_a_declared_option_for_the_cli():
-    assert set(loader.OPTIONS) == {"start"}
+    assert set(loader.OPTIONS) == {"start", "end"}
 
 
 def test_values_of_the_wrong_type_never_crash_the_loader(tmp_path):

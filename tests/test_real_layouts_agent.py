@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from loader_helpers import ns, rows
 
-from correlate.loaders import LoadOptions, LoadResult, detect, gemini_cli, openhands
+from correlate.errors import OptionError
+from correlate.loaders import LoadOptions, LoadResult, detect, gemini_cli, openhands, swe_agent
 from correlate.sources import Source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,3 +269,84 @@ def test_gemini_calls_without_their_own_time_take_the_message_time():
         f"{GEMINI_MESSAGE_TIME}; ran in the background: the process may outlive ts_end": 1,
         GEMINI_MESSAGE_TIME: 2,
     }
+
+
+# --- 9. SWE-agent without execution_time: distinct times, tool, clean commands, call ids ---------
+
+SWE = DATA / "swe_agent"
+SWE_WARMUP = SWE / "ctf_pwn_warmup_no_execution_time.traj"  # real EnIGMA CTF demonstration
+SWE_HUMANEVAL = SWE / "humanevalfix_default_no_execution_time.traj"  # real 0.x default layout
+SWE_START = "2024-09-01T10:00:00Z"
+
+
+def swe(start: str = SWE_START, **settings: str) -> LoadOptions:
+    return LoadOptions(format_options={"swe_agent": {"start": start, **settings}})
+
+
+def test_swe_agent_steps_without_execution_time_are_distinct_and_ordered():
+    result = read(swe_agent, SWE_WARMUP, swe())
+    table = rows(result.table)
+    assert [r["ts_start"] for r in table] == [ns(SWE_START) + i for i in range(7)]
+    assert {(r["ts_end"], r["ts_kind"]) for r in table} == {(None, "step")}
+    assert result.stats.notes == {swe_agent.IN_ORDER: 7}
+
+
+def test_swe_agent_end_option_spreads_untimed_steps_over_the_run():
+    result = read(swe_agent, SWE_WARMUP, swe(end="2024-09-01T10:07:00Z"))
+    table = rows(result.table)
+    minute = 60_000_000_000
+    assert [(r["ts_start"], r["ts_end"]) for r in table] == [
+        (ns(SWE_START) + k * minute, ns(SWE_START) + (k + 1) * minute) for k in range(7)
+    ]
+    assert {r["ts_kind"] for r in table} == {"inferred"}
+    note = (
+        "inferred: no execution_time in the file; swe_agent.start to swe_agent.end divided "
+        "evenly among its 7 steps"
+    )
+    assert result.stats.notes == {note: 7}
+
+
+def test_swe_agent_tool_command_and_call_id_on_every_layout():
+    warmup = rows(read(swe_agent, SWE_WARMUP, swe()).table)
+    assert [(r["tool"], r["command"].split("\n")[0]) for r in warmup] == [
+        ("disassemble", "disassemble warmup"),
+        ("disassemble", "disassemble --function_name FUN_0040060d warmup"),
+        ("create", "create exploit.py"),
+        ("edit", "edit 1:9"),
+        ("edit", "edit 6:7"),
+        ("bash", "python exploit.py"),
+        ("submit", "submit FLAG{LET_US_BEGIN_CSAW_2016}"),
+    ]
+    assert not any(r["command"].endswith("\n") for r in warmup)
+    assert warmup[-1]["call_id"] == "ctf_pwn_warmup_no_execution_time#step-7"
+    assert len({r["call_id"] for r in warmup}) == 7
+    humaneval = rows(read(swe_agent, SWE_HUMANEVAL, swe()).table)
+    assert [(r["tool"], r["call_id"]) for r in humaneval] == [
+        ("bash", "humanevalfix_default_no_execution_time#step-1"),
+        ("open", "humanevalfix_default_no_execution_time#step-2"),
+        ("edit", "humanevalfix_default_no_execution_time#step-3"),
+        ("bash", "humanevalfix_default_no_execution_time#step-4"),
+        ("submit", "humanevalfix_default_no_execution_time#step-5"),
+    ]
+    assert humaneval[0]["command"] == "ls -a"
+
+
+def test_swe_agent_function_calling_ids_and_tools_are_kept():
+    table = rows(read(swe_agent, SWE / "marshmallow-code__marshmallow-1867.traj", swe()).table)
+    assert [(r["tool"], r["call_id"]) for r in table][-2:] == [
+        ("bash", "call_5iDdbOYybq7L19vqXmR0DPaU"),  # as the replayed history has it
+        ("submit", "call_submit"),
+    ]
+
+
+def test_swe_agent_mixed_steps_never_share_an_instant_and_end_is_checked():
+    result = read(swe_agent, SWE / "malformed_steps.traj", swe(end="2024-09-01T11:00:00Z"))
+    steps = {r["step"]: r for r in rows(result.table)}
+    assert (steps[7]["ts_start"], steps[7]["ts_end"]) == (ns(SWE_START) + 3_250_000_000, None)
+    assert steps[8]["ts_start"] == steps[7]["ts_start"] + 1
+    assert steps[8]["call_id"] == "miner-demo-001#step-8"
+    assert result.stats.notes["swe_agent.end not used: the steps have execution_time"] == 1
+    with pytest.raises(OptionError, match=r"swe_agent\.end \(2024-09-01T09:00:00Z\) is not after"):
+        read(swe_agent, SWE_WARMUP, swe(end="2024-09-01T09:00:00Z"))
+    with pytest.raises(OptionError, match=r"swe_agent\.end: not an ISO 8601 time: 'soon'"):
+        read(swe_agent, SWE_WARMUP, swe(end="soon"))

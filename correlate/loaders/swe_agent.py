@@ -15,11 +15,30 @@ time between steps is not in the file, so later steps drift early: treat the tim
 bound and widen the join window). Without the option the loader raises an InputError naming it.
 The wall clock can be read off the run's ``*.info.log``/``*.debug.log`` lines (naive local time).
 
-Mapping: ``command`` = ``action``; ``output`` = ``observation`` (first 2000 characters);
-``step`` = the 1-based step number (also ``source_line``: records are trajectory steps,
-``stats.unit`` = ``steps``); ``call_id``, ``tool`` and ``arguments`` come from the matching
-``history`` action message's ``tool_calls[0]`` (function-calling agents; the n-th action message
-belongs to the n-th step when their ``action`` texts agree); ``episode_id`` =
+Older trajectories (SWE-agent 0.x demonstrations, EnIGMA CTF runs) have no ``execution_time`` at
+all. Their steps are never put at one instant:
+
+* with ``--option swe_agent.end=<ISO time the last step ended>`` (e.g. the ``.traj`` file's
+  mtime, or the log's last line) the run from ``start`` to ``end`` is divided evenly among the
+  steps: step *k* of *n* runs from ``start + (k-1)(end-start)/n`` to ``start + k(end-start)/n``
+  (ts_kind ``inferred``, noted with *n*);
+* without it, step *k* is placed ``k-1`` ns after ``start`` with no end (ts_kind ``step``, noted):
+  the order of the steps, not their time.
+
+``end`` is used only for such a trajectory (noted as unused otherwise). In a trajectory where only
+some steps lack ``execution_time``, such a step has no end and the next one starts 1 ns after it
+(noted). A step never starts at or before the previous one's start.
+
+Mapping: ``command`` = ``action`` without surrounding whitespace (older trajectories end every
+action with a newline); ``output`` = ``observation`` (first 2000 characters); ``step`` = the
+1-based step number (also ``source_line``: records are trajectory steps, ``stats.unit`` =
+``steps``); ``call_id``, ``tool`` and ``arguments`` come from the matching ``history`` action
+message's ``tool_calls[0]`` (function-calling agents; the n-th action message belongs to the
+n-th step when their ``action`` texts agree). Without one, ``call_id`` = ``<episode>#step-<n>``
+(stable for the file and step) and ``tool`` = the action's first word when it is one of
+SWE-agent's own commands (``submit``, ``edit``, ``open``, ``find_file``, ``str_replace_editor``,
+the EnIGMA ``debug_*``/``connect_*`` tools, ...; ``SWE_AGENT_COMMANDS``), else ``bash`` (any
+other action is run by the container's shell). ``episode_id`` =
 ``replay_config.problem_statement.id``, else the file name without ``.traj`` (SWE-agent names the
 file after the instance); ``model`` = ``replay_config.agent.model.name``. No exit code, host or
 run id is recorded in a .traj. A history-only file (demonstrations) has no steps to time: its
@@ -48,7 +67,37 @@ description = "SWE-agent .traj trajectory (durations only: needs --option swe_ag
 
 OPTIONS = {
     "start": "ISO 8601 time the first step started (required: a .traj holds no wall clock)",
+    "end": "ISO 8601 time the last step ended: spreads the steps of a trajectory without "
+    "execution_time evenly between start and end",
 }
+
+SWE_AGENT_COMMANDS = frozenset(
+    {
+        # tools/defaults, windowed, search, edit_* bundles (and 0.x config/commands)
+        *("open", "goto", "scroll_up", "scroll_down", "create"),
+        *("find_file", "search_dir", "search_file", "edit", "insert", "str_replace_editor"),
+        *("submit", "exit_forfeit", "filemap", "view_image"),
+        # 0.x actions written when a limit ended the run
+        *("exit_cost", "exit_context", "exit_api", "exit_format", "exit_error", "skip"),
+        # EnIGMA (CTF) tools
+        *("decompile", "disassemble", "debug_start", "debug_add_breakpoint", "debug_continue"),
+        *("debug_step", "debug_exec", "debug_stop", "connect_start", "connect_sendline"),
+        *("connect_exec", "connect_stop"),
+        # tools/web_browser
+        *("open_site", "close_site", "screenshot_site", "click_mouse", "double_click_mouse"),
+        *("move_mouse", "drag_mouse", "type_text", "scroll_on_page", "execute_script_on_page"),
+        *("navigate_back", "navigate_forward", "reload_page", "wait_time", "press_keys_on_page"),
+        *("get_console_output", "set_browser_window_size"),
+    }
+)
+"""Actions whose first word names SWE-agent's own tool; any other action runs in ``bash``."""
+
+NOTE = "inferred: swe_agent.start + execution_time of earlier steps"
+NO_DURATION = "no execution_time: end unknown, the next step placed 1 ns after its start"
+IN_ORDER = (
+    "no execution_time in the file: steps placed 1 ns apart from swe_agent.start, in order "
+    "(not timed; --option swe_agent.end=ISO spreads them over the run)"
+)
 """``--option swe_agent.KEY=VALUE`` settings (see the module docstring)."""
 
 
@@ -101,11 +150,30 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
             )
         return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
     anchor, anchor_note = _anchor(source, options, bool(steps))
+    actioned = [
+        step
+        for step in steps
+        if isinstance(step, dict) and isinstance(step.get("action"), str) and step["action"].strip()
+    ]
+    timed = any(not fields.is_blank(step.get("execution_time")) for step in actioned)
+    finish = _end(options, anchor) if actioned else None
+    spread: tuple[int, str] | None = None
+    if finish is not None and timed:
+        stats.notes["swe_agent.end not used: the steps have execution_time"] += 1
+    elif finish is not None:
+        span = finish[0] - anchor
+        spread = (
+            span,
+            f"inferred: no execution_time in the file; swe_agent.start to swe_agent.end divided "
+            f"evenly among its {len(actioned)} steps{anchor_note}{finish[1]}",
+        )
     actions = _history_actions(history)
     replay = _replay_config(document.get("replay_config"))
     episode = _episode(source, replay)
     model = _model(replay)
     elapsed = 0
+    previous: int | None = None
+    index = 0
     for number, step in enumerate(steps, start=1):
         stats.read += 1
         if not isinstance(step, dict):
@@ -113,36 +181,53 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
                 number, f"step is not an object but {type(step).__name__}", str(step)[:4096]
             )
             continue
-        command = step.get("action")
-        if not isinstance(command, str) or not command.strip():
+        action = step.get("action")
+        if not isinstance(action, str) or not action.strip():
             stats.skipped["step without an action"] += 1
             continue
-        notes = [f"inferred: swe_agent.start + execution_time of earlier steps{anchor_note}"]
+        index += 1
+        command = action.strip()
         try:
             duration = _duration(step.get("execution_time"))
         except fields.RowError as exc:
             sink.reject(number, str(exc), _raw(step))
             continue
-        start = anchor + elapsed
         end = None
-        if duration is None:
-            notes.append("no execution_time: duration unknown, 0 assumed for later steps")
+        ts_kind = "inferred"
+        if spread is not None:
+            start = anchor + spread[0] * (index - 1) // len(actioned)
+            end = anchor + spread[0] * index // len(actioned)
+            notes = [spread[1]]
+        elif not timed:
+            start = anchor + index - 1
+            ts_kind = "step"
+            notes = [f"{IN_ORDER}{anchor_note}"]
         else:
-            end = start + duration
-            elapsed += duration
+            start = anchor + elapsed
+            if previous is not None and start <= previous:
+                start = previous + 1
+                elapsed = start - anchor
+            notes = [f"{NOTE}{anchor_note}"]
+            if duration is None:
+                notes.append(NO_DURATION)
+                elapsed += 1
+            else:
+                end = start + duration
+                elapsed += duration
+        previous = start
         call = actions[number - 1] if number - 1 < len(actions) else None
         call_id = tool = arguments = None
-        if call is not None and call.get("action") == command:
+        if call is not None and _same_action(call.get("action"), command):
             call_id, tool, arguments = _tool_call(call)
         row = {
-            "call_id": call_id,
+            "call_id": call_id or f"{episode}#step-{number}",
             "run_id": None,
             "episode_id": episode,
             "step": number,
             "ts_start": start,
             "ts_end": end,
-            "ts_kind": "inferred",
-            "tool": tool,
+            "ts_kind": ts_kind,
+            "tool": tool or _tool_of(command),
             "command": command,
             "arguments": arguments,
             "output": truncate(fields.text(step.get("observation"))),
@@ -161,6 +246,32 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         stats.loaded += 1
         stats.notes[str(row["ts_note"])] += 1
     return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+
+
+def _same_action(value: Any, command: str) -> bool:
+    return isinstance(value, str) and value.strip() == command
+
+
+def _tool_of(command: str) -> str:
+    """SWE-agent's own command named by the action's first word, else ``bash``."""
+    words = command.split(None, 1)
+    return words[0] if words and words[0] in SWE_AGENT_COMMANDS else "bash"
+
+
+def _end(options: LoadOptions, anchor: int) -> tuple[int, str] | None:
+    """The ``swe_agent.end`` option as ns and the note suffix for an assumed zone."""
+    value = options.option(name, "end")
+    if value is None or not value.strip():
+        return None
+    try:
+        ns, note = parse_iso(value, default_tz=options.zone_for(name, UTC))
+    except TimeParseError:
+        raise OptionError(
+            f"swe_agent.end: not an ISO 8601 time: {value!r} (e.g. 2025-12-02T06:40:00Z)"
+        ) from None
+    if ns <= anchor:
+        raise OptionError(f"swe_agent.end ({value}) is not after swe_agent.start")
+    return ns, f"; swe_agent.end had {note}" if note else ""
 
 
 def _anchor(source: Source, options: LoadOptions, needed: bool) -> tuple[int, str]:
