@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from .pipeline import (
     DEFAULT_BEFORE_NS,
     UNMAPPED_CHOICES,
     Joiner,
+    Loaded,
     Result,
     RunOptions,
     analyse,
@@ -619,6 +621,43 @@ def _errors_as_exit_codes(err: Console) -> Iterator[None]:
         sys.exit(EXIT_DATA)
 
 
+ANNOUNCED_FILES = 12
+"""Up to this many inputs are announced one per line; more are summed per format (-v: each)."""
+
+
+def _announce_inputs(err: Console, loaded: Loaded, verbose: bool) -> None:
+    """Which format each input was read as, on stderr: per file for a few inputs (or -v),
+    else per format and per skip reason, so 64 sandbox folders do not bury the answer."""
+    if verbose or len(loaded.inputs) <= ANNOUNCED_FILES:
+        for f in loaded.inputs:
+            if f.format and not f.skipped_reason:
+                how = "forced" if f.forced else f"detected, score {f.score:.2f}"
+                err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
+            else:
+                err.print(
+                    f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}",
+                    markup=False,
+                    highlight=False,
+                )
+        return
+    formats: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    for f in loaded.inputs:
+        if f.format and not f.skipped_reason:
+            formats[f"{f.format}{' (forced)' if f.forced else ''}"] += 1
+        else:
+            skipped[str(f.skipped_reason)] += 1
+    for name, n in sorted(formats.items()):
+        err.print(f"{n} file{'s' if n != 1 else ''}: {name}", markup=False, highlight=False)
+    for reason, n in sorted(skipped.items()):
+        err.print(
+            f"{n} file{'s' if n != 1 else ''} skipped: {inert(reason)}",
+            markup=False,
+            highlight=False,
+        )
+    err.print("(-v lists each file)", markup=False, highlight=False)
+
+
 def _load_and_analyse(
     paths: Sequence[str],
     inventory: Sequence[str],
@@ -651,16 +690,7 @@ def _load_and_analyse(
             )
         loaded_at = time.perf_counter()
         if not quiet:
-            for f in loaded.inputs:
-                if f.format and not f.skipped_reason:
-                    how = "forced" if f.forced else f"detected, score {f.score:.2f}"
-                    err.print(f"{inert(f.path)}: {f.format} ({how})", markup=False, highlight=False)
-                else:
-                    err.print(
-                        f"{inert(f.path)}: skipped, {inert(f.skipped_reason)}",
-                        markup=False,
-                        highlight=False,
-                    )
+            _announce_inputs(err, loaded, verbose)
         if loaded.rejects:
             err.print(f"{len(loaded.rejects)} row(s) rejected:", markup=False)
             err.print(

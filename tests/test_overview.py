@@ -100,3 +100,15 @@ def test_log_text_in_the_overview_is_inert(tmp_path: Path) -> None:
         out = invoke("run", str(tmp_path), columns=columns).stdout
         assert ESC not in out and "\r" not in out and "\u202e" not in out
         assert "[bold red]owned[/]" in out
+
+
+def test_many_inputs_are_announced_per_format_and_verbose_lists_each() -> None:
+    result = invoke("run", str(SHARED), "--tz", "Asia/Shanghai", columns=200)
+    err = result.stderr.splitlines()
+    assert "8 files: rock_llmservice" in err and "3 files skipped: not a known log format" in err
+    assert not any("LLMService.log" in line for line in err)
+    verbose = invoke("run", "-v", str(SHARED), "--tz", "Asia/Shanghai", columns=200)
+    assert (
+        sum("LLMService.log: rock_llmservice (detected" in x for x in verbose.stderr.splitlines())
+        == 8
+    )
