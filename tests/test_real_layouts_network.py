@@ -210,3 +210,31 @@ def test_a_prefix_map_option_still_replaces_the_rule_tag_convention():
     result = REGISTRY["iptables"].read(source(EDGEOS), options)
     actions = {r["source_line"]: r["action"] for r in rows(result.table)}
     assert actions[2] == "alerted" and actions[1] == "unknown"
+
+
+# --- 8. an eve.json of engine (or stats) events only ---------------------------------------------
+
+ENGINE_ONLY = DATA / "suricata_eve" / "engine_events_only.json.log"
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["named", "walked"])
+def test_an_eve_file_of_engine_events_only_loads_no_rows_and_skips_every_line(explicit):
+    record = InputFile(path=display(ENGINE_ONLY), format=None, kind=None, sha256="", size=0)
+    result = load_file(source(ENGINE_ONLY, explicit=explicit), None, RunOptions(), record)
+    assert (record.format, record.skipped_reason) == ("suricata_eve", None)
+    assert result is not None and result.table.num_rows == 0 and result.rejects == []
+    stats = result.stats
+    assert (stats.read, stats.loaded) == (5, 0)
+    assert dict(stats.skipped) == {"engine event (not traffic)": 5}
+
+
+def test_an_eve_file_of_stats_events_only_loads_no_rows(tmp_path):
+    path = tmp_path / "eve.json"
+    stats = (
+        '{"timestamp":"2025-12-02T06:00:08.000000+0000","event_type":"stats","stats":{"uptime":8}}'
+    )
+    path.write_text(f"{stats}\n{stats}\n")
+    found = detect(source(path))
+    result = found.loader.read(source(path), LoadOptions())
+    assert found.name == "suricata_eve" and result.stats.loaded == 0
+    assert dict(result.stats.skipped) == {"stats event (not traffic)": 2}

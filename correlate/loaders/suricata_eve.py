@@ -34,7 +34,10 @@ Rows (``network_events``), one per event:
   ``flow_id``: DNS query, TLS SNI, HTTP hostname) fills ``dst_domain`` of the rows of the same
   flow in this file; counted as skipped ("<type> event used for enrichment"). Alerts carrying
   app-layer metadata name their own domain the same way.
-- Any other event type (stats, anomaly, fileinfo, ...) is skipped with its type.
+- Any other event type (stats, engine, anomaly, fileinfo, ...) is skipped with its type; a file
+  holding only ``stats`` or ``engine`` events (Suricata's own log written as EVE: ``timestamp``,
+  ``log_level``, ``event_type`` engine, an ``engine`` object with the ``message``) is recognised
+  and loads no rows.
 
 Every row: direction ``unknown`` (EVE has no network-boundary field; to_server/to_client are
 relative to the flow), app = ``app_proto`` (``failed`` dropped), host_hint = ``in_iface``,
@@ -96,6 +99,7 @@ EVENT_TYPES = frozenset(
         "dnp3",
         "dns",
         "drop",
+        "engine",
         "fileinfo",
         "flow",
         "ftp",
@@ -141,6 +145,8 @@ def sniff(head: bytes, filename: str) -> float:
         return 0.0
     if "flow_id" in record or "src_ip" in record or event_type == "stats":
         return 0.95
+    if event_type == "engine" and isinstance(record.get("engine"), dict):
+        return 0.95  # Suricata's own log as EVE (util-debug.c SCLogMessageJSON)
     return 0.6
 
 
