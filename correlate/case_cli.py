@@ -99,6 +99,7 @@ from .cli import (  # noqa: E402 (after register: see above)
     examples,
     file_format,
     legacy_format_option,
+    make_console,
 )
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -118,7 +119,7 @@ SCREEN_FORMATS = ("table", "text")
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return make_console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextmanager

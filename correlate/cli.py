@@ -401,13 +401,43 @@ def _write_rejects(path: str, rejects: Sequence[Reject]) -> None:
     ),
 )
 @click.version_option(__version__, prog_name="correlate")
-def cli() -> None:
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour on stdout and stderr: auto (on a terminal, unless NO_COLOR is set), always, never.",
+)
+def cli(color: str) -> None:
     """Attribute outbound firewall violations to the AI-agent tool calls that caused them.
 
     -o/--output FILE always names a file, written in --format (else as its suffix says);
     --input-format forces how an input is read. Clocks: as logged unless --offset is given
     (auto: the estimated offsets) or a case's ingest recorded one as its default.
     """
+    apply_color(color)
+
+
+COLOR = {"choice": "auto"}
+"""``--color`` of this invocation (every console of the CLI is made by ``make_console``)."""
+
+
+def apply_color(choice: str) -> None:
+    """Remember ``--color`` for ``make_console`` (never mutates the environment)."""
+    COLOR["choice"] = choice
+
+
+def make_console(**options: Any) -> Console:
+    """A console that honours ``--color``: ``never`` (or ``NO_COLOR`` set, under ``auto``)
+    writes no escape sequence at all, ``always`` styles even when piped."""
+    choice = COLOR["choice"]
+    if choice == "never" or (choice == "auto" and os.environ.get("NO_COLOR")):
+        options.setdefault("color_system", None)
+        stream = sys.stderr if options.get("stderr") else sys.stdout
+        options.setdefault("force_terminal", bool(getattr(stream, "isatty", bool)()))
+    elif choice == "always":
+        options.setdefault("force_terminal", True)
+    return Console(**options)
 
 
 def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -811,7 +841,7 @@ def run_command(
         "scheduler": analysis.pop("scheduler"),
         "ignore_integrity": analysis.pop("ignore_integrity"),
     }
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = make_console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         if fmt and not output:
             raise OptionError(f"--format {fmt} is the format of -o FILE: give -o FILE too")
@@ -862,7 +892,7 @@ def offset_command(
         "scheduler": analysis.pop("scheduler"),
         "ignore_integrity": analysis.pop("ignore_integrity"),
     }
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = make_console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)
         options = _run_options(**analysis)
@@ -927,7 +957,7 @@ def stats_command(
         "scheduler": analysis.pop("scheduler"),
         "ignore_integrity": analysis.pop("ignore_integrity"),
     }
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = make_console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)
         options = _run_options(**analysis)
@@ -942,13 +972,14 @@ def stats_command(
 def _stdout_console() -> Console:
     """Data on stdout: the terminal's width on a terminal; piped, ``COLUMNS`` when set, else a
     fixed wide layout that never wraps (one finding per line for grep and awk)."""
-    console = Console(highlight=False)
-    if not console.is_terminal:
+    console = make_console(highlight=False)
+    stream = sys.stdout
+    if not (hasattr(stream, "isatty") and stream.isatty()):  # piped (--color always too)
         columns = os.environ.get("COLUMNS", "")
         if columns.isdigit() and int(columns) >= 40:  # the width the user asked for, wrapped
-            console = Console(highlight=False, width=int(columns))
+            console = make_console(highlight=False, width=int(columns))
         else:
-            console = Console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
+            console = make_console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
     return console
 
 
@@ -975,7 +1006,7 @@ def _check_inputs(result: Result) -> None:
 def sniff_command(paths: tuple[str, ...]) -> None:
     """Print every format's sniff score for each file under PATHS (the best one is chosen)."""
     console = _stdout_console()
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = make_console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         for source in expand_paths(paths):
             head = source.head()
@@ -1004,7 +1035,7 @@ def sniff_command(paths: tuple[str, ...]) -> None:
 )
 def formats_command() -> None:
     """List the log formats correlate reads, with their --option settings."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(highlight=False, soft_wrap=True)
     for name in sorted(REGISTRY):
         module = REGISTRY[name]
         console.print(f"{name:<18} {module.kind:<10} {module.description}", markup=False)
@@ -1021,12 +1052,12 @@ def main() -> None:
     try:
         cli.main(standalone_mode=True)
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted", markup=False)
+        make_console(stderr=True).print("interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("CORRELATE_DEBUG") == "1":
             raise
-        Console(stderr=True, soft_wrap=True).print(
+        make_console(stderr=True, soft_wrap=True).print(
             f"internal error: {type(exc).__name__}: {inert(exc, 300)} "
             "(a bug in correlate; CORRELATE_DEBUG=1 shows the traceback; please report it)",
             markup=False,

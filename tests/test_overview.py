@@ -112,3 +112,15 @@ def test_many_inputs_are_announced_per_format_and_verbose_lists_each() -> None:
         sum("LLMService.log: rock_llmservice (detected" in x for x in verbose.stderr.splitlines())
         == 8
     )
+
+
+def test_color_always_never_and_no_color() -> None:
+    always = CliRunner().invoke(cli, ["--color", "always", "run", str(SAMPLE)], env={"COLUMNS": ""})
+    assert ESC + "[" in always.stdout
+    never = CliRunner().invoke(
+        cli, ["--color", "never", "run", str(SAMPLE)], env={"COLUMNS": "", "FORCE_COLOR": "1"}
+    )
+    assert ESC not in never.stdout and ESC not in never.stderr
+    plain = CliRunner().invoke(cli, ["run", str(SAMPLE)], env={"COLUMNS": "", "NO_COLOR": "1"})
+    assert ESC not in plain.stdout and ESC not in plain.stderr
+    assert "reverse_tunnel" in plain.stdout
