@@ -13,7 +13,15 @@ import pytest
 from loader_helpers import ns, rows
 
 from correlate.errors import OptionError
-from correlate.loaders import LoadOptions, LoadResult, detect, gemini_cli, openhands, swe_agent
+from correlate.loaders import (
+    LoadOptions,
+    LoadResult,
+    detect,
+    fortigate,
+    gemini_cli,
+    openhands,
+    swe_agent,
+)
 from correlate.sources import Source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -350,3 +358,35 @@ def test_swe_agent_mixed_steps_never_share_an_instant_and_end_is_checked():
         read(swe_agent, SWE_WARMUP, swe(end="2024-09-01T09:00:00Z"))
     with pytest.raises(OptionError, match=r"swe_agent\.end: not an ISO 8601 time: 'soon'"):
         read(swe_agent, SWE_WARMUP, swe(end="soon"))
+
+
+# --- 10. FortiGate: date/time against eventtime, with or without tz= -----------------------------
+
+FORTI_62 = DATA / "fortigate" / "eventtime_vs_date_62_days_no_tz.log"
+
+
+def test_fortigate_date_eventtime_disagreement_is_noted_with_or_without_tz():
+    result = read(fortigate, FORTI_62)
+    notes = {r["source_line"]: r["ts_note"] for r in rows(result.table)}
+    no_tz = "date/time (no tz) differ from eventtime by +61.7 days, more than any UTC offset"
+    jitter = "date/time (no tz) differ from eventtime by +2 s beyond a UTC-07:00 clock"
+    assert notes == {
+        1: None,  # the device's clock at UTC-07:00: no disagreement
+        2: f"{no_tz}: eventtime used",
+        3: "date/time/tz differ from eventtime by +62.0 days: eventtime used",
+        4: f"epoch unit s by magnitude (format documents ns); {jitter}: eventtime used",
+        5: None,  # a UTC+05:45 clock
+    }
+    assert {n: c for n, c in result.stats.notes.items() if "eventtime used" in n} == {
+        f"{no_tz}: eventtime used": 1,
+        "date/time/tz differ from eventtime by +62.0 days: eventtime used": 1,
+        f"epoch unit s by magnitude (format documents ns); {jitter}: eventtime used": 1,
+    }
+    assert rows(result.table)[1]["ts"] == ns("2025-06-03T16:20:05.903114Z")  # eventtime wins
+
+
+def test_fortigate_zone_option_does_not_change_the_no_tz_comparison():
+    shanghai = read(
+        fortigate, FORTI_62, LoadOptions(zones={"fortigate": ZoneInfo("Asia/Shanghai")})
+    )
+    assert shanghai.table.equals(read(fortigate, FORTI_62).table)

@@ -16,9 +16,13 @@ docs.fortinet.com/document/fortigate/<version>/fortios-log-message-reference/; n
 
 Time: ``eventtime`` (Unix epoch; FortiOS 6.2+ writes ns, 6.0 wrote s; the unit is taken by
 magnitude and noted when it is not ns). Without ``eventtime``: ``date`` + ``time`` in the record's
-``tz`` (``+0800``) when present, else in ``--tz fortigate=ZONE`` (default UTC), noted. When
-``eventtime`` and ``date``/``time``/``tz`` disagree by more than a second, ``eventtime`` wins
-and the row says by how much. ``eventtime`` is when the record was logged, which for a traffic
+``tz`` (``+0800``) when present, else in ``--tz fortigate=ZONE`` (default UTC), noted. When a
+record has both, ``eventtime`` wins and a disagreement is noted on the row (and so counted in the
+load notes), with or without ``tz``: with ``tz``, any difference over 1.5 s; without it,
+``date``/``time`` are the device's local clock, so the difference must be a UTC offset (a whole
+quarter-hour from -12:00 to +14:00) to within 1.5 s, and anything else is noted (a date edited
+or restored by hand, a clock set wrong: 62 days apart on one published sample line). Differences
+are shown in s, min, or days from one day on. ``eventtime`` is when the record was logged, which for a traffic
 record is the session's end; ``--option fortigate.session_start=duration`` makes ``ts`` the
 session start (``eventtime - duration``, noted) and ``ts_end`` the logged time.
 
@@ -57,6 +61,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import UTC, tzinfo
 from typing import Any
 
 from ..errors import OptionError
@@ -270,18 +275,15 @@ def _event_time(record: dict[str, str], options: LoadOptions, notes: list[str]) 
         if note:
             notes.append(note)
         try:
-            local = _local_time(record, options)
+            local = _local_time(record, UTC)  # with tz= its offset; without, read as UTC
         except fields.RowError:
             local = None  # eventtime is what counts; a broken date/time is only not compared
-        if local is not None and local[1] is None:
-            delta_s = (local[0] - ns) / 1e9
-            if abs(delta_s) > 1.5:
-                shown = (
-                    f"{round(delta_s / 60):+d} min" if abs(delta_s) >= 60 else f"{delta_s:+.0f} s"
-                )
-                notes.append(f"date/time/tz differ from eventtime by {shown}: eventtime used")
+        if local is not None:
+            disagreement = _disagreement(local, ns)
+            if disagreement:
+                notes.append(disagreement)
         return ns
-    local = _local_time(record, options)
+    local = _local_time(record, options.zone_for(name))
     if local is None:
         raise fields.RowError("no eventtime and no date/time")
     ns, note = local
@@ -290,7 +292,38 @@ def _event_time(record: dict[str, str], options: LoadOptions, notes: list[str]) 
     return ns
 
 
-def _local_time(record: dict[str, str], options: LoadOptions) -> tuple[int, str | None] | None:
+def _shown(seconds: float) -> str:
+    if abs(seconds) >= 86_400:
+        return f"{seconds / 86_400:+.1f} days"
+    return f"{round(seconds / 60):+d} min" if abs(seconds) >= 60 else f"{seconds:+.0f} s"
+
+
+def _disagreement(local: tuple[int, str | None], eventtime: int) -> str | None:
+    """The row note when ``date``/``time`` (with ``tz``, or read as UTC without) disagree with
+    ``eventtime``."""
+    delta_s = (local[0] - eventtime) / 1e9
+    if local[1] is None:  # tz= given: the two must be the same instant
+        if abs(delta_s) > 1.5:
+            return f"date/time/tz differ from eventtime by {_shown(delta_s)}: eventtime used"
+        return None
+    # No tz=: date/time are the device's clock, some UTC offset away from eventtime.
+    offset_s = round(delta_s / 900) * 900
+    if -12 * 3600 <= offset_s <= 14 * 3600 and abs(delta_s - offset_s) <= 1.5:
+        return None
+    if -12 * 3600 <= offset_s <= 14 * 3600 and abs(delta_s - offset_s) < 450:
+        sign = "+" if offset_s >= 0 else "-"
+        hours, rest = divmod(abs(offset_s) // 60, 60)
+        return (
+            f"date/time (no tz) differ from eventtime by {_shown(delta_s - offset_s)} beyond "
+            f"a UTC{sign}{hours:02d}:{rest:02d} clock: eventtime used"
+        )
+    return (
+        f"date/time (no tz) differ from eventtime by {_shown(delta_s)}, more than any UTC "
+        "offset: eventtime used"
+    )
+
+
+def _local_time(record: dict[str, str], zone: tzinfo) -> tuple[int, str | None] | None:
     """``date`` + ``time`` (+ ``tz``) as ns and the zone note; None when either is missing."""
     date = (record.get("date") or "").strip()
     clock = (record.get("time") or "").strip()
@@ -301,7 +334,7 @@ def _local_time(record: dict[str, str], options: LoadOptions) -> tuple[int, str 
     if not _DATE_RE.match(date) or not _CLOCK_RE.match(clock):
         raise fields.RowError(f"date/time: not a valid time: {date!r} {clock!r}")
     try:
-        return parse_iso(text, default_tz=options.zone_for(name))
+        return parse_iso(text, default_tz=zone)
     except TimeParseError:
         raise fields.RowError(f"date/time/tz: not a valid time: {date} {clock} tz={tz!r}") from None
 
