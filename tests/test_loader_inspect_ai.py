@@ -167,8 +167,9 @@ def test_parallel_calls_with_interleaved_spans_get_their_own_exit_codes():
 def test_synthetic_log_accounting_is_exact():
     result = loaded(BASH)
     assert result.stats.unit == "events"
-    assert (result.stats.read, result.stats.loaded, result.stats.rejected) == (41, 7, 0)
+    assert (result.stats.read, result.stats.loaded, result.stats.rejected) == (42, 7, 0)
     assert result.stats.skipped == {
+        loader.HEADER: 1,  # the log's header: one record, not numbered
         "span_begin event (not a tool call)": 10,
         "span_end event (not a tool call)": 10,
         "sample_init event (not a tool call)": 1,
@@ -209,13 +210,14 @@ def test_real_browser_log_with_local_offsets():
     assert result.stats.notes == {
         "exit code left empty on 4 tool call(s) that ran several sandbox commands": 1
     }
-    assert (result.stats.read, result.stats.loaded) == (43, 4)
+    assert (result.stats.read, result.stats.loaded) == (44, 4)  # 43 events and the header
 
 
 def test_legacy_transcript_log_has_no_tool_calls_and_counts_its_events():
     result = loaded(LEGACY_JSON)
     assert result.table.num_rows == 0
     assert result.stats.skipped == {
+        loader.HEADER: 1,
         "sample_init event (not a tool call)": 1,
         "step event (not a tool call)": 6,
         "state event (not a tool call)": 2,
@@ -228,7 +230,7 @@ def test_legacy_transcript_log_has_no_tool_calls_and_counts_its_events():
 def test_eval_archive_reads_like_the_json_log_of_the_same_run():
     json_log, eval_log = loaded(LEGACY_JSON), loaded(LEGACY_EVAL)
     assert eval_log.stats.skipped == json_log.stats.skipped
-    assert eval_log.stats.read == json_log.stats.read == 11
+    assert eval_log.stats.read == json_log.stats.read == 11 + 1  # and the header
     assert eval_log.rejects == []
 
 
@@ -253,7 +255,7 @@ def test_eval_sample_written_twice_reads_only_the_last_copy(tmp_path):
     result = load(write_eval(tmp_path / "rewritten.eval", members))
     assert result.stats.skipped["sample rewritten later in the archive (last copy read)"] == 1
     assert sorted(by_call(result)) == sorted(by_call(loaded(BASH)))
-    assert result.stats.read == 41 + 1
+    assert result.stats.read == 42 + 1
     assert result.stats.balanced
 
 
@@ -319,7 +321,7 @@ def test_malformed_events_reject_exactly_the_bad_records():
         5: "tool event call_no_function: function is missing",
         9: "tool event call_list_args: arguments is not an object",
         10: "sandbox event sbx-bad-time: timestamp: not a valid time",
-        13: "sample 'no-events' has no events list",
+        13: "sample 'no-events' epoch 1 has no events list (its calls have no times)",
         14: "sample is not an object",
     }
     got = reject_map(result)
@@ -327,11 +329,12 @@ def test_malformed_events_reject_exactly_the_bad_records():
     for line, fragment in expected.items():
         assert fragment in got[line], (line, got[line])
     assert result.stats.skipped == {
+        loader.HEADER: 1,
         "span_begin event (not a tool call)": 1,
         "span_end event (not a tool call)": 1,
         "sandbox read_file (not a command)": 1,
     }
-    assert (result.stats.read, result.stats.loaded, result.stats.rejected) == (14, 3, 8)
+    assert (result.stats.read, result.stats.loaded, result.stats.rejected) == (15, 3, 8)
     assert result.stats.balanced
 
 

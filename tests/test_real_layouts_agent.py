@@ -5,13 +5,16 @@ folder's README)."""
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 from loader_helpers import ns, rows
 
+from correlate.cli import cli
 from correlate.errors import OptionError
 from correlate.loaders import (
     LoadOptions,
@@ -19,6 +22,7 @@ from correlate.loaders import (
     detect,
     fortigate,
     gemini_cli,
+    inspect_ai,
     openhands,
     swe_agent,
 )
@@ -390,3 +394,56 @@ def test_fortigate_zone_option_does_not_change_the_no_tz_comparison():
         fortigate, FORTI_62, LoadOptions(zones={"fortigate": ZoneInfo("Asia/Shanghai")})
     )
     assert shanghai.table.equals(read(fortigate, FORTI_62).table)
+
+
+# --- 11. Inspect AI: a sample without events is rejected alone --------------------------------
+
+INSPECT = DATA / "inspect_ai"
+INSPECT_EPOCH2 = INSPECT / "epoch2_sample_without_events.json"
+INSPECT_ONLY = INSPECT / "only_sample_without_events.json"
+NO_EVENTS = "sample 'ctf-017' epoch 2 has no events list (its calls have no times): sample not read"
+
+
+def test_inspect_sample_without_events_is_rejected_and_the_rest_loads():
+    result = read(inspect_ai, INSPECT_EPOCH2)
+    assert [(r.location.line, r.reason) for r in result.rejects] == [(31, NO_EVENTS)]
+    assert {r["episode_id"] for r in rows(result.table)} == {"ctf-017#1"}
+    assert (result.stats.read, result.stats.loaded, result.stats.rejected) == (32, 5, 1)
+
+
+def test_inspect_eval_member_without_events_is_rejected_and_the_rest_loads(tmp_path):
+    log = json.loads(INSPECT_EPOCH2.read_text())
+    path = tmp_path / "run.eval"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(
+            "_journal/start.json", json.dumps({k: log[k] for k in ("version", "eval")})
+        )
+        for sample in log["samples"]:
+            name = f"samples/{sample['id']}_epoch_{sample['epoch']}.json"
+            archive.writestr(name, json.dumps(sample))
+    result = read(inspect_ai, path)
+    assert [(r.location.line, r.reason) for r in result.rejects] == [
+        (31, f"samples/ctf-017_epoch_2.json: {NO_EVENTS}")
+    ]
+    assert result.stats.loaded == 5
+
+
+def test_inspect_file_whose_only_sample_has_no_events_is_not_a_failed_file(tmp_path):
+    result = read(inspect_ai, INSPECT_ONLY)
+    assert (result.stats.read, result.stats.loaded, result.stats.rejected) == (2, 0, 1)
+    assert result.stats.skipped == {inspect_ai.HEADER: 1}
+    firewall = DATA / "fortigate" / "traffic_syslog_tz_plus0800.log"
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(INSPECT_ONLY),
+            str(firewall),
+            "--unmapped",
+            "time",
+            "-o",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert f"only_sample_without_events.json:1: {NO_EVENTS}" in outcome.output

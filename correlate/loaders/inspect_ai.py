@@ -39,7 +39,12 @@ can only be joined by time (``--unmapped time``). No ``--option`` keys; ``--tz i
 applies to naive timestamps only.
 
 Records are events: ``source_line`` is the 1-based index of the event in the file, counting the
-events of every sample in file (archive member) order; ``stats.unit`` is ``events``.
+events of every sample in file (archive member) order; ``stats.unit`` is ``events``. The log's
+header (the ``EvalLog`` without its samples, or the ``.eval``'s ``header.json`` /
+``_journal/start.json``) is one more record, skipped (it holds no tool call) and not numbered. A
+sample that is not an object or has no ``events`` list (nor ``transcript.events``) is one
+rejected record naming the sample id and epoch (its calls have no times); the other samples load,
+and a file whose only sample is such is not "every row rejected": its header was read.
 
 Reading is not column-wise, by measurement: a sample is one JSON document whose events share
 field names across types (a ToolEvent's ``result`` is text, a SandboxEvent's a number; arguments
@@ -86,6 +91,7 @@ _SAMPLE_MEMBER = re.compile(r"^samples/.+\.json$")
 _HEADER_MEMBERS = ("header.json", "_journal/start.json", "start.json")
 _EVAL_MARKERS = (b"_journal/start.json", b"header.json", b"samples/")
 _REFERENCE_PREFIXES = ("attachment://", "tc://")
+HEADER = "eval log header (spec, plan, results; no tool calls)"
 
 
 def sniff(head: bytes, filename: str) -> float:
@@ -230,6 +236,7 @@ class _Reader:
         return None
 
     def _header(self, log: dict[str, Any]) -> None:
+        self.load.skip(HEADER)
         spec = log["eval"]
         self.run_id = fields.text(spec.get("eval_id")) or fields.text(spec.get("run_id"))
         self.model = fields.text(spec.get("model"))
@@ -256,9 +263,12 @@ class _Reader:
             references.update(sample["attachments"])
         if not isinstance(events, list):
             self.record += 1
+            epoch = sample.get("epoch")
             self.load.reject(
                 self.record,
-                f"{where}sample {sample.get('id')!r} has no events list",
+                f"{where}sample {sample.get('id')!r}"
+                f"{f' epoch {epoch}' if isinstance(epoch, int) else ''} has no events list "
+                "(its calls have no times): sample not read",
                 json.dumps({k: sample.get(k) for k in ("id", "epoch")}),
             )
             return
