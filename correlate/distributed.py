@@ -59,7 +59,7 @@ from .errors import CorrelateError, OptionError
 from .join import band_join
 from .keep import KeepPolicy, is_kept_verdict, line_hashes, row_hashes
 from .loaders import Detection, LoadOptions, LoadResult, LoadStats, detect, get_loader
-from .loaders.base import count_long_lines
+from .loaders.base import read_counting_long_lines
 from .loaders.records import first_line
 from .pipeline import (
     Gathered,
@@ -709,9 +709,7 @@ def load_range(source: Source, format_name: str, load: LoadOptions) -> LoadResul
     """On a worker: one byte range through its format's loader; a problem is returned as its
     message (the client then reads the whole file, which reports it as a local run does)."""
     try:
-        result: LoadResult = count_long_lines(
-            source, get_loader(format_name).read(source, load), load.strict
-        )
+        result: LoadResult = read_counting_long_lines(get_loader(format_name).read, source, load)
     except CorrelateError as exc:
         return str(exc) or type(exc).__name__
     return result

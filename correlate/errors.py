@@ -22,7 +22,11 @@ class FormatMismatch(CorrelateError):
 
 
 class StrictRejection(CorrelateError):
-    """A row was rejected while ``--strict`` was in force."""
+    """A row was rejected while ``--strict`` was in force (``line``: which, when known)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class OptionError(CorrelateError):

@@ -26,7 +26,7 @@ from .identity import DEFAULT_LEASE_GRACE_NS, build_identity, holders, kinds_of,
 from .join import band_join, window_counts
 from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_rows
 from .loaders import LoadOptions, LoadResult, LoadStats, detect, mismatch
-from .loaders.base import count_long_lines
+from .loaders.base import read_counting_long_lines
 from .policy import ViolationPolicy, select_violations
 from .same_calls import merge_same_calls
 from .schema import (
@@ -388,9 +388,7 @@ def load_file(
     doubted = detection.forced and detection.score <= 0
     try:
         load = options.load if keep is None else replace(options.load, keep=keep)
-        result: LoadResult = count_long_lines(
-            source, detection.loader.read(source, load), options.load.strict
-        )
+        result: LoadResult = read_counting_long_lines(detection.loader.read, source, load)
     except (InputError, FormatMismatch) as exc:
         if doubted:  # forced although its sniff said no: say both in one sentence
             why = _reason_without_path(str(exc), source.display).split("; this does not look")[0]

@@ -20,7 +20,7 @@ from loader_helpers import ns, same, write
 from correlate.errors import FormatMismatch, InputError, StrictRejection
 from correlate.keep import KeepPolicy, cut_sample
 from correlate.loaders import LoadOptions, LoadResult, blocks, suricata_eve
-from correlate.loaders.base import FileLoad
+from correlate.loaders.base import FileLoad, read_counting_long_lines
 from correlate.schema import NETWORK_EVENTS
 from correlate.sources import Limits, Source, iter_lines
 
@@ -451,8 +451,12 @@ def test_strict_and_a_long_line_stop_where_the_per_line_reader_stops(
     path = write(tmp_path / "eve.json", lines)
     found = []
     for fast in (True, False):
+        source = Source(path, path.name, limits=Limits(max_line_bytes=2048))
+        read = suricata_eve.read if fast else reference
         with pytest.raises((InputError, StrictRejection)) as caught:
-            load(path, fast=fast, cap=2048, strict=True)
+            read_counting_long_lines(read, source, LoadOptions(strict=True))
         found.append((type(caught.value), str(caught.value)))
     assert found[0] == found[1]
-    assert found[0][0] is (InputError if long_first else StrictRejection)
+    # the long line is a rejected row like any other: the first by line stops --strict
+    assert found[0][0] is StrictRejection
+    assert found[0][1].startswith(f"eve.json:{11 if long_first else 21}: ")

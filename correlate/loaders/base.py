@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..errors import FormatMismatch, Reject, SourceLocation, StrictRejection
 from ..keep import Keeper, KeepPolicy
 from ..schema import concat
-from ..sources import Source
+from ..sources import LongLine, Source
 from .fields import without_surrogates
 
 MAX_RAW_CHARS = 4096
@@ -92,28 +92,45 @@ class LoadResult:
     """Other files this loader read as context (resolved paths), e.g. a sibling ``result.json``."""
 
 
-def count_long_lines(source: Source, result: LoadResult, strict: bool) -> LoadResult:
-    """Count each line the reader skipped for being longer than ``--max-line-bytes`` as a read
-    and rejected row with its ``path:line`` (the reader never held it), so one long line costs
-    that line, not its file; under ``strict`` the first one stops the load."""
+def read_counting_long_lines(
+    read: Callable[[Source, LoadOptions], LoadResult], source: Source, options: LoadOptions
+) -> LoadResult:
+    """``read(source, options)``, with each line the reader skipped for being longer than
+    ``--max-line-bytes`` counted as a read and rejected row with its ``path:line`` (the reader
+    never held it), so one long line costs that line, not its file. Under ``strict`` the first
+    rejected row by line stops the load, a long line included."""
+    try:
+        result = read(source, options)
+    except StrictRejection as exc:
+        first = min(source.oversize, key=lambda x: x.line, default=None)
+        if first is not None and (exc.line is None or first.line < exc.line):
+            raise StrictRejection(
+                f"{_long_reject(source, first)} (--strict stops at the first rejected row)",
+                first.line,
+            ) from None
+        raise
     if not source.oversize:
         return result
-    cap = source.limits.max_line_bytes
     for long in sorted(source.oversize, key=lambda x: x.line):
-        start = long.start.decode("utf-8", errors="replace")
-        item = Reject(
-            SourceLocation(source.display, long.line),
-            f"a line of {long.length:,} bytes, longer than {cap:,} (--max-line-bytes): skipped",
-            f"{start}... [{long.length - len(long.start):,} more bytes]",
-        )
-        if strict:
-            raise StrictRejection(f"{item} (--strict stops at the first rejected row)")
+        item = _long_reject(source, long)
+        if options.strict:
+            raise StrictRejection(f"{item} (--strict stops at the first rejected row)", long.line)
         result.stats.read += 1
         result.stats.rejected += 1
         result.rejects.append(item)
     result.rejects.sort(key=lambda r: r.location.line or 0)
     source.oversize.clear()
     return result
+
+
+def _long_reject(source: Source, long: LongLine) -> Reject:
+    start = long.start.decode("utf-8", errors="replace")
+    return Reject(
+        SourceLocation(source.display, long.line),
+        f"a line of {long.length:,} bytes, longer than {source.limits.max_line_bytes:,} "
+        "(--max-line-bytes): skipped",
+        f"{start}... [{long.length - len(long.start):,} more bytes]",
+    )
 
 
 class RejectSink:
@@ -134,7 +151,9 @@ class RejectSink:
         self.stats.rejected += count
         self.rejects.append(item)
         if self.strict:
-            raise StrictRejection(f"{item} (--strict stops at the first rejected row)")
+            raise StrictRejection(
+                f"{item} (--strict stops at the first rejected row)", item.location.line
+            )
         if self.stats.loaded == 0 and self.stats.rejected >= EARLY_STOP_REJECTS:
             fmt = self.stats.format
             raise FormatMismatch(
