@@ -447,3 +447,11 @@ def test_inspect_file_whose_only_sample_has_no_events_is_not_a_failed_file(tmp_p
     )
     assert outcome.exit_code == 0, outcome.output
     assert f"only_sample_without_events.json:1: {NO_EVENTS}" in outcome.output
+
+
+def test_openhands_eval_output_with_a_first_line_longer_than_the_head_is_recognised():
+    patch = "diff --git a/x b/x\n" + "+" * 70_000 + "\n"
+    head = json.dumps({"instance_id": "x", "test_result": {"git_patch": patch}}).encode()[:65536]
+    assert openhands.sniff(head, "output.jsonl") == 0.7
+    predictions = b'{"instance_id": "x", "model_patch": "", "model_name_or_path": "m"}\n'
+    assert openhands.sniff(predictions, "preds.jsonl") == 0.0  # SWE-bench predictions
