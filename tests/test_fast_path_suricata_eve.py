@@ -174,6 +174,12 @@ VARIANTS = [
     variant(DROP, drop={"reason": {"nested": 1}}),
     variant(NETFLOW, netflow__bytes=-5),
     variant(NETFLOW, netflow__start=" "),
+    variant(NETFLOW, flow_id=1111111111111111),  # FLOW's netflow twin: skipped when FLOW is in
+    variant(NETFLOW, flow_id=1111111111111111, src_ip="10.0.0.999"),  # a twin is not read
+    variant(NETFLOW, flow_id=1111111111111111, tls={"sni": "twin.example"}),  # names nothing
+    variant(FLOW, flow_id=6666666666666666),  # makes NETFLOW a twin
+    variant(FLOW, flow_id="6666666666666666"),  # a string flow_id: read line by line
+    json.dumps({**FLOW, "flow_id": 6666666666666666}),  # spaces after ':' and ','
     variant(TLS, tls__sni="Other.Example.COM"),  # a second name for flow 1111...: the first wins
     variant(TLS, flow_id=2222222222222222, tls__sni="later.example.net."),
     variant(DNS, dns={"rrname": "old.example.org", "answers": [{"rrname": "x.example"}]}),

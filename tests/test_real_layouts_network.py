@@ -238,3 +238,72 @@ def test_an_eve_file_of_stats_events_only_loads_no_rows(tmp_path):
     result = found.loader.read(source(path), LoadOptions())
     assert found.name == "suricata_eve" and result.stats.loaded == 0
     assert dict(result.stats.skipped) == {"stats event (not traffic)": 2}
+
+
+# --- 7. Suricata flow and netflow records of one flow count once ---------------------------------
+
+TWINS = DATA / "suricata_eve" / "flow_and_netflow_of_one_flow.json.log"
+TWIN = "netflow record of a flow logged as a flow event (counted once, as the flow)"
+
+
+def eve_reference(path: Path, options: LoadOptions):
+    """The per-line reader over every line (as tests/test_fast_path_suricata_eve.py does)."""
+    from correlate.loaders import suricata_eve
+    from correlate.loaders.base import FileLoad
+    from correlate.schema import NETWORK_EVENTS
+    from correlate.sources import iter_lines
+
+    src = source(path)
+    load = FileLoad(src, options, "suricata_eve", "network", NETWORK_EVENTS, unit="events")
+    reader = suricata_eve.Reader(load)
+    for line, raw in iter_lines(src):
+        reader.line(line, raw, load)
+    return reader.result()
+
+
+def test_flow_and_netflow_records_of_one_flow_are_one_event():
+    found = detect(source(TWINS))
+    result = found.loader.read(source(TWINS), LoadOptions())
+    assert found.name == "suricata_eve" and result.rejects == []
+    stats = result.stats
+    assert (stats.read, stats.loaded) == (10, 5)
+    assert dict(stats.skipped) == {TWIN: 4, "tls event used for enrichment": 1}
+    got = [
+        (r["source_line"], r["flow_key"].split(":")[1], r["action"], r["bytes_out"], r["bytes_in"])
+        for r in rows(result.table)
+    ]
+    assert got == [
+        (1, "1452859245318416", "alerted", 214, 74),  # an alert is not a twin
+        (3, "884219033415762", "allowed", 65, None),  # netflow without a flow event: kept,
+        (4, "884219033415762", "allowed", 81, None),  # one row per direction, as before
+        (5, "2071145629817310", "allowed", 5120, 2048),  # flow before its netflow records
+        (10, "1452859245318416", "allowed", 481214, 779011),  # flow after its netflow records
+    ]
+    assert rows(result.table)[3]["dst_domain"] == "pool.supportxmr.com"
+
+
+@pytest.mark.parametrize("anchors", [None, 1, 1000])
+def test_flow_and_netflow_twins_read_alike_line_by_line_and_under_a_keep_policy(anchors):
+    from loader_helpers import same
+
+    from correlate.keep import KeepPolicy
+
+    keep = None if anchors is None else KeepPolicy(actions=("denied", "alerted"), anchors=anchors)
+    options = LoadOptions(keep=keep)
+    fast = REGISTRY["suricata_eve"].read(source(TWINS), options)
+    same(fast, eve_reference(TWINS, options))
+    assert fast.stats.skipped[TWIN] == 4 and fast.stats.loaded == 5
+
+
+def test_the_flow_event_scan_reads_real_spellings(tmp_path):
+    from correlate.loaders.suricata_eve import flow_event_keys
+
+    path = tmp_path / "eve.json"
+    path.write_text(
+        '{"timestamp":"2025-12-02T06:00:00Z","flow_id":12,"event_type":"flow"}\n'
+        '{"timestamp": "2025-12-02T06:00:00Z", "event_type": "flow", "flow_id": "34"}\n'
+        '{"timestamp":"2025-12-02T06:00:00Z","flow_id":56,"event_type":"netflow"}\n'
+        '{"timestamp":"2025-12-02T06:00:00Z","flow_id":"78x","event_type":"flow"}\n'
+        '{"timestamp":"2025-12-02T06:00:00Z","flow_id":90,"event_type":"flowbits"}\n'
+    )
+    assert flow_event_keys(Source(path, "eve.json")) == {"suricata:12", "suricata:34"}

@@ -29,7 +29,13 @@ Rows (``network_events``), one per event:
   is drop, else ``allowed`` (Suricata saw the traffic pass); counters toserver -> out,
   toclient -> in.
 - ``netflow`` (one direction of a flow): ts/ts_end from ``netflow.start``/``end``, ``pkts``/
-  ``bytes`` -> out; action ``allowed``.
+  ``bytes`` -> out; action ``allowed``. Suricata logs a flow as one ``netflow`` record per
+  direction (``output-json-netflow.c``) and, when the ``flow`` type is enabled too, as one
+  bidirectional ``flow`` event with the same ``flow_id``: a ``netflow`` record whose ``flow_id``
+  has a ``flow`` event in the file is skipped ("netflow record of a flow logged as a flow event"),
+  so the flow counts once, as its ``flow`` event. Which flow ids have one is found by a scan of
+  the file's bytes for ``"event_type":"flow"`` lines, done once and only when the file has a
+  ``netflow`` event (both readers use it, so they agree).
 - ``dns``, ``tls``, ``http``, ``quic``, ``http2``: no row; their name (first one seen per
   ``flow_id``: DNS query, TLS SNI, HTTP hostname) fills ``dst_domain`` of the rows of the same
   flow in this file; counted as skipped ("<type> event used for enrichment"). Alerts carrying
@@ -54,9 +60,11 @@ goes through the per-line reader, so rows, notes and rejects are those it gives 
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -65,6 +73,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from ..keep import line_hashes
 from ..schema import NETWORK_EVENTS
 from ..sources import Source
@@ -125,6 +134,7 @@ EVENT_TYPES = frozenset(
     }
 )
 ENRICHING = frozenset({"dns", "tls", "http", "http2", "quic"})
+TWIN = "netflow record of a flow logged as a flow event (counted once, as the flow)"
 TRAFFIC = ("alert", "drop", "flow", "netflow")
 ALERT_ACTIONS = {"allowed": "alerted", "blocked": "denied"}
 
@@ -164,6 +174,8 @@ class Reader:
     def __init__(self, load: FileLoad) -> None:
         self.load = load
         self.domains = FirstByLine()
+        self._flow_events: frozenset[str] | None = None
+        self._flow_array = pa.array([], TEXT)
         self.columns = Columns(
             schema=SCHEMA,
             check=self._check,
@@ -196,6 +208,9 @@ class Reader:
         if event_type not in TRAFFIC:
             load.skip(f"{event_type} event (not traffic)")
             return
+        if event_type == "netflow" and flow_key in self.flow_events():
+            load.skip(TWIN)
+            return
         try:
             row = _convert(event_type, record, load.options)
         except fields.RowError as exc:
@@ -206,6 +221,19 @@ class Reader:
         if flow_key and domain:
             self.domains.offer(flow_key, line, domain)
         load.emit(row, line)
+
+    def flow_events(self) -> frozenset[str]:
+        """The flow keys of the file's ``flow`` events (scanned when first asked for)."""
+        if self._flow_events is None:
+            self._flow_events = frozenset(flow_event_keys(self.load.source))
+            self._flow_array = pa.array(sorted(self._flow_events), TEXT)
+        return self._flow_events
+
+    def _twins(self, keys: pa.Array, netflow: np.ndarray) -> np.ndarray:
+        """The netflow rows whose flow has a ``flow`` event in the file."""
+        if not netflow.any() or not self.flow_events():
+            return np.zeros(len(netflow), dtype=bool)
+        return netflow & _np(pc.is_in(keys, value_set=self._flow_array))
 
     def result(self) -> LoadResult:
         """The load's result, rows without a name given the first one their flow's events named."""
@@ -234,11 +262,14 @@ class Reader:
         said = pc.or_(pc.is_valid(col["alert.action"]), pc.is_valid(col["alert.signature_id"]))
         good &= _np(said) | ~kinds.alert  # an empty alert object is rejected (ambiguous: per line)
         given, flow_src, flow_dst = _orientation(col, good, pointed)
-        ok &= good | ~traffic
-        skip = mapped(event_type, _skip_reason)
-        ok &= traffic | _np(pc.is_valid(skip))  # no type: the per-line reader rejects
         keys, names = _flow_keys(col["flow_id"]), _domains(col)
-        self.domains.offer_many(keys, lines, names, ok & (traffic | kinds.enriching))
+        twin = self._twins(keys, kinds.netflow)  # skipped before their values are read
+        ok &= good | ~traffic | twin
+        skip = mapped(event_type, _skip_reason)
+        if twin.any():
+            skip = pc.if_else(pa.array(twin), TWIN, skip)
+        ok &= traffic | _np(pc.is_valid(skip))  # no type: the per-line reader rejects
+        self.domains.offer_many(keys, lines, names, ok & (traffic | kinds.enriching) & ~twin)
         verdict = _verdicts(col, kinds)
         values = {
             **{k: col[k] for k in _PASSED},
@@ -421,6 +452,56 @@ def _convert(event_type: str, record: dict[str, Any], options: LoadOptions) -> d
         "host_hint": fields.text(record.get("in_iface")),
         "ts_note": "; ".join(notes) or None,
     }
+
+
+_FLOW_EVENT = re.compile(rb'"event_type"\s*:\s*"flow"')
+_FLOW_ID = re.compile(rb'"flow_id"\s*:\s*(?:([0-9]+)|"\s*([0-9]+)\s*")\s*[,}]')
+_SCAN_BYTES = 8 << 20
+
+
+def flow_event_keys(source: Source) -> set[str]:
+    """``suricata:<flow_id>`` of every line of ``source`` that is a ``flow`` event, by a scan of
+    its bytes (no JSON parse): a line holding ``"event_type":"flow"`` and a decimal ``flow_id``.
+    Lines longer than ``--max-line-bytes`` are left out; a read error ends the scan (the reader
+    meets it in its turn)."""
+    cap = source.limits.max_line_bytes
+    keys: set[str] = set()
+    try:
+        with source.open() as stream:
+            for block in _whole_lines(stream, cap):
+                for match in _FLOW_EVENT.finditer(block):
+                    start = block.rfind(b"\n", 0, match.start()) + 1
+                    end = block.find(b"\n", match.end())
+                    end = len(block) if end < 0 else end
+                    if end - start > cap:
+                        continue
+                    found = _FLOW_ID.search(block, start, end)
+                    if found:
+                        keys.add(f"suricata:{int(found.group(1) or found.group(2))}")
+    except (OSError, EOFError, pa.ArrowException, InputError):
+        pass
+    return keys
+
+
+def _whole_lines(stream: io.BufferedReader, cap: int) -> Iterator[bytes]:
+    """Blocks of whole lines read from ``stream`` (a line longer than ``cap`` may be dropped)."""
+    rest = b""
+    dropping = False  # inside a line already longer than cap: skip to its end
+    while block := stream.read(_SCAN_BYTES):
+        if dropping:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            block, dropping = block[end + 1 :], False
+        data = rest + block
+        cut = data.rfind(b"\n") + 1
+        done, rest = data[:cut], data[cut:]
+        if len(rest) > cap:
+            rest, dropping = b"", True
+        if done:
+            yield done
+    if rest and not dropping:
+        yield rest
 
 
 def _app(app: str | None) -> str | None:
