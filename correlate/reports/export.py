@@ -18,12 +18,14 @@ as its firewall logged it minus the clock offset applied, ``clock_offset_s``), w
 the attribution used; the logged time is kept beside it (``metadata.original_time``,
 ``logged_time``).
 
-CSV cells are made safe for spreadsheets: a text cell that starts with ``=``, ``+``, ``-``,
-``@``, a tab or a carriage return gets a leading apostrophe (``'``) so that no spreadsheet reads
-it as a formula; numbers are written as numbers. JSON is written ASCII-only (every other
-character as a ``\\u`` escape), so control characters and bidi overrides cannot act in a terminal
-or an editor. Every file is written to a temporary name and renamed; the same case and flags give
-the same bytes.
+CSV text cells are inert in a terminal and in a spreadsheet (``textsafe.csv_text``): control
+characters, escape sequences and bidi overrides are shown escaped as on the terminal (``\\x1b``,
+``\\u202e``), and a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+(or their fullwidth forms, U+FF1D...) gets a leading apostrophe (``'``) so that no spreadsheet
+reads it as a formula; numbers are written as numbers. JSON is written ASCII-only (every other
+character, and DEL, as a ``\\u`` escape), so control characters and bidi overrides cannot act in
+a terminal or an editor. Every file is written to a temporary name and renamed; the same case and
+flags give the same bytes.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ..atomic import atomic_path
 from ..pipeline import Result
 from ..query import format_time
 from ..schema import plain_rows
-from ..textsafe import inert
+from ..textsafe import FORMULA_PREFIXES, csv_text, inert, inert_json
 from .parquet import (
     ASSOCIATION_SCHEMA,
     attribution_rows,
@@ -56,7 +58,6 @@ from .parquet import (
 )
 
 FORMATS = ("parquet", "csv", "jsonl", "ocsf", "timesketch")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 LIST_DELIMITER = "; "
 """How a CSV cell joins the values of a list column (``labels``, ``actions``, ``reasons``)."""
 OCSF_VERSION = "1.4.0"
@@ -73,8 +74,9 @@ CLOCK_NOTE = (
 
 
 def csv_cell(text: str) -> str:
-    """A text cell a spreadsheet will not evaluate: formula-like starts get a leading ``'``."""
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    """A text cell inert in a terminal and a spreadsheet (``textsafe.csv_text``): controls and
+    bidi shown escaped, formula-like starts (fullwidth too) behind a leading ``'``."""
+    return csv_text(text)
 
 
 def _value(value: Any, kind: pa.DataType, zone: tzinfo) -> Any:
@@ -96,11 +98,14 @@ def table_records(table: pa.Table, zone: tzinfo = UTC) -> list[dict[str, Any]]:
 
 
 def table_csv(table: pa.Table, zone: tzinfo = UTC, *, terminal: bool = False) -> str:
-    """``table`` as CSV (header, ``\\n`` line ends); text cells neutralised for spreadsheets.
+    """``table`` as CSV (header, ``\\n`` line ends); every text cell is ``csv_cell``: inert for a
+    terminal (wherever the CSV goes: a file or a pipe reaches one through ``cat``) and for a
+    spreadsheet.
 
-    A list cell joins its values with ``LIST_DELIMITER``. With ``terminal`` (CSV printed to an
-    interactive terminal) control characters are shown escaped, as in the tables.
+    A list cell joins its values with ``LIST_DELIMITER``. ``terminal`` is accepted for callers
+    that tell an interactive terminal apart; the cells are the same either way.
     """
+    del terminal
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.column_names)
@@ -114,7 +119,7 @@ def table_csv(table: pa.Table, zone: tzinfo = UTC, *, terminal: bool = False) ->
             if plain is None:
                 cells.append("")
             elif isinstance(plain, str):
-                cells.append(csv_cell(inert(plain) if terminal else plain))
+                cells.append(csv_cell(plain))
             elif isinstance(plain, bool):
                 cells.append("true" if plain else "false")
             else:
@@ -124,13 +129,13 @@ def table_csv(table: pa.Table, zone: tzinfo = UTC, *, terminal: bool = False) ->
 
 
 def _json_line(record: Any) -> str:
-    return json.dumps(record, ensure_ascii=True, sort_keys=True, separators=(",", ":")) + "\n"
+    return inert_json(record, ascii_only=True, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def table_jsonl(table: pa.Table, zone: tzinfo = UTC) -> str:
     """``table`` as JSON lines, one object per row in column order (times ISO 8601 in ``zone``)."""
     return "".join(
-        json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
+        inert_json(record, ascii_only=True, separators=(",", ":")) + "\n"
         for record in table_records(table, zone)
     )
 
