@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import json
 import random
 import shutil
@@ -258,19 +259,20 @@ def test_ingests_in_several_batches_write_the_bytes_of_one(
 def test_a_file_given_up_midway_takes_its_spilled_rows_with_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A file found by walking a directory that hits --max-line-bytes after rows were spilled is
+    """A file found by walking a directory that hits --max-expansion after rows were spilled is
     skipped: none of its rows stay in the case."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(blocks, "CHUNK_BYTES", 4096)  # the loader spills before it meets the line
+    monkeypatch.setattr(blocks, "CHUNK_BYTES", 4096)  # the loader spills before it meets the limit
     logs = generated_inputs(scratch("gen") / "logs", seed=3, rows=200)
     rng = random.Random(5)
-    lines = [_cfw_line(rng, n + 1) for n in range(100)] + ["{" + "x" * 3000 + "}"]
-    (logs / "cfw_long.jsonl").write_text("\n".join(lines) + "\n")
-    options = RunOptions(limits=Limits(max_line_bytes=2048))
+    lines = [_cfw_line(rng, n + 1) for n in range(100)]
+    body = ("\n".join(lines) + "\n").encode() + b"\n" * (8 << 20)  # then a flood of newlines
+    (logs / "cfw_long.jsonl.gz").write_bytes(gzip.compress(body))
+    options = RunOptions(limits=Limits(max_expansion=20, expansion_floor=2 << 20))
     streamed, reference = both_ways(monkeypatch, [[str(logs)]], options)
     assert files(streamed) == files(reference)
     skipped = [i for i in json.loads((streamed / "manifest.json").read_text())["inputs"]]
-    assert any(i["path"].endswith("cfw_long.jsonl") and i.get("skipped_reason") for i in skipped)
+    assert any(i["path"].endswith("cfw_long.jsonl.gz") and i.get("skipped_reason") for i in skipped)
     assert SpyRuns.made[0].discarded > 0
 
 
