@@ -214,7 +214,7 @@ def test_a_prefix_map_option_still_replaces_the_rule_tag_convention():
 
 # --- 8. an eve.json of engine (or stats) events only ---------------------------------------------
 
-ENGINE_ONLY = DATA / "suricata_eve" / "engine_events_only.json.log"
+ENGINE_ONLY = DATA / "suricata_eve" / "suricata_engine_events_only.json.log"
 
 
 @pytest.mark.parametrize("explicit", [True, False], ids=["named", "walked"])
@@ -242,7 +242,7 @@ def test_an_eve_file_of_stats_events_only_loads_no_rows(tmp_path):
 
 # --- 7. Suricata flow and netflow records of one flow count once ---------------------------------
 
-TWINS = DATA / "suricata_eve" / "flow_and_netflow_of_one_flow.json.log"
+TWINS = DATA / "suricata_eve" / "suricata_flow_and_netflow_twins.json.log"
 TWIN = "netflow record of a flow logged as a flow event (counted once, as the flow)"
 
 
