@@ -649,6 +649,24 @@ def _errors_as_exit_codes(err: Console) -> Iterator[None]:
     except CorrelateError as exc:
         err.print(f"error: {inert(exc)}", markup=False)
         sys.exit(EXIT_DATA)
+    except (OSError, MemoryError) as exc:
+        err.print(f"error: {inert(os_condition(exc))}", markup=False)
+        sys.exit(EXIT_DATA)
+
+
+def os_condition(exc: BaseException) -> str:
+    """An ordinary condition of the machine (disk full, read-only output, permission denied, a
+    file too large, out of memory) in one sentence: not a bug in correlate."""
+    if isinstance(exc, MemoryError):
+        return (
+            "out of memory; keep fewer allowed events (--anchors), use a case (correlate "
+            "ingest) or --engine dask"
+        )
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else ""
+        what = exc.strerror or type(exc).__name__
+        return f"{where}: {what}" if where else str(what)
+    return str(exc)
 
 
 ANNOUNCED_FILES = 12
@@ -1050,10 +1068,22 @@ def main() -> None:
     (exit code 1) unless CORRELATE_DEBUG=1 asks for the traceback.
     """
     try:
-        cli.main(standalone_mode=True)
-    except KeyboardInterrupt:
+        code = cli.main(standalone_mode=False)  # --help, --version: click returns their code
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         make_console(stderr=True).print("interrupted", markup=False)
         sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (OSError, MemoryError) as exc:
+        make_console(stderr=True, soft_wrap=True).print(
+            f"error: {inert(os_condition(exc), 300)}", markup=False
+        )
+        sys.exit(EXIT_DATA)
     except Exception as exc:
         if os.environ.get("CORRELATE_DEBUG") == "1":
             raise
