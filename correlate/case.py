@@ -596,11 +596,13 @@ def _ingest_locked(
     sources = [
         s
         for s in expand_paths(paths, options.limits)
-        if not s.path.resolve().is_relative_to(case_root)
+        if s.problem is not None or not s.path.resolve().is_relative_to(case_root)
     ]
     inventory_sources = expand_paths(inventories, options.limits) if inventories else []
-    inventory_paths = {s.path.resolve() for s in inventory_sources}
-    sources = [s for s in sources if s.path.resolve() not in inventory_paths]
+    inventory_paths = {s.path.resolve() for s in inventory_sources if s.problem is None}
+    sources = [
+        s for s in sources if s.problem is not None or s.path.resolve() not in inventory_paths
+    ]
     jobs = [(s, forced_format(s, options.formats)) for s in sources] + [
         (s, "inventory") for s in inventory_sources
     ]
@@ -779,6 +781,8 @@ def _load(
     if progress:
         progress("", len(jobs), len(jobs))
     for record, (source, _, _) in zip(inputs, jobs, strict=True):
+        if source.problem is not None:
+            continue
         reader = context.get(str(source.path.resolve()))
         if record.format is None and reader is not None:
             record.skipped_reason = f"read as context by {reader}"
