@@ -307,3 +307,104 @@ def test_the_flow_event_scan_reads_real_spellings(tmp_path):
         '{"timestamp":"2025-12-02T06:00:00Z","flow_id":90,"event_type":"flowbits"}\n'
     )
     assert flow_event_keys(Source(path, "eve.json")) == {"suricata:12", "suricata:34"}
+
+
+# --- 19. IPv4-mapped IPv6 addresses are stored in their IPv4 form, noted -------------------------
+
+MAPPED_ZEEK = DATA / "zeek_conn" / "zeek_ipv4_mapped_addresses.json.log"
+MAPPED_EVE = DATA / "suricata_eve" / "suricata_ipv4_mapped_addresses.json.log"
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs" / "rome_incident"
+
+
+@pytest.mark.parametrize(
+    ("text", "stored", "mapped"),
+    [
+        ("::ffff:192.168.10.13", "192.168.10.13", True),
+        ("::FFFF:192.168.10.13", "192.168.10.13", True),
+        ("0:0:0:0:0:ffff:c0a8:0a0d", "192.168.10.13", True),
+        (" ::ffff:c0a8:a0d ", "192.168.10.13", True),
+        ("::192.168.10.13", "::c0a8:a0d", False),  # IPv4-compatible (deprecated): not mapped
+        ("64:ff9b::cb00:7109", "64:ff9b::cb00:7109", False),  # NAT64: another host
+        ("192.168.10.13", "192.168.10.13", False),
+        ("2001:DB8::13", "2001:db8::13", False),
+    ],
+)
+def test_the_shared_normaliser_stores_ipv4_mapped_addresses_as_ipv4(text, stored, mapped):
+    from correlate.loaders import columnar, fields
+
+    assert fields.ip(text, "src_ip") == stored
+    assert fields.is_ipv4_mapped(text) is mapped
+    note = "src_ip: IPv4-mapped IPv6 address stored as IPv4"
+    assert fields.ip_note(text, "src_ip") == (note if mapped else None)
+    # column-wise paths leave a mapped address to the per-line reader, which writes the note
+    assert (columnar.ip_or_bad(text) is columnar.BAD) is mapped
+
+
+def test_zeek_stores_mapped_addresses_as_ipv4_with_a_note_on_the_row():
+    result = REGISTRY["zeek_conn"].read(source(MAPPED_ZEEK), LoadOptions())
+    assert result.rejects == [] and result.stats.loaded == 5
+    got = [(r["src_ip"], r["dst_ip"], r["ts_note"]) for r in rows(result.table)]
+    orig, resp = (
+        f"{k}: IPv4-mapped IPv6 address stored as IPv4" for k in ("id.orig_h", "id.resp_h")
+    )
+    assert got == [
+        ("192.168.10.13", "203.0.113.7", orig),
+        ("192.168.10.17", "141.94.96.144", f"{orig}; {resp}"),
+        ("192.168.10.22", "100.100.100.200", None),
+        ("2001:db8:10::13", "64:ff9b::cb00:7109", None),
+        ("192.168.10.13", "198.51.100.23", orig),
+    ]
+    assert result.stats.notes == {orig: 2, f"{orig}; {resp}": 1}  # counted per row's note
+    slow = REGISTRY["zeek_conn"].read(source(MAPPED_ZEEK), LoadOptions(), fast=False)
+    assert result.table.equals(slow.table) and result.stats == slow.stats
+
+
+def test_suricata_stores_mapped_addresses_as_ipv4_with_a_note_on_the_row():
+    from loader_helpers import same
+
+    result = REGISTRY["suricata_eve"].read(source(MAPPED_EVE), LoadOptions())
+    got = [(r["src_ip"], r["dst_ip"], r["action"], r["ts_note"]) for r in rows(result.table)]
+    src, dst = (f"{k}: IPv4-mapped IPv6 address stored as IPv4" for k in ("src_ip", "dest_ip"))
+    assert got == [
+        ("192.168.10.13", "203.0.113.7", "denied", src),
+        ("192.168.10.17", "141.94.96.144", "allowed", f"{src}; {dst}"),
+        ("192.168.10.22", "192.0.2.53", "allowed", None),
+    ]
+    same(result, eve_reference(MAPPED_EVE, LoadOptions()))
+
+
+def test_iptables_stores_mapped_addresses_as_ipv4_with_a_note_on_the_row(tmp_path):
+    path = tmp_path / "kern.log"
+    path.write_text(
+        "2025-12-02T06:05:21.000000+00:00 gw kernel: [LAN_IN-2000-D]IN=eth1 OUT=eth0 "
+        "SRC=::ffff:192.168.10.13 DST=203.0.113.7 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF "
+        "PROTO=TCP SPT=51522 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0\n"
+    )
+    [row] = rows(REGISTRY["iptables"].read(Source(path, "kern.log"), LoadOptions()).table)
+    assert (row["src_ip"], row["action"]) == ("192.168.10.13", "denied")
+    assert row["ts_note"] == "SRC: IPv4-mapped IPv6 address stored as IPv4"
+
+
+def test_a_firewall_log_writing_the_sandbox_ipv4_mapped_still_attributes_the_tunnel(tmp_path):
+    """The issue's case: the sample's CFW log with 192.168.10.13 written ::ffff:192.168.10.13
+    (column-wise path) gives the same high-confidence finding for the reverse tunnel."""
+    import shutil
+
+    from correlate.pipeline import analyse, load_inputs
+
+    for part in ("firewall", "traces"):
+        shutil.copytree(SAMPLE / part, tmp_path / part)
+    shutil.copy(SAMPLE / "inventory.csv", tmp_path / "inventory.csv")
+    cfw = tmp_path / "firewall" / "cfw_internet_log.jsonl"
+    text = cfw.read_text()
+    assert text.count('"192.168.10.13"')
+    cfw.write_text(text.replace('"192.168.10.13"', '"::ffff:192.168.10.13"'))
+    options = RunOptions()
+    findings = analyse(load_inputs([str(tmp_path)], options), options).findings.to_pylist()
+    [tunnel] = [f for f in findings if (f["dst_ip"], f["dst_port"]) == ("203.0.113.7", 22)]
+    assert (tunnel["src_ip"], tunnel["identity"], tunnel["confidence"]) == (
+        "192.168.10.13",
+        "mapped",
+        "high",
+    )
+    assert tunnel["call_id"] is not None

@@ -291,7 +291,11 @@ def epoch_seconds(values: pa.Array, ok: np.ndarray, *, blank_ok: bool = False) -
 
 
 def ip_or_bad(value: str | None) -> Any:
-    """``fields.ip``, with ``BAD`` for what it refuses."""
+    """``fields.ip``, with ``BAD`` for what it refuses and for an IPv4-mapped IPv6 address: that
+    row goes to the per-line reader, which stores the IPv4 form with its note (``fields.ip_note``),
+    so the column-wise path never has to write notes for it."""
+    if fields.is_ipv4_mapped(value):
+        return BAD
     try:
         return fields.ip(value, "address")
     except fields.RowError:

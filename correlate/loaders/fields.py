@@ -119,15 +119,35 @@ def counter(value: Any, name: str) -> int | None:
 
 @lru_cache(maxsize=1 << 16)
 def _canonical_ip(text: str) -> str | None:
-    """Canonical form of an address text, None when it is none (memoised: logs repeat a few)."""
+    """Canonical form of an address text, None when it is none (memoised: logs repeat a few).
+    An IPv4-mapped IPv6 address (``::ffff:192.168.10.13``, RFC 4291 2.5.5.2: how a dual-stack
+    socket reports an IPv4 peer) is the IPv4 host it names, so it is given in its IPv4 form."""
     try:
-        return str(ipaddress.ip_address(text.strip()))
+        address = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+@lru_cache(maxsize=1 << 12)
+def _ipv4_mapped(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return False
+    return isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None
+
+
+def is_ipv4_mapped(value: Any) -> bool:
+    """Whether ``value`` is written as an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``)."""
+    return isinstance(value, str) and ":" in value and _ipv4_mapped(value)
 
 
 def ip(value: Any, name: str, *, required: bool = False) -> str | None:
-    """An IPv4/IPv6 address in canonical text form (IPv6 compressed, lower case)."""
+    """An IPv4/IPv6 address in canonical text form (IPv6 compressed, lower case; an IPv4-mapped
+    IPv6 address in its IPv4 form: ``ip_note`` says so on the row)."""
     if is_blank(value):
         if required:
             raise RowError(f"{name} is missing")
@@ -136,6 +156,14 @@ def ip(value: Any, name: str, *, required: bool = False) -> str | None:
     if canonical is None:
         raise RowError(f"{name} is not an IP address: {value!r}")
     return canonical
+
+
+def ip_note(value: Any, name: str) -> str | None:
+    """The row note for an address field ``name`` written IPv4-mapped, which ``ip`` stores in
+    its IPv4 form (one text per field, so the load summary counts them); None otherwise."""
+    if is_ipv4_mapped(value):
+        return f"{name}: IPv4-mapped IPv6 address stored as IPv4"
+    return None
 
 
 def protocol(value: Any) -> str | None:

@@ -298,7 +298,12 @@ def _event(
         "packets_in": 1 if inbound else None,
         "observer": envelope.observer,
         "host_hint": " ".join(hint) or None,
-        "ts_note": envelope.note,
+        "ts_note": "; ".join(
+            n
+            for n in (envelope.note, *(fields.ip_note(packet.get(k), k) for k in ("SRC", "DST")))
+            if n
+        )
+        or None,
     }
 
 

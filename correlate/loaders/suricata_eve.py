@@ -428,6 +428,7 @@ def _convert(event_type: str, record: dict[str, Any], options: LoadOptions) -> d
             src, dst, src_port, dst_port = dst, src, dst_port, src_port
     app = fields.text(record.get("app_proto"))
     sensor = fields.text(record.get("host"))
+    notes += [n for n in (fields.ip_note(record.get(k), k) for k in ("src_ip", "dest_ip")) if n]
     return {
         "ts": ts,
         "ts_end": ts_end,

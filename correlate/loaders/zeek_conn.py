@@ -1465,6 +1465,9 @@ def _convert(
     action = "unknown"
     if unanswered_denied and protocol == "tcp" and state in UNANSWERED_STATES:
         action = "denied"
+    notes += [
+        n for n in (fields.ip_note(record.get(k), k) for k in ("id.orig_h", "id.resp_h")) if n
+    ]
     return {
         "ts": ts,
         "ts_end": ts_end,
