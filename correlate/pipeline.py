@@ -29,6 +29,7 @@ from .loaders import LoadOptions, LoadResult, LoadStats, detect, mismatch
 from .loaders.base import read_counting_long_lines
 from .policy import ViolationPolicy, select_violations
 from .same_calls import merge_same_calls
+from .same_events import merge_same_events
 from .schema import (
     ATTRIBUTIONS,
     CANDIDATES,
@@ -135,6 +136,8 @@ class Loaded:
     """Per network format whose allowed events were sampled, the sample's hash bound."""
     merged_calls: int = 0
     """Copies of calls recorded by several agent logs, merged into one row (``same_calls``)."""
+    merged_events: int = 0
+    """Copies of network records (every field the same but the place) kept once (``same_events``)."""
 
 
 @dataclass
@@ -184,6 +187,11 @@ class Result:
                 **(
                     {"tool_call_copies_merged": self.loaded.merged_calls}
                     if self.loaded.merged_calls
+                    else {}
+                ),
+                **(
+                    {"network_event_copies_merged": self.loaded.merged_events}
+                    if self.loaded.merged_events
                     else {}
                 ),
             },
@@ -592,12 +600,14 @@ class Prepared:
 
 
 def prepare(loaded: Loaded, options: RunOptions) -> Prepared:
-    """Calls recorded twice merged, identity, offsets, violations and conversations: ``analyse``
-    up to the join."""
+    """Calls and network records recorded twice merged, identity, offsets, violations and
+    conversations: ``analyse`` up to the join."""
     if not loaded.merged_calls:
         calls, merged = merge_same_calls(loaded.calls)
         if merged:
             loaded = replace(loaded, calls=calls, merged_calls=merged)
+    if not loaded.merged_events:
+        loaded = merge_same_events(loaded)
     identity = build_identity([loaded.hosts], loaded.calls, grace_ns=options.lease_grace_ns)
     estimates = estimate_offsets(loaded.events, loaded.calls, identity)
     applied = choose_offsets(estimates) if options.offset_auto else {}
