@@ -245,8 +245,10 @@ def plan_inputs(
     """Every file under ``paths`` with its forced format, then the inventory files."""
     sources = expand_paths(paths, options.limits)
     inventory_sources = expand_paths(inventories, options.limits) if inventories else []
-    inventory_paths = {s.path.resolve() for s in inventory_sources}
-    sources = [s for s in sources if s.path.resolve() not in inventory_paths]
+    inventory_paths = {s.path.resolve() for s in inventory_sources if s.problem is None}
+    sources = [
+        s for s in sources if s.problem is not None or s.path.resolve() not in inventory_paths
+    ]
     jobs: list[Job] = [(s, forced_format(s, options.formats)) for s in sources]
     jobs += [(s, "inventory") for s in inventory_sources]
     if not jobs:
@@ -313,6 +315,8 @@ class Gathered:
     def loaded(self) -> Loaded:
         """Everything gathered, as ``load_inputs`` returns it."""
         for record, source in zip(self.inputs, self.sources, strict=True):
+            if source.problem is not None:
+                continue
             reader = self.context.get(str(source.path.resolve()))
             if record.format is None and reader is not None:
                 record.skipped_reason = f"read as context by {reader}"
@@ -384,6 +388,9 @@ def load_file(
     or hits a limit is listed as skipped with the reason, so the rest can still be read.
     """
     must_load = source.explicit or forced is not None
+    if source.problem is not None:  # found by walking; never opened
+        record.skipped_reason = source.problem
+        return None
     try:
         detection = detect(source, forced, check=False)  # a forced format is used even at score 0
     except UnknownFormat as exc:

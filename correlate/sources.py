@@ -7,9 +7,11 @@ Dask engine hands each worker of a big file) and may name its file by an fsspec 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -202,6 +204,9 @@ class Source:
     """Number of the first line read (the file's line number at ``start``)."""
     url: str | None = None
     """An fsspec URL to read instead of ``path`` (``path`` then holds the URL's path part)."""
+    problem: str | None = None
+    """Why this entry found by walking a directory cannot be read (a FIFO, a device, a symbolic
+    link loop, no permission): it is listed as skipped with this reason, never opened."""
     oversize: list[LongLine] = field(default_factory=list, compare=False, repr=False)
     """Lines longer than ``max_line_bytes`` met while reading (skipped; ``loaders.base``
     counts each as a rejected row)."""
@@ -278,6 +283,8 @@ class Source:
 
     def size(self) -> int:
         """The file's size on disk (the whole file's, for a byte range)."""
+        if self.problem is not None:
+            return 0
         if self.url is None:
             return self.path.stat().st_size
         fs, path = _fsspec(self.url)
@@ -286,6 +293,8 @@ class Source:
     def sha256(self) -> str:
         """SHA-256 of the file as it is on disk (compressed bytes when compressed; the whole
         file, for a byte range)."""
+        if self.problem is not None:
+            return ""
         digest = hashlib.sha256()
         with self._file() as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -346,17 +355,7 @@ def expand_paths(
         if not path.exists():
             raise InputError(f"{given}: no such file or directory")
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if name.startswith("."):
-                        continue
-                    child = Path(root) / name
-                    if child.is_file():
-                        found.setdefault(
-                            child.resolve(),
-                            Source(child, str(child), explicit=False, limits=limits),
-                        )
+            _walk(path, limits, found)
         elif path.is_file():
             resolved = path.resolve()
             previous = found.get(resolved)
@@ -365,6 +364,66 @@ def expand_paths(
         else:
             raise InputError(f"{given}: not a regular file or directory")
     return sorted(found.values(), key=lambda s: s.display)
+
+
+def _walk(top: Path, limits: Limits, found: dict[object, Source]) -> None:
+    """Every non-hidden entry under ``top``: regular files as sources, and anything that cannot
+    be read (an unreadable directory, a FIFO, a device, a socket, a broken or looping symbolic
+    link, a file without read permission) as a source with its ``problem``, to be listed as
+    skipped. Never opens anything, so a FIFO cannot block the walk; symbolic links to
+    directories are not followed (listed instead), so a loop cannot either."""
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else top
+        found.setdefault(
+            ("problem", str(where)),
+            Source(
+                where,
+                str(where),
+                explicit=False,
+                limits=limits,
+                problem=f"directory not read: {error.strerror or error}",
+            ),
+        )
+
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        here = Path(root)
+        linked = [d for d in dirs if (here / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in linked)
+        for name in sorted([*files, *linked]):
+            if name.startswith("."):
+                continue
+            child = here / name
+            problem = _unreadable_entry(child)
+            key: object = ("problem", str(child)) if problem else child.resolve()
+            found.setdefault(
+                key, Source(child, str(child), explicit=False, limits=limits, problem=problem)
+            )
+
+
+def _unreadable_entry(path: Path) -> str | None:
+    """Why ``path`` (found by walking) is not read, or None for a readable regular file."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if path.is_symlink():
+            return "a broken symbolic link"
+        return f"cannot be examined: {exc.strerror or exc}"
+    if stat.S_ISDIR(info.st_mode):
+        return "a symbolic link to a directory, not followed (name it to read it)"
+    if stat.S_ISFIFO(info.st_mode):
+        return "a FIFO (named pipe), not read"
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        return "a device, not read"
+    if stat.S_ISSOCK(info.st_mode):
+        return "a socket, not read"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
 
 
 def _expand_url(given: str, limits: Limits, found: dict[object, Source]) -> None:
