@@ -398,6 +398,11 @@ def load_file(
             raise
         record.skipped_reason = str(exc).removeprefix(f"{source.display}: ").split(";")[0]
         return None
+    except InputError as exc:  # its head cannot be read (a truncated .gz, an I/O error)
+        if must_load or options.load.strict:
+            raise
+        record.skipped_reason = _reason_without_path(str(exc), source.display)
+        return None
     record.format, record.kind = detection.name, detection.loader.kind
     record.score, record.forced = detection.score, detection.forced
     doubted = detection.forced and detection.score <= 0

@@ -77,3 +77,15 @@ def test_unreadable_files_and_directories_are_listed_not_dropped(
     problems = {s.display: s.problem for s in expand_paths([tree]) if s.problem}
     assert problems[str(secret)] == "permission denied"
     assert problems[str(locked)] == "directory not read: Permission denied"
+
+
+def test_a_truncated_gzip_found_by_walking_is_skipped_not_fatal(tree: Path) -> None:
+    import gzip
+
+    data = gzip.compress((SAMPLE / "firewall" / "cfw_internet_log.jsonl").read_bytes())
+    (tree / "firewall" / "extra.jsonl.gz").write_bytes(data[:20_000])
+    result = CliRunner().invoke(cli, ["run", "-v", str(tree)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "extra.jsonl.gz: skipped, cannot read" in result.stderr
+    named = CliRunner().invoke(cli, ["run", str(tree / "firewall" / "extra.jsonl.gz"), str(tree)])
+    assert named.exit_code == 1 and "Truncated" in named.stderr
