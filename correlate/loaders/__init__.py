@@ -136,17 +136,49 @@ def detect(source: Source, forced: str | None = None, *, check: bool = True) -> 
         if score <= 0 and check:
             raise FormatMismatch(mismatch(source, loader))
         return Detection(loader, score, forced=True)
-    scores = sorted(
-        ((float(module.sniff(head, source.name)), name) for name, module in REGISTRY.items()),
-        key=lambda pair: (-pair[0], pair[1]),
-    )
-    best_score, best_name = scores[0]
+    best_score, best_name = _best(head, source.name)
+    if best_score < MIN_SCORE:
+        # One damaged line (a NUL, invalid UTF-8: the agent under investigation writes log
+        # text) must not hide its file: judge by the head's other lines, and let the loader
+        # reject the damaged ones with their path:line.
+        clean = _readable_lines(head)
+        if clean is not None:
+            best_score, best_name = _best(clean, source.name)
     if best_score < MIN_SCORE:
         raise UnknownFormat(
-            f"{source.display}: not a known log format; use --format NAME to force one "
+            f"{source.display}: not a known log format; use --input-format NAME to force one "
             f"(known: {', '.join(sorted(REGISTRY))})"
         )
     return Detection(REGISTRY[best_name], best_score, forced=False)
+
+
+def _best(head: bytes, name: str) -> tuple[float, str]:
+    """The best sniff score for a head, and its loader's name (ties: by name)."""
+    scores = sorted(
+        ((float(module.sniff(head, name)), key) for key, module in REGISTRY.items()),
+        key=lambda pair: (-pair[0], pair[1]),
+    )
+    return scores[0]
+
+
+def _readable_lines(head: bytes) -> bytes | None:
+    """The head without its lines holding a NUL or invalid UTF-8 (None when there are none
+    to drop, or nothing readable is left): what the file looks like past a damaged line."""
+    lines = head.split(b"\n")
+    if len(lines) > 1:
+        lines = lines[:-1]  # the head's last line may be cut short
+    kept = [line for line in lines if b"\x00" not in line and _utf8(line)]
+    if len(kept) == len(lines) or not b"".join(kept).strip():
+        return None
+    return b"\n".join(kept) + b"\n"
+
+
+def _utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def mismatch(source: Source, loader: ModuleType, why: str | None = None) -> str:
@@ -154,5 +186,5 @@ def mismatch(source: Source, loader: ModuleType, why: str | None = None) -> str:
     that could not read it either)."""
     text = f"{source.display}: does not look like {loader.name} ({loader.description})"
     if why is None:
-        return text + "; check --format or leave it out to detect the format"
+        return text + "; check --input-format or leave it out to detect the format"
     return f"{text}, and reading it as {loader.name} failed: {why}"
