@@ -599,6 +599,16 @@ def _case_defaults(
 ENGINES = ("local", "dask")
 
 
+def _engine_args(analysis: dict[str, Any]) -> dict[str, Any]:
+    """Where the command runs and whether it answers from a damaged case: popped from the
+    analysis flags for ``_load_and_analyse``."""
+    return {
+        "engine": analysis.pop("engine"),
+        "scheduler": analysis.pop("scheduler"),
+        "ignore_integrity": analysis.pop("ignore_integrity"),
+    }
+
+
 def integrity_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """--ignore-integrity for commands that take PATHS or a CASE (run, offset, stats)."""
     return click.option(
@@ -854,11 +864,7 @@ def run_command(
     if legacy:
         analysis["legacy_formats"] = legacy
     _legacy_input_formats(analysis, quiet)
-    engine = {
-        "engine": analysis.pop("engine"),
-        "scheduler": analysis.pop("scheduler"),
-        "ignore_integrity": analysis.pop("ignore_integrity"),
-    }
+    engine = _engine_args(analysis)
     err = make_console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         if fmt and not output:
@@ -905,11 +911,7 @@ def offset_command(
 ) -> None:
     """Estimate the clock offset of each network source against each trajectory source."""
     _legacy_input_formats(analysis, quiet)
-    engine = {
-        "engine": analysis.pop("engine"),
-        "scheduler": analysis.pop("scheduler"),
-        "ignore_integrity": analysis.pop("ignore_integrity"),
-    }
+    engine = _engine_args(analysis)
     err = make_console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)
@@ -970,11 +972,7 @@ def stats_command(
     offsets; a case's default applies to a case). The first lines say which.
     """
     _legacy_input_formats(analysis, quiet)
-    engine = {
-        "engine": analysis.pop("engine"),
-        "scheduler": analysis.pop("scheduler"),
-        "ignore_integrity": analysis.pop("ignore_integrity"),
-    }
+    engine = _engine_args(analysis)
     err = make_console(stderr=True, highlight=False, soft_wrap=True)
     with _errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)

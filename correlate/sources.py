@@ -63,30 +63,23 @@ class _Counted(io.RawIOBase):
         super().close()
 
 
-class _ExpansionGuard(io.RawIOBase):
+class _ExpansionGuard(_Counted):
     """Counts decompressed bytes against the compressed bytes read so far, and stops a
     decompression bomb with a clear message as soon as the ratio shows, whatever the stream's
     shape (many members, one huge line, only newlines): memory and time stay bounded."""
 
     def __init__(self, raw: Any, compressed: _Counted, display: str, limits: Limits) -> None:
-        self._raw = raw
+        super().__init__(raw)
         self._compressed = compressed
         self._display = display
         self._limits = limits
-        self._seen = 0
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self._seen += n
+        n = super().readinto(buffer)
         allowed = max(
             int(self._compressed.count * self._limits.max_expansion), self._limits.expansion_floor
         )
-        if self._seen > allowed:
+        if self.count > allowed:
             raise InputError(
                 f"{self._display}: decompresses to more than {self._limits.max_expansion:g}x the "
                 f"{self._compressed.count:,} compressed bytes read so far (past "
@@ -94,10 +87,6 @@ class _ExpansionGuard(io.RawIOBase):
                 "--max-expansion"
             )
         return n
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 class _Slice(io.RawIOBase):
