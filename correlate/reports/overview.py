@@ -120,26 +120,35 @@ def overview_renderable(findings: pa.Table, violations: int, width: int = 200) -
     if width < NARROW or width - fixed < 30:
         return Group(title, *_narrow(rows, width))
     call_w = width - fixed
-    lines = [
-        Text(
-            f"{'#':>3} {'conf.':<6} {'sandbox':<{sandbox_w}} {'destination':<{dest_w}} "
-            f"{'label':<{label_w}} {'events':>6} {'lag':>7} attributed call",
-            style="bold",
-        )
-    ]
+    lines = [_header(sandbox_w, dest_w, label_w, f" {'lag':>7} attributed call")]
     for row in rows:
-        confidence = str(row["confidence"])
-        line = Text(f"{row['conversation_id']:>3} ")
-        line.append(f"{confidence:<6}", style=CONFIDENCE_STYLE.get(confidence, ""))
-        line.append(f" {_fit(inert(sandbox_cell(row)), sandbox_w):<{sandbox_w}} ")
-        line.append(f"{_fit(inert(destination_cell(row)), dest_w):<{dest_w}} ")
-        line.append(f"{_fit(inert(row.get('labels') or '-'), label_w):<{label_w}}", style="magenta")
-        line.append(f" {row['event_count']:>6} {lag_cell(row):>7} ")
+        line = _lead(row, sandbox_cell(row), sandbox_w, dest_w, label_w)
+        line.append(f" {lag_cell(row):>7} ")
         line.append(
             _fit(inert(call_cell(row)), call_w), style="green" if row.get("call_id") else "dim"
         )
         lines.append(line)
     return Group(title, *lines)
+
+
+def _header(sandbox_w: int, dest_w: int, label_w: int, tail: str) -> Text:
+    return Text(
+        f"{'#':>3} {'conf.':<6} {'sandbox':<{sandbox_w}} {'destination':<{dest_w}} "
+        f"{'label':<{label_w}} {'events':>6}{tail}",
+        style="bold",
+    )
+
+
+def _lead(row: dict[str, Any], who: str, sandbox_w: int, dest_w: int, label_w: int) -> Text:
+    """A finding's id, confidence, sandbox, destination, label and events, in fixed widths."""
+    confidence = str(row["confidence"])
+    line = Text(f"{row['conversation_id']:>3} ")
+    line.append(f"{confidence:<6}", style=CONFIDENCE_STYLE.get(confidence, ""))
+    line.append(f" {_fit(inert(who), sandbox_w):<{sandbox_w}} ")
+    line.append(f"{_fit(inert(destination_cell(row)), dest_w):<{dest_w}} ")
+    line.append(f"{_fit(inert(row.get('labels') or '-'), label_w):<{label_w}}", style="magenta")
+    line.append(f" {row['event_count']:>6}")
+    return line
 
 
 def _fit(text: str, width: int) -> str:
@@ -150,26 +159,13 @@ def _narrow(rows: list[dict[str, Any]], width: int) -> list[Text]:
     """Two lines per finding: who, where, what and how sure; then the call, indented."""
     label_w, sandbox_w = 15, 16
     dest_w = max(width - (4 + 6 + 1 + sandbox_w + 1 + 1 + label_w + 1 + 6), 12)
-    lines = [
-        Text(
-            f"{'#':>3} {'conf.':<6} {'sandbox':<{sandbox_w}} {'destination':<{dest_w}} "
-            f"{'label':<{label_w}} events",
-            style="bold",
-        )
-    ]
+    lines = [_header(sandbox_w, dest_w, label_w, "")]
     for row in rows:
-        confidence = str(row["confidence"])
         who = row.get("host") or row.get("src_host") or row["src_ip"]
         holders = row.get("address_holders") or 0
         if not (row.get("host") or row.get("src_host")) and holders > 1:
             who = f"shared by {holders}"
-        line = Text(f"{row['conversation_id']:>3} ")
-        line.append(f"{confidence:<6}", style=CONFIDENCE_STYLE.get(confidence, ""))
-        line.append(f" {_fit(inert(who), sandbox_w):<{sandbox_w}} ")
-        line.append(f"{_fit(inert(destination_cell(row)), dest_w):<{dest_w}} ")
-        line.append(f"{_fit(inert(row.get('labels') or '-'), label_w):<{label_w}}", style="magenta")
-        line.append(f" {row['event_count']:>6}")
-        lines.append(line)
+        lines.append(_lead(row, str(who), sandbox_w, dest_w, label_w))
         call = call_cell(row)
         lag = lag_cell(row)
         detail = f"{call} ({lag})" if lag else call
