@@ -28,8 +28,7 @@ from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_row
 from .loaders import LoadOptions, LoadResult, LoadStats, detect, mismatch
 from .loaders.base import read_counting_long_lines
 from .policy import ViolationPolicy, select_violations
-from .same_calls import merge_same_calls
-from .same_events import merge_same_events
+from .same_events import merge_copies
 from .schema import (
     ATTRIBUTIONS,
     CANDIDATES,
@@ -614,12 +613,7 @@ class Prepared:
 def prepare(loaded: Loaded, options: RunOptions) -> Prepared:
     """Calls and network records recorded twice merged, identity, offsets, violations and
     conversations: ``analyse`` up to the join."""
-    if not loaded.merged_calls:
-        calls, merged = merge_same_calls(loaded.calls)
-        if merged:
-            loaded = replace(loaded, calls=calls, merged_calls=merged)
-    if not loaded.merged_events:
-        loaded = merge_same_events(loaded)
+    loaded = merge_copies(loaded)
     identity = build_identity([loaded.hosts], loaded.calls, grace_ns=options.lease_grace_ns)
     estimates = estimate_offsets(loaded.events, loaded.calls, identity)
     applied = choose_offsets(estimates) if options.offset_auto else {}

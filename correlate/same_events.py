@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .keep import _mix
+from .same_calls import merge_same_calls
 
 if TYPE_CHECKING:
     from .pipeline import InputFile, Loaded
@@ -45,6 +46,20 @@ PROVENANCE_COLUMNS = ("event_id", "source_format", "source_path", "source_line")
 """Columns that say where a row came from, not what it says: not compared."""
 _NULL = np.uint64(0x6A09E667F3BCC908)
 _COLUMN_SEED = np.uint64(0x9E3779B97F4A7C15)
+
+
+def merge_copies(loaded: Loaded) -> Loaded:
+    """``loaded`` with calls recorded by several agent logs merged (``same_calls``) and network
+    records held more than once kept once: what ``pipeline.prepare`` starts with, and what a
+    cached analysis of a case must be given so that its provenance counts them the same way.
+    Each merge runs once (its count says it ran)."""
+    if not loaded.merged_calls:
+        calls, merged = merge_same_calls(loaded.calls)
+        if merged:
+            loaded = replace(loaded, calls=calls, merged_calls=merged)
+    if not loaded.merged_events:
+        loaded = merge_same_events(loaded)
+    return loaded
 
 
 def merge_same_events(loaded: Loaded) -> Loaded:
@@ -66,45 +81,18 @@ def merge_same_events(loaded: Loaded) -> Loaded:
 def drop_same_events(events: pa.Table) -> tuple[pa.Table, int, dict[str, Counter[str]]]:
     """(events with every copy of a record but the first dropped, how many were dropped, the
     notes per file of the dropped copies). Row order is kept."""
-    n = events.num_rows
-    if n < 2:
+    if events.num_rows < 2:
         return events, 0, {}
     keys = [c for c in events.column_names if c not in PROVENANCE_COLUMNS]
-    hashes = row_hashes(events, keys)
-    order = np.argsort(hashes, kind="stable")
-    repeated = hashes[order][1:] == hashes[order][:-1]
-    if not repeated.any():
+    dropped, kept = _copies(events, keys)
+    if not len(dropped):
         return events, 0, {}
-    flagged = np.zeros(n, dtype=bool)
-    flagged[order[1:][repeated]] = True
-    flagged[order[:-1][repeated]] = True
-    candidates = np.flatnonzero(flagged)
-    sub = events.select([*keys, "source_path", "source_line"]).take(pa.array(candidates))
-    sub = sub.append_column("__hash", pa.array(hashes[candidates]))
-    sort_keys = [("__hash", "ascending"), *((k, "ascending") for k in keys)]
-    sort_keys += [("source_path", "ascending"), ("source_line", "ascending")]
-    sorted_at = pc.sort_indices(sub, sort_keys=sort_keys).to_numpy()
-    ordered = sub.take(pa.array(sorted_at))
-    same = np.ones(len(candidates) - 1, dtype=bool)
-    for name in ("__hash", *keys):
-        same &= _equal_to_previous(ordered.column(name).combine_chunks())
-    starts = np.concatenate([[True], ~same])
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    sizes = np.diff(np.append(first, len(starts)))
-    copies = sizes > 1
-    if not copies.any():
-        return events, 0, {}
-    rows = candidates[sorted_at]  # row of each ordered candidate in ``events``
-    dropped = ~starts & copies[group]
-    keep = np.ones(n, dtype=bool)
-    keep[rows[dropped]] = False
-    paths = ordered.column("source_path").combine_chunks()
-    lines = ordered.column("source_line").combine_chunks()
-    # the kept row's note: where the (first) other copy was, and how many more there were
-    kept_at = first[copies]
-    second = pa.array(kept_at + 1)
-    more = sizes[copies] - 2
+    paths = events.column("source_path").combine_chunks()
+    lines = events.column("source_line").combine_chunks()
+    # per kept row: its copies and the first of them (by path and line: ``_copies``' order)
+    rows, at, count = np.unique(kept, return_index=True, return_counts=True)
+    second = pa.array(dropped[at])
+    more = count - 1
     note = pc.binary_join_element_wise(
         "same record also at ",
         pc.fill_null(paths.take(second), "?"),
@@ -118,46 +106,90 @@ def drop_same_events(events: pa.Table) -> tuple[pa.Table, int, dict[str, Counter
         ": counted once",
         "",
     )
-    events = _append_notes(events, rows[kept_at], note)
-    return (
-        events.filter(pa.array(keep)),
-        int((~keep).sum()),
-        _file_notes(paths, lines, group, first, dropped),
+    notes = _file_notes(paths, lines, dropped, kept)
+    keep = np.ones(events.num_rows, dtype=bool)
+    keep[dropped] = False
+    events = _append_notes(events, rows, note)
+    return events.filter(pa.array(keep)), len(dropped), notes
+
+
+MAX_ROUNDS = 8
+"""Hash rounds for rows whose hash collided with another record's (each round a new seed)."""
+
+
+def _copies(table: pa.Table, keys: Sequence[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(rows that copy an earlier row, the row each copies): rows equal in every ``keys`` column;
+    of each set the first by (source_path, source_line) is the one copied. Copies of one record
+    come out together, in (path, line) order.
+
+    Rows whose hash repeats are sorted by (hash, path, line) and compared exactly with the first
+    row of their hash; a row that differs from it (a 64-bit collision) goes round again with
+    another seed.
+    """
+    none = np.zeros(0, dtype=np.int64)
+    hashes = row_hashes(table, keys, seed)
+    order = np.argsort(hashes, kind="stable")
+    repeated = hashes[order][1:] == hashes[order][:-1]
+    if not repeated.any():
+        return none, none
+    flagged = np.zeros(table.num_rows, dtype=bool)
+    flagged[order[1:][repeated]] = True
+    flagged[order[:-1][repeated]] = True
+    rows = np.flatnonzero(flagged)
+    where = pa.table(
+        {
+            "hash": pa.array(hashes[rows]),
+            "path": table.column("source_path").take(pa.array(rows)),
+            "line": table.column("source_line").take(pa.array(rows)),
+        }
     )
+    by = [("hash", "ascending"), ("path", "ascending"), ("line", "ascending")]
+    rows = rows[pc.sort_indices(where, sort_keys=by).to_numpy()]
+    group_hash = hashes[rows]
+    starts = np.concatenate([[True], group_hash[1:] != group_hash[:-1]])
+    first = rows[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
+    same = np.ones(len(rows), dtype=bool)
+    for name in keys:
+        values, nulls = _as_integers(table.column(name))
+        same &= values[rows] == values[first]
+        if nulls is not None:
+            same &= nulls[rows] == nulls[first]
+    copy = same & ~starts
+    dropped, kept = rows[copy], first[copy]
+    other = rows[~same]
+    if len(other) > 1 and seed + 1 < MAX_ROUNDS:
+        more_dropped, more_kept = _copies(table.take(pa.array(other)), keys, seed + 1)
+        dropped = np.concatenate([dropped, other[more_dropped]])
+        kept = np.concatenate([kept, other[more_kept]])
+    return dropped, kept
 
 
-def row_hashes(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
+def row_hashes(table: pa.Table, columns: Sequence[str], seed: int = 0) -> np.ndarray:
     """A 64-bit hash of each row's values in ``columns`` (equal rows, equal hashes; nulls count)."""
-    acc = np.zeros(table.num_rows, dtype=np.uint64)
+    acc = np.full(table.num_rows, np.uint64(seed), dtype=np.uint64)
     for index, name in enumerate(columns):
-        values = _as_integers(table.column(name))
+        values, nulls = _as_integers(table.column(name))
+        if nulls is not None:
+            values[nulls] = _NULL
         with np.errstate(over="ignore"):
             acc = _mix(acc ^ _mix(values + _COLUMN_SEED * np.uint64(index + 1)))
     return acc
 
 
-def _as_integers(column: pa.ChunkedArray) -> np.ndarray:
-    """Integers equal where the values are equal: dictionary codes for text, values for times
-    and numbers; a null is ``_NULL`` (a value it collides with is told apart exactly later)."""
+def _as_integers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(integers equal where the values are equal: dictionary codes for text, the values for
+    times and numbers; where the values are null, or None when none is)."""
     array = column.combine_chunks()
     kind = array.type
     if pa.types.is_timestamp(kind) or pa.types.is_integer(kind):
         ints = pc.fill_null(array.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-        out = np.asarray(ints, dtype=np.int64).view(np.uint64).copy()
+        values = np.asarray(ints, dtype=np.int64).view(np.uint64).copy()
     else:
-        codes = pc.dictionary_encode(array).indices
-        out = np.asarray(pc.fill_null(codes, 0).to_numpy(zero_copy_only=False), dtype=np.uint64)
-    if array.null_count:
-        out[np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = _NULL
-    return out
-
-
-def _equal_to_previous(values: pa.Array) -> np.ndarray:
-    """For rows 1..n-1: equal to the row before (two nulls are equal)."""
-    here, before = values.slice(1), values.slice(0, len(values) - 1)
-    equal = pc.fill_null(pc.equal(here, before), False)
-    both_null = pc.and_(pc.is_null(here), pc.is_null(before))
-    return np.asarray(pc.or_(equal, both_null).to_numpy(zero_copy_only=False), dtype=bool)
+        codes = pc.fill_null(pc.dictionary_encode(array).indices, 0)
+        values = np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.uint64)
+    if not array.null_count:
+        return values, None
+    return values, np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _append_notes(events: pa.Table, rows: np.ndarray, note: pa.Array) -> pa.Table:
@@ -175,20 +207,19 @@ def _append_notes(events: pa.Table, rows: np.ndarray, note: pa.Array) -> pa.Tabl
 
 
 def _file_notes(
-    paths: pa.Array, lines: pa.Array, group: np.ndarray, first: np.ndarray, dropped: np.ndarray
+    paths: pa.Array, lines: pa.Array, dropped: np.ndarray, kept: np.ndarray
 ) -> dict[str, Counter[str]]:
     """Per file holding dropped copies: "duplicate of PATH:LINE" (the row kept) and how many."""
-    at = np.flatnonzero(dropped)
-    kept = first[group[at]]
     pairs = pa.table(
         {
-            "path": paths.take(pa.array(at)),
+            "path": paths.take(pa.array(dropped)),
             "kept_path": paths.take(pa.array(kept)),
             "kept_line": lines.take(pa.array(kept)),
+            "copies": pa.array(np.ones(len(dropped), dtype=np.int64)),
         }
     )
     summary = pairs.group_by(["path", "kept_path"], use_threads=False).aggregate(
-        [("kept_line", "min"), ("kept_line", "count"), ("kept_line", "count_distinct")]
+        [("kept_line", "min"), ("kept_line", "count_distinct"), ("copies", "sum")]
     )
     notes: dict[str, Counter[str]] = {}
     for row in summary.to_pylist():
@@ -196,7 +227,7 @@ def _file_notes(
         if row["kept_line_count_distinct"] > 1:
             where = f"rows of {row['kept_path']} (the first: line {row['kept_line_min']})"
         text = f"duplicate of {where}: the same record, counted once in the analysis"
-        notes.setdefault(row["path"] or "", Counter())[text] += int(row["kept_line_count"])
+        notes.setdefault(row["path"] or "", Counter())[text] += int(row["copies_sum"])
     return notes
 
 
@@ -283,6 +314,7 @@ __all__ = [
     "drop_same_events",
     "duplicate_key_note",
     "duplicate_keys",
+    "merge_copies",
     "merge_same_events",
     "row_hashes",
 ]

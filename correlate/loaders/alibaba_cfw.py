@@ -4,6 +4,9 @@ Fields per the Cloud Firewall "Log field descriptions" page (see ../shared/forma
 Every value may arrive as a string. ``start_time``/``end_time`` are the session's Unix seconds
 (zone-free); when ``start_time`` is missing, ``__time__`` (when SLS stored the record) stands in
 and the row's note says so. ``src_private_ip`` is the sender's own address behind the EIP/NAT.
+A JSON line giving a key the loader reads twice (``"rule_result": "drop", "rule_result": "pass"``)
+loads with the last value, as JSON parsers do, and its note says so (pyarrow refuses such a line,
+so it always reaches the per-line reader, which checks it).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..same_events import add_note, duplicate_key_note
 from ..schema import NETWORK_EVENTS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_time
@@ -95,19 +99,23 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
 
 
 def _line(line: int, raw: bytes, load: FileLoad) -> None:
-    """One JSON line through the per-line reader."""
+    """One JSON line through the per-line reader (where every line holding a key twice comes:
+    pyarrow refuses them), a key given twice among those read noted on the row."""
     found = json_line_record(line, raw, load)
     if found is not None:
         _record(line, found[0], found[1], load)
 
 
 def _record(line: int, record: dict[str, Any], raw: str, load: FileLoad) -> None:
-    """One parsed record: converted and emitted, or rejected with its reason."""
+    """One parsed record: converted and emitted, or rejected with its reason; a JSON line (not
+    a CSV row) giving a key read twice is noted."""
     try:
         row = _convert(record, load.options)
     except fields.RowError as exc:
         load.reject(line, str(exc), raw)
         return
+    if raw.startswith("{"):
+        add_note(row, duplicate_key_note(raw, record, _READ))
     load.emit(row, line)
 
 
@@ -120,6 +128,8 @@ _TEXT_FIELDS = (
     *("app_name", "out_packet_bytes", "in_packet_bytes", "out_packet_count", "in_packet_count"),
     *("cloud_instance_id", "src_instance_id"),
 )
+_READ = frozenset(_TEXT_FIELDS)
+"""Every key ``_convert`` reads (a key given twice among them changes the row: noted)."""
 _CHECKED_FIELDS = (
     *("start_time", "end_time", "src_ip", "src_private_ip", "dst_ip", "src_port", "dst_port"),
     *("out_packet_bytes", "in_packet_bytes", "out_packet_count", "in_packet_count", "rule_result"),

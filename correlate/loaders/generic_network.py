@@ -51,6 +51,12 @@ lower-cased without a trailing dot; ``src_nat_ip`` equal to ``src_ip`` is droppe
 8601 / RFC 3339 text or epoch numbers (``correlate.timeparse``); Parquet ``timestamp`` columns are
 exact (a zone-less one is read in ``time_zone`` and noted), ``date`` columns are midnight.
 
+Duplicate keys: a JSON record giving a key a mapped path goes through twice (``{"action": "deny",
+"action": "allow"}``) loads with the last value, as JSON parsers do, and its row's note says so
+(JSON lines: pyarrow refuses such a line, so it reaches the per-record reader, which checks it).
+A multi-line JSON document (an array, or one object over many lines) is parsed whole and not
+checked.
+
 Record numbers: JSON lines and CSV rows carry their physical line, JSON array items their 1-based
 index, Parquet rows their 1-based row number (read in record batches of the needed columns only).
 Accounting: blank lines and the CSV header are skipped (counted); everything else loads or is
@@ -96,6 +102,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import InputError, OptionError
+from ..same_events import add_note, duplicate_key_note
 from ..schema import NETWORK_EVENTS
 from ..sources import Source, decode_line
 from ..timeparse import (
@@ -383,18 +390,26 @@ class _Converter:
             options.epoch_unit if options.epoch_unit != "auto" else mapping.epoch_unit or "auto"
         )
         self.expected = mapping.epoch_unit or "s"
+        # the keys a mapped path goes through: one of them given twice changes the row (noted)
+        self.read = frozenset(
+            part for path in mapping.paths.values() for part in [path, *path.split(".")]
+        )
 
     def record(self, line: int, record: dict[str, Any], raw: str, load: FileLoad) -> None:
-        """One record: converted and emitted, or rejected with its reason."""
+        """One record: converted and emitted, or rejected with its reason; a JSON record (``raw``
+        an object's text) giving a mapped key twice is noted."""
         try:
             row = _convert(record, self.mapping, self.zone, self.unit, self.expected)
         except fields.RowError as exc:
             load.reject(line, str(exc), raw)
             return
+        if raw.startswith("{"):
+            add_note(row, duplicate_key_note(raw, record, self.read))
         load.emit(row, line)
 
     def line(self, line: int, raw: bytes, load: FileLoad) -> None:
-        """One JSON line through the per-record reader."""
+        """One JSON line through the per-record reader (where every line holding a mapped key
+        twice comes: pyarrow refuses them)."""
         found = json_line_record(line, raw, load)
         if found is not None:
             self.record(line, found[0], found[1], load)
