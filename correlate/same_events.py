@@ -257,8 +257,11 @@ def duplicate_keys(raw: str, record: dict[str, Any]) -> list[str]:
     then the ``":`` tokens, bound the keys written, so a line whose bound is not above the parsed
     key count holds no repeat.
     """
+    colons = raw.count(":")
+    if colons <= len(record):  # a flat record, as most logs write them: no nested keys to count
+        return []
     parsed = _key_count(record)
-    if raw.count(":") <= parsed or len(_KEY.findall(raw)) <= parsed:
+    if colons <= parsed or len(_KEY.findall(raw)) <= parsed:
         return []
     repeated: list[str] = []
 
