@@ -47,7 +47,7 @@ from .reports.terminal import (
     statistics_renderable,
 )
 from .sources import DEFAULT_LIMITS, Limits, expand_paths
-from .textsafe import inert
+from .textsafe import inert, inert_json
 from .timeparse import (
     EPOCH_UNITS,
     TimeParseError,
@@ -388,7 +388,7 @@ def _write_rejects(path: str, rejects: Sequence[Reject]) -> None:
                 "reason": r.reason,
                 "raw": r.raw,
             }
-            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write(inert_json(record, sort_keys=True) + "\n")
 
 
 @click.group(
