@@ -287,6 +287,35 @@ def parse_confidences(values: Iterable[str], flag: str = "--confidence") -> tupl
     return tuple(dict.fromkeys(out))
 
 
+def parse_conversations(
+    values: Iterable[int | str], flag: str = "--conversation"
+) -> tuple[int, ...]:
+    """Conversation numbers (``#N`` as the tables show them, or ``N``); others: OptionError."""
+    out = []
+    for value in values:
+        text = str(value).strip().removeprefix("#")
+        if not text.isdigit() or int(text) < 1:
+            raise OptionError(
+                f"{flag}: not a conversation number: {value!r}; give the number the findings "
+                "show (#2 or 2)"
+            )
+        out.append(int(text))
+    return tuple(dict.fromkeys(out))
+
+
+def conversation_range(known: Iterable[int]) -> str:
+    """What ``--conversation`` (or ``show N``) may name, in words."""
+    numbers = sorted(set(known))
+    if not numbers:
+        return "this analysis has no violation conversation"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        if len(numbers) == 1:
+            return f"the only conversation is {numbers[0]}"
+        return f"the conversations are numbered {numbers[0]} to {numbers[-1]}"
+    shown = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
+    return f"the conversations are {shown}"
+
+
 def name_matches(patterns: Sequence[str], value: object) -> bool:
     """Exact match, or a shell glob (``sbx-0*``) when the pattern has one."""
     if value is None:
@@ -313,6 +342,8 @@ class Filters:
     min_confidence: str | None = None
     confidence: tuple[str, ...] = ()
     grep: re.Pattern[str] | None = None
+    conversations: tuple[int, ...] = ()
+    """``--conversation``: conversation numbers (any of them)."""
 
     @classmethod
     def build(
@@ -330,6 +361,7 @@ class Filters:
         min_confidence: str | None = None,
         confidence: Iterable[str] = (),
         grep: str | None = None,
+        conversation: Iterable[int | str] = (),
         zone: tzinfo = UTC,
         span: SpanSource = None,
     ) -> Filters:
@@ -360,6 +392,7 @@ class Filters:
             min_confidence=min_confidence,
             confidence=parse_confidences(confidence),
             grep=pattern,
+            conversations=parse_conversations(conversation),
         )
 
     @property
@@ -378,6 +411,7 @@ class Filters:
                 self.min_confidence,
                 self.confidence,
                 self.grep,
+                self.conversations,
             )
         )
 
@@ -401,9 +435,26 @@ class Filters:
             out["confidence"] = list(self.confidence)
         if self.grep is not None:
             out["grep"] = self.grep.pattern
+        if self.conversations:
+            out["conversation"] = list(self.conversations)
         return out
 
+    def unknown_conversations(self, known: Iterable[int]) -> OptionError | None:
+        """The usage error for ``--conversation`` numbers the analysis does not have (None: all
+        known): numbers depend on the analysis options (``--gap``, ``--actions``), so they are
+        checked against its findings, not before."""
+        present = set(known)
+        missing = [n for n in self.conversations if n not in present]
+        if not missing:
+            return None
+        return OptionError(
+            f"--conversation: no conversation {', '.join(map(str, missing))} in this analysis; "
+            + conversation_range(present)
+        )
+
     def _common(self, row: Row, *, host_fields: Sequence[str], first: str, last: str) -> bool:
+        if self.conversations and row.get("conversation_id") not in self.conversations:
+            return False
         if self.dst and not any(p.matches(row["dst_ip"], row["dst_domain"]) for p in self.dst):
             return False
         if self.src and not any(
@@ -1005,6 +1056,7 @@ __all__ = [
     "Column",
     "Filters",
     "FitTable",
+    "conversation_range",
     "display_zone",
     "events_table",
     "findings_table",
@@ -1012,6 +1064,7 @@ __all__ = [
     "group_findings",
     "groups_table",
     "parse_bounds",
+    "parse_conversations",
     "select_events",
     "select_findings",
 ]
