@@ -5,21 +5,31 @@ flows an hour on), and every other violation from its sandbox while the episode 
 call's start minus ``--before`` to its last call's end plus ``--after``), so that a violation
 attributed elsewhere, or to nothing, still shows up beside the calls it followed. A host's
 timeline holds that host's calls and the violations from it or attributed to its calls.
+
+With ``traffic`` (every stored event of a case, a batch at a time: ``timeline --all-traffic``)
+the timeline also holds the sandbox's other traffic in its time range (the episode's span, or the
+host's first to last entry, each widened by ``--before``/``--after``): the events that are not
+violations (allowed flows, mostly) whose source address one of the timeline's hosts held at the
+time, on the same clock as the violations (the analysis' offsets applied). They are ``traffic``
+rows, never attributed to anything; the miner's download shows next to its ``wget`` call.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import RenderableType
 from rich.text import Text
 
 from .errors import CorrelateError, OptionError
-from .pipeline import Result
+from .identity import holders, ns_or
+from .pipeline import Result, fill_from_enrichment
 from .query import (
     Column,
     FitTable,
@@ -31,6 +41,7 @@ from .query import (
     words,
 )
 from .schema import TS, plain_rows
+from .stats import apply_offsets
 from .textsafe import inert
 
 TIMELINE = pa.schema(
@@ -65,15 +76,20 @@ TIMELINE = pa.schema(
         pa.field("link", pa.string()),
         pa.field("source_path", pa.string()),
         pa.field("source_line", pa.int64()),
+        pa.field("app", pa.string()),
+        pa.field("bytes_out", pa.int64()),
+        pa.field("bytes_in", pa.int64()),
     ]
 )
-"""One row per call (``kind`` call) or violation event (``kind`` violation), in time order.
+"""One row per call (``kind`` call), violation event (``kind`` violation) or, with
+``--all-traffic``, other network event of the sandbox (``kind`` traffic), in time order.
 
 ``delta_s`` is the time since the previous row; ``link`` says in words which call a violation is
-attributed to (and its lag), or how many violations a call is blamed for.
+attributed to (and its lag), or how many violations a call is blamed for, or for traffic which
+sandbox's address sent it. ``app`` and the byte counts are a traffic row's, as logged.
 """
 
-_KIND_ORDER = {"call": 0, "violation": 1}
+_KIND_ORDER = {"call": 0, "violation": 1, "traffic": 2}
 
 
 def _short(call_id: object) -> str:
@@ -98,8 +114,15 @@ def build_timeline(
     host: Sequence[str] = (),
     since_ns: int | None = None,
     until_ns: int | None = None,
+    traffic: Iterable[pa.Table] | None = None,
+    enrichment: pa.Table | None = None,
 ) -> pa.Table:
-    """The TIMELINE rows of the episodes and/or hosts named (shell globs allowed)."""
+    """The TIMELINE rows of the episodes and/or hosts named (shell globs allowed).
+
+    ``traffic``: network events (``NETWORK_EVENTS`` tables, as stored, e.g. a case's
+    ``event_batches()``) from which the sandbox's non-violation events in the timeline's span are
+    added as ``traffic`` rows; ``enrichment`` fills their domains as the analysis does.
+    """
     if not episode and not host:
         raise OptionError("timeline needs --episode or --host")
     calls = plain_rows(
@@ -168,6 +191,25 @@ def build_timeline(
         raise CorrelateError(
             f"no calls or violations for {inert(what)} in the case (e.g. {sample})"
         )
+    flows: list[dict[str, Any]] = []
+    if traffic is not None:
+        if episode:
+            sandboxes = {h for h in hosts if not host or name_matches(host, h)}
+            first, last = lo, hi
+        else:
+            named = {*result.identity.column("host").to_pylist(), *(c["host"] for c in chosen)}
+            sandboxes = {h for h in named if h and name_matches(host, h)}
+            opened = [c["ts_start"] for c in chosen] + [v["ts"] for v in picked]
+            closed = [c["ts_end"] or c["ts_start"] for c in chosen] + [v["ts"] for v in picked]
+            opened = [t for t in opened if t is not None]
+            closed = [t for t in closed if t is not None]
+            first = min(opened) - result.options.before_ns if opened else None
+            last = max(closed) + result.options.after_ns if closed else None
+        if first is not None and since_ns is not None:
+            first = max(first, since_ns)
+        if last is not None and until_ns is not None:
+            last = min(last, until_ns)
+        flows = sandbox_traffic(result, traffic, sandboxes, first, last, enrichment)
     blamed: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
     for v in violations:
         if v["call_id"]:
@@ -219,6 +261,7 @@ def build_timeline(
                 "source_line": v["source_line"],
             }
         )
+    rows.extend(flows)
     rows = [
         r
         for r in rows
@@ -243,6 +286,98 @@ def build_timeline(
     )
 
 
+def sandbox_traffic(
+    result: Result,
+    events: Iterable[pa.Table],
+    sandboxes: set[str],
+    lo: int | None,
+    hi: int | None,
+    enrichment: pa.Table | None = None,
+) -> list[dict[str, Any]]:
+    """``traffic`` rows: the events among ``events`` that are not violations, sent from an
+    address one of ``sandboxes`` held at the time (its NAT address when no host held the source),
+    between ``lo`` and ``hi`` (ns, on the analysis' clock: its offsets are applied here).
+
+    ``events`` are read a batch at a time and cut to the sandboxes' addresses before anything is
+    converted, so a case's whole traffic is never held in memory.
+    """
+    if not sandboxes or lo is None or hi is None or lo > hi:
+        return []
+    identity = result.identity
+    ips = sorted(
+        {
+            ip
+            for ip, h in zip(
+                identity.column("ip").to_pylist(), identity.column("host").to_pylist(), strict=True
+            )
+            if h in sandboxes and ip
+        }
+    )
+    if not ips:
+        return []
+    wanted = pa.array(ips, pa.string())
+    violations = pa.array(result.violations.column("event_id").to_pylist(), pa.int64())
+    offsets = result.applied_offsets
+    widest = max((abs(round(v * 1e9)) for v in offsets.values()), default=0)
+    kept: list[pa.Table] = []
+    for batch in events:
+        mask = pc.or_(
+            pc.fill_null(pc.is_in(batch.column("src_ip"), value_set=wanted), False),
+            pc.fill_null(pc.is_in(batch.column("src_nat_ip"), value_set=wanted), False),
+        )
+        times = ns_or(batch.column("ts"), 0)
+        near = (times >= lo - widest) & (times <= hi + widest)  # as logged: offsets not yet applied
+        mask = pc.and_(mask, pa.array(near))
+        mask = pc.and_(mask, pc.invert(pc.is_in(batch.column("event_id"), value_set=violations)))
+        chosen = batch.filter(mask)
+        if chosen.num_rows:
+            kept.append(chosen)
+    if not kept:
+        return []
+    table = pa.concat_tables(kept)
+    table = apply_offsets(table, offsets)
+    times = ns_or(table.column("ts"), 0)
+    table = table.filter(pa.array((times >= lo) & (times <= hi)))
+    if table.num_rows == 0:
+        return []
+    if enrichment is not None:
+        table = fill_from_enrichment(table, enrichment)
+    times = ns_or(table.column("ts"), 0)
+    src = table.column("src_ip").to_pylist()
+    held = holders(identity, src, times)
+    nat = table.column("src_nat_ip").to_pylist()
+    retry = [i for i, names in enumerate(held) if not names and nat[i]]
+    if retry:
+        behind = holders(identity, [nat[i] for i in retry], np.asarray(times)[retry])
+        for i, names in zip(retry, behind, strict=True):
+            held[i] = names
+    rows = []
+    for event, names in zip(plain_rows(table), held, strict=True):
+        if not set(names) & sandboxes:
+            continue
+        owner = names[0] if len(names) == 1 else None
+        via = f" via {event['src_nat_ip']}" if event["src_nat_ip"] else ""
+        who = owner or f"address shared by {len(names)} hosts ({', '.join(names)})"
+        rows.append(
+            {
+                **{k: event[k] for k in ("ts", "ts_end", "event_id", "src_ip", "dst_ip")},
+                **{k: event[k] for k in ("dst_port", "protocol", "dst_domain", "action", "app")},
+                **{k: event[k] for k in ("bytes_out", "bytes_in", "source_path", "source_line")},
+                "kind": "traffic",
+                "host": owner,
+                "link": f"from {who} {event['src_ip']}{via}; not a violation",
+            }
+        )
+    return rows
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 def _what(r: dict[str, Any]) -> str:
     if r["kind"] == "call":
         step = f"step {r['step']}" if r["step"] is not None else None
@@ -261,12 +396,19 @@ def _detail(r: dict[str, Any]) -> str:
             bits.append(f"exit {r['exit_code']}")
         head = f"({', '.join(bits)}) " if bits else ""
         return head + str(r["command"] or "")
+    if r["kind"] == "traffic":
+        sizes = [
+            f"{_bytes(r[key])} {way}"
+            for key, way in (("bytes_out", "out"), ("bytes_in", "in"))
+            if r.get(key) is not None
+        ]
+        return ", ".join(x for x in (r.get("app"), *sizes) if x)
     return str(r["labels"] or "")
 
 
 def _short_link(r: dict[str, Any]) -> str:
     """The link for a narrow column: step, lag and confidence first, the long call id last."""
-    if r["kind"] == "call" or not r["attributed_call_id"]:
+    if r["kind"] != "violation" or not r["attributed_call_id"]:
         return str(r["link"] or "")
     verb = "inherited from" if r["how"] == "inherited" else "attributed to"
     bits = [
@@ -287,7 +429,7 @@ def _delta(value: float | None) -> str:
 
 
 def timeline_table(timeline: pa.Table, zone: tzinfo = UTC) -> RenderableType:
-    """The timeline as a table fitted to the console (violations in red)."""
+    """The timeline as a table fitted to the console (violations in red, other traffic dim)."""
     columns = [
         Column("time", 1),
         Column("+Δ", 1, right=True),
@@ -300,17 +442,22 @@ def timeline_table(timeline: pa.Table, zone: tzinfo = UTC) -> RenderableType:
     records = plain_rows(timeline)
     when, caption = clock([r["ts"] for r in records], zone, digits=3)
     for r in records:
-        style = "bold red" if r["kind"] == "violation" else ""
+        style = {"violation": "bold red", "traffic": "dim"}.get(str(r["kind"]), "")
         rows.append(
             [
                 Text(when(r["ts"]), style=style, no_wrap=True),
                 Text(_delta(r["delta_s"]), no_wrap=True),
                 Text(inert(r["episode_id"] or ""), no_wrap=True, overflow="ellipsis"),
                 Text(inert(_what(r)), style=style, no_wrap=True, overflow="ellipsis"),
-                Text(inert(_short_link(r)), style="magenta", no_wrap=True, overflow="ellipsis"),
+                Text(
+                    inert(_short_link(r)),
+                    style="dim" if r["kind"] == "traffic" else "magenta",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                ),
                 Text(
                     inert(_detail(r), 400),
-                    style="green" if r["kind"] == "call" else "magenta",
+                    style={"call": "green", "traffic": "dim"}.get(str(r["kind"]), "magenta"),
                     no_wrap=True,
                     overflow="ellipsis",
                 ),
@@ -339,4 +486,4 @@ def timeline_text(timeline: pa.Table, zone: tzinfo = UTC) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-__all__ = ["TIMELINE", "build_timeline", "timeline_table", "timeline_text"]
+__all__ = ["TIMELINE", "build_timeline", "sandbox_traffic", "timeline_table", "timeline_text"]
