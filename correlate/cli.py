@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .atomic import atomic_path
-from .case import check_integrity, is_case, open_case
+from .case import CaseResult, check_integrity, is_case, open_case
 from .classify import load_rules
 from .distributed import engine_session
 from .errors import CorrelateError, OptionError, Reject
@@ -47,6 +48,7 @@ from .reports.terminal import (
     statistics_renderable,
 )
 from .sources import DEFAULT_LIMITS, Limits, expand_paths
+from .stats import Association, Baseline
 from .textsafe import inert, inert_json
 from .timeparse import (
     EPOCH_UNITS,
@@ -958,18 +960,28 @@ def offset_command(
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Timings on stderr: loading, the analysis, and the statistics (and whether they were "
+    "read from the case's cache).",
+)
 def stats_command(
     paths: tuple[str, ...],
     inventory: tuple[str, ...],
     permutations: int,
     top: int,
     quiet: bool,
+    verbose: bool,
     **analysis: Any,
 ) -> None:
     """Are violations associated with tool calls more than chance?
 
     On the clocks every command uses: as logged unless --offset is given (auto: the estimated
-    offsets; a case's default applies to a case). The first lines say which.
+    offsets; a case's default applies to a case). The first lines say which. Given a case,
+    the analysis and the statistics are read from its cache when they are there (and kept
+    there when they are not), as findings --by reads them.
     """
     _legacy_input_formats(analysis, quiet)
     engine = _engine_args(analysis)
@@ -977,12 +989,95 @@ def stats_command(
     with _errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)
         options = _run_options(**analysis)
-        result = _load_and_analyse(paths, inventory, options, err, quiet, **engine)
-        associations, baselines = result.statistics(permutations)
+        if len(paths) == 1 and not inventory and is_case(paths[0]):
+            result = _analyse_case(paths[0], options, err, quiet, verbose=verbose, **engine)
+        else:
+            result = _load_and_analyse(
+                paths, inventory, options, err, quiet, verbose=verbose, **engine
+            )
+        started = time.perf_counter()
+        associations, baselines, source = timed_statistics(result, permutations)
+        if verbose:
+            err.print(
+                f"statistics ({permutations} shifts per episode) {source} in "
+                f"{time.perf_counter() - started:.3f}s",
+                markup=False,
+            )
         out = _stdout_console()
         out.print(offsets_renderable(result))
         out.print(clock_line(result), markup=False)
         out.print(statistics_renderable(associations, baselines, top))
+
+
+def _analyse_case(
+    path: str,
+    options: RunOptions,
+    err: Console,
+    quiet: bool,
+    *,
+    engine: str = "local",
+    scheduler: str | None = None,
+    verbose: bool = False,
+    ignore_integrity: bool = False,
+) -> Result:
+    """``_load_and_analyse`` for one case directory, through ``Case.analyse``: the analysis
+    comes from (or goes to) the case's cache, and the result caches its statistics there."""
+    started = time.perf_counter()
+    case = open_case(path)
+    for problem in check_integrity(case, ignore=ignore_integrity):
+        err.print(f"warning: {inert(problem)} (--ignore-integrity)", markup=False)
+    with engine_joiner(engine, scheduler) as joiner:
+        result = case.analyse(options, joiner=joiner)
+    if not quiet:
+        _announce_inputs(err, result.loaded, verbose)
+    rejects = result.loaded.rejects
+    if rejects:
+        err.print(f"{len(rejects)} row(s) rejected:", markup=False)
+        err.print(rejects_renderable(rejects, limit=len(rejects) if verbose else 10))
+    if verbose:
+        source = "read from the case's cache" if result.cached else "computed"
+        err.print(
+            f"case {inert(path)}: {len(result.loaded.inputs)} input(s); analysis {source} in "
+            f"{time.perf_counter() - started:.2f}s ({engine} join)",
+            markup=False,
+        )
+    _check_inputs(result)
+    return result
+
+
+def timed_statistics(
+    result: Result, permutations: int
+) -> tuple[list[Association], list[Baseline], str]:
+    """``result.statistics(permutations)`` and where they came from, in words: "read from the
+    case's cache", or "computed" and why nothing was cached.
+
+    ``CaseResult.statistics`` computes (through ``Result.statistics``) only when its cache has no
+    valid entry; a probe class slotted between the two in the method order sees that call.
+    """
+    if not isinstance(result, CaseResult):
+        associations, baselines = result.statistics(permutations)
+        return associations, baselines, "computed (inputs, not a case: nothing to cache them in)"
+    probe = _StatisticsProbe(**{f.name: getattr(result, f.name) for f in fields(CaseResult)})
+    associations, baselines = probe.statistics(permutations)
+    if not probe.computed:
+        return associations, baselines, "read from the case's cache"
+    if result.cache_dir is None:
+        return associations, baselines, "computed (not cached: --no-cache or a damaged case)"
+    return associations, baselines, "computed (kept in the case's cache for the next time)"
+
+
+class _ComputedMark(Result):
+    """Marks a result whose statistics were computed, not read (see ``timed_statistics``)."""
+
+    computed: bool = False
+
+    def statistics(self, permutations: int = 999) -> tuple[list[Association], list[Baseline]]:
+        self.computed = True
+        return super().statistics(permutations)
+
+
+class _StatisticsProbe(CaseResult, _ComputedMark):
+    """A CaseResult whose ``super().statistics`` (the computation) marks it computed."""
 
 
 def _stdout_console() -> Console:
