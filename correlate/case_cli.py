@@ -14,12 +14,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 import click
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console, RenderableType
 from rich.status import Status
@@ -45,21 +47,26 @@ from .query import (
     GROUP_KEYS,
     AddressPattern,
     Filters,
+    candidate_rows,
+    conversation_range,
     display_zone,
     events_table,
     findings_table,
     format_time,
     group_findings,
     groups_table,
+    parse_conversations,
     parse_labels,
     select_events,
     select_findings,
+    violation_rows,
 )
 from .reports.export import FORMATS, export, table_csv, table_jsonl
 from .reports.html import write_html
 from .reports.parquet import write_table
-from .reports.terminal import rejects_renderable
+from .reports.terminal import _finding, rejects_renderable
 from .schema import plain_rows
+from .stats import Association, Baseline
 from .textsafe import inert
 from .timeline import build_timeline, timeline_table, timeline_text
 from .timeparse import format_duration
@@ -251,7 +258,8 @@ CONFIDENCE_CHOICES = tuple(sorted(CONFIDENCE_ORDER, key=CONFIDENCE_ORDER.__getit
 
 
 def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Filters shared by ``findings`` and ``query`` (AND across filters, OR within one).
+    """Filters shared by ``findings``, ``query``, ``export`` and ``report`` (AND across filters,
+    OR within one).
 
     A value that could never match (an unknown label, an address that is not one) is a usage
     error naming what is valid, not an empty answer.
@@ -303,6 +311,13 @@ def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 help="Only attributions of exactly this confidence (repeatable).",
             ),
             click.option("--grep", metavar="REGEX", help="Regular expression on the command."),
+            click.option(
+                "--conversation",
+                multiple=True,
+                metavar="N",
+                callback=_checked(parse_conversations),
+                help="Conversation number as the findings show it (#2 or 2; repeatable).",
+            ),
         ],
     )
 
@@ -590,9 +605,98 @@ def _filters(values: dict[str, Any], zone: tzinfo, case: str) -> Filters:
         min_confidence=values.pop("min_confidence"),
         confidence=values.pop("confidence"),
         grep=values.pop("grep"),
+        conversation=values.pop("conversation"),
         zone=zone,
         span=_case_span(case),
     )
+
+
+def _known_conversations(filters: Filters, result: CaseResult) -> None:
+    """``--conversation N`` that the analysis does not have is a usage error naming the range."""
+    if filters.conversations:
+        problem = filters.unknown_conversations(
+            result.findings.column("conversation_id").to_pylist()
+        )
+        if problem is not None:
+            raise problem
+
+
+@dataclass
+class NarrowedResult(CaseResult):
+    """A case's answer cut to the conversations that match filters, for ``export`` and ``report``.
+
+    The findings are the matching conversations; the attributions, violations and candidates are
+    their events' (a matching conversation keeps every one of its events). The statistics stay
+    those of the whole case (``whole.statistics``: the association with chance needs every onset),
+    and the provenance says so, with the filters and what they kept.
+    """
+
+    whole: CaseResult | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    def statistics(self, permutations: int = 999) -> tuple[list[Association], list[Baseline]]:
+        assert self.whole is not None
+        return self.whole.statistics(permutations)
+
+    def provenance(self) -> dict[str, Any]:
+        data = super().provenance()
+        assert self.whole is not None
+        whole = self.whole
+        data["filters"] = self.filters
+        data["narrowed"] = {
+            "filters": self.filters,
+            "conversations": self.findings.num_rows,
+            "of_conversations": whole.findings.num_rows,
+            "violations": self.violations.num_rows,
+            "of_violations": whole.violations.num_rows,
+            "candidates": self.candidates.num_rows,
+            "of_candidates": whole.candidates.num_rows,
+            "kept": "the conversations that match every filter, each with all its events "
+            "(a time range keeps the conversations that overlap it) and their candidates",
+            "stats": "not narrowed: the association with chance and the in-flight baseline are "
+            "computed over the whole case (every violation onset), whatever the filters",
+        }
+        return data
+
+
+def narrow(result: CaseResult, filters: Filters) -> CaseResult:
+    """``result`` cut to the conversations ``filters`` select (``NarrowedResult``); ``result``
+    itself when no filter is given, so an unfiltered export is what it always was."""
+    if not filters.active:
+        return result
+    findings = select_findings(result, filters)
+    kept = pa.array(findings.column("conversation_id").to_pylist(), pa.int64())
+    attributions = result.attributions.filter(
+        pc.is_in(result.attributions.column("conversation_id"), value_set=kept)
+    )
+    events = pa.array(attributions.column("event_id").to_pylist(), pa.int64())
+    values = {f.name: getattr(result, f.name) for f in fields(CaseResult)}
+    values.update(
+        findings=findings,
+        attributions=attributions,
+        violations=result.violations.filter(
+            pc.is_in(result.violations.column("event_id"), value_set=events)
+        ),
+        candidates=result.candidates.filter(
+            pc.is_in(result.candidates.column("event_id"), value_set=events)
+        ),
+    )
+    return NarrowedResult(**values, whole=result, filters=filters.describe())
+
+
+def _narrowed_note(result: CaseResult, err: Console, quiet: bool) -> None:
+    """On stderr: what the filters kept of the case (nothing when there are none)."""
+    if quiet or not isinstance(result, NarrowedResult) or result.whole is None:
+        return
+    whole = result.whole
+    err.print(
+        f"narrowed to {result.findings.num_rows} of {whole.findings.num_rows} conversations "
+        f"({result.violations.num_rows} of {whole.violations.num_rows} violation events); "
+        "statistics over the whole case",
+        markup=False,
+    )
+    if result.findings.num_rows == 0:
+        err.print("no conversation matches the filters", markup=False)
 
 
 def _plain(
@@ -812,6 +916,7 @@ def findings_command(
         filters = _filters(values, zone, case)
         fmt = _row_format(output_format, out_path)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        _known_conversations(filters, result)
         findings = select_findings(result, filters)
         if by:
             with _working(err, quiet, f"association with chance ({permutations} shifts)"):
@@ -910,6 +1015,7 @@ def query_command(
         filters = _filters(values, zone, case)
         fmt = _row_format(output_format, out_path)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        _known_conversations(filters, result)
         rows = select_events(result, filters, candidates=candidates)
         if as_json:
             plain = plain_rows(rows)
@@ -936,6 +1042,104 @@ def query_command(
             err.print("no violation event matches the filters", markup=False)
 
 
+@click.command(
+    "show",
+    epilog=examples(
+        "# the miner: its call, command, reasons and candidate calls",
+        "correlate show case/ 2",
+        "correlate show case/ 1 --top 5 --json",
+    ),
+)
+@click.argument("case", type=click.Path(file_okay=False))
+@click.argument("number", metavar="N")
+@click.option(
+    "--top",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Candidate calls listed (for the first event; with --json, for each event).",
+)
+@case_analysis_options
+@common_options
+def show_command(
+    case: str,
+    number: str,
+    top: int,
+    as_json: bool,
+    display_tz: str | None,
+    quiet: bool,
+    verbose: bool,
+    **values: Any,
+) -> None:
+    """One violation conversation of CASE in detail: conversation N as findings numbers it.
+
+    The block `correlate run -d` prints for it: its time span, source and destination, the call
+    it is attributed to (or "ambiguous between ..."), the command, the reasons, and the top
+    candidate calls of its first event; --json gives the finding, its events with their
+    attributions, and the candidates of each event. Times are UTC in the block (as run -d
+    prints them) and in --display-tz's zone in --json.
+    """
+    err = _err()
+    with _errors_as_exit_codes(err):
+        (wanted,) = parse_conversations([number], "N")
+        zone = _zone(display_tz)
+        result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        findings = [r for r in plain_rows(result.findings) if r["conversation_id"] == wanted]
+        if not findings:
+            raise OptionError(
+                f"N: no conversation {wanted} in this analysis; "
+                + conversation_range(result.findings.column("conversation_id").to_pylist())
+            )
+        finding = findings[0]
+        anchor = next(
+            (
+                r["event_id"]
+                for r in plain_rows(result.attributions)
+                if r["conversation_id"] == wanted and r["how"] == "direct"
+            ),
+            None,
+        )
+        if as_json:
+            _print_json(_shown_conversation(case, result, finding, anchor, top, zone))
+            return
+        out = _stdout_console()
+        out.print(clock_line(result), markup=False)
+        first = [r for r in plain_rows(result.candidates) if r["event_id"] == anchor]
+        out.print(_finding(finding, first, top))
+
+
+def _shown_conversation(
+    case: str,
+    result: CaseResult,
+    finding: dict[str, Any],
+    anchor: int | None,
+    top: int,
+    zone: tzinfo,
+) -> dict[str, Any]:
+    """``show --json``: the finding row, its events (QUERY columns: each with the call it is
+    attributed to, directly or inherited) and each event's top candidates, times ISO 8601."""
+    number = finding["conversation_id"]
+    events = [r for r in violation_rows(result) if r["conversation_id"] == number]
+    ids = {r["event_id"] for r in events}
+    pairs = [r for r in candidate_rows(result) if r["event_id"] in ids]
+    ranked: dict[int, list[dict[str, Any]]] = {}
+    for pair in sorted(pairs, key=lambda r: (r["event_id"], r["rank"] is None, r["rank"] or 0)):
+        ranked.setdefault(pair["event_id"], []).append(pair)
+    shown = [pair for each in ranked.values() for pair in each[:top]]
+    return {
+        "case": case,
+        "conversation": number,
+        "clock": clock_summary(result),
+        "first_event": anchor,
+        "finding": _plain([dict(finding)], zone, ("first_ts", "last_ts"))[0],
+        "events": len(events),
+        "attributions": _plain(events, zone, ("ts", "call_ts_start", "call_ts_end")),
+        "candidates_top": top,
+        "candidates_total": len(pairs),
+        "candidates": _plain(shown, zone, ("ts", "call_ts_start", "call_ts_end")),
+    }
+
+
 ANCHORS = ("first", "last")
 """--since/--until keywords of ``timeline``: the first or last violation on the timeline."""
 
@@ -956,6 +1160,8 @@ def _anchor(value: str | None, rows: list[dict[str, Any]]) -> str | None:
         "# the minute before the miner's first alert",
         "correlate timeline case/ --episode ep-0423-sbx-07-2 --until first --since -1m",
         "correlate timeline case/ --host sbx-12 -o sbx-12.csv",
+        "# the miner's download (allowed traffic) beside its wget call",
+        "correlate timeline case/ --episode ep-0423-sbx-07-2 --all-traffic --until first",
     ),
 )
 @click.argument("case", type=click.Path(file_okay=False))
@@ -971,6 +1177,12 @@ def _anchor(value: str | None, rows: list[dict[str, Any]]) -> str | None:
     metavar="TIME",
     help=UNTIL_HELP.rstrip(".") + ", or first/last (violation on the timeline).",
 )
+@click.option(
+    "--all-traffic",
+    is_flag=True,
+    help="Also the sandbox's other traffic in the time range (allowed flows, from every event "
+    "the case stores), marked with its verdict.",
+)
 @case_analysis_options
 @output_options(("table", "text", "csv", "jsonl", "parquet"))
 def timeline_command(
@@ -979,6 +1191,7 @@ def timeline_command(
     host: tuple[str, ...],
     since: str | None,
     until: str | None,
+    all_traffic: bool,
     output_format: str | None,
     out_path: str | None,
     as_json: bool,
@@ -990,8 +1203,9 @@ def timeline_command(
     """Calls and violations of one episode or host interleaved in time, with attribution links.
 
     Each violation says which call it is attributed to and its lag ("<- attributed to call X
-    (step 10), -3.2s"); each call how many violations are attributed to it. A table on a
-    terminal, plain lines when piped.
+    (step 10), -3.2s"); each call how many violations are attributed to it. --all-traffic adds
+    the sandbox's other traffic in the same span (allowed flows: never attributed, shown dim).
+    A table on a terminal, plain lines when piped.
     """
     err = _err()
     with _errors_as_exit_codes(err):
@@ -1006,26 +1220,30 @@ def timeline_command(
             everything = plain_rows(build_timeline(result, episode=episode, host=host))
             since, until = (_anchor(v, everything) for v in (since, until))
         filters = Filters.build(since=since, until=until, zone=zone, span=_case_span(case))
+        stored = open_case(case) if all_traffic else None
         rows = build_timeline(
             result,
             episode=episode,
             host=host,
             since_ns=filters.since_ns,
             until_ns=filters.until_ns,
+            traffic=stored.event_batches() if stored is not None else None,
+            enrichment=stored.table("enrichment") if stored is not None else None,
         )
         if as_json:
             plain = plain_rows(rows)
-            _print_json(
-                {
-                    "case": case,
-                    "episode": list(episode),
-                    "host": list(host),
-                    "filters": filters.describe(),
-                    "calls": sum(1 for r in plain if r["kind"] == "call"),
-                    "violations": sum(1 for r in plain if r["kind"] == "violation"),
-                    "entries": _plain(plain, zone, ("ts", "ts_end")),
-                }
-            )
+            document = {
+                "case": case,
+                "episode": list(episode),
+                "host": list(host),
+                "filters": filters.describe(),
+                "calls": sum(1 for r in plain if r["kind"] == "call"),
+                "violations": sum(1 for r in plain if r["kind"] == "violation"),
+            }
+            if all_traffic:
+                document["traffic"] = sum(1 for r in plain if r["kind"] == "traffic")
+            document["entries"] = _plain(plain, zone, ("ts", "ts_end"))
+            _print_json(document)
             return
         _emit(
             rows,
@@ -1033,7 +1251,7 @@ def timeline_command(
             out_path,
             zone,
             lambda: timeline_table(rows, zone),
-            _metadata(result, "timeline", filters),
+            _metadata(result, "timeline_all_traffic" if all_traffic else "timeline", filters),
             text=lambda: timeline_text(rows, zone),
         )
 
@@ -1044,10 +1262,12 @@ def timeline_command(
         "correlate export case/ -o incident.csv",
         "# OCSF Network Activity events (a .jsonl file could hold jsonl or timesketch too)",
         "correlate export case/ --format ocsf -o incident.ocsf.jsonl",
-        "correlate export case/ -o report.parquet --permutations 199",
+        "# only the miner's conversation (its events and candidates; stats stay whole)",
+        "correlate export case/ --label mining -o mining.parquet --permutations 199",
     ),
 )
 @click.argument("case", type=click.Path(file_okay=False))
+@filter_options
 @file_options(
     FORMATS,
     "parquet (report with provenance), csv (spreadsheet-safe), jsonl, ocsf, timesketch "
@@ -1076,16 +1296,22 @@ def export_command(
     """Export CASE's answer for other tools: Parquet, CSV, JSON lines, OCSF or Timesketch.
 
     The format is --format's, else the one -o's suffix says (.parquet, .csv, .jsonl); a suffix
-    that cannot hold --format's format is refused.
+    that cannot hold --format's format is refused. Filters (as in query and findings) keep the
+    conversations that match, with all their events and candidates; the statistics stay the
+    whole case's, and each file's provenance records the filters.
     """
     err = _err()
     with _errors_as_exit_codes(err):
         fmt, out_path = _required_file(values, fmt, out_path, FORMATS, quiet=quiet)
         zone = _zone(display_tz)
+        filters = _filters(values, zone, case)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        _known_conversations(filters, result)
+        narrowed = narrow(result, filters)
+        _narrowed_note(narrowed, err, quiet)
         with _working(err, quiet, f"writing {fmt}"):
-            written = export(result, fmt, out_path, permutations=permutations, zone=zone)
-        _report_written(written, as_json, quiet, err, fmt)
+            written = export(narrowed, fmt, out_path, permutations=permutations, zone=zone)
+        _report_written(written, as_json, quiet, err, fmt, narrowed)
 
 
 def _required_file(
@@ -1108,22 +1334,28 @@ def _required_file(
 
 
 def _report_written(
-    written: dict[str, Path], as_json: bool, quiet: bool, err: Console, fmt: str
+    written: dict[str, Path],
+    as_json: bool,
+    quiet: bool,
+    err: Console,
+    fmt: str,
+    result: CaseResult | None = None,
 ) -> None:
     if as_json:
-        _print_json(
-            {
-                "format": fmt,
-                "files": {
-                    name: {
-                        "path": str(p),
-                        "bytes": p.stat().st_size,
-                        "sha256": sha256_file(p),
-                    }
-                    for name, p in written.items()
-                },
-            }
-        )
+        document: dict[str, Any] = {
+            "format": fmt,
+            "files": {
+                name: {
+                    "path": str(p),
+                    "bytes": p.stat().st_size,
+                    "sha256": sha256_file(p),
+                }
+                for name, p in written.items()
+            },
+        }
+        if isinstance(result, NarrowedResult):
+            document["narrowed"] = result.provenance()["narrowed"]
+        _print_json(document)
     elif not quiet:
         err.print("wrote: " + ", ".join(inert(str(p)) for p in written.values()), markup=False)
 
@@ -1133,11 +1365,16 @@ def _report_written(
     epilog=examples(
         "correlate report case/ -o report.html",
         "correlate report case/ -o report.html --title 'ROME incident' --display-tz Asia/Shanghai",
+        "correlate report case/ --host sbx-07 --since 06:15 -o sbx-07.html",
     ),
 )
 @click.argument("case", type=click.Path(file_okay=False))
+@filter_options
 @file_options(("html",), None)
-@click.option("--title", default="correlate report", show_default=True, help="The report's title.")
+@click.option(
+    "--title",
+    help="The report's title (default: correlate report, naming the filters when there are any).",
+)
 @click.option(
     "--permutations",
     default=999,
@@ -1150,7 +1387,7 @@ def _report_written(
 def report_command(
     case: str,
     out_path: str | None,
-    title: str,
+    title: str | None,
     permutations: int,
     as_json: bool,
     display_tz: str | None,
@@ -1161,16 +1398,34 @@ def report_command(
     """Write a self-contained HTML report of CASE: summary, findings, timelines, statistics.
 
     It opens offline (no external files, no script) and escapes all log text; a strict
-    Content-Security-Policy forbids scripts, network access and foreign styles.
+    Content-Security-Policy forbids scripts, network access and foreign styles. Filters (as in
+    query and findings) keep the conversations that match; the statistics stay the whole
+    case's, and the provenance records the filters.
     """
     err = _err()
     with _errors_as_exit_codes(err):
         _, out_path = _required_file(values, "html", out_path, ("html",), quiet=quiet)
         zone = _zone(display_tz)
+        filters = _filters(values, zone, case)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
+        _known_conversations(filters, result)
+        narrowed = narrow(result, filters)
+        _narrowed_note(narrowed, err, quiet)
+        if title is None:
+            title = "correlate report"
+            if filters.active:
+                title += " (narrowed: " + _filter_words(filters) + ")"
         with _working(err, quiet, "writing the report"):
-            path = write_html(result, out_path, title=title, permutations=permutations, zone=zone)
-        _report_written({"html": path}, as_json, quiet, err, "html")
+            path = write_html(narrowed, out_path, title=title, permutations=permutations, zone=zone)
+        _report_written({"html": path}, as_json, quiet, err, "html", narrowed)
+
+
+def _filter_words(filters: Filters) -> str:
+    """The filters in a few words: ``label mining; host sbx-07``."""
+    return "; ".join(
+        f"{name} {', '.join(map(str, value)) if isinstance(value, list) else value}"
+        for name, value in filters.describe().items()
+    )
 
 
 COMMANDS: tuple[click.Command, ...] = (
@@ -1178,6 +1433,7 @@ COMMANDS: tuple[click.Command, ...] = (
     verify_command,
     findings_command,
     query_command,
+    show_command,
     timeline_command,
     export_command,
     report_command,
