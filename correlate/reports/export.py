@@ -45,7 +45,7 @@ from typing import Any
 import pyarrow as pa
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..atomic import file_set, set_manifest_path
 from ..pipeline import Result
 from ..query import format_time
 from ..schema import plain_rows
@@ -53,6 +53,7 @@ from ..textsafe import FORMULA_PREFIXES, csv_text, inert, inert_json
 from .parquet import (
     ASSOCIATION_SCHEMA,
     attribution_rows,
+    protected_files,
     report_tables,
     write_report,
 )
@@ -138,11 +139,6 @@ def table_jsonl(table: pa.Table, zone: tzinfo = UTC) -> str:
         inert_json(record, ascii_only=True, separators=(",", ":")) + "\n"
         for record in table_records(table, zone)
     )
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(text.encode("utf-8"))
 
 
 # --- rows shared by OCSF and Timesketch -------------------------------------------------------
@@ -648,7 +644,8 @@ def export(
     permutations: int = 999,
     zone: tzinfo | None = None,
 ) -> dict[str, Path]:
-    """Write ``result`` in ``fmt`` to ``output`` (and its sibling files); returns them by name.
+    """Write ``result`` in ``fmt`` to ``output`` and its sibling files, as one set; returns them
+    by name, with the set's manifest as ``files``.
 
     CSV and JSON lines carry the Parquet report's tables, column for column, with times in UTC
     whatever ``zone`` (accepted for callers that pass the display zone; files are always UTC).
@@ -658,22 +655,27 @@ def export(
         return write_report(result, output, permutations=permutations)
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
-    paths = export_paths(output, fmt)
+    every = export_paths(output, fmt)
+    texts: dict[str, str] = {}
     baseline = None
     if fmt in ("ocsf", "timesketch"):
         records = ocsf_records(result) if fmt == "ocsf" else timesketch_records(result)
-        _write_text(paths[fmt], "".join(_json_line(r) for r in records))
+        texts[fmt] = "".join(_json_line(r) for r in records)
     else:
         tables, baselines = report_tables(result, permutations)
-        if "stats" not in tables:
-            paths.pop("stats")
-        else:
+        if "stats" in tables:
             baseline = [asdict(b) for b in baselines]
         for name, table in tables.items():
-            text = table_csv(table) if fmt == "csv" else table_jsonl(table)
-            _write_text(paths[name], text)
-    _write_text(paths["provenance"], _provenance(result, fmt, permutations, baseline))
-    return paths
+            texts[name] = table_csv(table) if fmt == "csv" else table_jsonl(table)
+    texts["provenance"] = _provenance(result, fmt, permutations, baseline)
+    paths = {name: path for name, path in every.items() if name in texts}
+    main = fmt if fmt in ("ocsf", "timesketch") else "attributions"
+    with file_set(
+        paths, kind=fmt, main=main, stale=every.values(), protected=protected_files(result)
+    ) as temps:
+        for name, tmp in temps.items():
+            tmp.write_bytes(texts[name].encode("utf-8"))
+    return {**paths, "files": set_manifest_path(paths[main])}
 
 
 def records_jsonl(records: Iterable[dict[str, Any]]) -> str:

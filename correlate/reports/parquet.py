@@ -5,8 +5,11 @@
 event x call pair) and ``report.stats.parquet`` (association with chance per run, tool and episode;
 the in-flight baseline in its ``correlate.baseline`` metadata). Each carries
 ``correlate.provenance`` (JSON: version, parameters, clock offsets, inputs with SHA-256 and load
-counts) and ``correlate.table``. Files are written to a temporary name and renamed, so an
-interrupted run never leaves a partial report; the same inputs and flags give byte-identical files.
+counts) and ``correlate.table``. The files are written as one set (``atomic.file_set``): in a
+temporary directory beside them, renamed into place, and ``report.parquet.files.json`` (each
+file's size and SHA-256) written last, so an interrupted run never leaves a partial report that
+checks out, a stats file of an earlier run is removed when this one has none, and ``-o`` never
+replaces an input or a case's file; the same inputs and flags give byte-identical files.
 
 The column lists (``REPORT_SCHEMAS``) are the one definition of the four tables: the Parquet
 report, ``correlate export --format parquet|csv|jsonl`` and anything else that writes one of
@@ -29,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, file_set, set_manifest_path
 from ..pipeline import Result
 from ..schema import TS, plain_rows
 from ..stats import Association, Baseline
@@ -345,34 +348,58 @@ def report_paths(output: str | os.PathLike[str]) -> dict[str, Path]:
     }
 
 
+def protected_files(result: Result) -> list[tuple[Path, str]]:
+    """The files an output of ``result`` must never replace: its inputs (and its case's files).
+
+    A result analysed from a case (``case.CaseResult``) names them itself, with the inputs as
+    found from the case; otherwise the inputs are the paths as they were given to ``run``.
+    """
+    named = getattr(result, "protected_files", None)
+    if callable(named):
+        return list(named())
+    return [(Path(f.path), "an input of this analysis") for f in result.loaded.inputs]
+
+
 def write_report(
     result: Result, output: str | os.PathLike[str], *, permutations: int = 999
 ) -> dict[str, Path]:
-    """Write the report files; returns their paths by table name (no stats file when permutations=0)."""
+    """Write the report files as one set; returns their paths by table name and the set's
+    manifest as ``files`` (no stats file when permutations=0: an earlier one is removed)."""
     provenance_data = result.provenance()
     provenance_data["parameters"]["permutations"] = permutations
     provenance = json.dumps(provenance_data, sort_keys=True, ensure_ascii=False)
     tables, baselines = report_tables(result, permutations)
-    paths = report_paths(output)
-    if "stats" not in tables:
-        paths.pop("stats")
-    for name, path in paths.items():
-        metadata = {"correlate.table": name, "correlate.provenance": provenance}
-        if name == "stats":
-            metadata["correlate.baseline"] = json.dumps(
-                [asdict(b) for b in baselines], sort_keys=True
-            )
-        write_table(tables[name], path, metadata)
-    return paths
+    every = report_paths(output)
+    paths = {name: path for name, path in every.items() if name in tables}
+    with file_set(
+        paths,
+        kind="parquet",
+        main="attributions",
+        stale=every.values(),
+        protected=protected_files(result),
+    ) as temps:
+        for name, tmp in temps.items():
+            metadata = {"correlate.table": name, "correlate.provenance": provenance}
+            if name == "stats":
+                metadata["correlate.baseline"] = json.dumps(
+                    [asdict(b) for b in baselines], sort_keys=True
+                )
+            write_parquet(tables[name], tmp, metadata)
+    return {**paths, "files": set_manifest_path(paths["attributions"])}
+
+
+def write_parquet(table: pa.Table, path: Path, metadata: dict[str, str]) -> None:
+    """Write one Parquet file in place with deterministic settings (no temporary name)."""
+    merged = dict(table.schema.metadata or {})
+    merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+    table = table.replace_schema_metadata(merged)
+    pq.write_table(table, path, compression="zstd", write_statistics=True, store_schema=True)
 
 
 def write_table(table: pa.Table, path: Path, metadata: dict[str, str]) -> None:
     """Write one Parquet file atomically (temp file + rename) with deterministic settings."""
-    merged = dict(table.schema.metadata or {})
-    merged.update({k.encode(): v.encode() for k, v in metadata.items()})
-    table = table.replace_schema_metadata(merged)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=True)
+        write_parquet(table, tmp, metadata)
 
 
 __all__ = [
@@ -388,9 +415,11 @@ __all__ = [
     "attributions_table",
     "candidates_table",
     "findings_table",
+    "protected_files",
     "report_paths",
     "report_tables",
     "stats_table",
+    "write_parquet",
     "write_report",
     "write_table",
 ]
