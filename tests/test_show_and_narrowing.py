@@ -10,6 +10,7 @@ import contextlib
 import json
 import re
 import shutil
+from functools import cache
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -37,6 +38,12 @@ MINER = 2
 """The miner's conversation in the sample (``findings`` numbers it #2)."""
 
 
+@cache
+def _case() -> str:
+    """A private copy of the sample case: these tests fill its cache, not the shared one's."""
+    return str(copy_case(sample_case(), "show-and-narrowing"))
+
+
 def _lose_a_row(case: Path) -> None:
     events = case / "events.parquet"
     table = pq.read_table(events)
@@ -47,7 +54,7 @@ def _lose_a_row(case: Path) -> None:
 
 
 def test_show_prints_the_block_run_details_prints_for_that_conversation() -> None:
-    case = str(sample_case())
+    case = _case()
     shown = invoke("show", case, str(MINER))
     assert shown.exit_code == 0, shown.output
     clock, block = shown.stdout.split("\n", 1)
@@ -70,7 +77,7 @@ def test_show_prints_the_block_run_details_prints_for_that_conversation() -> Non
 
 
 def test_show_lists_top_candidates_and_says_how_many_more() -> None:
-    case = str(sample_case())
+    case = _case()
     probe = invoke("show", case, "3", "--top", "1")  # the metadata probe: two candidates
     assert probe.exit_code == 0, probe.output
     assert "candidates for the first event: 2 (top 1 shown" in probe.stdout
@@ -90,13 +97,13 @@ def test_show_lists_top_candidates_and_says_how_many_more() -> None:
 def test_show_of_an_unknown_conversation_is_a_usage_error_naming_the_range(
     number: str, message: str
 ) -> None:
-    result = invoke("show", str(sample_case()), number)
+    result = invoke("show", _case(), number)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stdout == ""
 
 
 def test_show_json_gives_the_finding_its_events_and_candidates_with_iso_times() -> None:
-    result = invoke("show", str(sample_case()), "1", "--json")
+    result = invoke("show", _case(), "1", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     finding = doc["finding"]
@@ -114,7 +121,7 @@ def test_show_json_gives_the_finding_its_events_and_candidates_with_iso_times() 
 
 
 def test_show_json_top_limits_the_candidates_of_each_event() -> None:
-    case = str(sample_case())
+    case = _case()
     every = json.loads(invoke("show", case, "3", "--json", "--top", "100").stdout)
     one = json.loads(invoke("show", case, "3", "--json", "--top", "1").stdout)
     assert every["candidates_total"] == len(every["candidates"]) == 2
@@ -123,7 +130,7 @@ def test_show_json_top_limits_the_candidates_of_each_event() -> None:
 
 
 def test_show_honours_offset_and_the_display_zone() -> None:
-    case = str(sample_case())
+    case = _case()
     logged = json.loads(invoke("show", case, "1", "--json").stdout)
     aligned = json.loads(invoke("show", case, "1", "--json", "--offset", "auto").stdout)
     assert logged["finding"]["lag_s"] == pytest.approx(-4.1)
@@ -146,7 +153,7 @@ def test_show_honours_the_case_defaults() -> None:
 
 
 def test_show_on_a_case_that_fails_its_hashes_refuses_unless_told_to_ignore() -> None:
-    case = copy_case(sample_case(), "show-damaged")
+    case = copy_case(Path(_case()), "show-damaged")
     _lose_a_row(case)
     refused = invoke("show", str(case), "1")
     assert refused.exit_code == 1 and refused.stdout == ""
@@ -160,7 +167,7 @@ def test_show_on_a_case_that_fails_its_hashes_refuses_unless_told_to_ignore() ->
 
 
 def test_conversation_filter_in_findings_and_query() -> None:
-    case = str(sample_case())
+    case = _case()
     found = json.loads(invoke("findings", case, "--conversation", "2", "--json").stdout)
     assert [f["conversation_id"] for f in found["findings"]] == [MINER]
     assert found["filters"] == {"conversation": [MINER]}
@@ -181,7 +188,7 @@ def _provenance(path: Path) -> dict[str, object]:
 
 
 def test_export_with_filters_keeps_the_matching_conversations_and_records_the_filters() -> None:
-    case = str(sample_case())
+    case = _case()
     out = scratch("narrowed-export")
     whole = invoke("export", case, "-o", str(out / "all.parquet"), "--permutations", "19", "-q")
     mined = invoke(
@@ -222,7 +229,7 @@ def test_export_with_filters_keeps_the_matching_conversations_and_records_the_fi
 
 
 def test_export_filters_reach_every_format_and_their_provenance_file() -> None:
-    case = str(sample_case())
+    case = _case()
     out = scratch("narrowed-formats")
     args = ("--host", "sbx-03", "--since", "06:00", "--until", "06:30", "--permutations", "0")
     csv = invoke("export", case, "-o", str(out / "t.csv"), *args, "-q")
@@ -251,7 +258,7 @@ def test_export_json_reports_what_the_filters_kept() -> None:
     out = scratch("narrowed-json")
     result = invoke(
         "export",
-        str(sample_case()),
+        _case(),
         "--conversation",
         "1",
         "--conversation",
@@ -269,7 +276,7 @@ def test_export_json_reports_what_the_filters_kept() -> None:
 
 
 def test_export_and_report_refuse_filters_that_cannot_match_before_writing() -> None:
-    case = str(sample_case())
+    case = _case()
     out = scratch("narrowed-refused")
     for args in (
         ("export", case, "-o", str(out / "x.csv"), "--label", "minig"),
@@ -287,7 +294,7 @@ def test_an_export_that_matches_nothing_is_written_empty_and_says_so() -> None:
     out = scratch("narrowed-empty")
     result = invoke(
         "export",
-        str(sample_case()),
+        _case(),
         "--dst",
         "10.9.9.9",
         "--format",
@@ -304,7 +311,7 @@ def test_an_export_that_matches_nothing_is_written_empty_and_says_so() -> None:
 
 
 def test_report_with_filters_holds_only_the_matching_conversations() -> None:
-    case = str(sample_case())
+    case = _case()
     out = scratch("narrowed-report")
     result = invoke(
         "report", case, "--host", "sbx-03", "-o", str(out / "r.html"), "--permutations", "19"
@@ -324,7 +331,7 @@ def test_report_with_filters_holds_only_the_matching_conversations() -> None:
 
 
 def test_all_traffic_shows_the_miners_download_next_to_its_wget_call() -> None:
-    case = str(sample_case())
+    case = _case()
     args = ("timeline", case, "--episode", MINER_EPISODE, "--until", "first", "--since", "-1m")
     plain = invoke(*args, "--offset", "auto")
     traffic = invoke(*args, "--offset", "auto", "--all-traffic")
@@ -341,7 +348,7 @@ def test_all_traffic_shows_the_miners_download_next_to_its_wget_call() -> None:
 
 
 def test_all_traffic_json_and_rows_are_marked_and_never_attributed() -> None:
-    result = invoke("timeline", str(sample_case()), "--host", "sbx-07", "--all-traffic", "--json")
+    result = invoke("timeline", _case(), "--host", "sbx-07", "--all-traffic", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     traffic = [e for e in doc["entries"] if e["kind"] == "traffic"]
@@ -349,15 +356,13 @@ def test_all_traffic_json_and_rows_are_marked_and_never_attributed() -> None:
     assert {e["action"] for e in traffic} == {"allowed"}
     assert all(e["attributed_call_id"] is None and e["host"] == "sbx-07" for e in traffic)
     assert all(e["ts"].endswith("Z") for e in traffic)
-    without = json.loads(
-        invoke("timeline", str(sample_case()), "--host", "sbx-07", "--json").stdout
-    )
+    without = json.loads(invoke("timeline", _case(), "--host", "sbx-07", "--json").stdout)
     assert "traffic" not in without
     assert len(doc["entries"]) == len(without["entries"]) + len(traffic)
 
 
 def test_all_traffic_reads_every_stored_event_not_the_analysis_sample() -> None:
-    case = open_case(sample_case())
+    case = open_case(_case())
     result = case.analyse(RunOptions(anchors=3), cache=False)  # keeps 3 allowed rows a format
     sampled = set(result.loaded.events.column("event_id").to_pylist())
     rows = build_timeline(
@@ -372,7 +377,7 @@ def test_all_traffic_reads_every_stored_event_not_the_analysis_sample() -> None:
 
 
 def test_all_traffic_fits_80_and_200_columns() -> None:
-    case = str(sample_case())
+    case = _case()
     for width in (80, 200):
         with contextlib.chdir(ROOT):
             result = CliRunner().invoke(
@@ -424,7 +429,7 @@ def test_all_traffic_text_from_the_logs_is_inert() -> None:
 
 
 def test_stats_verbose_times_the_statistics_and_says_whether_they_came_from_the_cache() -> None:
-    case = copy_case(sample_case(), "stats-cache")
+    case = copy_case(Path(_case()), "stats-cache")
     shutil.rmtree(case / "cache", ignore_errors=True)
     first = invoke("stats", str(case), "--permutations", "19", "-v", "-q")
     again = invoke("stats", str(case), "--permutations", "19", "-v", "-q")
