@@ -163,33 +163,30 @@ def test_verify_passes_then_names_each_problem_in_one_sentence(
     assert summary["ok"] is False and summary["missing_inputs"] == ["logs/README.md"]
 
 
-def test_an_interrupted_ingest_never_leaves_a_valid_looking_case(
+def test_an_interrupted_ingest_leaves_the_previous_case_and_ingesting_again_adds_the_files(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(ROOT)
     case = copy_case(sample_case(), "interrupted")
-    calls = []
+    before = (case / "manifest.json").read_bytes()
     real_replace = os.replace
 
     def failing_replace(src: object, dst: object) -> None:
-        if Path(str(dst)).parent == case:  # the commit, not the staging writes
-            calls.append(dst)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
+        if Path(str(dst)) == case / "manifest.json":  # the commit
+            raise KeyboardInterrupt
         real_replace(src, dst)  # type: ignore[arg-type]
 
     monkeypatch.setattr(case_module.os, "replace", failing_replace)
     with pytest.raises(KeyboardInterrupt):
         ingest(case, ["tests/data/case/hostile"], RunOptions())
     monkeypatch.setattr(case_module.os, "replace", real_replace)
-    with pytest.raises(CaseError, match=r"not a case directory.*interrupted"):
-        open_case(case)
-    result = invoke("findings", str(case))
-    assert result.exit_code == 1
-    assert "ingest was interrupted" in result.stderr
-    assert not [p for p in case.iterdir() if p.name.startswith(".staging")]
-    ingest(case, [SAMPLE], RunOptions())
+    assert (case / "manifest.json").read_bytes() == before
+    assert verify(case).ok, verify(case).problems  # nothing left over either
+    assert invoke("findings", str(case)).exit_code == 0
+    again = ingest(case, ["tests/data/case/hostile"], RunOptions())
+    assert not again.created and again.added
     assert verify(case).ok
+    assert sorted(p.name for p in (case / "generations").iterdir()) == ["2"]
 
 
 def test_the_analysis_cache_is_reused_and_a_tampered_entry_is_recomputed() -> None:

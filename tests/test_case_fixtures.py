@@ -74,7 +74,7 @@ def hostile_case() -> Path:
 def copy_case(case: Path, name: str) -> Path:
     """A private copy of a case."""
     target = scratch(name) / "case"
-    shutil.copytree(case, target)
+    shutil.copytree(case, target, symlinks=True)  # the links at its top stay links
     return target
 
 
