@@ -147,7 +147,7 @@ def test_unknown_format_named_explicitly_is_an_error(tmp_path: Path) -> None:
     result = invoke("run", str(path))
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"error: {path}: not a known log format; use --format NAME to force one"
+        f"error: {path}: not a known log format; use --input-format NAME to force one"
     )
 
 
