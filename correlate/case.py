@@ -90,9 +90,11 @@ from .pipeline import (
     load_inputs,
 )
 from .reports.parquet import write_parquet
+from .same_events import merge_copies
 from .schema import ENRICHMENT, HOSTS, NETWORK_EVENTS, TOOL_CALLS, concat
 from .sources import Source, expand_paths
 from .stats import Association, Baseline, OffsetEstimate
+from .textsafe import inert_json
 from .timeparse import ns_to_iso
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -436,7 +438,7 @@ class Case:
             where = self.path / CACHE / _analysis_key(binding, options)
         loaded = self.loaded(options, cache=cache)
         if where is not None and binding is not None:
-            found = _read_cached(where, binding, loaded, options, summary)
+            found = _read_cached(where, binding, merge_copies(loaded), options, summary)
             if found is not None:
                 found.case_root = self.path
                 return found
@@ -1172,7 +1174,7 @@ def _write_rejects(path: Path, rejects: Sequence[Reject]) -> None:
                 "reason": r.reason,
                 "raw": r.raw,
             }
-            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write(inert_json(record, sort_keys=True) + "\n")
 
 
 def _commit(

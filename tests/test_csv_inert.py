@@ -262,10 +262,6 @@ def _check_rejects(path: Path) -> None:
     assert "\u202e" in records[1]["raw"]  # exact for a JSON reader
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py's and case.py's _write_rejects must write each line with textsafe.inert_json",
-)
 def test_run_rejects_file_and_the_cases_rejects_jsonl_are_inert(tmp_path: Path) -> None:
     folder = hostile_inputs(tmp_path)
     rejects = tmp_path / "rejects.jsonl"

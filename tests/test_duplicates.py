@@ -130,10 +130,6 @@ def test_a_case_of_a_doubled_log_answers_as_one_copy(tmp_path: Path) -> None:
     assert result.provenance()["counts"]["network_event_copies_merged"] == 761 + 83
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="case.py: Case.analyse must give _read_cached same_events.merge_copies(loaded)",
-)
 def test_a_cached_case_analysis_counts_the_copies_as_a_fresh_one(tmp_path: Path) -> None:
     case = tmp_path / "case"
     ingest(case, [str(_doubled(tmp_path))], RunOptions())
