@@ -26,12 +26,13 @@ import pyarrow.parquet as pq
 from rich.console import Console, RenderableType
 from rich.status import Status
 
-from .atomic import atomic_path
+from .atomic import atomic_path, refuse_overwrite
 from .case import (
     ANALYSIS_DEFAULT_KEYS,
     Case,
     CaseResult,
     IngestReport,
+    case_files,
     check_integrity,
     ingest,
     open_case,
@@ -63,7 +64,7 @@ from .query import (
 )
 from .reports.export import FORMATS, export, table_csv, table_jsonl
 from .reports.html import write_html
-from .reports.parquet import write_table
+from .reports.parquet import protected_files, write_table
 from .reports.terminal import _finding, rejects_renderable
 from .schema import plain_rows
 from .stats import Association, Baseline
@@ -469,6 +470,7 @@ def _analyse(
     engine = given.pop("engine", None) or "local"
     scheduler = given.pop("scheduler", None)
     case = open_case(case_path)
+    PROTECTED[:] = case_files(case.path, case.inputs)  # -o never replaces evidence
     checked = time.perf_counter()
     problems = check_integrity(case, ignore=ignore_integrity)
     for problem in problems:  # even with -q: the answer that follows may be wrong
@@ -536,6 +538,10 @@ def _row_format(output_format: str | None, out_path: str | None, default: str = 
     return output_format or default
 
 
+PROTECTED: list[tuple[Path, str]] = []
+"""The files of the case this command answers from, and its inputs: what ``-o`` may not replace."""
+
+
 def _emit(
     table: pa.Table,
     fmt: str,
@@ -547,6 +553,8 @@ def _emit(
 ) -> None:
     """Rows to stdout or a file, as a table, text, CSV, JSON lines or Parquet."""
     terminal = sys.stdout.isatty() and out_path is None
+    if out_path:
+        refuse_overwrite([out_path], PROTECTED)
     if fmt in SCREEN_FORMATS:
         if out_path:
             raise OptionError(
@@ -777,6 +785,13 @@ def ingest_command(
             )
         loaded_s = time.perf_counter() - started
         if not quiet:
+            for name in report.leftovers_removed:
+                err.print(f"removed {inert(name)} (left by an interrupted ingest)", markup=False)
+            if report.digest:
+                err.print(
+                    f"manifest SHA-256 {report.digest}: record it to check the case later",
+                    markup=False,
+                )
             _announce(report, err)
         if report.rejects:
             err.print(
@@ -839,11 +854,12 @@ def _prepare(case: str, err: Console, quiet: bool) -> float | None:
         "correlate verify case/ --json",
     ),
 )
-@click.argument("case", type=click.Path(file_okay=False))
+@click.argument("case", type=click.Path())  # a case directory, or an output file or its .files.json
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when the case checks out.")
 def verify_command(case: str, as_json: bool, quiet: bool) -> None:
-    """Re-hash the case's files and the inputs still present; exit 1 on any mismatch."""
+    """Re-check a case (its sealed manifest, stored files, inputs, cache and leftovers) or a set
+    of output files (a report or export, or its .files.json); exit 1 on any problem."""
     err = _err()
     with _errors_as_exit_codes(err):
         result = verify(case)
@@ -852,7 +868,11 @@ def verify_command(case: str, as_json: bool, quiet: bool) -> None:
     else:
         for problem in result.problems:
             click.echo(inert(problem))
-        if result.ok and not quiet:
+        for note in result.notes:
+            click.echo("note: " + inert(note), err=True)
+        if result.ok and not quiet and result.kind == "files":
+            click.echo(f"{inert(case)}: OK, {result.checked_files} files match their set manifest")
+        elif result.ok and not quiet:
             missing = (
                 f"; {len(result.missing_inputs)} input(s) not present, not checked"
                 if result.missing_inputs
@@ -860,7 +880,8 @@ def verify_command(case: str, as_json: bool, quiet: bool) -> None:
             )
             click.echo(
                 f"{inert(case)}: OK, {result.checked_files} case files and "
-                f"{result.checked_inputs} inputs match the manifest{missing}"
+                f"{result.checked_inputs} inputs match the manifest{missing}; "
+                f"manifest SHA-256 {result.digest}"
             )
     if not result.ok:
         sys.exit(EXIT_DATA)
@@ -1416,6 +1437,7 @@ def report_command(
             if filters.active:
                 title += " (narrowed: " + _filter_words(filters) + ")"
         with _working(err, quiet, "writing the report"):
+            refuse_overwrite([out_path], protected_files(narrowed))
             path = write_html(narrowed, out_path, title=title, permutations=permutations, zone=zone)
         _report_written({"html": path}, as_json, quiet, err, "html", narrowed)
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, refuse_overwrite
 from .case import CaseResult, check_integrity, is_case, open_case
 from .classify import load_rules
 from .distributed import engine_session
@@ -757,6 +757,8 @@ def _load_and_analyse(
                 rejects_renderable(loaded.rejects, limit=len(loaded.rejects) if verbose else 10)
             )
         if rejects_path:
+            inputs = [(Path(f.path), "an input of this analysis") for f in loaded.inputs]
+            refuse_overwrite([rejects_path], inputs, option="--rejects")
             _write_rejects(rejects_path, loaded.rejects)
         result = analyse(loaded, options, joiner=session.joiner)
     if verbose:
