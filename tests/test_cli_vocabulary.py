@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.test_case_fixtures import ROOT, SAMPLE, TUNNEL_IP, correlate_cli, sample_case, scratch
+from test_case_fixtures import ROOT, SAMPLE, TUNNEL_IP, correlate_cli, sample_case, scratch
 
 CLI = correlate_cli()
 

@@ -91,7 +91,7 @@ def test_load_notes_are_summed_per_format_and_verbose_gives_them_per_file() -> N
 
 
 def test_log_text_in_the_overview_is_inert(tmp_path: Path) -> None:
-    from tests.test_cli import cfw_line, otlp_line
+    from test_cli import cfw_line, otlp_line
 
     evil = f"echo {ESC}[2J [bold red]owned[/] \u202etxt.exe 203.0.113.9\rclean"
     (tmp_path / "fw.jsonl").write_text(cfw_line(rule_result="drop") + "\n")
