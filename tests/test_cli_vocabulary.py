@@ -20,7 +20,6 @@ import click
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
-
 from test_case_fixtures import ROOT, SAMPLE, TUNNEL_IP, correlate_cli, sample_case, scratch
 
 CLI = correlate_cli()
