@@ -124,3 +124,15 @@ def test_color_always_never_and_no_color() -> None:
     plain = CliRunner().invoke(cli, ["run", str(SAMPLE)], env={"COLUMNS": "", "NO_COLOR": "1"})
     assert ESC not in plain.stdout and ESC not in plain.stderr
     assert "reverse_tunnel" in plain.stdout
+
+
+def test_piped_without_columns_cuts_nothing() -> None:
+    rows = overview_lines(invoke("run", str(SAMPLE)).stdout)
+    assert any(
+        line.endswith(
+            "nohup ./xmrig -o stratum+tcp://pool.supportxmr.com:3333 -u "
+            "44AFFq5kSiGBoZ... -p x --donate-level 1 >/dev/null 2>&1 &"
+        )
+        for line in rows
+    )
+    assert not any("…" in line for line in rows)

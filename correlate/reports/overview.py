@@ -107,19 +107,25 @@ NARROW = 110
 """Below this width the overview puts each call on its own line under its finding."""
 
 
-def overview_renderable(findings: pa.Table, violations: int, width: int = 200) -> RenderableType:
-    """Totals, then one row per conversation in rank order (see the module docstring)."""
+def overview_renderable(
+    findings: pa.Table, violations: int, width: int = 200, *, whole: bool = False
+) -> RenderableType:
+    """Totals, then one row per conversation in rank order (see the module docstring).
+
+    ``whole``: nothing is cut to a width (piped output without ``COLUMNS``: one finding per
+    line, every cell whole, for grep and awk)."""
     rows = ranked(findings)
     title = headline(findings, violations)
     if not rows:
         return title
-    sandbox_w = min(max(len(sandbox_cell(r)) for r in rows), 30)
-    dest_w = min(max(len(destination_cell(r)) for r in rows), 36)
-    label_w = max(min(max(len(r.get("labels") or "-") for r in rows), 30), 5)
+    cap = 10**6 if whole else 1
+    sandbox_w = min(max(len(sandbox_cell(r)) for r in rows), 30 * cap)
+    dest_w = min(max(len(destination_cell(r)) for r in rows), 36 * cap)
+    label_w = max(min(max(len(r.get("labels") or "-") for r in rows), 30 * cap), 5)
     fixed = 3 + 1 + 6 + 1 + sandbox_w + 1 + dest_w + 1 + label_w + 1 + 6 + 1 + 7 + 1
-    if width < NARROW or width - fixed < 30:
+    if not whole and (width < NARROW or width - fixed < 30):
         return Group(title, *_narrow(rows, width))
-    call_w = width - fixed
+    call_w = 10**9 if whole else width - fixed
     lines = [_header(sandbox_w, dest_w, label_w, f" {'lag':>7} attributed call")]
     for row in rows:
         line = _lead(row, sandbox_cell(row), sandbox_w, dest_w, label_w)
@@ -241,7 +247,10 @@ def print_report(
 ) -> None:
     """The terminal report: clocks, the ranked overview, details on request, then the inputs."""
     console.print(offsets_renderable(result))
-    console.print(overview_renderable(result.findings, result.violations.num_rows, console.width))
+    whole = console.soft_wrap  # piped without COLUMNS: nothing cut
+    console.print(
+        overview_renderable(result.findings, result.violations.num_rows, console.width, whole=whole)
+    )
     if details:
         console.print(findings_renderable(result, top))
     console.print()
