@@ -30,11 +30,22 @@ has one counter pair (``bytes``/``packets``, one direction on one interface): it
 (egress, and when the direction is unknown). NODATA and SKIPDATA records are counted as skipped;
 header lines and blank lines too.
 
+Also read: CSV exports (Athena and others) with a header row of the same names spelled with
+``_`` (``account_id,interface_id,...``; ``version`` first or not; quoted cells; empty cells and
+``-`` as unset); the header must name ``start``. Plain rows go through the same column-wise path
+with a comma separator; rows with quotes or spaces go line by line. And JSON objects keyed by
+the field names with ``-`` or ``_`` (an array, possibly pretty-printed, as Amazon OpenSearch Data
+Prepper writes it, or JSON lines; numbers or text), each item a record at its 1-based index (an
+object on a JSON line at its line); sniffed only with ``srcaddr``, ``dstaddr``, ``start`` and
+``interface-id`` present (Alibaba Cloud's ``eni-id`` flow logs have their own loader).
+
 Options: ``--option aws_vpc_flow.fields="..."`` (default: the v2 default format) as above.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 from collections.abc import Callable
 from functools import partial
@@ -52,6 +63,7 @@ from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink, keeper_for
 from .blocks import DIGITS, line_runs
+from .records import first_line, json_documents
 
 name = "aws_vpc_flow"
 kind = "network"
@@ -115,6 +127,42 @@ def _is_header(names: list[str]) -> bool:
     return len(specific) >= 2 and len(known) >= 0.8 * len(names)
 
 
+def _cell_names(cells: list[str]) -> list[str]:
+    """Field names from the cells of a CSV header row (``account_id`` -> ``account-id``)."""
+    return [c.strip().removeprefix("${").removesuffix("}").lower().replace("_", "-") for c in cells]
+
+
+def _csv_cells(text: str) -> list[str] | None:
+    """The cells of one CSV line (quotes as CSV writes them), or None when it is not one."""
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error:
+        return None
+
+
+def _is_csv_header(text: str) -> bool:
+    """True for a CSV header row of flow-log field names (Athena and other CSV exports) that
+    names ``start`` (without it no record could be placed in time)."""
+    if "," not in text:
+        return False
+    cells = _csv_cells(text)
+    if cells is None:
+        return False
+    names = _cell_names(cells)
+    return _is_header(names) and "start" in names
+
+
+_JSON_KEY = re.compile(r'"([A-Za-z][A-Za-z0-9_-]{0,40})"\s*:')
+
+
+def _is_json_records(text: str) -> bool:
+    """True for JSON objects (an array, or lines) keyed by flow-log field names (``-`` or ``_``),
+    as Data Prepper and similar pipelines write them. ``interface-id`` is required: Alibaba
+    Cloud's flow logs share most other names (with ``eni-id``) and have a loader of their own."""
+    names = {k.lower().replace("_", "-") for k in _JSON_KEY.findall(text)}
+    return {"srcaddr", "dstaddr", "start", "interface-id"} <= names and "eni-id" not in names
+
+
 def _is_default_record(tokens: list[str]) -> bool:
     """True for a record of the v2 default format (14 fields, version 2, an ENI id, known tail)."""
     return (
@@ -130,6 +178,11 @@ def sniff(head: bytes, filename: str) -> float:
     """Score: a header of flow-log field names, or v2 default records; headerless custom records
     with an ENI id and a verdict score low (loadable with ``--format``, never auto-detected)."""
     text = head.lstrip(b"\xef\xbb\xbf").decode("utf-8", "replace")
+    first = first_line(head).decode("utf-8", "replace")
+    if _is_csv_header(first):
+        return 0.95
+    if first.startswith(("[", "{")):
+        return 0.9 if _is_json_records(text[:8192]) else 0.0
     lines = [line.split() for line in text.splitlines()[:20] if line.strip()]
     if not lines or any(c in text[:4096] for c in '{",\t'):
         return 0.0
@@ -170,6 +223,9 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     line by line through ``_Reader.line``, so rows, rejects and stats are the same either way.
     """
     reader = _Reader(source, options)
+    if reader.json:
+        reader.json_records()
+        return reader.result()
     for first, data, count in line_runs(source, DIGITS):
         if count == 0:
             reader.line(first, data)
@@ -195,6 +251,11 @@ class _Reader:
         option = options.option(name, "fields")
         self.layout = list(DEFAULT_FIELDS)
         self.layout_problem: str | None = None
+        first = first_line(source.head(4096)).decode("utf-8", "replace")
+        self.csv = _is_csv_header(first)
+        """The file is CSV with a header row (``account_id,interface_id,...``), not space-separated."""
+        self.json = first.startswith(("[", "{"))
+        """The file holds JSON objects (an array of them, or JSON lines), keyed by field names."""
         if option is not None:
             self.layout = field_names(option)
             if not any(n in KNOWN_FIELDS for n in self.layout):
@@ -220,18 +281,26 @@ class _Reader:
         )
 
     def line(self, line: int, raw_bytes: bytes) -> None:
-        stats, sink, options, source = self.stats, self.sink, self.options, self.source
+        stats, sink = self.stats, self.sink
         raw, note = decode_line(raw_bytes)
         if note:
             stats.notes[note] += 1
         if line == 1:
             raw = raw.removeprefix("\ufeff")
         stats.read += 1
-        tokens = raw.split()
-        if not tokens:
+        if not raw.strip():
             stats.skipped["blank line"] += 1
             return
-        names = field_names(raw) if tokens[0][0].isalpha() else []  # records start with digits
+        if self.csv:
+            cells = _csv_cells(raw)
+            if cells is None:
+                sink.reject(line, "not a CSV line", raw)
+                return
+            tokens = [c.strip() for c in cells]
+            names = _cell_names(cells) if tokens[0][:1].isalpha() else []
+        else:
+            tokens = raw.split()
+            names = field_names(raw) if tokens[0][0].isalpha() else []  # records start with digits
         if _is_header(names):
             self.layout = names
             problem = _format_problem(names)
@@ -251,8 +320,35 @@ class _Reader:
                 sink.reject(line, self.layout_problem, raw)
             return
         values = {
-            key: None if value == "-" else value for key, value in zip(layout, tokens, strict=True)
+            key: None if value in ("-", "") else value
+            for key, value in zip(layout, tokens, strict=True)
         }
+        self.record(line, values, raw)
+
+    def json_records(self) -> None:
+        """Every object of a JSON file (an array, one object, or JSON lines) as one record; keys
+        spelled with ``-`` or ``_`` in any case, numbers as their text."""
+        for line, record, raw in json_documents(self.source, self.stats, self.sink):
+            self.stats.read += 1
+            values: dict[str, str | None] = {}
+            for key, value in record.items():
+                name_ = str(key).lower().replace("_", "-")
+                if value is None or value in ("-", "") or name_ in values:
+                    values.setdefault(name_, None)
+                    continue
+                if isinstance(value, bool):
+                    text = str(value).lower()
+                elif isinstance(value, (str, int, float)):
+                    text = str(value)
+                else:
+                    text = json.dumps(value)
+                values[name_] = text
+            self.record(line, values, raw)
+
+    def record(self, line: int, values: dict[str, str | None], raw: str) -> None:
+        """One record (field name -> value, ``-`` already None) counted as read: a row, a reject
+        or a skip."""
+        stats, sink, options, source = self.stats, self.sink, self.options, self.source
         status = values.get("log-status")
         if status in NO_DATA:
             stats.skipped[f"log-status {status}"] += 1
@@ -295,9 +391,14 @@ def _fast(reader: _Reader, first: int, blob: bytes, count: int) -> pa.Table | No
     if ((view < 0x20) & (view != 0x0A)).any() or (view > 0x7E).any() or blob[-1] == 0x20:
         return None
     space = view == 0x20
-    edge = space[1:] & ((view[:-1] == 0x20) | (view[:-1] == 0x0A))
-    if edge.any() or (space[:-1] & (view[1:] == 0x0A)).any():
-        return None  # two spaces in a row, or a space at a line's start or end
+    if reader.csv:
+        # no spaces and no quotes: the per-line reader's csv.reader and a plain comma split agree
+        if space.any() or (view == 0x22).any():
+            return None
+    else:
+        edge = space[1:] & ((view[:-1] == 0x20) | (view[:-1] == 0x0A))
+        if edge.any() or (space[:-1] & (view[1:] == 0x0A)).any():
+            return None  # two spaces in a row, or a space at a line's start or end
     layout = reader.layout
     if len(set(layout)) != len(layout):
         return None
@@ -309,7 +410,7 @@ def _fast(reader: _Reader, first: int, blob: bytes, count: int) -> pa.Table | No
                 block_size=1 << 20,
             ),
             parse_options=pv.ParseOptions(
-                delimiter=" ",
+                delimiter="," if reader.csv else " ",
                 quote_char=False,
                 double_quote=False,
                 escape_char=False,
@@ -319,7 +420,7 @@ def _fast(reader: _Reader, first: int, blob: bytes, count: int) -> pa.Table | No
             convert_options=pv.ConvertOptions(
                 column_types={f"c{i}": pa.string() for i in range(len(layout))},
                 include_columns=[f"c{i}" for i, n in enumerate(layout) if n in _USED],
-                null_values=["-"],
+                null_values=["-", ""] if reader.csv else ["-"],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
             ),

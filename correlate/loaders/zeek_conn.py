@@ -24,6 +24,9 @@ Also read: a file cut to a bare first line of tab-separated column names (no ``#
 ASCII writer's defaults then apply), and the ``conn_id`` fields spelled ``id_orig_h`` ... by
 ``redef Log::default_scope_sep = "_"`` (TSV and JSON). A file whose ``#path``/``_path`` names
 another log scores 0, but when ``--format`` forces this loader its records are read (noted).
+Pretty-printed JSON (a file whose first line is a lone ``{``: one Corelight/Zeek record, or
+several one after another, each over many lines) is read object by object, each record at the
+line of its opening ``{``; such a file is read whole (up to 256 MiB), never column-wise.
 
 Mapping: ``ts`` -> ts (exact decimal seconds); ts + ``duration`` -> ts_end; ``id.orig_h``/
 ``id.orig_p`` -> src; ``id.resp_h``/``id.resp_p`` -> dst (ICMP "ports" are type/code and are
@@ -66,7 +69,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from ..errors import OptionError
+from ..errors import InputError, OptionError
 from ..keep import line_hashes
 from ..schema import ENRICHMENT, NETWORK_EVENTS
 from ..sources import Source, decode_line
@@ -87,7 +90,7 @@ from .columnar import (
     plain_int,
     table_of,
 )
-from .records import first_line, json_line_record
+from .records import WHOLE_DOCUMENT_LIMIT, first_line, json_line_record, read_text
 
 name = "zeek_conn"
 kind = "network"
@@ -172,7 +175,10 @@ def sniff_head(head: bytes) -> ZeekHead | None:
         try:
             record = json.loads(first)
         except (ValueError, RecursionError):
-            return None
+            # one object over many lines (a pretty-printed record): its first line is a lone "{"
+            record = _pretty_first(head) if first == b"{" else None
+            if record is None:
+                return None
         if not isinstance(record, dict):
             return None
         record = _flatten_id(record)
@@ -185,6 +191,16 @@ def sniff_head(head: bytes) -> ZeekHead | None:
             keys=frozenset(record),
         )
     return None
+
+
+def _pretty_first(head: bytes) -> dict[str, Any] | None:
+    """The first object of a head that holds pretty-printed JSON objects, or None."""
+    text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    try:
+        record, _ = json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 _SCOPED = {f"id_{key}": f"id.{key}" for key in ("orig_h", "orig_p", "resp_h", "resp_p")}
@@ -361,6 +377,8 @@ class ZeekReader:
         if names is not None:
             self.header = ZeekHeader(fields=dotted_names(names))
         self.tsv = first.startswith(b"#") or self.bare
+        self.pretty = not self.tsv and first == b"{"
+        """The file holds pretty-printed JSON objects (each over many lines), not JSON lines."""
         self.paths = frozenset({log.path, *forced_path(load.source, log, load)})
         """The ``#path``/``_path`` values read as this log (others are skipped)."""
         self._json_schemas = {
@@ -379,6 +397,9 @@ class ZeekReader:
             self._json_schemas[ts_type] = schema
 
     def read(self, *, fast: bool = True) -> None:
+        if self.pretty:
+            self._pretty_objects()
+            return
         first_bytes, last_bytes = (_DATA_FIRST, None) if self.tsv else (b"{", b"}")
         for first, blob, count in line_runs(self.load.source, first_bytes, last_bytes):
             if self.bare and count:  # the bare header opens this run: read it, then the rest
@@ -449,6 +470,45 @@ class ZeekReader:
             load.skip(f"Zeek {path} record (not {self.log.path})")
             return
         self.log.record(line, record, found[1], load)
+
+    def _pretty_objects(self) -> None:
+        """Pretty-printed JSON objects one after another (one Corelight/Zeek record written with
+        indentation), each read as a record at the line where its ``{`` stands."""
+        load, source = self.load, self.load.source
+        if source.size() > WHOLE_DOCUMENT_LIMIT and not source.compression:
+            raise InputError(
+                f"{source.display}: pretty-printed JSON over {WHOLE_DOCUMENT_LIMIT >> 20} MiB; "
+                "write it as JSON lines"
+            )
+        text = read_text(source, load.stats).removeprefix("\ufeff")
+        decoder = json.JSONDecoder()
+        at, line = 0, 1
+        while True:
+            start = at + len(text[at:]) - len(text[at:].lstrip())
+            if start >= len(text):
+                return
+            line += text.count("\n", at, start)
+            try:
+                record, end = decoder.raw_decode(text, start)
+            except (ValueError, RecursionError) as exc:
+                reason = f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})"
+                load.reject(line, reason, text[start : start + 4096])
+                return
+            raw = text[start:end]
+            here, line, at = line, line + raw.count("\n"), end
+            if not isinstance(record, dict):
+                load.reject(here, f"not a JSON object but a JSON {type(record).__name__}", raw)
+                continue
+            if fields.may_hold_surrogates(raw):
+                record, changed = fields.without_surrogates(record)
+                if changed:
+                    load.note(fields.SURROGATE_NOTE)
+            record = _flatten_id(record)
+            path = record.get("_path")
+            if isinstance(path, str) and path not in self.paths:
+                load.skip(f"Zeek {path} record (not {self.log.path})")
+                continue
+            self.log.record(here, record, raw[:4096], load)
 
     # --- column-wise ----------------------------------------------------------------------------
 
