@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from ..atomic import atomic_path, file_set, set_manifest_path
 from ..pipeline import Result
-from ..schema import TS, plain_rows
+from ..schema import FINDINGS, TS, plain_rows
 from ..stats import Association, Baseline
 
 TEXT_LIST = pa.list_(pa.string())
@@ -84,45 +84,7 @@ ATTRIBUTIONS_COLUMNS = pa.schema(
 the lag, the confidence and how many candidate calls its window held."""
 
 FINDINGS_COLUMNS = pa.schema(
-    [
-        pa.field("conversation_id", pa.int64()),
-        pa.field("first_ts", TS),
-        pa.field("last_ts", TS),
-        pa.field("src_ip", pa.string()),
-        pa.field("src_nat_ip", pa.string()),
-        pa.field("src_host", pa.string()),
-        pa.field("dst_ip", pa.string()),
-        pa.field("dst_port", pa.int32()),
-        pa.field("protocol", pa.string()),
-        pa.field("dst_domain", pa.string()),
-        pa.field("dst_scope", pa.string()),
-        pa.field("event_count", pa.int64()),
-        pa.field("actions", TEXT_LIST),
-        pa.field("rule", pa.string()),
-        pa.field("signature", pa.string()),
-        pa.field("first_source_path", pa.string()),
-        pa.field("first_source_line", pa.int64()),
-        pa.field("identity", pa.string()),
-        pa.field("src_hosts", pa.string()),
-        pa.field("address_holders", pa.int64()),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
-        pa.field("command", pa.string()),
-        pa.field("lag_s", pa.float64()),
-        pa.field("relation", pa.string()),
-        pa.field("indicator", pa.string()),
-        pa.field("agreement", pa.string()),
-        pa.field("labels", TEXT_LIST),
-        pa.field("confidence", pa.string()),
-        pa.field("candidates", pa.int64()),
-        pa.field("tied_calls", pa.string()),
-        pa.field("other_hosts_calls", pa.int64()),
-        pa.field("reasons", TEXT_LIST),
-    ]
+    [pa.field(f.name, TEXT_LIST if f.name in LIST_SEPARATORS else f.type) for f in FINDINGS]
 )
 """One row per conversation (the analysis's findings, with its list columns as lists)."""
 
