@@ -59,7 +59,7 @@ from .timeparse import (
     resolve_zone,
 )
 
-EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
+EXIT_DATA, EXIT_USAGE = 1, 2
 PIPED_WIDTH = 160
 ACTIONS = ("allowed", "alerted", "denied", "unknown")
 

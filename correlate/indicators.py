@@ -383,9 +383,3 @@ def names_destination(
 ) -> str | None:
     """Shortcut: extract from ``text`` and match (see ``match_destination``)."""
     return match_destination(extract(text), dst_ip, dst_domain, dst_port)
-
-
-def addresses_in(text: str) -> set[str]:
-    """IP addresses and networks (as text) named in ``text``."""
-    found = extract(text)
-    return set(found.ips) | {str(n) for n in found.networks}

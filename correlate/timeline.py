@@ -92,11 +92,6 @@ sandbox's address sent it. ``app`` and the byte counts are a traffic row's, as l
 _KIND_ORDER = {"call": 0, "violation": 1, "traffic": 2}
 
 
-def _short(call_id: object) -> str:
-    text = str(call_id)
-    return text if len(text) <= 16 else text[:15] + "…"
-
-
 def _violation_link(v: dict[str, Any]) -> str:
     if not v.get("call_id"):
         return "← not attributed"
