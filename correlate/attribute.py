@@ -22,9 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .classify import agrees
-from .identity import ns_or
 from .indicators import Indicators, extract, match_destination
-from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform, plain_rows
+from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform, int_ns, plain_rows
 
 NS = 1_000_000_000
 
@@ -57,9 +56,9 @@ def score_candidates(
     ``identity`` per pair is match | shared | time-only; ``holders`` per event is how many hosts
     held its source address then (a shared match is worth 1/holders of a point).
     """
-    ev_ts = ns_or(violations.column("ts"), 0)
-    call_start = ns_or(calls.column("ts_start"), 0)
-    call_end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
+    ev_ts = int_ns(violations.column("ts"), 0)
+    call_start = int_ns(calls.column("ts_start"), 0)
+    call_end = np.maximum(int_ns(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
     t = ev_ts[event_idx]
     start = call_start[call_idx]
     end = call_end[call_idx]

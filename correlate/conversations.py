@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .identity import ns_or
+from .schema import int_ns
 
 DEFAULT_GAP_NS = 600 * 1_000_000_000
 """Ten minutes: longer than a miner's or a tunnel's reconnect interval, shorter than a new attempt."""
@@ -24,8 +24,8 @@ def assign_conversations(violations: pa.Table, gap_ns: int = DEFAULT_GAP_NS) -> 
         return violations.append_column("conversation_id", pa.array([], pa.int64())).append_column(
             "conversation_seq", pa.array([], pa.int64())
         )
-    ts = ns_or(violations.column("ts"), 0)
-    ends = np.maximum(ns_or(violations.column("ts_end"), np.iinfo(np.int64).min), ts)
+    ts = int_ns(violations.column("ts"), 0)
+    ends = np.maximum(int_ns(violations.column("ts_end"), np.iinfo(np.int64).min), ts)
     keys = [violations.column(k).to_pylist() for k in KEY]
     key_rows = [tuple("" if v is None else str(v) for v in row) for row in zip(*keys, strict=True)]
     source = violations.column("source_path").to_pylist()

@@ -497,15 +497,15 @@ def case_join_inputs(
     ``--unmapped time`` adds is not included.
     """
     from .case import open_case
-    from .identity import ns_or
     from .pipeline import keyed_join_keys, prepare
+    from .schema import int_ns
 
     loaded = open_case(case_dir).loaded(options)
     prepared = prepare(loaded, options)
     keyed, violations, calls = prepared.keyed, prepared.violations, prepared.loaded.calls
-    ts = ns_or(violations.column("ts"), 0)
-    call_start = ns_or(calls.column("ts_start"), 0)
-    call_end = np.maximum(ns_or(calls.column("ts_end"), _I64.min), call_start)
+    ts = int_ns(violations.column("ts"), 0)
+    call_start = int_ns(calls.column("ts_start"), 0)
+    call_end = np.maximum(int_ns(calls.column("ts_end"), _I64.min), call_start)
     if keyed:
         call_keys, event_keys, rows = keyed_join_keys(violations, calls, prepared.identity)
         ts = ts[rows]

@@ -29,9 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .schema import HOSTS, concat, conform, plain_rows
+from .schema import HOSTS, concat, conform, int_ns, plain_rows
 
 NS_MIN = int(np.iinfo(np.int64).min)
 NS_MAX = int(np.iinfo(np.int64).max)
@@ -44,15 +43,6 @@ SHARED_KINDS = ("docker_host", "node", "nat")
 KINDS = (EXCLUSIVE_KIND, *SHARED_KINDS)
 
 
-def ns_or(column: pa.ChunkedArray | pa.Array, fill: int) -> np.ndarray:
-    """A timestamp column as int64 ns, with ``fill`` where it is null."""
-    return (
-        pc.fill_null(pc.cast(column, pa.int64()), fill)
-        .to_numpy(zero_copy_only=False)
-        .astype(np.int64)
-    )
-
-
 class Activity:
     """When each host's calls ran: its call starts in order, with the running maximum of ends."""
 
@@ -61,8 +51,8 @@ class Activity:
         self.reach: dict[str, np.ndarray] = {}
         if calls is None or calls.num_rows == 0:
             return
-        start = ns_or(calls.column("ts_start"), NS_MIN)
-        end = np.maximum(ns_or(calls.column("ts_end"), NS_MIN), start)
+        start = int_ns(calls.column("ts_start"), NS_MIN)
+        end = np.maximum(int_ns(calls.column("ts_end"), NS_MIN), start)
         frame = pd.DataFrame({"host": calls.column("host").to_pandas(), "s": start, "e": end})
         frame = frame[frame["host"].notna() & (frame["s"] > NS_MIN)]
         for host, group in frame.sort_values(["host", "s"], kind="stable").groupby("host"):
@@ -188,8 +178,8 @@ def holders(
         {
             "ip": identity.column("ip").to_pylist(),
             "host": identity.column("host").to_pylist(),
-            "lo": ns_or(identity.column("valid_from"), NS_MIN),
-            "hi": ns_or(identity.column("valid_to"), NS_MAX),
+            "lo": int_ns(identity.column("valid_from"), NS_MIN),
+            "hi": int_ns(identity.column("valid_to"), NS_MAX),
         }
     )
     events = pd.DataFrame(

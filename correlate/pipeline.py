@@ -22,7 +22,7 @@ from .attribute import Window, attribute, score_candidates
 from .classify import Rules, classify, load_rules
 from .conversations import DEFAULT_GAP_NS, assign_conversations
 from .errors import CorrelateError, FormatMismatch, InputError, Reject, UnknownFormat
-from .identity import DEFAULT_LEASE_GRACE_NS, build_identity, holders, kinds_of, ns_or, resolve
+from .identity import DEFAULT_LEASE_GRACE_NS, build_identity, holders, kinds_of, resolve
 from .join import band_join, window_counts
 from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_rows
 from .loaders import LoadOptions, LoadResult, LoadStats, detect, mismatch
@@ -38,6 +38,7 @@ from .schema import (
     NETWORK_EVENTS,
     TOOL_CALLS,
     concat,
+    int_ns,
 )
 from .sources import Limits, Source, expand_paths
 from .stats import (
@@ -526,14 +527,14 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
     )
     events, violations = prepared.events, prepared.violations
     labels = classify(violations, sample_rows(events, loaded.sample_bounds), options.rules)
-    ts = ns_or(violations.column("ts"), 0)
+    ts = int_ns(violations.column("ts"), 0)
     status = violations.column("identity_status").to_pylist()
     held_by = [
         tuple(h.split("\n")) if h else () for h in violations.column("src_hosts").to_pylist()
     ]
     calls = loaded.calls
-    call_start = ns_or(calls.column("ts_start"), 0)
-    call_end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
+    call_start = int_ns(calls.column("ts_start"), 0)
+    call_end = np.maximum(int_ns(calls.column("ts_end"), np.iinfo(np.int64).min), call_start)
     window = Window(options.before_ns, options.after_ns)
     join = dict(before_ns=options.before_ns, after_ns=options.after_ns)
     everyone = ["*"] * calls.num_rows
@@ -652,7 +653,7 @@ def _with_holders(violations: pa.Table, identity: pa.Table) -> pa.Table:
     address (``src_nat_ip``) that hosts hold, e.g. a NAT gateway's EIP listed in the inventory,
     every host behind that address is a candidate.
     """
-    ts = ns_or(violations.column("ts"), 0)
+    ts = int_ns(violations.column("ts"), 0)
     src = violations.column("src_ip").to_pylist()
     found = holders(identity, src, ts)
     via = [s if names else None for s, names in zip(src, found, strict=True)]
@@ -683,7 +684,7 @@ def _call_keys(calls: pa.Table, identity: pa.Table) -> list[str | None]:
     missing = [i for i, h in enumerate(hosts) if h is None]
     if missing and identity.num_rows:
         ips = calls.column("host_ip").to_pylist()
-        starts = ns_or(calls.column("ts_start"), 0)
+        starts = int_ns(calls.column("ts_start"), 0)
         found, status = resolve(identity, [ips[i] for i in missing], starts[missing])
         for i, host, state in zip(missing, found, status, strict=True):
             hosts[i] = ADDRESS_KEY + ips[i] if state == "shared" else host

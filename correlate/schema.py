@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TS = pa.timestamp("ns", tz="UTC")
 """Every time in correlate: nanoseconds since the Unix epoch, UTC."""
@@ -261,3 +263,12 @@ def plain_rows(table: pa.Table) -> list[dict[str, Any]]:
             column = column.cast(pa.int64())
         columns.append(column)
     return pa.Table.from_arrays(columns, names=table.column_names).to_pylist()
+
+
+def int_ns(column: pa.ChunkedArray | pa.Array, fill: int) -> np.ndarray:
+    """A timestamp column as int64 nanoseconds since the epoch, with ``fill`` where it is null."""
+    return (
+        pc.fill_null(pc.cast(column, pa.int64()), fill)
+        .to_numpy(zero_copy_only=False)
+        .astype(np.int64)
+    )

@@ -47,7 +47,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .identity import NS_MAX, NS_MIN, holders, ns_or
+from .identity import NS_MAX, NS_MIN, holders
+from .schema import int_ns
 
 NS = 1_000_000_000
 BIN_NS = 100_000_000
@@ -341,8 +342,8 @@ def _holder_codes(
     bounds = np.unique(
         np.concatenate(
             [
-                ns_or(identity.column("valid_from"), NS_MIN),
-                ns_or(identity.column("valid_to"), NS_MAX),
+                int_ns(identity.column("valid_from"), NS_MIN),
+                int_ns(identity.column("valid_to"), NS_MAX),
             ]
         )
     )
@@ -437,8 +438,8 @@ def _pairs(
     picked = events.select(["ts", "src_ip"])
     if n > max_events:
         picked = picked.take(pa.array(rows))
-    ts = ns_or(picked.column("ts"), 0)
-    start = ns_or(calls.column("ts_start"), 0)
+    ts = int_ns(picked.column("ts"), 0)
+    start = int_ns(calls.column("ts_start"), 0)
     if not identity.num_rows:
         call_key = np.zeros(calls.num_rows, dtype=np.int64)
         key = np.zeros(len(ts), dtype=np.int64)
@@ -478,7 +479,7 @@ def offset_pairs(
     """
     pairs = _pairs(events, calls, identity, max_lag_ns, max_events)
     e, c = pairs.events(), pairs.by_call[pairs.position]
-    return pairs.rows[e], c, pairs.ts[e] - ns_or(calls.column("ts_start"), 0)[c]
+    return pairs.rows[e], c, pairs.ts[e] - int_ns(calls.column("ts_start"), 0)[c]
 
 
 def estimate_offsets(
@@ -491,7 +492,7 @@ def estimate_offsets(
     if len(pairs.position) == 0:
         return []
     times = np.repeat(pairs.ts, pairs.counts)
-    lags = times - ns_or(calls.column("ts_start"), 0)[pairs.by_call][pairs.position]
+    lags = times - int_ns(calls.column("ts_start"), 0)[pairs.by_call][pairs.position]
     shared_by = pairs.shared_by()
     net_code, net_names = _codes(events.column("source_format").take(pa.array(pairs.rows)))
     agent_code, agent_names = _codes(calls.column("source_format"))
@@ -729,8 +730,8 @@ def association(
     violations = onsets(violations)
     if violations.num_rows == 0 or calls.num_rows == 0:
         return []
-    start = ns_or(calls.column("ts_start"), 0)
-    end = np.maximum(ns_or(calls.column("ts_end"), NS_MIN), start)
+    start = int_ns(calls.column("ts_start"), 0)
+    end = np.maximum(int_ns(calls.column("ts_end"), NS_MIN), start)
     eps = _episodes(calls, start, end)
     run, runs = _ranks(calls.column("run_id"), str)
     tool, tools = _ranks(calls.column("tool"), lambda t: t or "?")
@@ -745,7 +746,7 @@ def association(
     run_draws: dict[int, np.ndarray] = {}
     tool_draws: dict[int, np.ndarray] = {}
     v_host = _rank_in(violations.column("src_host"), eps.hosts)
-    v_ts = ns_or(violations.column("ts"), 0)
+    v_ts = int_ns(violations.column("ts"), 0)
     per_episode: list[Association] = []
     for g, points in _points_in_spans(eps, v_host, v_ts):
         rows = eps.rows[eps.bounds[g] : eps.bounds[g + 1]]
@@ -942,8 +943,8 @@ def baseline(
         return []
     host, hosts = _ranks(calls.column("host"), lambda h: h)
     tool, tools = _ranks(calls.column("tool"), lambda t: t or "?")
-    call_start = ns_or(calls.column("ts_start"), 0)
-    end = np.maximum(ns_or(calls.column("ts_end"), NS_MIN), call_start) + after_ns
+    call_start = int_ns(calls.column("ts_start"), 0)
+    end = np.maximum(int_ns(calls.column("ts_end"), NS_MIN), call_start) + after_ns
     start = call_start - before_ns
     rows = np.flatnonzero(host >= 0)
     if len(rows) == 0:
@@ -963,7 +964,7 @@ def baseline(
     seg_group, seg_lo, seg_hi, busy = _merged(group, start[both], end[both])
     seg_bounds = np.append(_firsts(seg_group), len(seg_group))
     v_host = _rank_in(violations.column("src_host"), hosts)
-    v_ts = ns_or(violations.column("ts"), 0)
+    v_ts = int_ns(violations.column("ts"), 0)
     acc: dict[str, list[float]] = {}
     points, span = v_ts[:0], 0
     for i, key in enumerate(keys.tolist()):

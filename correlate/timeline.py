@@ -28,7 +28,7 @@ from rich.console import RenderableType
 from rich.text import Text
 
 from .errors import CorrelateError, OptionError
-from .identity import holders, ns_or
+from .identity import holders
 from .pipeline import Result, fill_from_enrichment
 from .query import (
     Column,
@@ -40,7 +40,7 @@ from .query import (
     violation_rows,
     words,
 )
-from .schema import TS, plain_rows
+from .schema import TS, int_ns, plain_rows
 from .stats import apply_offsets
 from .textsafe import inert
 
@@ -320,7 +320,7 @@ def sandbox_traffic(
             pc.fill_null(pc.is_in(batch.column("src_ip"), value_set=wanted), False),
             pc.fill_null(pc.is_in(batch.column("src_nat_ip"), value_set=wanted), False),
         )
-        times = ns_or(batch.column("ts"), 0)
+        times = int_ns(batch.column("ts"), 0)
         near = (times >= lo - widest) & (times <= hi + widest)  # as logged: offsets not yet applied
         mask = pc.and_(mask, pa.array(near))
         mask = pc.and_(mask, pc.invert(pc.is_in(batch.column("event_id"), value_set=violations)))
@@ -331,13 +331,13 @@ def sandbox_traffic(
         return []
     table = pa.concat_tables(kept)
     table = apply_offsets(table, offsets)
-    times = ns_or(table.column("ts"), 0)
+    times = int_ns(table.column("ts"), 0)
     table = table.filter(pa.array((times >= lo) & (times <= hi)))
     if table.num_rows == 0:
         return []
     if enrichment is not None:
         table = fill_from_enrichment(table, enrichment)
-    times = ns_or(table.column("ts"), 0)
+    times = int_ns(table.column("ts"), 0)
     src = table.column("src_ip").to_pylist()
     held = holders(identity, src, times)
     nat = table.column("src_nat_ip").to_pylist()

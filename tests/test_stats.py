@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlate import stats
-from correlate.identity import holders, ns_or
+from correlate.identity import holders
 from correlate.join import band_join
 from correlate.pipeline import Result, RunOptions, analyse, run
 from correlate.schema import HOSTS as HOSTS_SCHEMA
-from correlate.schema import NETWORK_EVENTS, TOOL_CALLS, from_columns
+from correlate.schema import NETWORK_EVENTS, TOOL_CALLS, from_columns, int_ns
 from correlate.stats import apply_offsets, estimate_offset
 from correlate.synthetic import incident, measure
 
@@ -231,10 +231,10 @@ def old_association(
     if violations.num_rows == 0 or calls.num_rows == 0:
         return []
     v_host = np.array(violations.column("src_host").to_pylist(), dtype=object)
-    v_ts = ns_or(violations.column("ts"), 0)
+    v_ts = int_ns(violations.column("ts"), 0)
     c = {name: calls.column(name).to_pylist() for name in ("episode_id", "run_id", "tool", "host")}
-    start = ns_or(calls.column("ts_start"), 0)
-    end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), start)
+    start = int_ns(calls.column("ts_start"), 0)
+    end = np.maximum(int_ns(calls.column("ts_end"), np.iinfo(np.int64).min), start)
     episodes: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, (ep, host) in enumerate(zip(c["episode_id"], c["host"], strict=True)):
         if host is not None:
@@ -316,11 +316,11 @@ def old_baseline(
     if violations.num_rows == 0 or calls.num_rows == 0:
         return []
     v_host = np.array(violations.column("src_host").to_pylist(), dtype=object)
-    v_ts = ns_or(violations.column("ts"), 0)
+    v_ts = int_ns(violations.column("ts"), 0)
     hosts = np.array(calls.column("host").to_pylist(), dtype=object)
     tools = np.array([t or "?" for t in calls.column("tool").to_pylist()], dtype=object)
-    call_start = ns_or(calls.column("ts_start"), 0)
-    end = np.maximum(ns_or(calls.column("ts_end"), np.iinfo(np.int64).min), call_start) + after_ns
+    call_start = int_ns(calls.column("ts_start"), 0)
+    end = np.maximum(int_ns(calls.column("ts_end"), np.iinfo(np.int64).min), call_start) + after_ns
     start = call_start - before_ns
     acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0])
     for host in sorted({h for h in hosts if h is not None}):
@@ -478,7 +478,7 @@ def old_shared_pairs(
     n = events.num_rows
     rows = np.arange(n) if n <= max_events else np.linspace(0, n - 1, max_events).astype(np.int64)
     picked = events.take(pa.array(rows))
-    ts = ns_or(picked.column("ts"), 0)
+    ts = int_ns(picked.column("ts"), 0)
     if identity.num_rows:
         call_hosts = calls.column("host").to_pylist()
         with_calls = {h for h in call_hosts if h is not None}
@@ -498,7 +498,7 @@ def old_shared_pairs(
         call_hosts = ["*"] * calls.num_rows
     event_of = np.array([i for i, names in enumerate(held) for _ in names], dtype=np.int64)
     keys = [h for names in held for h in names]
-    start = ns_or(calls.column("ts_start"), 0)
+    start = int_ns(calls.column("ts_start"), 0)
     c, e = band_join(
         call_hosts, start, start, keys, ts[event_of], before_ns=max_lag_ns, after_ns=max_lag_ns
     )
@@ -533,7 +533,7 @@ def old_estimate_offsets(
     )
     ev_fmt = np.array(events.column("source_format").to_pylist(), dtype=object)
     call_fmt = np.array(calls.column("source_format").to_pylist(), dtype=object)
-    ev_ts = ns_or(events.column("ts"), 0)
+    ev_ts = int_ns(events.column("ts"), 0)
     out = []
     for net in sorted(set(ev_fmt[ev_rows])) if len(ev_rows) else []:
         for agent in sorted(set(call_fmt[call_rows])):
