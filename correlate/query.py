@@ -28,6 +28,7 @@ from rich.text import Text
 from .classify import LABELS
 from .errors import OptionError
 from .pipeline import Result
+from .reports.styles import CONFIDENCE_STYLE
 from .schema import TS, plain_rows
 from .stats import Association
 from .textsafe import inert
@@ -792,9 +793,6 @@ def _source_host(row: dict[str, Any]) -> str:
     """The finding's source host, "shared(N)" when N hosts held the address, else "unknown"."""
     holders = row.get("address_holders") or 0
     return str(row["src_host"] or (f"shared({holders})" if holders > 1 else "unknown"))
-
-
-CONFIDENCE_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from rich.text import Text
 from ..pipeline import Result
 from ..schema import plain_rows
 from ..textsafe import inert
+from .styles import CONFIDENCE_STYLE
 from .terminal import findings_renderable, load_summary_renderable, offsets_renderable
 
 SEVERITY = {"reverse_tunnel": 3, "mining": 3, "exfiltration": 3, "internal_probe": 2}
 CONFIDENCE_RANK = {"high": 3, "medium": 2, "low": 1, "none": 0}
-CONFIDENCE_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
 
 
 def rank_key(row: dict[str, Any]) -> tuple[int, int, int, int, int]:

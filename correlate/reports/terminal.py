@@ -20,6 +20,7 @@ from ..schema import plain_rows
 from ..stats import ALPHA, POWER, Association, Baseline
 from ..textsafe import inert
 from ..timeparse import ns_to_iso
+from .styles import CONFIDENCE_STYLE
 
 COMMAND_CHARS = 90
 
@@ -45,9 +46,6 @@ def _source(row: dict[str, object]) -> str:
     host = row["src_host"] or shared or "unknown host"
     nat = f" via {row['src_nat_ip']}" if row["src_nat_ip"] else ""
     return f"{host} ({row['src_ip']}{nat})"
-
-
-CONFIDENCE_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "none": "dim"}
 
 
 def findings_renderable(result: Result, top: int = 3) -> RenderableType:
