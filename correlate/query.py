@@ -562,6 +562,7 @@ CANDIDATE_ROWS = pa.schema(
         pa.field("relation", pa.string()),
         pa.field("identity", pa.string()),
         pa.field("indicator", pa.string()),
+        pa.field("agreement", pa.string()),
         pa.field("score", pa.float64()),
         pa.field("confidence", pa.string()),
         pa.field("source_path", pa.string()),

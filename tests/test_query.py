@@ -256,3 +256,10 @@ def test_hostile_text_is_inert_in_tables_and_json() -> None:
     answer = invoke("query", str(hostile_case()), "--json").stdout
     assert answer.isascii() and "\x1b" not in answer
     assert json.loads(answer)["events"][1]["command"].startswith("=HYPERLINK(")
+
+
+def test_query_candidates_carry_every_evidence_kind() -> None:
+    result = invoke("query", str(sample_case()), "--candidates", "--json")
+    rows = json.loads(result.stdout)["events"]
+    assert {"identity", "indicator", "agreement", "relation", "score"} <= set(rows[0])
+    assert any(r["agreement"] == "ssh_tunnel call, reverse_tunnel traffic" for r in rows)
