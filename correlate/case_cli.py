@@ -62,7 +62,7 @@ from .query import (
     select_findings,
     violation_rows,
 )
-from .reports.export import FORMATS, export, table_csv, table_jsonl
+from .reports.export import FORMATS, export, formats_help, table_csv, table_jsonl
 from .reports.html import write_html
 from .reports.parquet import protected_files, write_table
 from .reports.terminal import _finding, rejects_renderable
@@ -1291,8 +1291,7 @@ def timeline_command(
 @filter_options
 @file_options(
     FORMATS,
-    "parquet (report with provenance), csv (spreadsheet-safe), jsonl, ocsf, timesketch "
-    "(default: as -o's suffix says).",
+    f"{formats_help()} (default: as -o's suffix says).",
 )
 @click.option(
     "--permutations",

@@ -36,8 +36,8 @@ import io
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,24 @@ from .parquet import (
     write_report,
 )
 
-FORMATS = ("parquet", "csv", "jsonl", "ocsf", "timesketch")
+
+@dataclass(frozen=True)
+class Exporter:
+    """One export format: how ``export`` writes it and what ``--help`` says of it.
+
+    ``tables``: the four report tables as files (``render`` turns one table into text; None:
+    Parquet, written by ``write_report``); otherwise one file of event records (``records``)."""
+
+    name: str
+    help: str
+    tables: bool
+    render: Callable[[pa.Table], str] | None = None
+    records: Callable[[Result], Iterable[dict[str, Any]]] | None = None
+
+
+EXPORTERS: dict[str, Exporter] = {}
+"""Every export format, in the order ``--help`` lists them (filled below, once the writers exist)."""
+
 LIST_DELIMITER = "; "
 """How a CSV cell joins the values of a list column (``labels``, ``actions``, ``reasons``)."""
 OCSF_VERSION = "1.4.0"
@@ -595,7 +612,7 @@ def timesketch_records(result: Result) -> list[dict[str, Any]]:
 def export_paths(output: str | os.PathLike[str], fmt: str) -> dict[str, Path]:
     """The files ``export`` writes for ``-o OUTPUT`` in format ``fmt``, by table name."""
     path = Path(output)
-    if fmt in ("ocsf", "timesketch"):
+    if not EXPORTERS[fmt].tables:
         return {
             fmt: path,
             "provenance": path.with_name(f"{_stem(path.name, '.jsonl')}.provenance.json"),
@@ -625,11 +642,11 @@ def _provenance(
     if baseline is not None:
         data["baseline"] = baseline
     data["export"] = {"format": fmt}
-    if fmt in ("csv", "jsonl"):
+    if EXPORTERS[fmt].render is not None:
         data["export"]["times"] = "ISO 8601, UTC"
         if fmt == "csv":
             data["export"]["list_delimiter"] = LIST_DELIMITER
-    if fmt in ("ocsf", "timesketch"):
+    if not EXPORTERS[fmt].tables:
         data["export"]["clock"] = CLOCK_NOTE
     if fmt == "ocsf":
         data["export"]["ocsf_version"] = OCSF_VERSION
@@ -651,31 +668,52 @@ def export(
     whatever ``zone`` (accepted for callers that pass the display zone; files are always UTC).
     """
     del zone  # files are UTC: the same bytes whatever the display zone
-    if fmt == "parquet":
-        return write_report(result, output, permutations=permutations)
-    if fmt not in FORMATS:
+    exporter = EXPORTERS.get(fmt)
+    if exporter is None:
         raise ValueError(f"unknown export format {fmt!r}")
+    if exporter.tables and exporter.render is None:
+        return write_report(result, output, permutations=permutations)
     every = export_paths(output, fmt)
     texts: dict[str, str] = {}
     baseline = None
-    if fmt in ("ocsf", "timesketch"):
-        records = ocsf_records(result) if fmt == "ocsf" else timesketch_records(result)
-        texts[fmt] = "".join(_json_line(r) for r in records)
+    if exporter.records is not None:
+        texts[fmt] = "".join(_json_line(r) for r in exporter.records(result))
     else:
+        assert exporter.render is not None
         tables, baselines = report_tables(result, permutations)
         if "stats" in tables:
             baseline = [asdict(b) for b in baselines]
         for name, table in tables.items():
-            texts[name] = table_csv(table) if fmt == "csv" else table_jsonl(table)
+            texts[name] = exporter.render(table)
     texts["provenance"] = _provenance(result, fmt, permutations, baseline)
     paths = {name: path for name, path in every.items() if name in texts}
-    main = fmt if fmt in ("ocsf", "timesketch") else "attributions"
+    main = "attributions" if exporter.tables else fmt
     with file_set(
         paths, kind=fmt, main=main, stale=every.values(), protected=protected_files(result)
     ) as temps:
         for name, tmp in temps.items():
             tmp.write_bytes(texts[name].encode("utf-8"))
     return {**paths, "files": set_manifest_path(paths[main])}
+
+
+EXPORTERS.update(
+    {
+        "parquet": Exporter("parquet", "report with provenance", tables=True),
+        "csv": Exporter("csv", "spreadsheet-safe", tables=True, render=table_csv),
+        "jsonl": Exporter("jsonl", "JSON lines", tables=True, render=table_jsonl),
+        "ocsf": Exporter("ocsf", f"OCSF {OCSF_VERSION} events", tables=False, records=ocsf_records),
+        "timesketch": Exporter(
+            "timesketch", "Timesketch events", tables=False, records=timesketch_records
+        ),
+    }
+)
+FORMATS = tuple(EXPORTERS)
+"""The export formats' names, in ``--help``'s order."""
+
+
+def formats_help() -> str:
+    """``--format``'s help for ``export``: every format with what it is, from ``EXPORTERS``."""
+    return ", ".join(f"{e.name} ({e.help})" for e in EXPORTERS.values())
 
 
 def records_jsonl(records: Iterable[dict[str, Any]]) -> str:
@@ -686,10 +724,12 @@ def records_jsonl(records: Iterable[dict[str, Any]]) -> str:
 __all__ = [
     "ASSOCIATION_SCHEMA",
     "CLOCK",
+    "EXPORTERS",
     "FORMATS",
     "FORMULA_PREFIXES",
     "LIST_DELIMITER",
     "OCSF_VERSION",
+    "Exporter",
     "csv_cell",
     "export",
     "export_paths",
