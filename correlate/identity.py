@@ -59,6 +59,11 @@ class Activity:
             self.starts[str(host)] = group["s"].to_numpy()
             self.reach[str(host)] = np.maximum.accumulate(group["e"].to_numpy())
 
+    def first(self, host: str) -> int | None:
+        """When ``host``'s first call started (None: no call)."""
+        starts = self.starts.get(host)
+        return None if starts is None or not len(starts) else int(starts[0])
+
     def last_before(self, host: str, since: int, until: int) -> int:
         """The latest end among ``host``'s calls that start before ``until`` (``since`` if none
         ends later)."""
@@ -103,15 +108,20 @@ def build_identity(
     for row in unique:
         by_ip.setdefault(str(row["ip"]), []).append(row)
     activity = Activity(calls)
+    addresses: dict[str, set[str]] = {}
+    for row in unique:
+        if row["origin"] == "trajectory":
+            addresses.setdefault(str(row["host"]), set()).add(str(row["ip"]))
+    only = {host for host, ips in addresses.items() if len(ips) == 1}
     for rows_of_ip in by_ip.values():
-        _bound_trajectory_leases(rows_of_ip, activity, grace_ns)
+        _bound_trajectory_leases(rows_of_ip, activity, grace_ns, only)
     for row in unique:
         del row["_from"]
     return conform(pa.Table.from_pylist(unique), HOSTS)
 
 
 def _bound_trajectory_leases(
-    rows: list[dict[str, object]], activity: Activity, grace_ns: int
+    rows: list[dict[str, object]], activity: Activity, grace_ns: int, only: set[str]
 ) -> None:
     """Set the validity of one address's trajectory rows from the hosts' activity (see module).
 
@@ -121,18 +131,34 @@ def _bound_trajectory_leases(
     was re-used: the lease lasts until the next host appears (open when none does). The
     address's first holder is open to the past. Inventory rows keep their own validity and
     count as activity over it.
+
+    A host whose calls began before its address was first seen, and that is seen on no other
+    address (``only``), held it from its first call: the sighting's time may be off (a log in
+    another zone, a late identity line), the calls' own times are not.
     """
     rows.sort(key=lambda r: int(r["_from"]))  # type: ignore[call-overload]
     spans: list[tuple[int, int]] = []
+    seen: set[object] = set()
     for k, row in enumerate(rows):
         lo = int(row["_from"])  # type: ignore[call-overload]
+        if row["origin"] == "trajectory" and row["host"] not in seen and row["host"] in only:
+            began = activity.first(str(row["host"]))
+            if began is not None and began < lo:
+                row["note"] = _join_notes(
+                    row["note"],
+                    f"the host's calls began {(lo - began) / NS:g}s before this address was "
+                    "seen: lease from its first call",
+                )
+                lo = began
+                row["_from"] = row["valid_from"] = began
+        seen.add(row["host"])
         if row["origin"] != "trajectory":
             hi = NS_MAX if row["valid_to"] is None else int(row["valid_to"])  # type: ignore[call-overload]
         else:
             again = [int(r["_from"]) for r in rows[k + 1 :] if r["host"] == row["host"]]  # type: ignore[call-overload]
             hi = activity.last_before(str(row["host"]), lo, min(again) if again else NS_MAX)
         spans.append((lo, hi))
-    earliest = spans[0][0] if spans else NS_MIN
+    earliest = min((lo for lo, _ in spans), default=NS_MIN)
     for k, row in enumerate(rows):
         if row["origin"] != "trajectory":
             continue

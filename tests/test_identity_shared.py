@@ -200,3 +200,22 @@ def test_the_same_call_in_two_agent_logs_is_one_row_with_the_precise_times() -> 
     assert "dump.jsonl:" in kept["ts_note"] and "(roll_dump): merged" in kept["ts_note"]
     unchanged = calls_table(precise, other)
     assert merge_same_calls(unchanged) == (unchanged, 0)
+
+
+def test_a_sighting_later_than_the_hosts_calls_does_not_narrow_its_lease() -> None:
+    """ROLL lines read in the wrong zone put every sandbox's identity line hours after its
+    calls; the calls' own times still say when the sandbox held its address."""
+    ip, dst = "10.0.1.11", "203.0.113.45"
+    late = T0 + 8 * 3600 * NS
+    rows = [seen(f"sbx-{n}", ip, late + n * NS) for n in range(3)]
+    calls = calls_table(
+        call("c0", "sbx-0", T0, "python -m pytest -q"),
+        call("c1", "sbx-1", T0, f"ssh -fNR 2222:localhost:22 relay@{dst}"),
+        call("c2", "sbx-2", T0 + NS // 2, "ls"),
+    )
+    result = analyse(loaded([event(T0 + NS, ip, dst, 22)], calls, hosts(*rows)), RunOptions())
+    finding = plain_rows(result.findings)[0]
+    assert finding["identity"] == "shared" and finding["address_holders"] == 3
+    assert finding["call_id"] == "c1" and finding["confidence"] == "high"
+    notes = result.identity.column("note").to_pylist()
+    assert any("before this address was seen: lease from its first call" in n for n in notes)

@@ -227,3 +227,10 @@ def test_the_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
     for path in produced:
         committed = SAMPLE / path.relative_to(tmp_path)
         assert path.read_bytes() == committed.read_bytes(), committed
+
+
+def test_without_the_zone_the_answers_stay_right() -> None:
+    """Forgetting --tz shifts the ROLL identity lines 8 h; the calls' own times keep the leases."""
+    result = correlate.run([str(SAMPLE)], correlate.RunOptions())
+    calls = {row["call_id"] for row in plain_rows(result.findings) if row["confidence"] == "high"}
+    assert calls == {v["call_id"] for v in ATTRIBUTED}
