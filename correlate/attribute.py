@@ -13,7 +13,7 @@ lag, then the call id. A conversation is attributed from its first event that ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -162,29 +162,52 @@ def _indicators(calls: pa.Table, call_idx: np.ndarray) -> dict[int, Indicators]:
     }
 
 
+@dataclass(frozen=True)
+class Context:
+    """What attribution knows besides the scored pairs, for the answers and their reasons."""
+
+    other_hosts: dict[int, int]
+    """Event row -> how many calls of other sandboxes fell in its window (excluded by identity)."""
+    identity_status: list[str]
+    """Per event row: mapped | shared | unmapped (| unmapped (time-only))."""
+    identity_mode: str
+    """keyed (an identity map) or time."""
+    known_hosts: int
+    """How many hosts the identity map knows (said when a source is not among them)."""
+    labels: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    """classify()'s (label, why) per conversation."""
+    kinds: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The inventory's (host, ip) -> kind."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One conversation's evidence, as its reasons tell it."""
+
+    event: dict[str, Any]
+    """The event it is attributed from (its anchor, else its first)."""
+    best: dict[str, Any] | None
+    second: dict[str, Any] | None
+    candidates: int
+    other: int
+    status: str
+    events: int
+    labels: list[tuple[str, str]]
+    tied: list[dict[str, Any]]
+
+
 def attribute(
-    violations: pa.Table,
-    calls: pa.Table,
-    scored: pd.DataFrame,
-    other_hosts: dict[int, int],
-    identity_status: list[str],
-    identity_mode: str,
-    known_hosts: int,
-    labels: dict[int, list[tuple[str, str]]] | None = None,
-    kinds: dict[tuple[str, str], str] | None = None,
+    violations: pa.Table, calls: pa.Table, scored: pd.DataFrame, context: Context
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Build (candidates, attributions, findings) from scored pairs.
 
-    ``violations`` must be sorted by (conversation_id, conversation_seq). ``other_hosts`` maps an
-    event row to how many calls of other sandboxes fell in its window (excluded by identity).
-    ``labels`` are classify()'s per conversation; ``kinds`` the inventory's (host, ip) -> kind.
+    ``violations`` must be sorted by (conversation_id, conversation_seq).
 
     A conversation whose source address is shared, and whose best candidates (within one point)
     are calls of different sandboxes, is ambiguous: no call is named, its events say
     ``how = ambiguous`` and the finding lists the tied calls.
     """
-    labels = labels or {}
-    kinds = kinds or {}
+    labels, other_hosts = context.labels, context.other_hosts
     v = plain_rows(violations)
     by_event: dict[int, list[dict[str, Any]]] = {}
     records: list[dict[str, Any]] = scored.to_dict("records")  # type: ignore[assignment]
@@ -212,7 +235,11 @@ def attribute(
         call = c[int(best["call_row"])] if best and not tied else None
         confidence = _confidence(best, len(ranked), second) if not tied else "low"
         first = positions[0]
-        status = identity_status[first] if identity_mode == "keyed" else "no identity map"
+        status = (
+            context.identity_status[first]
+            if context.identity_mode == "keyed"
+            else "no identity map"
+        )
         for order, p in enumerate(positions):
             inherited = anchor is not None and order > positions.index(anchor)
             how = "direct" if p == anchor else "inherited" if inherited else "none"
@@ -256,18 +283,18 @@ def attribute(
                 "tied_calls": _tied_text(tied),
                 "other_hosts_calls": int(other_hosts.get(focus, 0)),
                 "reasons": _reasons(
-                    v[focus],
-                    best,
-                    second,
-                    len(ranked),
-                    other_hosts.get(focus, 0),
-                    status,
-                    known_hosts,
-                    len(positions),
-                    labels.get(conversation_id, []),
-                    best["hidden"] if best else frozenset(),
-                    tied,
-                    kinds,
+                    Conversation(
+                        event=v[focus],
+                        best=best,
+                        second=second,
+                        candidates=len(ranked),
+                        other=other_hosts.get(focus, 0),
+                        status=status,
+                        events=len(positions),
+                        labels=labels.get(conversation_id, []),
+                        tied=tied,
+                    ),
+                    context,
                 ),
             }
         )
@@ -380,22 +407,13 @@ def _confidence(
     return "low"
 
 
-def _reasons(
-    event: dict[str, Any],
-    best: dict[str, Any] | None,
-    second: dict[str, Any] | None,
-    n_candidates: int,
-    other: int,
-    status: str,
-    known_hosts: int,
-    events: int,
-    labels: list[tuple[str, str]] | None = None,
-    hidden: frozenset[str] = frozenset(),
-    tied: list[dict[str, Any]] | None = None,
-    kinds: dict[tuple[str, str], str] | None = None,
-) -> str:
+def _reasons(c: Conversation, context: Context) -> str:
     """Plain-language reasons for a finding, most important first."""
-    parts: list[str] = [f"{label}: {why}" for label, why in labels or []]
+    event, best, second, tied = c.event, c.best, c.second, c.tied
+    n_candidates, other, status, events = c.candidates, c.other, c.status, c.events
+    known_hosts, kinds = context.known_hosts, context.kinds
+    hidden = best["hidden"] if best else frozenset()
+    parts: list[str] = [f"{label}: {why}" for label, why in c.labels]
     src = event["src_ip"]
     via = event.get("identity_via") or src
     nat = f" (its NAT address {via})" if via != src else ""

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
-from .attribute import Window, attribute, score_candidates
+from .attribute import Context, Window, attribute, score_candidates
 from .classify import Rules, classify, load_rules
 from .conversations import DEFAULT_GAP_NS, assign_conversations
 from .errors import CorrelateError, FormatMismatch, InputError, Reject, UnknownFormat
@@ -576,13 +576,16 @@ def analyse(loaded: Loaded, options: RunOptions, *, joiner: Joiner = band_join) 
         violations,
         calls,
         scored,
-        other_hosts,
-        status,
-        "keyed" if keyed else "time",
-        known,
-        labels,
-        kinds_of(identity),
+        Context(
+            other_hosts=other_hosts,
+            identity_status=status,
+            identity_mode="keyed" if keyed else "time",
+            known_hosts=known,
+            labels=labels or {},
+            kinds=kinds_of(identity),
+        ),
     )
+
     return Result(
         loaded=loaded,
         identity=identity,
