@@ -436,9 +436,9 @@ class Case:
         where = None
         if binding is not None:
             where = self.path / CACHE / _analysis_key(binding, options)
-        loaded = self.loaded(options, cache=cache)
+        loaded = merge_copies(self.loaded(options, cache=cache))  # once, cached or not
         if where is not None and binding is not None:
-            found = _read_cached(where, binding, merge_copies(loaded), options, summary)
+            found = _read_cached(where, binding, loaded, options, summary)
             if found is not None:
                 found.case_root = self.path
                 return found

@@ -138,6 +138,8 @@ class Loaded:
     """Copies of calls recorded by several agent logs, merged into one row (``same_calls``)."""
     merged_events: int = 0
     """Copies of network records (every field the same but the place) kept once (``same_events``)."""
+    copies_merged: bool = False
+    """Whether ``same_events.merge_copies`` has run (with or without copies to merge)."""
 
 
 @dataclass

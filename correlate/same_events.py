@@ -52,14 +52,13 @@ def merge_copies(loaded: Loaded) -> Loaded:
     """``loaded`` with calls recorded by several agent logs merged (``same_calls``) and network
     records held more than once kept once: what ``pipeline.prepare`` starts with, and what a
     cached analysis of a case must be given so that its provenance counts them the same way.
-    Each merge runs once (its count says it ran)."""
-    if not loaded.merged_calls:
-        calls, merged = merge_same_calls(loaded.calls)
-        if merged:
-            loaded = replace(loaded, calls=calls, merged_calls=merged)
-    if not loaded.merged_events:
-        loaded = merge_same_events(loaded)
-    return loaded
+    It runs once: a second call returns ``loaded`` as it is (``copies_merged``)."""
+    if loaded.copies_merged:
+        return loaded
+    calls, merged = merge_same_calls(loaded.calls)
+    if merged:
+        loaded = replace(loaded, calls=calls, merged_calls=merged)
+    return replace(merge_same_events(loaded), copies_merged=True)
 
 
 def merge_same_events(loaded: Loaded) -> Loaded:

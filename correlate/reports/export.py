@@ -51,7 +51,6 @@ from ..query import format_time
 from ..schema import plain_rows
 from ..textsafe import FORMULA_PREFIXES, csv_text, inert, inert_json
 from .parquet import (
-    ASSOCIATION_SCHEMA,
     attribution_rows,
     protected_files,
     report_tables,
@@ -677,7 +676,7 @@ def export(
     texts: dict[str, str] = {}
     baseline = None
     if exporter.records is not None:
-        texts[fmt] = "".join(_json_line(r) for r in exporter.records(result))
+        texts[fmt] = records_jsonl(exporter.records(result))
     else:
         assert exporter.render is not None
         tables, baselines = report_tables(result, permutations)
@@ -722,7 +721,6 @@ def records_jsonl(records: Iterable[dict[str, Any]]) -> str:
 
 
 __all__ = [
-    "ASSOCIATION_SCHEMA",
     "CLOCK",
     "EXPORTERS",
     "FORMATS",

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -351,19 +351,10 @@ def rejects_renderable(rejects: Iterable[Reject], limit: int = 10) -> Renderable
     return Group(*lines)
 
 
-def print_report(result: Result, console: Console, top: int = 3) -> None:
-    """The whole terminal report: clocks, findings, then the input summary."""
-    console.print(offsets_renderable(result))
-    console.print(findings_renderable(result, top))
-    console.print()
-    console.print(load_summary_renderable(result))
-
-
 __all__ = [
     "findings_renderable",
     "load_summary_renderable",
     "offsets_renderable",
-    "print_report",
     "rejects_renderable",
     "statistics_renderable",
 ]
