@@ -34,7 +34,15 @@ import pyarrow.parquet as pq
 
 from ..atomic import atomic_path, file_set, set_manifest_path
 from ..pipeline import Result
-from ..schema import FINDINGS, TS, plain_rows
+from ..schema import (
+    ATTRIBUTIONS,
+    CANDIDATES,
+    FINDINGS,
+    NETWORK_EVENTS,
+    TOOL_CALLS,
+    TS,
+    plain_rows,
+)
 from ..stats import Association, Baseline
 
 TEXT_LIST = pa.list_(pa.string())
@@ -43,41 +51,29 @@ TEXT_LIST = pa.list_(pa.string())
 LIST_SEPARATORS = {"labels": ",", "actions": ",", "reasons": "; "}
 """How the analysis tables join the values of each list column (split here into lists)."""
 
-ATTRIBUTIONS_COLUMNS = pa.schema(
-    [
-        pa.field("event_id", pa.int64()),
-        pa.field("conversation_id", pa.int64()),
-        pa.field("ts", TS),
-        pa.field("src_ip", pa.string()),
-        pa.field("src_port", pa.int32()),
-        pa.field("src_nat_ip", pa.string()),
-        pa.field("src_host", pa.string()),
-        pa.field("dst_ip", pa.string()),
-        pa.field("dst_port", pa.int32()),
-        pa.field("protocol", pa.string()),
-        pa.field("dst_domain", pa.string()),
-        pa.field("action", pa.string()),
-        pa.field("rule", pa.string()),
-        pa.field("signature", pa.string()),
-        pa.field("labels", TEXT_LIST),
-        pa.field("how", pa.string()),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
-        pa.field("command", pa.string()),
-        pa.field("call_ts_start", TS),
-        pa.field("call_ts_end", TS),
-        pa.field("lag_s", pa.float64()),
-        pa.field("confidence", pa.string()),
-        pa.field("candidates", pa.int64()),
-        pa.field("clock_offset_s", pa.float64()),
-        pa.field("source_format", pa.string()),
-        pa.field("source_path", pa.string()),
-        pa.field("source_line", pa.int64()),
-    ]
+
+def _columns(names: str, **types: pa.DataType) -> pa.Schema:
+    """An export table's columns, in this order, each typed as the normalised schemas type it
+    (``schema.py``: the analysis tables first, then events and calls), list columns as lists;
+    ``types`` for columns only the export has."""
+    known: dict[str, pa.DataType] = {}
+    for source in (TOOL_CALLS, NETWORK_EVENTS, CANDIDATES, ATTRIBUTIONS, FINDINGS):
+        known.update({f.name: f.type for f in source})
+    known.update({"call_ts_start": TS, "call_ts_end": TS, **types})
+    return pa.schema(
+        [
+            pa.field(name, TEXT_LIST if name in LIST_SEPARATORS else known[name])
+            for name in names.split()
+        ]
+    )
+
+
+ATTRIBUTIONS_COLUMNS = _columns(
+    "event_id conversation_id ts src_ip src_port src_nat_ip src_host dst_ip dst_port protocol "
+    "dst_domain action rule signature labels how call_id run_id episode_id step host tool "
+    "command call_ts_start call_ts_end lag_s confidence candidates clock_offset_s "
+    "source_format source_path source_line",
+    candidates=pa.int64(),
 )
 """One row per violation event: the event (``ts`` on the aligned clock: as logged minus
 ``clock_offset_s``), its conversation's labels, the attributed call with its command and times,
@@ -88,43 +84,12 @@ FINDINGS_COLUMNS = pa.schema(
 )
 """One row per conversation (the analysis's findings, with its list columns as lists)."""
 
-CANDIDATES_COLUMNS = pa.schema(
-    [
-        pa.field("conversation_id", pa.int64()),
-        pa.field("event_id", pa.int64()),
-        pa.field("event_ts", TS),
-        pa.field("event_source_path", pa.string()),
-        pa.field("event_source_line", pa.int64()),
-        pa.field("src_ip", pa.string()),
-        pa.field("src_nat_ip", pa.string()),
-        pa.field("src_host", pa.string()),
-        pa.field("dst_ip", pa.string()),
-        pa.field("dst_port", pa.int32()),
-        pa.field("protocol", pa.string()),
-        pa.field("dst_domain", pa.string()),
-        pa.field("action", pa.string()),
-        pa.field("labels", TEXT_LIST),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
-        pa.field("command", pa.string()),
-        pa.field("call_ts_start", TS),
-        pa.field("call_ts_end", TS),
-        pa.field("call_source_path", pa.string()),
-        pa.field("call_source_line", pa.int64()),
-        pa.field("lag_s", pa.float64()),
-        pa.field("relation", pa.string()),
-        pa.field("identity", pa.string()),
-        pa.field("indicator", pa.string()),
-        pa.field("agreement", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("rank", pa.int32()),
-        pa.field("attributed", pa.bool_()),
-        pa.field("confidence", pa.string()),
-    ]
+CANDIDATES_COLUMNS = _columns(
+    " ".join(CANDIDATES.names[:5])
+    + " src_ip src_nat_ip src_host dst_ip dst_port protocol dst_domain action labels "
+    + " ".join(CANDIDATES.names[5:])
+    + " attributed confidence",
+    attributed=pa.bool_(),
 )
 """One row per (violation event x candidate call) pair: the scored pair, the event's context,
 ``attributed`` for the call the event is attributed to and that attribution's ``confidence``."""
@@ -152,9 +117,6 @@ inside one of the key's call windows), ``expected`` (the mean under circular shi
 power: ``in_flight_fraction`` (the share of the span call windows cover), ``critical_count`` (the
 fewest onsets in windows that would be significant; null: the test cannot tell) and
 ``min_detectable_lift``."""
-
-ASSOCIATION_SCHEMA = STATS_COLUMNS
-"""Former name of ``STATS_COLUMNS``."""
 
 _STATS_NAMES = {"violations": "onsets", "observed": "in_windows"}
 """``Association`` fields whose column is named as the CLI says it."""
@@ -365,7 +327,6 @@ def write_table(table: pa.Table, path: Path, metadata: dict[str, str]) -> None:
 
 
 __all__ = [
-    "ASSOCIATION_SCHEMA",
     "ATTRIBUTIONS_COLUMNS",
     "CANDIDATES_COLUMNS",
     "FINDINGS_COLUMNS",
