@@ -96,7 +96,7 @@ def call_cell(row: dict[str, Any]) -> str:
         for r in str(row.get("reasons") or "").split("; ")
         if "not attributed" in r or "no tool call" in r
     ]
-    return f"not attributed: {why[0]}" if why else "not attributed"
+    return f"not attributed: {why[0].removesuffix(': not attributed')}" if why else "not attributed"
 
 
 def lag_cell(row: dict[str, Any]) -> str:
