@@ -28,6 +28,7 @@ from rich.text import Text
 from .classify import LABELS
 from .errors import OptionError
 from .pipeline import Result
+from .reports.parquet import attribution_rows
 from .reports.styles import CONFIDENCE_STYLE
 from .schema import TS, plain_rows
 from .stats import Association
@@ -574,17 +575,6 @@ CANDIDATE_ROWS = pa.schema(
 """One row per (violation event x candidate call) pair; ``attributed`` marks the chosen call."""
 
 
-def _call_index(result: Result) -> dict[tuple[Any, ...], Row]:
-    """Calls by (call_id, run_id, episode_id, step): the first one wins on a duplicate id."""
-    calls = result.loaded.calls.select(
-        ["call_id", "run_id", "episode_id", "step", "command", "ts_start", "ts_end", "host"]
-    )
-    index: dict[tuple[Any, ...], Row] = {}
-    for row in plain_rows(calls):
-        index.setdefault((row["call_id"], row["run_id"], row["episode_id"], row["step"]), row)
-    return index
-
-
 def _table(rows: list[Row], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(
         [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
@@ -592,36 +582,9 @@ def _table(rows: list[Row], schema: pa.Schema) -> pa.Table:
 
 
 def violation_rows(result: Result) -> list[Row]:
-    """One row per violation event (QUERY columns, times as int ns)."""
-    violations = {
-        r["event_id"]: r
-        for r in plain_rows(result.violations.select(["event_id", "src_port", "rule", "signature"]))
-    }
-    labels = {r["conversation_id"]: r["labels"] for r in plain_rows(result.findings)}
-    nat = {
-        r["event_id"]: r["src_nat_ip"]
-        for r in plain_rows(result.violations.select(["event_id", "src_nat_ip"]))
-    }
-    candidates = Counter(result.candidates.column("event_id").to_pylist())
-    calls = _call_index(result)
-    rows = []
-    for a in plain_rows(result.attributions):
-        event = violations.get(a["event_id"], {})
-        call = calls.get((a["call_id"], a["run_id"], a["episode_id"], a["step"]), {})
-        rows.append(
-            {
-                **a,
-                "src_nat_ip": nat.get(a["event_id"]),
-                "src_port": event.get("src_port"),
-                "rule": event.get("rule"),
-                "signature": event.get("signature"),
-                "labels": labels.get(a["conversation_id"]),
-                "command": call.get("command"),
-                "call_ts_start": call.get("ts_start"),
-                "candidates": candidates.get(a["event_id"], 0),
-            }
-        )
-    return rows
+    """One row per violation event (QUERY columns, times as int ns): the exported attributions'
+    rows (``reports.parquet.attribution_rows``), which carry every QUERY column."""
+    return attribution_rows(result)
 
 
 def candidate_rows(result: Result) -> list[Row]:
