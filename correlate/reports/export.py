@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import __version__
 from ..atomic import file_set, set_manifest_path
@@ -513,18 +514,19 @@ def involved_episodes(result: Result) -> set[tuple[Any, Any]]:
         for r in plain_rows(table.select(["run_id", "episode_id", "call_id"])):
             if r["call_id"] is not None:
                 involved.add((r["run_id"], r["episode_id"]))
-    spans: dict[tuple[Any, Any], list[Any]] = {}
     calls = result.loaded.calls.select(["run_id", "episode_id", "host", "ts_start", "ts_end"])
-    for c in plain_rows(calls):
-        if c["ts_start"] is None or c["host"] is None:
-            continue
-        key = (c["run_id"], c["episode_id"])
-        end = c["ts_end"] if c["ts_end"] is not None else c["ts_start"]
-        span = spans.setdefault(key, [c["host"], c["ts_start"], end])
-        span[1], span[2] = min(span[1], c["ts_start"]), max(span[2], end)
+    calls = calls.filter(pc.and_(pc.is_valid(calls["ts_start"]), pc.is_valid(calls["host"])))
+    start = pc.cast(calls["ts_start"], pa.int64())
+    end = pc.max_element_wise(pc.fill_null(pc.cast(calls["ts_end"], pa.int64()), start), start)
+    calls = calls.set_column(calls.schema.get_field_index("ts_start"), "ts_start", start)
+    calls = calls.set_column(calls.schema.get_field_index("ts_end"), "ts_end", end)
+    spans = calls.group_by(["run_id", "episode_id"], use_threads=False).aggregate(
+        [("host", "first"), ("ts_start", "min"), ("ts_end", "max")]
+    )
     by_host: dict[str, list[tuple[int, int, tuple[Any, Any]]]] = defaultdict(list)
-    for key, (host, first, last) in spans.items():
-        by_host[host].append((first, last, key))
+    for span in plain_rows(spans):
+        key = (span["run_id"], span["episode_id"])
+        by_host[span["host_first"]].append((span["ts_start_min"], span["ts_end_max"], key))
     for v in plain_rows(result.violations.select(["src_host", "ts"])):
         for first, last, key in by_host.get(v["src_host"], []):
             if first <= v["ts"] <= last:
@@ -573,7 +575,12 @@ def timesketch_records(result: Result) -> list[dict[str, Any]]:
     ):
         candidate_of[(c["call_id"], c["run_id"], c["episode_id"], c["step"])].add(c["event_id"])
     episodes = involved_episodes(result)
-    for call in plain_rows(result.loaded.calls):
+    calls = result.loaded.calls
+    named = pa.array(sorted({e for _, e in episodes if e is not None}), pa.string())
+    chosen = pc.is_in(calls["episode_id"], value_set=named)
+    if any(e is None for _, e in episodes):
+        chosen = pc.or_(pc.fill_null(chosen, False), pc.is_null(calls["episode_id"]))
+    for call in plain_rows(calls.filter(pc.fill_null(chosen, False))):
         if (call["run_id"], call["episode_id"]) not in episodes or call["ts_start"] is None:
             continue
         key = (call["call_id"], call["run_id"], call["episode_id"], call["step"])
