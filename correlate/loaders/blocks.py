@@ -9,7 +9,10 @@ only for the lines that need it; line numbering, end-of-line stripping and the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Generator, Iterator
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +25,8 @@ CHUNK_BYTES = 8 << 20
 """How much is read at a time (a run never spans two reads)."""
 
 DIGITS = b"0123456789"
+
+T = TypeVar("T")
 
 
 def _table(values: bytes) -> np.ndarray:
@@ -40,6 +45,16 @@ def line_runs(
     ``count`` == 0: one line that needs the per-line reader, without its end of line.
     Lines are numbered from ``source.first_line`` (1 unless the source is a byte range).
     """
+    for number, blob, count, _, _ in line_runs_spans(source, first, last, chunk_bytes=chunk_bytes):
+        yield number, blob, count
+
+
+def line_runs_spans(
+    source: Source, first: bytes, last: bytes | None = None, *, chunk_bytes: int | None = None
+) -> Iterator[tuple[int, bytes, int, np.ndarray, np.ndarray]]:
+    """``line_runs`` with each run's ``line_spans`` (empty for a single line), found while
+    cutting, so a column-wise loader does not look for the line ends a second time."""
+    empty = np.zeros(0, dtype=np.int64)
     cap = source.limits.max_line_bytes
     size = chunk_bytes or CHUNK_BYTES
     first_ok, last_ok = _table(first), None if last is None else _table(last)
@@ -95,7 +110,14 @@ def line_runs(
                 at = 0
                 for index in [*odd.tolist(), stop]:
                     if index > at:
-                        yield number + at + 1, data[starts[at] : ends[index - 1]], index - at
+                        base = starts[at]
+                        yield (
+                            number + at + 1,
+                            data[base : ends[index - 1]],
+                            index - at,
+                            starts[at:index] - base,
+                            ends[at:index] - base,
+                        )
                     if index == stop:
                         break
                     line = data[starts[index] : ends[index]].rstrip(b"\r\n")
@@ -104,7 +126,7 @@ def line_runs(
                             LongLine(number + index + 1, len(line), line[:LONG_LINE_PREFIX])
                         )
                     else:
-                        yield number + index + 1, line, 0
+                        yield number + index + 1, line, 0, empty, empty
                     at = index + 1
                 number += len(starts)
                 if not block:
@@ -188,3 +210,51 @@ def _parse_json(data: bytes, count: int, schema: pa.Schema) -> pa.Table | None:
             continue
         return table if table.num_rows == count else None
     return None
+
+
+def ahead(items: Iterator[T], name: str, depth: int = 2) -> Generator[T, None, None]:
+    """``items`` produced in a thread, up to ``depth`` ahead of the consumer.
+
+    Column-wise loaders read, cut and parse the next run (pyarrow and numpy work without the GIL)
+    while the current one is checked in Python, so both cores are busy. Items come in order; an
+    error raised producing one is raised here at its place, after the items before it. Closing
+    the generator (or an error in the consumer) stops the thread and closes ``items``.
+    """
+    done: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                done.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # raised in the reading thread, at its place in the file
+            put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name=f"{name}-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = done.get()
+            if not more:
+                if item is not None:
+                    raise item  # type: ignore[misc]
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()

@@ -18,7 +18,7 @@ each gives a converted column and clears ``ok`` for the rows it cannot vouch for
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from ..schema import NETWORK_EVENTS
 from ..sources import Source
 from . import fields
 from .base import FileLoad
-from .blocks import json_pieces, line_runs, line_spans
+from .blocks import ahead, json_pieces, line_runs_spans, line_spans
 
 TEXT = pa.string()
 NULL_TEXT = pa.scalar(None, TEXT)
@@ -59,32 +59,69 @@ def read_json_lines(load: FileLoad, spec: JsonLines, *, fast: bool = True) -> No
     """Every line of ``load.source`` into ``load``, column-wise where ``fast``.
 
     When every good row is kept (no sampling), runs are parsed once with every field; when
-    ``run`` samples, with the check fields, and the kept rows again with every field.
+    ``run`` samples, with the check fields, and the kept rows again with every field. The next
+    runs are read, cut and parsed in a second thread (``blocks.ahead``) while this one is checked.
     """
     sampling = load.keeper is not None and load.options.keep is not None
     schema = spec.check_schema if sampling else spec.schema
-    for first, blob, count in line_runs(load.source, b"{", b"}"):
+    runs = ahead(_parsed_runs(load.source, schema, fast), load.name)
+    try:
+        for first, blob, count, pieces in runs:
+            if pieces is None:
+                for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
+                    spec.per_line(first + offset, raw.rstrip(b"\r"), load)
+                continue
+            for piece in pieces:
+                if piece.table is None:
+                    for offset, raw in enumerate(piece.blob.split(b"\n")):
+                        spec.per_line(piece.first + offset, raw.rstrip(b"\r"), load)
+                else:
+                    _checked(piece, load, spec, in_full=not sampling)
+    finally:
+        runs.close()
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Lines pyarrow parsed at once (``table``; None: refused, to be read line by line), with
+    their offsets in ``blob`` and the lines Python's json may refuse (``beyond_python``)."""
+
+    first: int
+    blob: bytes
+    table: pa.Table | None
+    starts: np.ndarray
+    ends: np.ndarray
+    beyond: np.ndarray
+
+
+def _parsed_runs(
+    source: Source, schema: pa.Schema, fast: bool
+) -> Iterator[tuple[int, bytes, int, list[Piece] | None]]:
+    """``line_runs`` of object lines, each run parsed into pieces (None: line by line)."""
+    empty = np.zeros(0, dtype=np.int64)
+    for first, blob, count, starts, ends in line_runs_spans(source, b"{", b"}"):
         if count == 0 or not fast:
-            for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
-                spec.per_line(first + offset, raw.rstrip(b"\r"), load)
+            yield first, blob, count, None
             continue
-        for at, piece, _, table in json_pieces(blob, first, count, schema):
+        pieces = []
+        for at, piece, m, table in json_pieces(blob, first, count, schema):
             if table is None:
-                for offset, raw in enumerate(piece.split(b"\n")):
-                    spec.per_line(at + offset, raw.rstrip(b"\r"), load)
-            else:
-                _checked(table, at, piece, load, spec, in_full=not sampling)
+                pieces.append(Piece(at, piece, None, empty, empty, empty.astype(bool)))
+                continue
+            spans = (starts, ends) if m == count else line_spans(piece)
+            pieces.append(Piece(at, piece, table, *spans, beyond_python(piece, *spans)))
+        yield first, blob, count, pieces
 
 
-def _checked(
-    table: pa.Table, first: int, blob: bytes, load: FileLoad, spec: JsonLines, *, in_full: bool
-) -> None:
+def _checked(piece: Piece, load: FileLoad, spec: JsonLines, *, in_full: bool) -> None:
     """A parsed run: checked rows counted and the kept ones normalised; the rest line by line."""
+    table, first, blob = piece.table, piece.first, piece.blob
+    assert table is not None
+    starts, ends = piece.starts, piece.ends
     n = table.num_rows
     ok = np.ones(n, dtype=bool)
     verdict = spec.check(table, ok)
-    starts, ends = line_spans(blob)
-    ok &= ~beyond_python(blob, starts, ends)  # the per-line reader decides (rejects) those
+    ok &= ~piece.beyond  # the per-line reader decides (rejects) those
     keep = ok.copy()
     keeper, policy = load.keeper, load.options.keep
     if keeper is not None and policy is not None:

@@ -33,11 +33,9 @@ import base64
 import codecs
 import functools
 import json
-import queue
 import re
-import threading
-from collections.abc import Callable, Generator
-from typing import Any, cast
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,7 +47,7 @@ from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .blocks import line_runs, line_spans
+from .blocks import ahead, line_runs, line_spans
 from .calls import OUTPUT_CHARS, command_from, truncate
 from .records import first_line, json_documents
 
@@ -155,44 +153,16 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
 
 def _prefetched(source: Source, reader: _Reader) -> Generator[_Run, None, None]:
     """``line_runs`` with each run of plain ASCII already parsed by Arrow, one run ahead, in a
-    thread: the next run is read and parsed while this one is converted."""
-    items: queue.Queue[_Run | BaseException | None] = queue.Queue(maxsize=2)
-    stop = threading.Event()
+    thread (``blocks.ahead``): the next run is read and parsed while this one is converted."""
 
-    def put(item: _Run | BaseException | None) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def runs() -> Iterator[_Run]:
+        for first, data, count in line_runs(source, b"{", b"}"):
+            parsed = None
+            if count and data.isascii():
+                parsed = _arrow(memoryview(data), count, True, reader.choice)
+            yield first, data, count, parsed
 
-    def work() -> None:
-        runs = cast(Generator[tuple[int, bytes, int], None, None], line_runs(source, b"{", b"}"))
-        try:
-            for first, data, count in runs:
-                parsed = None
-                if count and data.isascii():
-                    parsed = _arrow(memoryview(data), count, True, reader.choice)
-                if not put((first, data, count, parsed)):
-                    return
-            put(None)
-        except BaseException as exc:  # raised in the reading thread, at its place in the file
-            put(exc)
-        finally:
-            runs.close()
-
-    thread = threading.Thread(target=work, name="otlp_json-prefetch", daemon=True)
-    thread.start()
-    try:
-        while (item := items.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    return ahead(runs(), name)
 
 
 def read_per_line(source: Source, options: LoadOptions) -> LoadResult:

@@ -65,7 +65,6 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -80,7 +79,7 @@ from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
-from .blocks import json_pieces, line_runs, line_spans
+from .blocks import ahead, json_pieces, line_runs, line_spans
 from .columnar import (
     BAD,
     NULL_INT,
@@ -811,39 +810,32 @@ class Columns:
 
 def read_columns(load: FileLoad, spec: Columns, *, fast: bool = True) -> None:
     """Every line of ``load.source`` into ``load``, column-wise where ``fast`` (as
-    ``columnar.read_json_lines``). The next run is parsed in a second thread while this one is
-    checked (pyarrow parses without the GIL); runs are still taken in line order, and an error
-    cutting the file (``--max-line-bytes``) is raised after the runs before it are read."""
-    pending: Future[list[Piece]] | None = None
+    ``columnar.read_json_lines``). The next runs are cut and parsed in a second thread
+    (``blocks.ahead``) while this one is checked; runs are still taken in line order, and an
+    error cutting the file (``--max-line-bytes``) is raised after the runs before it are read."""
 
-    def take(done: Future[list[Piece]] | None) -> None:
-        for at, piece, _, table in [] if done is None else done.result():
-            if table is None:
-                for offset, raw in enumerate(piece.split(b"\n")):
-                    spec.per_line(at + offset, raw.rstrip(b"\r"), load)
-            else:
-                _checked(table, at, piece, load, spec)
-
-    runs = line_runs(load.source, b"{", b"}")
-    with ThreadPoolExecutor(max_workers=1) as parser:
-        while True:
-            try:
-                first, blob, count = next(runs)
-            except StopIteration:
-                break
-            except BaseException:
-                take(pending)
-                raise
+    def parsed() -> Iterator[tuple[int, bytes, int, list[Piece] | None]]:
+        for first, blob, count in line_runs(load.source, b"{", b"}"):
             if count == 0 or not fast:
-                take(pending)
-                pending = None
+                yield first, blob, count, None
+            else:
+                yield first, blob, count, _pieces(blob, first, count, spec.schema)
+
+    runs = ahead(parsed(), name)
+    try:
+        for first, blob, count, pieces in runs:
+            if pieces is None:
                 for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
                     spec.per_line(first + offset, raw.rstrip(b"\r"), load)
                 continue
-            parsing = parser.submit(_pieces, blob, first, count, spec.schema)
-            take(pending)
-            pending = parsing
-        take(pending)
+            for at, piece, _, table in pieces:
+                if table is None:
+                    for offset, raw in enumerate(piece.split(b"\n")):
+                        spec.per_line(at + offset, raw.rstrip(b"\r"), load)
+                else:
+                    _checked(table, at, piece, load, spec)
+    finally:
+        runs.close()
 
 
 Piece = tuple[int, bytes, int, "pa.Table | None"]
