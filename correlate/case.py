@@ -76,6 +76,7 @@ from .keep import Keeper, KeepPolicy, sample_bounds
 from .loaders import LoadStats
 from .loaders.base import BATCH_ROWS
 from .merge import RunWriter, merge_runs
+from .options import ANALYSIS_OPTIONS, PERMUTATIONS, RECORDED_KEYS
 from .pipeline import (
     InputFile,
     Joiner,
@@ -119,30 +120,14 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
 LINKED = (*(filename for filename, _ in TABLES.values()), REJECTS)
 """The files a generation holds besides its manifest, each linked from the top of the case."""
 ANALYSIS_PARAMETERS = frozenset(
-    (
-        "before",
-        "after",
-        "gap",
-        "violation_actions",
-        "internal_cidrs",
-        "unmapped",
-        "rules",
-        "offsets",
-        "offset_auto",
-        "permutations",
-    )
+    key
+    for option in (*ANALYSIS_OPTIONS, PERMUTATIONS)
+    if not option.per_ingest
+    for key in option.provenance
 )
-"""Keys of ``RunOptions.parameters()`` that change the analysis; every other key changes loading."""
-ANALYSIS_DEFAULT_KEYS = (
-    "before",
-    "after",
-    "gap",
-    "internal_cidr",
-    "actions",
-    "unmapped",
-    "offset",
-    "rules",
-)
+"""Keys of ``RunOptions.parameters()`` an ingest does not record with how it read the files: they
+change the analysis (or, ``anchors``, only what ``run`` keeps in memory; a case keeps every event)."""
+ANALYSIS_DEFAULT_KEYS = RECORDED_KEYS
 """Analysis options an ingest may record as the case's defaults (CLI spelling, as given)."""
 
 
@@ -176,12 +161,7 @@ def load_parameters(options: RunOptions) -> dict[str, Any]:
     params = options.parameters()
     reference = options.load.reference_ns
     return {
-        # ``anchors`` only thins what ``run`` keeps in memory; a case stores every event
-        **{
-            k: v
-            for k, v in sorted(params.items())
-            if k not in ANALYSIS_PARAMETERS and k != "anchors"
-        },
+        **{k: v for k, v in sorted(params.items()) if k not in ANALYSIS_PARAMETERS},
         "format_options": {
             k: dict(sorted(v.items())) for k, v in sorted(options.load.format_options.items())
         },

@@ -29,7 +29,6 @@ from rich.status import Status
 from .atomic import atomic_path, refuse_overwrite
 from .case import (
     ANALYSIS_DEFAULT_KEYS,
-    Case,
     CaseResult,
     IngestReport,
     case_files,
@@ -40,9 +39,28 @@ from .case import (
     verify,
 )
 from .classify import LABELS
+from .cli_common import (
+    EXIT_DATA,
+    analysis_options,
+    apply_decorators,
+    case_analysis_options,
+    clock_line,
+    clock_summary,
+    deprecated,
+    engine_joiner,
+    errors_as_exit_codes,
+    examples,
+    file_format,
+    legacy_format_option,
+    legacy_input_formats,
+    make_console,
+    permutations_option,
+    progress_bar,
+    run_options,
+    stdout_console,
+)
 from .errors import CorrelateError, OptionError
-from .pipeline import DEFAULT_AFTER_NS, DEFAULT_BEFORE_NS, UNMAPPED_CHOICES
-from .policy import DEFAULT_ACTIONS
+from .options import case_values
 from .query import (
     CONFIDENCE_ORDER,
     GROUP_KEYS,
@@ -70,57 +88,15 @@ from .schema import plain_rows
 from .stats import Association, Baseline
 from .textsafe import inert
 from .timeline import build_timeline, timeline_table, timeline_text
-from .timeparse import format_duration
-
-_PENDING: list[click.Group] = []
 
 
 def register(group: click.Group) -> None:
-    """Add the case commands to ``group`` (the ``correlate`` CLI); commands present are kept.
-
-    ``cli.py`` ends with ``register(cli)``. When this module is imported first, that call comes
-    while this module is half-initialised (it imports ``cli`` below), which is why ``register`` is
-    defined before that import; the group is then completed at the end of this module.
-    """
-    commands = globals().get("COMMANDS")
-    if commands is None:
-        _PENDING.append(group)
-        return
-    for command in commands:
+    """Add the case commands to ``group`` (the ``correlate`` CLI); commands present are kept."""
+    for command in COMMANDS:
         if command.name not in group.commands:
             group.add_command(command)
 
 
-from .cli import (  # noqa: E402 (after register: see above)
-    EXIT_DATA,
-    _errors_as_exit_codes,
-    _legacy_input_formats,
-    _progress,
-    _run_options,
-    _stdout_console,
-    analysis_options,
-    clock_line,
-    clock_summary,
-    deprecated,
-    engine_joiner,
-    engine_options,
-    examples,
-    file_format,
-    legacy_format_option,
-    make_console,
-)
-
-BUILTIN_DEFAULTS: dict[str, Any] = {
-    "before": format_duration(DEFAULT_BEFORE_NS),
-    "after": format_duration(DEFAULT_AFTER_NS),
-    "gap": "10m",
-    "internal_cidr": (),
-    "actions": ",".join(DEFAULT_ACTIONS),
-    "unmapped": "skip",
-    "lease_grace": "10m",
-    "offset": (),
-    "rules": None,
-}
 ROW_FORMATS = ("table", "csv", "jsonl", "parquet")
 SCREEN_FORMATS = ("table", "text")
 """Row formats for the terminal only; the others go to stdout or to ``-o FILE``."""
@@ -141,81 +117,6 @@ def _working(err: Console, quiet: bool, text: str) -> Iterator[None]:
 
 
 # --- shared options -------------------------------------------------------------------------
-
-
-def _decorate(function: Callable[..., Any], decorators: list[Any]) -> Callable[..., Any]:
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
-
-
-def case_analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that change the analysis of a case (loading options belong to ``ingest``)."""
-    return _decorate(
-        function,
-        [
-            click.option(
-                "--before",
-                metavar="DURATION",
-                help="Window before a call's start (default: the case's, else 10s).",
-            ),
-            click.option(
-                "--after",
-                metavar="DURATION",
-                help="Window after a call's end (default: the case's, else 30s).",
-            ),
-            click.option(
-                "--gap",
-                metavar="DURATION",
-                help="Idle gap that ends a conversation (default: the case's, else 10m).",
-            ),
-            click.option(
-                "--internal-cidr",
-                multiple=True,
-                metavar="CIDR",
-                help="Extra internal network; repeatable (default: the case's).",
-            ),
-            click.option(
-                "--actions",
-                metavar="LIST",
-                help="Verdicts that make a violation (default: the case's, else denied,alerted).",
-            ),
-            click.option(
-                "--unmapped",
-                type=click.Choice(UNMAPPED_CHOICES),
-                help="Sources not in the identity map: skip, or join by time (default: skip).",
-            ),
-            click.option(
-                "--lease-grace",
-                metavar="DURATION",
-                help="How long a trajectory's hold on a shared address outlives its last call "
-                "(default: the case's, else 10m).",
-            ),
-            click.option(
-                "--offset",
-                multiple=True,
-                metavar="auto|none|FORMAT=DURATION",
-                help="Clock offset of a network source, auto (the estimate), or none (as logged); "
-                "default: the case's (ingest --offset), else as logged.",
-            ),
-            click.option(
-                "--rules",
-                type=click.Path(dir_okay=False),
-                help="JSON file extending the labelling rules (default: the case's).",
-            ),
-            click.option(
-                "--no-cache",
-                is_flag=True,
-                help="Analyse afresh instead of reading CASE/cache (nothing is written there).",
-            ),
-            click.option(
-                "--ignore-integrity",
-                is_flag=True,
-                help="Answer even when the case's files fail their hashes (with a warning).",
-            ),
-            engine_options,
-        ],
-    )
 
 
 def _checked(
@@ -265,7 +166,7 @@ def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     A value that could never match (an unknown label, an address that is not one) is a usage
     error naming what is valid, not an empty answer.
     """
-    return _decorate(
+    return apply_decorators(
         function,
         [
             click.option(
@@ -331,7 +232,7 @@ def output_options(formats: Sequence[str]) -> Callable[[Callable[..., Any]], Cal
     """
 
     def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
-        return _decorate(
+        return apply_decorators(
             function,
             [
                 click.option(
@@ -377,7 +278,7 @@ def file_options(
             options.append(
                 click.option("--format", "fmt", type=click.Choice(list(formats)), help=format_help)
             )
-        return _decorate(function, options)
+        return apply_decorators(function, options)
 
     return wrap
 
@@ -418,7 +319,7 @@ def _target(
 
 def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """``--json``, ``--display-tz``, ``-q``, ``-v``."""
-    return _decorate(
+    return apply_decorators(
         function,
         [
             click.option(
@@ -438,22 +339,6 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _analysis_values(given: dict[str, Any], case: Case) -> dict[str, Any]:
-    """Each analysis option: as given on the command line, else the case's, else the built-in.
-
-    The clock policy follows: offsets only when ``--offset`` is given or the case's ingest
-    recorded one (``--offset none`` overrides it); otherwise times are compared as logged.
-    """
-    values: dict[str, Any] = {}
-    stored = case.analysis_defaults
-    for key, builtin in BUILTIN_DEFAULTS.items():
-        value = given.get(key)
-        if value in (None, ()):
-            value = stored.get(key, builtin)
-        values[key] = tuple(value) if isinstance(value, list) else value
-    return values
 
 
 def _analyse(
@@ -488,22 +373,10 @@ def _analyse(
         raise CorrelateError("no firewall or flow log in the case; nothing to attribute")
     if "agent" not in kinds:
         raise CorrelateError("no agent trajectory in the case; nothing to attribute violations to")
-    values = _analysis_values(given, case)
-    options = _run_options(
-        before=values["before"],
-        after=values["after"],
-        gap=values["gap"],
-        tz=(),
-        epoch_unit="auto",
-        internal_cidr=values["internal_cidr"],
-        actions=values["actions"],
-        unmapped=values["unmapped"],
-        lease_grace=values["lease_grace"],
-        formats=(),
-        strict=False,
-        offset=values["offset"],
-        rules=values["rules"],
-    )
+    # each option as given, else the case's default, else the built-in one; the clock policy
+    # follows: offsets only when --offset is given or the case's ingest recorded one
+    values = case_values(given, case.analysis_defaults)
+    options = run_options(**values)
     started = time.perf_counter()
     with engine_joiner(engine, scheduler) as joiner, _working(err, quiet, "analysing the case"):
         result = case.analyse(options, cache=not no_cache, joiner=joiner)
@@ -563,7 +436,7 @@ def _emit(
         if fmt == "text" and text is not None:
             click.echo(text(), nl=False)
         else:
-            _stdout_console().print(renderable())
+            stdout_console().print(renderable())
         return
     if fmt == "parquet":
         if out_path:
@@ -760,8 +633,8 @@ def ingest_command(
     err = _err()
     if not paths and not inventory:
         raise click.UsageError("give PATHS to ingest (or --inventory FILE)")
-    _legacy_input_formats(analysis, quiet)
-    options = _run_options(**analysis)
+    legacy_input_formats(analysis, quiet)
+    options = run_options(**analysis)
     given = {
         key: analysis[key]
         for key in ANALYSIS_DEFAULT_KEYS
@@ -769,10 +642,10 @@ def ingest_command(
         and ctx.get_parameter_source(key) is click.core.ParameterSource.COMMANDLINE
         and analysis[key] not in (None, ())
     }
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         _zone(display_tz)
         started = time.perf_counter()
-        with _progress(err, not quiet) as progress:
+        with progress_bar(err, not quiet) as progress:
             report = ingest(
                 case,
                 paths,
@@ -806,7 +679,7 @@ def ingest_command(
             summary["prepared_s"] = prepared
             _print_json(summary)
             return
-        out = _stdout_console()
+        out = stdout_console()
         counts = report.counts
         verb = "created" if report.created else ("updated" if report.added else "unchanged")
         out.print(
@@ -861,7 +734,7 @@ def verify_command(case: str, as_json: bool, quiet: bool) -> None:
     """Re-check a case (its sealed manifest, stored files, inputs, cache and leftovers) or a set
     of output files (a report or export, or its .files.json); exit 1 on any problem."""
     err = _err()
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         result = verify(case)
     if as_json:
         _print_json(result.summary())
@@ -903,13 +776,7 @@ def verify_command(case: str, as_json: bool, quiet: bool) -> None:
     type=click.Choice(GROUP_KEYS),
     help="One row per tool, run, episode, host, label or confidence, with association with chance.",
 )
-@click.option(
-    "--permutations",
-    default=999,
-    show_default=True,
-    type=click.IntRange(19, 100_000),
-    help="Circular shifts per episode for --by's statistics.",
-)
+@permutations_option("Circular shifts per episode for --by's statistics.", shown=True)
 @case_analysis_options
 @output_options(ROW_FORMATS)
 def findings_command(
@@ -931,7 +798,7 @@ def findings_command(
     the first line says which.
     """
     err = _err()
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         output_format, out_path = _target(values, output_format, out_path, quiet=quiet)
         zone = _zone(display_tz)
         filters = _filters(values, zone, case)
@@ -955,7 +822,7 @@ def findings_command(
                 )
                 return
             if fmt in SCREEN_FORMATS and not out_path:
-                _stdout_console().print(clock_line(result), markup=False)
+                stdout_console().print(clock_line(result), markup=False)
             elif not quiet:
                 err.print(clock_line(result), markup=False)
             _emit(
@@ -1030,7 +897,7 @@ def query_command(
     the confidence, the command and how many candidate calls its window held.
     """
     err = _err()
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         output_format, out_path = _target(values, output_format, out_path, quiet=quiet)
         zone = _zone(display_tz)
         filters = _filters(values, zone, case)
@@ -1101,7 +968,7 @@ def show_command(
     prints them) and in --display-tz's zone in --json.
     """
     err = _err()
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         (wanted,) = parse_conversations([number], "N")
         zone = _zone(display_tz)
         result = _analyse(case, values, err, quiet=quiet, verbose=verbose)
@@ -1123,7 +990,7 @@ def show_command(
         if as_json:
             _print_json(_shown_conversation(case, result, finding, anchor, top, zone))
             return
-        out = _stdout_console()
+        out = stdout_console()
         out.print(clock_line(result), markup=False)
         first = [r for r in plain_rows(result.candidates) if r["event_id"] == anchor]
         out.print(_finding(finding, first, top))
@@ -1229,7 +1096,7 @@ def timeline_command(
     A table on a terminal, plain lines when piped.
     """
     err = _err()
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         output_format, out_path = _target(values, output_format, out_path, quiet=quiet)
         if not episode and not host:
             raise OptionError("timeline needs --episode ID or --host NAME")
@@ -1293,13 +1160,7 @@ def timeline_command(
     FORMATS,
     f"{formats_help()} (default: as -o's suffix says).",
 )
-@click.option(
-    "--permutations",
-    default=999,
-    show_default=True,
-    type=click.IntRange(0, 100_000),
-    help="Circular shifts per episode for the statistics table (0 skips it).",
-)
+@permutations_option("Circular shifts per episode for the statistics table (0 skips it).")
 @case_analysis_options
 @common_options
 def export_command(
@@ -1321,7 +1182,7 @@ def export_command(
     whole case's, and each file's provenance records the filters.
     """
     err = _err()
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         fmt, out_path = _required_file(values, fmt, out_path, FORMATS, quiet=quiet)
         zone = _zone(display_tz)
         filters = _filters(values, zone, case)
@@ -1395,13 +1256,7 @@ def _report_written(
     "--title",
     help="The report's title (default: correlate report, naming the filters when there are any).",
 )
-@click.option(
-    "--permutations",
-    default=999,
-    show_default=True,
-    type=click.IntRange(0, 100_000),
-    help="Circular shifts per episode for the statistics section (0 skips it).",
-)
+@permutations_option("Circular shifts per episode for the statistics section (0 skips it).")
 @case_analysis_options
 @common_options
 def report_command(
@@ -1423,7 +1278,7 @@ def report_command(
     case's, and the provenance records the filters.
     """
     err = _err()
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         _, out_path = _required_file(values, "html", out_path, ("html",), quiet=quiet)
         zone = _zone(display_tz)
         filters = _filters(values, zone, case)
@@ -1460,9 +1315,5 @@ COMMANDS: tuple[click.Command, ...] = (
     report_command,
 )
 
-
-for _group in _PENDING:
-    register(_group)
-_PENDING.clear()
 
 __all__ = ["COMMANDS", "register"]

@@ -7,8 +7,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -16,28 +15,34 @@ from typing import Any
 import click
 from click.core import ParameterSource
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import __version__
 from .atomic import atomic_path, refuse_overwrite
 from .case import CaseResult, check_integrity, is_case, open_case
-from .classify import load_rules
+from .case_cli import register
+from .cli_common import (
+    EXIT_DATA,
+    analysis_options,
+    apply_color,
+    clock_line,
+    engine_joiner,
+    engine_options,
+    errors_as_exit_codes,
+    examples,
+    file_format,
+    legacy_format_option,
+    legacy_input_formats,
+    make_console,
+    os_condition,
+    permutations_option,
+    progress_bar,
+    run_options,
+    stdout_console,
+)
 from .distributed import engine_session
 from .errors import CorrelateError, OptionError, Reject
-from .join import band_join
-from .keep import DEFAULT_ANCHORS
-from .loaders import MIN_SCORE, REGISTRY, LoadOptions
-from .pipeline import (
-    DEFAULT_AFTER_NS,
-    DEFAULT_BEFORE_NS,
-    UNMAPPED_CHOICES,
-    Joiner,
-    Loaded,
-    Result,
-    RunOptions,
-    analyse,
-)
-from .policy import DEFAULT_ACTIONS, ViolationPolicy
+from .loaders import MIN_SCORE, REGISTRY
+from .pipeline import Loaded, Result, RunOptions, analyse
 from .reports.export import FORMATS as FILE_FORMATS
 from .reports.export import export, table_records
 from .reports.overview import print_report
@@ -47,90 +52,11 @@ from .reports.terminal import (
     rejects_renderable,
     statistics_renderable,
 )
-from .sources import DEFAULT_LIMITS, Limits, expand_paths
+from .sources import expand_paths
 from .stats import Association, Baseline
 from .textsafe import inert, inert_json
-from .timeparse import (
-    EPOCH_UNITS,
-    TimeParseError,
-    format_duration,
-    parse_duration,
-    parse_time,
-    resolve_zone,
-)
 
-EXIT_DATA, EXIT_USAGE = 1, 2
-PIPED_WIDTH = 160
-ACTIONS = ("allowed", "alerted", "denied", "unknown")
-
-# --- one vocabulary: -o/--output FILE, --format FORMAT, --input-format [GLOB=]NAME -----------
-
-SUFFIX_FORMATS: dict[str, tuple[str, ...]] = {
-    ".parquet": ("parquet",),
-    ".pq": ("parquet",),
-    ".csv": ("csv",),
-    ".jsonl": ("jsonl", "ocsf", "timesketch"),
-    ".ndjson": ("jsonl", "ocsf", "timesketch"),
-    ".json": ("jsonl", "ocsf", "timesketch"),
-    ".html": ("html",),
-    ".htm": ("html",),
-}
-"""The formats a file's suffix can hold; the first is the one the suffix implies (``.json``
-implies none: it may hold JSON lines, OCSF or Timesketch, so ``--format`` says which)."""
-IMPLIED_BY_SUFFIX = {s: f[0] for s, f in SUFFIX_FORMATS.items() if s != ".json"}
-
-
-def file_format(
-    path: str,
-    fmt: str | None,
-    formats: Sequence[str],
-    *,
-    default: str | None = None,
-    any_suffix: bool = False,
-) -> str:
-    """The format of ``-o PATH``: ``--format`` when given, else the one its suffix implies.
-
-    A suffix that cannot hold the format asked for (``-o report.csv --format parquet``) is a
-    usage error, as is a suffix that implies a format this command does not write. ``default``
-    applies to a name without a suffix (and to any suffix it does not know with ``any_suffix``);
-    otherwise ``--format`` must say. Raises OptionError (exit 2).
-    """
-    suffix = Path(path).suffix.lower()
-    holds = SUFFIX_FORMATS.get(suffix)
-    if fmt:
-        if holds is not None and fmt not in holds:
-            raise OptionError(
-                f"-o {path}: a {suffix} file holds {' or '.join(holds)}, not {fmt} "
-                f"(--format {fmt}); rename the file or change --format"
-            )
-        return fmt
-    implied = IMPLIED_BY_SUFFIX.get(suffix)
-    if implied is not None and implied in formats:
-        return implied
-    if implied is not None and default is not None and any_suffix:
-        raise OptionError(f"-o {path}: this command writes {default}, not {implied}")
-    if implied is not None:
-        raise OptionError(
-            f"-o {path}: this command does not write {implied} (its formats: {', '.join(formats)})"
-        )
-    if default is not None and (not suffix or any_suffix):
-        return default
-    raise OptionError(f"-o {path}: say which format with --format ({', '.join(formats)})")
-
-
-def deprecated(old: str, new: str, quiet: bool = False) -> None:
-    """One line on stderr for a spelling kept for one release (not with -q)."""
-    if not quiet:
-        click.echo(f"note: {old} is deprecated and goes after this release; use {new}", err=True)
-
-
-def _legacy_input_formats(analysis: dict[str, Any], quiet: bool) -> None:
-    """Fold the hidden ``--format [GLOB=]NAME`` (the input-format spelling before
-    ``--input-format``) into ``formats``, with a deprecation note."""
-    legacy = tuple(analysis.pop("legacy_formats", ()) or ())
-    if legacy:
-        deprecated("--format [GLOB=]NAME for an input format", "--input-format", quiet)
-        analysis["formats"] = tuple(analysis.get("formats") or ()) + legacy
+# --- run's --format: the format of -o, or (deprecated) an input format ------------------------
 
 
 def _run_format(values: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
@@ -152,232 +78,6 @@ def _run_format(values: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
                 param_hint="--format",
             )
     return chosen, tuple(legacy)
-
-
-# --- one clock policy -----------------------------------------------------------------------
-
-CLOCK_POLICY = (
-    "Times are compared as each source logged them unless --offset is given (auto: the "
-    "estimated offsets) or the case's ingest recorded one as its default; --offset none "
-    "overrides a case's default."
-)
-
-
-def clock_line(result: Result) -> str:
-    """Which clock an answer is on, in one sentence (``stats`` and ``findings --by`` print it)."""
-    applied = result.applied_offsets
-    if not applied:
-        estimates = sorted(
-            {
-                f"{e.network_source} {e.offset_s:+.2f}s"
-                for e in result.offset_estimates
-                if e.offset_s is not None
-            }
-        )
-        if not estimates:
-            return "clocks: as logged, not aligned (no offset given or estimated)"
-        return (
-            f"clocks: as logged, not aligned (estimated: {', '.join(estimates)}; "
-            "--offset auto applies it)"
-        )
-    given = dict(result.options.offsets)
-    shifts = ", ".join(
-        f"{source} offset {offset:+.3f}s removed ({'given' if source in given else 'estimated'})"
-        for source, offset in sorted(applied.items())
-    )
-    return f"clocks: aligned on the trajectories' clock: {shifts}"
-
-
-def clock_summary(result: Result) -> dict[str, Any]:
-    """``clock_line`` for JSON: whether offsets were applied, which, and the sentence."""
-    return {
-        "aligned": bool(result.applied_offsets),
-        "applied_s": dict(sorted(result.applied_offsets.items())),
-        "text": clock_line(result),
-    }
-
-
-# --- examples at the end of every --help ----------------------------------------------------
-
-
-def examples(*lines: str) -> str:
-    """A command's epilog: ``# what`` comment lines and ``correlate ...`` lines, kept as written.
-
-    ``tests/test_cli_vocabulary.py`` parses every ``correlate`` line through click and runs it.
-    """
-    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
-def _duration(name: str, text: str, *, allow_negative: bool = False) -> int:
-    try:
-        ns = parse_duration(text)
-    except OptionError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
-    if ns < 0 and not allow_negative:
-        raise click.BadParameter(f"must not be negative: {text!r}", param_hint=name)
-    return ns
-
-
-def _pairs(values: Sequence[str], flag: str, default_key: str) -> list[tuple[str, str]]:
-    """``KEY=VALUE`` or a bare ``VALUE`` (keyed ``default_key``) for repeatable options."""
-    out = []
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep:
-            key, rest = default_key, value
-        if not key.strip() or not rest.strip():
-            raise click.BadParameter(f"expected [KEY=]VALUE, got {value!r}", param_hint=flag)
-        out.append((key.strip(), rest.strip()))
-    return out
-
-
-def _run_options(
-    before: str,
-    after: str,
-    gap: str,
-    tz: Sequence[str],
-    epoch_unit: str,
-    internal_cidr: Sequence[str],
-    actions: str,
-    unmapped: str,
-    formats: Sequence[str],
-    strict: bool,
-    format_option: Sequence[str] = (),
-    reference_date: str | None = None,
-    offset: Sequence[str] = (),
-    rules: str | None = None,
-    max_line_bytes: int = DEFAULT_LIMITS.max_line_bytes,
-    max_expansion: float = DEFAULT_LIMITS.max_expansion,
-    anchors: str = str(DEFAULT_ANCHORS),
-    lease_grace: str = "10m",
-) -> RunOptions:
-    zones = {}
-    for key, value in _pairs(tz, "--tz", "*"):
-        if key != "*" and key not in REGISTRY:
-            raise click.BadParameter(
-                f"unknown format {key!r} (known: {', '.join(sorted(REGISTRY))})", param_hint="--tz"
-            )
-        try:
-            zones[key] = resolve_zone(value)
-        except OptionError as exc:
-            raise click.BadParameter(str(exc), param_hint="--tz") from None
-    forced = _pairs(formats, "--format", "*")
-    for _, name in forced:
-        if name not in REGISTRY:
-            raise click.BadParameter(
-                f"unknown format {name!r} (known: {', '.join(sorted(REGISTRY))})",
-                param_hint="--format",
-            )
-    chosen = tuple(a.strip() for a in actions.split(",") if a.strip())
-    bad = [a for a in chosen if a not in ACTIONS]
-    if bad or not chosen:
-        raise click.BadParameter(f"choose from {', '.join(ACTIONS)}", param_hint="--actions")
-    try:
-        policy = ViolationPolicy.with_internal(internal_cidr, actions=chosen)
-    except OptionError as exc:
-        raise click.BadParameter(str(exc), param_hint="--internal-cidr") from None
-    per_format: dict[str, dict[str, str]] = {}
-    for key, value in _pairs(format_option, "--option", ""):
-        fmt, dot, name = key.partition(".")
-        if not dot or not name or fmt not in REGISTRY:
-            raise click.BadParameter(
-                f"expected FORMAT.KEY=VALUE with a known format, got {key!r} (known: {', '.join(sorted(REGISTRY))})",
-                param_hint="--option",
-            )
-        allowed = getattr(REGISTRY[fmt], "OPTIONS", {})
-        if name not in allowed:
-            keys = ", ".join(sorted(allowed)) or "none"
-            raise click.BadParameter(
-                f"{fmt} has no setting {name!r} (its settings: {keys})", param_hint="--option"
-            )
-        per_format.setdefault(fmt, {})[name] = value
-    reference_ns = None
-    if reference_date:
-        try:
-            reference_ns, _ = parse_time(
-                reference_date if "T" in reference_date else reference_date + "T00:00:00"
-            )
-        except TimeParseError:
-            raise click.BadParameter(
-                f"not a date: {reference_date!r} (write e.g. 2025-12-02)",
-                param_hint="--reference-date",
-            ) from None
-    known: list[tuple[str, float]] = []
-    auto = False
-    if "none" in (v.strip() for v in offset) and len(offset) > 1:
-        raise click.BadParameter(
-            "none cannot be combined with other offsets", param_hint="--offset"
-        )
-    for value in offset:
-        if value.strip() == "none":  # times as logged (overrides a case's default)
-            continue
-        if value.strip() == "auto":
-            auto = True
-            continue
-        source, sep, amount = value.partition("=")
-        if not sep or source.strip() not in REGISTRY:
-            raise click.BadParameter(
-                f"expected auto, none or FORMAT=DURATION with a known format, got {value!r}",
-                param_hint="--offset",
-            )
-        known.append((source.strip(), _duration("--offset", amount, allow_negative=True) / 1e9))
-    try:
-        loaded_rules = load_rules(rules)
-    except OptionError as exc:
-        raise click.BadParameter(str(exc), param_hint="--rules") from None
-    return RunOptions(
-        limits=Limits(max_line_bytes=max_line_bytes, max_expansion=max_expansion),
-        rules=loaded_rules,
-        rules_path=rules,
-        offsets=tuple(known),
-        offset_auto=auto,
-        before_ns=_duration("--before", before),
-        after_ns=_duration("--after", after),
-        gap_ns=_duration("--gap", gap),
-        policy=policy,
-        unmapped=unmapped,
-        lease_grace_ns=_duration("--lease-grace", lease_grace),
-        load=LoadOptions(
-            zones=zones,
-            epoch_unit=epoch_unit,
-            strict=strict,
-            reference_ns=reference_ns,
-            format_options=per_format,
-        ),
-        formats=tuple(forced),
-        anchors=_anchors(anchors),
-    )
-
-
-def _anchors(text: str) -> int | None:
-    """``--anchors``: a count of allowed events to keep per network format, or ``all``."""
-    if text.strip().lower() == "all":
-        return None
-    if not text.strip().isdigit():
-        raise click.BadParameter(f"expected a count or all, got {text!r}", param_hint="--anchors")
-    return int(text)
-
-
-@contextmanager
-def _progress(console: Console, enabled: bool) -> Iterator[Any]:
-    """A file-level progress bar on a terminal; nothing when piped or quiet."""
-    if not enabled or not console.is_terminal:
-        yield None
-        return
-    with Progress(
-        TextColumn("reading {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("", total=None)
-
-        def update(path: str, done: int, total: int) -> None:
-            progress.update(task, description=inert(path, 60), completed=done, total=total)
-
-        yield update
 
 
 def _write_rejects(path: str, rejects: Sequence[Reject]) -> None:
@@ -420,167 +120,7 @@ def cli(color: str) -> None:
     apply_color(color)
 
 
-COLOR = {"choice": "auto"}
-"""``--color`` of this invocation (every console of the CLI is made by ``make_console``)."""
-
-
-def apply_color(choice: str) -> None:
-    """Remember ``--color`` for ``make_console`` (never mutates the environment)."""
-    COLOR["choice"] = choice
-
-
-def make_console(**options: Any) -> Console:
-    """A console that honours ``--color``: ``never`` (or ``NO_COLOR`` set, under ``auto``)
-    writes no escape sequence at all, ``always`` styles even when piped."""
-    choice = COLOR["choice"]
-    if choice == "never" or (choice == "auto" and os.environ.get("NO_COLOR")):
-        options.setdefault("color_system", None)
-        stream = sys.stderr if options.get("stderr") else sys.stdout
-        options.setdefault("force_terminal", bool(getattr(stream, "isatty", bool)()))
-    elif choice == "always":
-        options.setdefault("force_terminal", True)
-    return Console(**options)
-
-
-def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that change what is loaded and how it is joined, shared by every analysing command."""
-    decorators = [
-        click.option(
-            "--before",
-            default=format_duration(DEFAULT_BEFORE_NS),
-            show_default=True,
-            help="Window before a call's start (firewall clock behind, event logged early).",
-        ),
-        click.option(
-            "--after",
-            default=format_duration(DEFAULT_AFTER_NS),
-            show_default=True,
-            help="Window after a call's end (background processes, flow-log delay).",
-        ),
-        click.option(
-            "--gap",
-            default="10m",
-            show_default=True,
-            help="Idle gap that ends a conversation (src, dst, dport, proto).",
-        ),
-        click.option(
-            "--tz",
-            multiple=True,
-            metavar="[FORMAT=]ZONE",
-            help="Zone for naive times, for all formats or one (e.g. inventory=Asia/Shanghai). Default UTC.",
-        ),
-        click.option(
-            "--epoch-unit",
-            type=click.Choice(EPOCH_UNITS),
-            default="auto",
-            show_default=True,
-            help="Unit of epoch numbers; auto picks by magnitude and notes it when unexpected.",
-        ),
-        click.option(
-            "--inventory",
-            multiple=True,
-            type=click.Path(),
-            help="Host/sandbox to IP inventory (CSV or JSON); repeatable.",
-        ),
-        click.option(
-            "--internal-cidr",
-            multiple=True,
-            metavar="CIDR",
-            help="Extra internal network (added to RFC 1918, 100.64/10, link-local); repeatable.",
-        ),
-        click.option(
-            "--actions",
-            default=",".join(DEFAULT_ACTIONS),
-            show_default=True,
-            help="Verdicts that make an outbound event a violation.",
-        ),
-        click.option(
-            "--unmapped",
-            type=click.Choice(UNMAPPED_CHOICES),
-            default="skip",
-            show_default=True,
-            help="Sources not in the identity map: skip them, or join them by time alone.",
-        ),
-        click.option(
-            "--lease-grace",
-            default="10m",
-            show_default=True,
-            metavar="DURATION",
-            help="How long a trajectory's hold on a shared address outlives its last call.",
-        ),
-        click.option(
-            "--input-format",
-            "formats",
-            multiple=True,
-            metavar="[GLOB=]NAME",
-            shell_complete=_complete_input_format,
-            help="Force an input format for all files or those matching GLOB (see `correlate formats`).",
-        ),
-        click.option(
-            "--option",
-            "format_option",
-            multiple=True,
-            metavar="FORMAT.KEY=VALUE",
-            help="A setting for one format, e.g. aws_vpc_flow.fields='version account-id ...'.",
-        ),
-        click.option(
-            "--reference-date",
-            metavar="DATE",
-            help="Reference date for logs without a year (RFC 3164 syslog); default: each file's mtime.",
-        ),
-        click.option(
-            "--offset",
-            multiple=True,
-            metavar="auto|none|FORMAT=DURATION",
-            help="Clock offset of a network source (its clock minus the trajectories', e.g. alibaba_cfw=-4s), auto to estimate and apply it, or none. Without it times are compared as logged (a case's default applies to a case).",
-        ),
-        click.option(
-            "--rules",
-            type=click.Path(dir_okay=False),
-            help="JSON file extending the labelling rules (pool domains, ports, thresholds).",
-        ),
-        click.option(
-            "--max-line-bytes",
-            type=click.IntRange(1024),
-            default=DEFAULT_LIMITS.max_line_bytes,
-            show_default=True,
-            help="A longer line is one rejected row, read past without being held in memory.",
-        ),
-        click.option(
-            "--max-expansion",
-            type=click.FloatRange(1.0),
-            default=DEFAULT_LIMITS.max_expansion,
-            show_default=True,
-            help="How many times its size a compressed file may expand (beyond 64 MiB).",
-        ),
-        click.option(
-            "--anchors",
-            default=str(DEFAULT_ANCHORS),
-            show_default=True,
-            metavar="N|all",
-            help="Allowed events kept per network format, as a uniform sample for clock anchors and the bytes norm; every violation is kept whatever N (all: keep every event).",
-        ),
-        click.option(
-            "--strict", is_flag=True, help="Stop with exit code 1 at the first rejected row."
-        ),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
-
-
-def _complete_input_format(
-    ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[str]:
-    """Shell completion of ``--input-format``: the format names (after ``GLOB=`` too)."""
-    glob, sep, name = incomplete.rpartition("=")
-    return [f"{glob}{sep}{n}" for n in sorted(REGISTRY) if n.startswith(name)]
-
-
-def legacy_format_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The hidden ``--format [GLOB=]NAME`` of ``offset``/``stats``/``ingest``: ``--input-format``'s
-    old spelling, kept for one release (``--format`` now always names a row or file format)."""
-    return click.option("--format", "legacy_formats", multiple=True, hidden=True)(function)
+register(cli)  # the commands over a case (case_cli)
 
 
 def _case_defaults(
@@ -596,9 +136,6 @@ def _case_defaults(
     for key, value in open_case(paths[0]).analysis_defaults.items():
         if key in analysis and ctx.get_parameter_source(key) is not ParameterSource.COMMANDLINE:
             analysis[key] = tuple(value) if isinstance(value, list) else value
-
-
-ENGINES = ("local", "dask")
 
 
 def _engine_args(analysis: dict[str, Any]) -> dict[str, Any]:
@@ -618,67 +155,6 @@ def integrity_option(function: Callable[..., Any]) -> Callable[..., Any]:
         is_flag=True,
         help="Given a case whose stored files fail their hashes, answer anyway (with a warning).",
     )(function)
-
-
-def engine_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """--engine and --scheduler: where the band join runs (the answer is the same either way)."""
-    function = click.option(
-        "--scheduler",
-        metavar="tcp://HOST:PORT",
-        help="Dask scheduler of an existing cluster for --engine dask (default: a local cluster).",
-    )(function)
-    return click.option(
-        "--engine",
-        type=click.Choice(ENGINES),
-        default="local",
-        show_default=True,
-        help="Run the call-event join in this process, or on Dask (pip install 'agent-correlate[dask]').",
-    )(function)
-
-
-@contextmanager
-def engine_joiner(engine: str = "local", scheduler: str | None = None) -> Iterator[Joiner]:
-    """The joiner for ``analyse``: band_join here, or a DaskJoiner on the cluster (closed after)."""
-    if engine == "local":
-        if scheduler:
-            raise OptionError("--scheduler needs --engine dask")
-        yield band_join
-        return
-    from .distributed import dask_joiner
-
-    with dask_joiner(scheduler) as joiner:
-        yield joiner
-
-
-@contextmanager
-def _errors_as_exit_codes(err: Console) -> Iterator[None]:
-    """Library errors become one sentence on stderr and exit code 1 (2 for option errors)."""
-    try:
-        yield
-    except OptionError as exc:
-        err.print(f"error: {inert(exc)}", markup=False)
-        sys.exit(EXIT_USAGE)
-    except CorrelateError as exc:
-        err.print(f"error: {inert(exc)}", markup=False)
-        sys.exit(EXIT_DATA)
-    except (OSError, MemoryError) as exc:
-        err.print(f"error: {inert(os_condition(exc))}", markup=False)
-        sys.exit(EXIT_DATA)
-
-
-def os_condition(exc: BaseException) -> str:
-    """An ordinary condition of the machine (disk full, read-only output, permission denied, a
-    file too large, out of memory) in one sentence: not a bug in correlate."""
-    if isinstance(exc, MemoryError):
-        return (
-            "out of memory; keep fewer allowed events (--anchors), use a case (correlate "
-            "ingest) or --engine dask"
-        )
-    if isinstance(exc, OSError):
-        where = exc.filename if exc.filename is not None else ""
-        what = exc.strerror or type(exc).__name__
-        return f"{where}: {what}" if where else str(what)
-    return str(exc)
 
 
 ANNOUNCED_FILES = 12
@@ -737,7 +213,7 @@ def _load_and_analyse(
     """
     started = time.perf_counter()
     with engine_session(engine, scheduler) as session:  # one cluster loads and joins
-        with _progress(err, not quiet) as progress:
+        with progress_bar(err, not quiet) as progress:
             if ignore_integrity and len(paths) == 1 and not inventory and is_case(paths[0]):
                 for problem in check_integrity(open_case(paths[0]), ignore=True):
                     err.print(f"warning: {inert(problem)} (--ignore-integrity)", markup=False)
@@ -826,12 +302,8 @@ RUN_EXAMPLES = examples(
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress and no format announcements on stderr."
 )
-@click.option(
-    "--permutations",
-    default=999,
-    show_default=True,
-    type=click.IntRange(0, 100_000),
-    help="Circular shifts per episode for the statistics written with -o (0 skips them).",
+@permutations_option(
+    "Circular shifts per episode for the statistics written with -o (0 skips them)."
 )
 @click.option(
     "-v",
@@ -867,15 +339,15 @@ def run_command(
     fmt, legacy = _run_format(format_values)
     if legacy:
         analysis["legacy_formats"] = legacy
-    _legacy_input_formats(analysis, quiet)
+    legacy_input_formats(analysis, quiet)
     engine = _engine_args(analysis)
     err = make_console(stderr=True, highlight=False, soft_wrap=True)
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         if fmt and not output:
             raise OptionError(f"--format {fmt} is the format of -o FILE: give -o FILE too")
         file_fmt = file_format(output, fmt, FILE_FORMATS, default="parquet") if output else None
         _case_defaults(paths, inventory, analysis)
-        options = _run_options(**analysis)
+        options = run_options(**analysis)
         result = _load_and_analyse(
             paths, inventory, options, err, quiet, rejects_path, verbose=verbose, **engine
         )
@@ -885,7 +357,7 @@ def run_command(
             # ASCII-only: log text cannot act on the terminal; times ISO 8601 UTC as in every export.
             click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True))
         else:
-            print_report(result, _stdout_console(), top=top, details=details, verbose=verbose)
+            print_report(result, stdout_console(), top=top, details=details, verbose=verbose)
         if output and file_fmt:
             written = export(result, file_fmt, output, permutations=permutations)
             if not quiet:
@@ -914,14 +386,14 @@ def offset_command(
     paths: tuple[str, ...], inventory: tuple[str, ...], quiet: bool, **analysis: Any
 ) -> None:
     """Estimate the clock offset of each network source against each trajectory source."""
-    _legacy_input_formats(analysis, quiet)
+    legacy_input_formats(analysis, quiet)
     engine = _engine_args(analysis)
     err = make_console(stderr=True, highlight=False, soft_wrap=True)
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)
-        options = _run_options(**analysis)
+        options = run_options(**analysis)
         result = _load_and_analyse(paths, inventory, options, err, quiet, **engine)
-        out = _stdout_console()
+        out = stdout_console()
         out.print(offsets_renderable(result))
         if not result.offset_estimates:
             out.print(
@@ -944,13 +416,7 @@ def offset_command(
 @legacy_format_option
 @engine_options
 @integrity_option
-@click.option(
-    "--permutations",
-    default=999,
-    show_default=True,
-    type=click.IntRange(19, 100_000),
-    help="Circular shifts per episode for the null.",
-)
+@permutations_option("Circular shifts per episode for the null.", shown=True)
 @click.option(
     "--episodes",
     "top",
@@ -985,12 +451,12 @@ def stats_command(
     the analysis and the statistics are read from its cache when they are there (and kept
     there when they are not), as findings --by reads them.
     """
-    _legacy_input_formats(analysis, quiet)
+    legacy_input_formats(analysis, quiet)
     engine = _engine_args(analysis)
     err = make_console(stderr=True, highlight=False, soft_wrap=True)
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         _case_defaults(paths, inventory, analysis)
-        options = _run_options(**analysis)
+        options = run_options(**analysis)
         if len(paths) == 1 and not inventory and is_case(paths[0]):
             result = _analyse_case(paths[0], options, err, quiet, verbose=verbose, **engine)
         else:
@@ -1005,7 +471,7 @@ def stats_command(
                 f"{time.perf_counter() - started:.3f}s",
                 markup=False,
             )
-        out = _stdout_console()
+        out = stdout_console()
         out.print(offsets_renderable(result))
         out.print(clock_line(result), markup=False)
         out.print(statistics_renderable(associations, baselines, top))
@@ -1082,20 +548,6 @@ class _StatisticsProbe(CaseResult, _ComputedMark):
     """A CaseResult whose ``super().statistics`` (the computation) marks it computed."""
 
 
-def _stdout_console() -> Console:
-    """Data on stdout: the terminal's width on a terminal; piped, ``COLUMNS`` when set, else a
-    fixed wide layout that never wraps (one finding per line for grep and awk)."""
-    console = make_console(highlight=False)
-    stream = sys.stdout
-    if not (hasattr(stream, "isatty") and stream.isatty()):  # piped (--color always too)
-        columns = os.environ.get("COLUMNS", "")
-        if columns.isdigit() and int(columns) >= 40:  # the width the user asked for, wrapped
-            console = make_console(highlight=False, width=int(columns))
-        else:
-            console = make_console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
-    return console
-
-
 def _check_inputs(result: Result) -> None:
     """One clear sentence when a side of the join is missing altogether."""
     kinds = {f.kind for f in result.loaded.inputs if f.kind}
@@ -1118,9 +570,9 @@ def _check_inputs(result: Result) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def sniff_command(paths: tuple[str, ...]) -> None:
     """Print every format's sniff score for each file under PATHS (the best one is chosen)."""
-    console = _stdout_console()
+    console = stdout_console()
     err = make_console(stderr=True, highlight=False, soft_wrap=True)
-    with _errors_as_exit_codes(err):
+    with errors_as_exit_codes(err):
         for source in expand_paths(paths):
             head = source.head()
             scores = sorted(
@@ -1188,8 +640,3 @@ def main() -> None:
             markup=False,
         )
         sys.exit(EXIT_DATA)
-
-
-from .case_cli import register  # noqa: E402
-
-register(cli)

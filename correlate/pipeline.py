@@ -27,6 +27,7 @@ from .join import band_join, window_counts
 from .keep import DEFAULT_ANCHORS, Keeper, KeepPolicy, sample_bounds, sample_rows
 from .loaders import LoadOptions, LoadResult, LoadStats, detect, mismatch
 from .loaders.base import read_counting_long_lines
+from .options import DEFAULT_AFTER_NS, DEFAULT_BEFORE_NS, UNMAPPED_CHOICES, run_option_values
 from .policy import ViolationPolicy, select_violations
 from .same_events import merge_copies
 from .schema import (
@@ -53,10 +54,6 @@ from .stats import (
 )
 from .timeparse import format_duration, zone_name
 
-DEFAULT_BEFORE_NS = 10 * 1_000_000_000
-DEFAULT_AFTER_NS = 30 * 1_000_000_000
-UNMAPPED_CHOICES = ("skip", "time")
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -82,6 +79,12 @@ class RunOptions:
     anchors: int | None = DEFAULT_ANCHORS
     """Allowed events kept per network format as a uniform sample (clock anchors, the bytes
     norm); every violation is kept. None keeps every event (``keep.py``)."""
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> RunOptions:
+        """The options as the command line spells them (``before="10s"``, ``offset=("auto",)``;
+        the table in ``options.py``); raises FlagError, an OptionError naming the flag."""
+        return cls(**run_option_values(**flags))
 
     def parameters(self) -> dict[str, Any]:
         """The options as plain JSON-able values, for provenance."""
