@@ -107,13 +107,6 @@ def legacy_input_formats(analysis: dict[str, Any], quiet: bool) -> None:
 
 # --- one clock policy -----------------------------------------------------------------------
 
-CLOCK_POLICY = (
-    "Times are compared as each source logged them unless --offset is given (auto: the "
-    "estimated offsets) or the case's ingest recorded one as its default; --offset none "
-    "overrides a case's default."
-)
-
-
 def clock_line(result: Result) -> str:
     """Which clock an answer is on, in one sentence (``stats`` and ``findings --by`` print it)."""
     applied = result.applied_offsets
