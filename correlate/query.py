@@ -30,7 +30,7 @@ from .errors import OptionError
 from .pipeline import Result
 from .reports.parquet import attribution_rows
 from .reports.styles import CONFIDENCE_STYLE
-from .schema import TS, plain_rows
+from .schema import CALL_FIELDS, EVIDENCE, TS, derived, plain_rows
 from .stats import Association
 from .textsafe import inert
 from .timeparse import TimeParseError, parse_duration, parse_time, resolve_zone, zone_name
@@ -498,79 +498,22 @@ class Filters:
 
 # --- rows -----------------------------------------------------------------------------------
 
-QUERY = pa.schema(
-    [
-        pa.field("event_id", pa.int64()),
-        pa.field("ts", TS),
-        pa.field("conversation_id", pa.int64()),
-        pa.field("src_ip", pa.string()),
-        pa.field("src_nat_ip", pa.string()),
-        pa.field("src_port", pa.int32()),
-        pa.field("src_host", pa.string()),
-        pa.field("dst_ip", pa.string()),
-        pa.field("dst_port", pa.int32()),
-        pa.field("protocol", pa.string()),
-        pa.field("dst_domain", pa.string()),
-        pa.field("action", pa.string()),
-        pa.field("rule", pa.string()),
-        pa.field("signature", pa.string()),
-        pa.field("labels", pa.string()),
-        pa.field("how", pa.string()),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
-        pa.field("command", pa.string()),
-        pa.field("call_ts_start", TS),
-        pa.field("lag_s", pa.float64()),
-        pa.field("confidence", pa.string()),
-        pa.field("candidates", pa.int64()),
-        pa.field("clock_offset_s", pa.float64()),
-        pa.field("source_path", pa.string()),
-        pa.field("source_line", pa.int64()),
-    ]
+QUERY = derived(
+    "event_id ts conversation_id src_ip src_nat_ip src_port src_host dst_ip dst_port protocol "
+    "dst_domain action rule signature labels how",
+    CALL_FIELDS,
+    "call_ts_start lag_s confidence candidates clock_offset_s source_path source_line",
 )
 """One row per violation event: the event, its conversation's labels and its attributed call."""
 
-CANDIDATE_ROWS = pa.schema(
-    [
-        pa.field("event_id", pa.int64()),
-        pa.field("ts", TS),
-        pa.field("conversation_id", pa.int64()),
-        pa.field("src_ip", pa.string()),
-        pa.field("src_nat_ip", pa.string()),
-        pa.field("src_host", pa.string()),
-        pa.field("dst_ip", pa.string()),
-        pa.field("dst_port", pa.int32()),
-        pa.field("protocol", pa.string()),
-        pa.field("dst_domain", pa.string()),
-        pa.field("action", pa.string()),
-        pa.field("labels", pa.string()),
-        pa.field("rank", pa.int32()),
-        pa.field("attributed", pa.bool_()),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
-        pa.field("command", pa.string()),
-        pa.field("call_ts_start", TS),
-        pa.field("call_ts_end", TS),
-        pa.field("lag_s", pa.float64()),
-        pa.field("relation", pa.string()),
-        pa.field("identity", pa.string()),
-        pa.field("indicator", pa.string()),
-        pa.field("agreement", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("confidence", pa.string()),
-        pa.field("source_path", pa.string()),
-        pa.field("source_line", pa.int64()),
-        pa.field("call_source_path", pa.string()),
-        pa.field("call_source_line", pa.int64()),
-    ]
+CANDIDATE_ROWS = derived(
+    "event_id ts conversation_id src_ip src_nat_ip src_host dst_ip dst_port protocol dst_domain "
+    "action labels rank attributed",
+    CALL_FIELDS,
+    "call_ts_start call_ts_end lag_s relation",
+    [k.name for k in EVIDENCE],
+    "score confidence source_path source_line call_source_path call_source_line",
+    attributed=pa.bool_(),
 )
 """One row per (violation event x candidate call) pair; ``attributed`` marks the chosen call."""
 
