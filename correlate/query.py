@@ -26,6 +26,7 @@ from .classify import LABELS
 from .errors import OptionError
 from .pipeline import Result
 from .reports.parquet import attribution_rows
+from .reports.parquet import candidate_rows as pair_rows
 from .schema import CALL_FIELDS, EVIDENCE, TS, derived, plain_rows
 from .stats import Association
 from .timeparse import TimeParseError, parse_duration, parse_time, resolve_zone, zone_name
@@ -511,27 +512,19 @@ def violation_rows(result: Result) -> list[Row]:
     return attribution_rows(result)
 
 
+EVENT_NAMES = {
+    "event_ts": "ts",
+    "event_source_path": "source_path",
+    "event_source_line": "source_line",
+}
+"""A candidate's event columns under the names the event rows (QUERY) give them."""
+
+
 def candidate_rows(result: Result) -> list[Row]:
-    """One row per (violation event, candidate call) pair (CANDIDATE_ROWS columns)."""
-    events = {r["event_id"]: r for r in violation_rows(result)}
-    rows = []
-    for c in plain_rows(result.candidates):
-        event = events.get(c["event_id"], {})
-        attributed = event.get("call_id") == c["call_id"] and event.get("run_id") == c["run_id"]
-        rows.append(
-            {
-                **{k: event.get(k) for k in ("src_ip", "src_nat_ip", "src_host", "dst_ip")},
-                **{k: event.get(k) for k in ("dst_port", "protocol", "dst_domain", "action")},
-                "labels": event.get("labels"),
-                "confidence": event.get("confidence"),
-                "source_path": c["event_source_path"],
-                "source_line": c["event_source_line"],
-                "ts": c["event_ts"],
-                **{k: c[k] for k in c if not k.startswith("event_") or k == "event_id"},
-                "attributed": bool(attributed),
-            }
-        )
-    return rows
+    """One row per (violation event, candidate call) pair (CANDIDATE_ROWS columns): the exported
+    candidates' rows (``reports.parquet.candidate_rows``), the event's time and place named as
+    an event row names them, so the same filters select both."""
+    return [{EVENT_NAMES.get(k, k): v for k, v in row.items()} for row in pair_rows(result)]
 
 
 def select_events(result: Result, filters: Filters, *, candidates: bool = False) -> pa.Table:

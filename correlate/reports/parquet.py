@@ -201,10 +201,11 @@ def findings_table(result: Result) -> pa.Table:
     return _table(plain_rows(result.findings), FINDINGS_COLUMNS)
 
 
-def candidates_table(
+def candidate_rows(
     result: Result, attributions: Sequence[dict[str, Any]] | None = None
-) -> pa.Table:
-    """One row per (violation event x candidate call) pair (``CANDIDATES_COLUMNS``).
+) -> list[dict[str, Any]]:
+    """The candidates table's rows: each scored pair with its event's context, ``attributed``
+    (the call the event is attributed to) and that attribution's ``confidence``; times as int ns.
 
     ``attributions``: ``attribution_rows(result)`` when the caller has them already.
     """
@@ -223,7 +224,14 @@ def candidates_table(
                 "confidence": event.get("confidence"),
             }
         )
-    return _table(rows, CANDIDATES_COLUMNS)
+    return rows
+
+
+def candidates_table(
+    result: Result, attributions: Sequence[dict[str, Any]] | None = None
+) -> pa.Table:
+    """One row per (violation event x candidate call) pair (``CANDIDATES_COLUMNS``)."""
+    return _table(candidate_rows(result, attributions), CANDIDATES_COLUMNS)
 
 
 def stats_table(associations: Sequence[Association]) -> pa.Table:
@@ -326,6 +334,7 @@ __all__ = [
     "attributed_calls",
     "attribution_rows",
     "attributions_table",
+    "candidate_rows",
     "candidates_table",
     "findings_table",
     "protected_files",
