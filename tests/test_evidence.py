@@ -1,6 +1,7 @@
 """Every kind of evidence (``schema.EVIDENCE``) reaches every output that shows a candidate's
-evidence: the terminal's candidates (``run --details``, ``show``), ``query --candidates`` rows in
-every format, and the candidates (and findings) export as CSV, JSON lines and Parquet.
+evidence: the terminal's candidates (``run --details``, ``show``, ``query --candidates``' table on
+a wide terminal), ``query --candidates`` rows in every format, and the candidates (and findings)
+export as CSV, JSON lines and Parquet. (The HTML report shows no candidates.)
 
 The tests are parametrised over the table itself, so a kind added there is checked everywhere
 without touching this file; the sample incident must carry each kind on some candidate.
@@ -23,7 +24,9 @@ from test_case_fixtures import invoke, sample_case, scratch
 
 from correlate.case import open_case
 from correlate.pipeline import Result, RunOptions
+from correlate.query import Filters, select_events
 from correlate.reports.styles import evidence_flags
+from correlate.reports.tables import events_table
 from correlate.reports.terminal import findings_renderable
 from correlate.schema import CANDIDATES, EVIDENCE, FINDINGS, EvidenceKind, plain_rows
 
@@ -87,6 +90,18 @@ def test_the_terminal_candidates_show_each_kind(kind: EvidenceKind) -> None:
     shown = re.findall(r"^\s+\d+\.\s+[+-][\d.]+s \w+\s+(\S+)\s+[\d.]+  ", out.getvalue(), re.M)
     flags = {flag for line in shown for flag in line.split("+")}
     assert flags & {kind.flag(v) for v in carried(kind)}, (kind.name, sorted(set(shown)))
+
+
+@KINDS
+def test_the_query_candidates_table_shows_each_kind_on_a_wide_terminal(kind: EvidenceKind) -> None:
+    rows = select_events(analysed(), Filters(), candidates=True)
+    out = io.StringIO()
+    Console(file=out, width=400, color_system=None).print(events_table(rows))
+    lines = out.getvalue().splitlines()
+    at = lines[1].index("evidence")
+    shown = {line[at:].split("  ")[0] for line in lines[3:] if len(line) > at}
+    flags = {flag for cell in shown for flag in cell.split("+")}
+    assert flags & {kind.flag(v) for v in carried(kind)}, (kind.name, sorted(shown))
 
 
 @KINDS

@@ -24,7 +24,7 @@ from ..schema import plain_rows
 from ..textsafe import inert
 from ..timeparse import zone_name
 from .overview import rank_key
-from .styles import CONFIDENCE_STYLE
+from .styles import CONFIDENCE_STYLE, evidence_flags
 
 
 def clock(
@@ -223,7 +223,8 @@ def findings_table(findings: pa.Table, zone: tzinfo = UTC) -> RenderableType:
 
 
 def events_table(rows: pa.Table, zone: tzinfo = UTC) -> RenderableType:
-    """``query`` rows (violation events, or event x candidate pairs), fitted to the console."""
+    """``query`` rows (violation events, or event x candidate pairs with their rank, score and
+    evidence), fitted to the console."""
     candidates = "rank" in rows.column_names
     columns = [
         Column("event", 2, right=True),
@@ -234,7 +235,11 @@ def events_table(rows: pa.Table, zone: tzinfo = UTC) -> RenderableType:
         Column("labels", 2, max_width=16),
     ]
     if candidates:
-        columns += [Column("rank", 1, right=True), Column("score", 3, right=True)]
+        columns += [
+            Column("rank", 1, right=True),
+            Column("score", 3, right=True),
+            Column("evidence", 3, max_width=24),
+        ]
     else:
         columns += [Column("how", 4)]
     columns += [
@@ -251,6 +256,7 @@ def events_table(rows: pa.Table, zone: tzinfo = UTC) -> RenderableType:
             [
                 _cell(f"{shown(r['rank'], '-')}{'*' if r['attributed'] else ''}"),
                 _cell("-" if r["score"] is None else f"{r['score']:.2f}"),
+                _cell(evidence_flags(r)),
             ]
             if candidates
             else [_cell(r["how"])]
