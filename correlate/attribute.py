@@ -1,14 +1,15 @@
 """Score and rank candidate calls per violation, attribute each conversation, and say why.
 
-Scoring (documented in the README): a call that names the destination's IP or domain +4 (a
-network holding it +3, only its port next to a network pattern +1); a call whose behaviour pattern
-agrees with the conversation's label (a miner command for a mining label) +2 (+1, and not
-strong evidence, on a shared address when the call names other destinations but not this one); the event inside the
-call +2, after it +2 fading to 0 at the end of the window, before its start +1 fading to 0 at
-``--before``; the source address held by the call's sandbox alone +1, shared by k hosts at that
-moment +1/k (identity narrows the candidates but does not pick among them). Ties go to the smaller absolute
-lag, then the call id. A conversation is attributed from its first event that has candidates
-(its anchor); later events inherit that call with their own lag, whatever call happens to be near.
+Scoring (documented in the README; each evidence kind's points are in ``schema.EVIDENCE``): a call
+that names the destination's IP or domain +4 (a network holding it +3, only its port next to a
+network pattern +1); a call whose behaviour pattern agrees with the conversation's label (a miner
+command for a mining label) +2 (+1, and not strong evidence, on a shared address when the call
+names other destinations but not this one); the event inside the call +2, after it +2 fading to 0
+at the end of the window, before its start +1 fading to 0 at ``--before``; the source address held
+by the call's sandbox alone +1, shared by k hosts at that moment +1/k (identity narrows the
+candidates but does not pick among them). Ties go to the smaller absolute lag, then the call id. A
+conversation is attributed from its first event that has candidates (its anchor); later events
+inherit that call with their own lag, whatever call happens to be near.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ import pyarrow.compute as pc
 
 from .classify import agrees
 from .indicators import Indicators, extract, match_destination
-from .schema import ATTRIBUTIONS, CANDIDATES, FINDINGS, conform, int_ns, plain_rows
+from .schema import (
+    AGREEMENT,
+    ATTRIBUTIONS,
+    CALL_FIELDS,
+    CANDIDATES,
+    EVIDENCE,
+    FINDINGS,
+    IDENTITY,
+    INDICATOR,
+    conform,
+    int_ns,
+    plain_rows,
+)
 
 NS = 1_000_000_000
 
@@ -36,8 +49,6 @@ class Window:
     after_ns: int
 
 
-INDICATOR_POINTS = {"ip": 4.0, "domain": 4.0, "cidr": 3.0, "port": 1.0}
-AGREEMENT_POINTS = 2.0
 IMPRECISE_TIME_FACTOR = 0.5
 
 
@@ -109,15 +120,19 @@ def score_candidates(
         if holders is not None and len(event_idx)
         else np.ones(len(event_idx), dtype=np.int64)
     )
+    identity_points = np.zeros(len(identity))
+    for held_as, points in IDENTITY.points.items():  # match, shared: vectorised (millions of pairs)
+        identity_points[identity == held_as] = points
     score = (
         time_score
-        + np.where(identity == "match", 1.0, np.where(identity == "shared", 1.0 / held, 0.0))
-        + np.array([INDICATOR_POINTS.get(i, 0.0) if i else 0.0 for i in indicator])
+        + np.where(identity == "shared", identity_points / held, identity_points)
+        + np.array([INDICATOR.points_of(i) for i in indicator], dtype=float)
         + np.array(
             [
-                (AGREEMENT_POINTS / 2 if far else AGREEMENT_POINTS) if a else 0.0
+                AGREEMENT.points_of(a) * (0.5 if far else 1.0)
                 for a, far in zip(agreement, elsewhere, strict=True)
-            ]
+            ],
+            dtype=float,
         )
     )
     frame = pd.DataFrame(
@@ -212,9 +227,9 @@ def attribute(
     by_event: dict[int, list[dict[str, Any]]] = {}
     records: list[dict[str, Any]] = scored.to_dict("records")  # type: ignore[assignment]
     for record in records:
-        for key in ("indicator", "agreement"):
-            if not isinstance(record[key], str):
-                record[key] = None
+        for kind in EVIDENCE:
+            if not isinstance(record[kind.name], str):
+                record[kind.name] = None
         by_event.setdefault(int(record["event_row"]), []).append(record)
     # Only the calls some event ranks first are needed as Python rows (not all million of them).
     wanted = sorted({int(r[0]["call_row"]) for r in by_event.values() if r})
@@ -329,13 +344,13 @@ def _tied(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _best_fields(best: dict[str, Any] | None) -> dict[str, Any]:
     """The named call's lag and evidence for a finding (empty when no call is named)."""
+    kinds = [k.name for k in EVIDENCE if k.in_findings]
     if best is None:
-        return dict.fromkeys(("lag_s", "relation", "indicator", "agreement"))
+        return dict.fromkeys(("lag_s", "relation", *kinds))
     return {
         "lag_s": float(best["lag_ns"]) / NS,
         "relation": best["relation"],
-        "indicator": best["indicator"],
-        "agreement": best["agreement"],
+        **{name: best[name] for name in kinds},
     }
 
 
@@ -461,17 +476,11 @@ def _reasons(c: Conversation, context: Context) -> str:
                 "window, excluded by identity"
             )
         return "; ".join(parts)
-    if best["indicator"] == "ip":
-        parts.append(f"destination {event['dst_ip']} appears in the call")
-    elif best["indicator"] == "domain":
-        parts.append(f"destination domain {event['dst_domain']} appears in the call")
-    elif best["indicator"] == "cidr":
-        parts.append(f"the call names a network that holds {event['dst_ip']}")
-    elif best["indicator"] == "port":
-        parts.append(f"the call names port {event['dst_port']}")
-    if best["agreement"]:
-        parts.append(f"the call's command agrees with the traffic ({best['agreement']})")
-        if best.get("elsewhere"):
+    for kind in EVIDENCE:
+        said = kind.reason(best[kind.name], event) if kind is not IDENTITY else None
+        if said:  # identity is said last: it narrows the candidates, the call's evidence picks
+            parts.append(said)
+        if said and kind is AGREEMENT and best.get("elsewhere"):
             parts.append(
                 "but it names other destinations, not this one: weak evidence on a shared address"
             )
@@ -495,8 +504,9 @@ def _reasons(c: Conversation, context: Context) -> str:
         parts.append(
             f"{other} call{'s' if other != 1 else ''} in other sandboxes in the window, excluded by identity"
         )
-    if best["identity"] == "shared":
-        parts.append("identity is shared: the call is chosen by its evidence, not its address")
+    said = IDENTITY.reason(best["identity"], event)
+    if said:
+        parts.append(said)
     if events > 1:
         parts.append(
             f"{events - 1} later event{'s' if events != 2 else ''} inherit this call (same conversation)"
@@ -509,8 +519,7 @@ def _first_value(events: list[dict[str, Any]], column: str) -> object:
 
 
 def _call_fields(call: dict[str, Any] | None) -> dict[str, Any]:
-    keys = ("call_id", "run_id", "episode_id", "step", "host", "tool", "command")
-    return {k: (call[k] if call else None) for k in keys}
+    return {k: (call[k] if call else None) for k in CALL_FIELDS}
 
 
 def _candidate_table(violations: pa.Table, calls: pa.Table, scored: pd.DataFrame) -> pa.Table:
@@ -524,23 +533,19 @@ def _candidate_table(violations: pa.Table, calls: pa.Table, scored: pd.DataFrame
         "event_ts": ev.column("ts"),
         "event_source_path": ev.column("source_path"),
         "event_source_line": ev.column("source_line"),
-        **{
-            k: ca.column(k)
-            for k in ("call_id", "run_id", "episode_id", "step", "host", "tool", "command")
-        },
+        **{k: ca.column(k) for k in CALL_FIELDS},
         "call_ts_start": ca.column("ts_start"),
         "call_ts_end": ca.column("ts_end"),
         "call_source_path": ca.column("source_path"),
         "call_source_line": ca.column("source_line"),
         "lag_s": pa.array(scored["lag_ns"].to_numpy() / NS),
         "relation": pa.array(scored["relation"].tolist(), pa.string()),
-        "identity": pa.array(scored["identity"].tolist(), pa.string()),
-        "indicator": pa.array(
-            [x if isinstance(x, str) else None for x in scored["indicator"]], pa.string()
-        ),
-        "agreement": pa.array(
-            [x if isinstance(x, str) else None for x in scored["agreement"]], pa.string()
-        ),
+        **{
+            k.name: pa.array(
+                [x if isinstance(x, str) else None for x in scored[k.name]], pa.string()
+            )
+            for k in EVIDENCE
+        },
         "score": pa.array(scored["score"].to_numpy()),
         "rank": pa.array(scored["rank"].to_numpy().astype(np.int32)),
     }

@@ -69,11 +69,8 @@ from .query import (
     candidate_rows,
     conversation_range,
     display_zone,
-    events_table,
-    findings_table,
     format_time,
     group_findings,
-    groups_table,
     parse_conversations,
     parse_labels,
     select_events,
@@ -83,11 +80,13 @@ from .query import (
 from .reports.export import FORMATS, export, formats_help, table_csv, table_jsonl
 from .reports.html import write_html
 from .reports.parquet import protected_files, write_table
+from .reports.tables import events_table, findings_table, groups_table
 from .reports.terminal import _finding, rejects_renderable
+from .reports.timeline_view import timeline_table, timeline_text
 from .schema import plain_rows
 from .stats import Association, Baseline
 from .textsafe import inert
-from .timeline import build_timeline, timeline_table, timeline_text
+from .timeline import build_timeline
 
 
 def register(group: click.Group) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,104 @@ HOSTS = pa.schema(
 ``node`` or ``nat`` (shared with every other host listed on it), null (unspecified: shared when
 two hosts' rows overlap in time). See ``identity.py``."""
 
+CALL_KEY = ("call_id", "run_id", "episode_id", "step")
+"""What names one tool call across tables (a call id alone may repeat across runs)."""
+
+CALL_FIELDS = (*CALL_KEY, "host", "tool", "command")
+"""The call a candidate, an attribution or a finding names, as those tables carry it."""
+
+
+def _call_fields(names: Iterable[str]) -> list[pa.Field]:
+    """``names`` typed as the tool calls table types them."""
+    return [TOOL_CALLS.field(name) for name in names]
+
+
+@dataclass(frozen=True)
+class EvidenceKind:
+    """One kind of evidence a candidate call carries, defined here once.
+
+    ``attribute.py`` scores it and says it in a finding's reasons; the candidates table (and the
+    findings table, for the attributed call) carries its column; every report shows its flag
+    (``reports.evidence.evidence_flags``). A new kind added to ``EVIDENCE`` reaches every output.
+    """
+
+    name: str
+    """Its column in the candidates table (a string; null when the call has none of it)."""
+    points: Mapping[str, float]
+    """Points per value (``*``: any value); ``attribute.py`` may scale them (see its docstring)."""
+    flags: Mapping[str, str]
+    """How a value shows in a candidate's evidence (``identity+ip+agrees``); ``*``: any other
+    value; a value without a flag shows as itself."""
+    reasons: Mapping[str, str]
+    """A finding's reason per value of its attributed call (``*``: any value), formatted with
+    the event's columns and ``value``; a value without one adds no reason."""
+    in_findings: bool = True
+    """Whether the findings table carries the attributed call's value in this column."""
+
+    def flag(self, value: object) -> str | None:
+        """The flag of ``value`` (None: the call has none of this evidence)."""
+        if value is None:
+            return None
+        text = str(value)
+        return self.flags.get(text, self.flags.get("*", text))
+
+    def points_of(self, value: object) -> float:
+        """The points ``value`` earns before any scaling (0 for none)."""
+        if value is None:
+            return 0.0
+        return self.points.get(str(value), self.points.get("*", 0.0))
+
+    def reason(self, value: object, event: Mapping[str, Any]) -> str | None:
+        """The reason ``value`` gives about ``event`` (None: it says nothing)."""
+        if value is None:
+            return None
+        template = self.reasons.get(str(value), self.reasons.get("*"))
+        return None if template is None else template.format_map({**event, "value": value})
+
+
+IDENTITY = EvidenceKind(
+    "identity",
+    points={"match": 1.0, "shared": 1.0},
+    flags={"match": "identity"},
+    reasons={"shared": "identity is shared: the call is chosen by its evidence, not its address"},
+    in_findings=False,
+)
+"""match (the source address was the call's sandbox's alone), shared (held by k hosts then, the
+call's among them: the point is split k ways) or time-only (no identity). A finding's own
+``identity`` column is its conversation's identity status instead (see FINDINGS)."""
+
+INDICATOR = EvidenceKind(
+    "indicator",
+    points={"ip": 4.0, "domain": 4.0, "cidr": 3.0, "port": 1.0},
+    flags={},
+    reasons={
+        "ip": "destination {dst_ip} appears in the call",
+        "domain": "destination domain {dst_domain} appears in the call",
+        "cidr": "the call names a network that holds {dst_ip}",
+        "port": "the call names port {dst_port}",
+    },
+)
+"""What of the destination the call's command or arguments name: ip | domain | cidr | port."""
+
+AGREEMENT = EvidenceKind(
+    "agreement",
+    points={"*": 2.0},
+    flags={"*": "agrees"},
+    reasons={"*": "the call's command agrees with the traffic ({value})"},
+)
+"""The call's behaviour pattern that agrees with its conversation's label
+(``ssh_tunnel call, reverse_tunnel traffic``); half the points on a shared address when the call
+names other destinations but not this one."""
+
+EVIDENCE = (IDENTITY, INDICATOR, AGREEMENT)
+"""Every kind of evidence, in the order the tables carry and the reports show them."""
+
+
+def evidence_fields(*, findings: bool = False) -> list[pa.Field]:
+    """The evidence columns of the candidates table (or, with ``findings``, of the findings)."""
+    return [pa.field(k.name, pa.string()) for k in EVIDENCE if k.in_findings or not findings]
+
+
 CANDIDATES = pa.schema(
     [
         pa.field("conversation_id", pa.int64()),
@@ -120,22 +219,14 @@ CANDIDATES = pa.schema(
         pa.field("event_ts", TS),
         pa.field("event_source_path", pa.string()),
         pa.field("event_source_line", pa.int64()),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
-        pa.field("command", pa.string()),
+        *_call_fields(CALL_FIELDS),
         pa.field("call_ts_start", TS),
         pa.field("call_ts_end", TS),
         pa.field("call_source_path", pa.string()),
         pa.field("call_source_line", pa.int64()),
         pa.field("lag_s", pa.float64()),
         pa.field("relation", pa.string()),
-        pa.field("identity", pa.string()),
-        pa.field("indicator", pa.string()),
-        pa.field("agreement", pa.string()),
+        *evidence_fields(),
         pa.field("score", pa.float64()),
         pa.field("rank", pa.int32()),
     ]
@@ -159,12 +250,7 @@ ATTRIBUTIONS = pa.schema(
         pa.field("source_line", pa.int64()),
         pa.field("clock_offset_s", pa.float64()),
         pa.field("how", pa.string()),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
+        *_call_fields(CALL_FIELDS[:-1]),
         pa.field("lag_s", pa.float64()),
         pa.field("confidence", pa.string()),
     ]
@@ -194,17 +280,10 @@ FINDINGS = pa.schema(
         pa.field("identity", pa.string()),
         pa.field("src_hosts", pa.string()),
         pa.field("address_holders", pa.int64()),
-        pa.field("call_id", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("episode_id", pa.string()),
-        pa.field("step", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("tool", pa.string()),
-        pa.field("command", pa.string()),
+        *_call_fields(CALL_FIELDS),
         pa.field("lag_s", pa.float64()),
         pa.field("relation", pa.string()),
-        pa.field("indicator", pa.string()),
-        pa.field("agreement", pa.string()),
+        *evidence_fields(findings=True),
         pa.field("labels", pa.string()),
         pa.field("confidence", pa.string()),
         pa.field("candidates", pa.int64()),
@@ -214,6 +293,21 @@ FINDINGS = pa.schema(
     ]
 )
 """One row per violation conversation (src, dst, dport, proto, idle gap) with its best call."""
+
+
+def derived(*groups: str | Iterable[str], **types: pa.DataType) -> pa.Schema:
+    """A derived table's columns in the order named, each typed as the tables above type it.
+
+    A group is a string of names separated by spaces, or names (``CALL_FIELDS``); ``types`` gives
+    the columns only the derived table has. Query rows and exports name their columns once and
+    take every type from here, so a column's type is never restated.
+    """
+    known: dict[str, pa.DataType] = {"call_ts_start": TS, "call_ts_end": TS}
+    for source in (TOOL_CALLS, NETWORK_EVENTS, CANDIDATES, ATTRIBUTIONS, FINDINGS):
+        known.update({f.name: f.type for f in source})
+    known.update(types)
+    names = [n for g in groups for n in (g.split() if isinstance(g, str) else g)]
+    return pa.schema([pa.field(name, known[name]) for name in names])
 
 
 def empty(schema: pa.Schema) -> pa.Table:

@@ -32,19 +32,13 @@ from correlate.pipeline import RunOptions
 from correlate.query import (
     AddressPattern,
     Filters,
-    events_table,
-    findings_table,
     parse_bounds,
     select_events,
     select_findings,
 )
-from correlate.timeline import (
-    TIMELINE,
-    _violation_link,
-    build_timeline,
-    timeline_table,
-    timeline_text,
-)
+from correlate.reports.tables import events_table, findings_table
+from correlate.reports.timeline_view import timeline_table, timeline_text
+from correlate.timeline import TIMELINE, _violation_link, build_timeline
 from correlate.timeparse import parse_iso
 
 DAY = "2025-12-02"

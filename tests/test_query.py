@@ -26,13 +26,12 @@ from correlate.pipeline import RunOptions
 from correlate.query import (
     AddressPattern,
     Filters,
-    events_table,
-    findings_table,
     format_time,
     parse_bounds,
     select_events,
     select_findings,
 )
+from correlate.reports.tables import events_table, findings_table
 from correlate.timeparse import parse_iso
 
 FIRST_ALERT = "2025-12-02T06:19:44Z"

@@ -14,7 +14,8 @@ from correlate.case import open_case
 from correlate.errors import CorrelateError, OptionError
 from correlate.pipeline import RunOptions
 from correlate.query import parse_bounds
-from correlate.timeline import build_timeline, timeline_table, timeline_text
+from correlate.reports.timeline_view import timeline_table, timeline_text
+from correlate.timeline import build_timeline
 
 FIRST_ALERT = "2025-12-02T06:19:44Z"
 

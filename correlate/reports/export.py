@@ -49,7 +49,7 @@ from .. import __version__
 from ..atomic import file_set, set_manifest_path
 from ..pipeline import Result
 from ..query import format_time
-from ..schema import plain_rows
+from ..schema import CALL_KEY, plain_rows
 from ..textsafe import FORMULA_PREFIXES, csv_text, inert, inert_json
 from .parquet import (
     attribution_rows,
@@ -566,14 +566,12 @@ def timesketch_records(result: Result) -> list[dict[str, Any]]:
             ((row["ts"], 1, row["event_id"], ""), {**_drop_none(record), "tag": row["labels"]})
         )
         if row.get("call_id"):
-            key = (row["call_id"], row["run_id"], row["episode_id"], row["step"])
+            key = tuple(row[k] for k in CALL_KEY)
             attributed[key].append(row["event_id"])
             call_labels[key].update(row["labels"])
     candidate_of: dict[tuple[Any, ...], set[int]] = defaultdict(set)
-    for c in plain_rows(
-        result.candidates.select(["call_id", "run_id", "episode_id", "step", "event_id"])
-    ):
-        candidate_of[(c["call_id"], c["run_id"], c["episode_id"], c["step"])].add(c["event_id"])
+    for c in plain_rows(result.candidates.select([*CALL_KEY, "event_id"])):
+        candidate_of[tuple(c[k] for k in CALL_KEY)].add(c["event_id"])
     episodes = involved_episodes(result)
     calls = result.loaded.calls
     named = pa.array(sorted({e for _, e in episodes if e is not None}), pa.string())
@@ -583,7 +581,7 @@ def timesketch_records(result: Result) -> list[dict[str, Any]]:
     for call in plain_rows(calls.filter(pc.fill_null(chosen, False))):
         if (call["run_id"], call["episode_id"]) not in episodes or call["ts_start"] is None:
             continue
-        key = (call["call_id"], call["run_id"], call["episode_id"], call["step"])
+        key = tuple(call[k] for k in CALL_KEY)
         when, micros = timesketch_time(call["ts_start"])
         events = attributed.get(key, [])
         step = f" step {call['step']}" if call["step"] is not None else ""

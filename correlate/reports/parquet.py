@@ -35,15 +35,7 @@ import pyarrow.parquet as pq
 
 from ..atomic import atomic_path, file_set, set_manifest_path
 from ..pipeline import Result
-from ..schema import (
-    ATTRIBUTIONS,
-    CANDIDATES,
-    FINDINGS,
-    NETWORK_EVENTS,
-    TOOL_CALLS,
-    TS,
-    plain_rows,
-)
+from ..schema import CALL_FIELDS, CALL_KEY, CANDIDATES, FINDINGS, derived, plain_rows
 from ..stats import Association, Baseline
 
 TEXT_LIST = pa.list_(pa.string())
@@ -53,26 +45,20 @@ LIST_SEPARATORS = {"labels": ",", "actions": ",", "reasons": "; "}
 """How the analysis tables join the values of each list column (split here into lists)."""
 
 
-def _columns(names: str, **types: pa.DataType) -> pa.Schema:
-    """An export table's columns, in this order, each typed as the normalised schemas type it
-    (``schema.py``: the analysis tables first, then events and calls), list columns as lists;
-    ``types`` for columns only the export has."""
-    known: dict[str, pa.DataType] = {}
-    for source in (TOOL_CALLS, NETWORK_EVENTS, CANDIDATES, ATTRIBUTIONS, FINDINGS):
-        known.update({f.name: f.type for f in source})
-    known.update({"call_ts_start": TS, "call_ts_end": TS, **types})
+def _columns(*groups: str | Iterable[str], **types: pa.DataType) -> pa.Schema:
+    """An export table's columns, in this order, typed as ``schema.derived`` types them (the
+    normalised tables), list columns as lists; ``types`` for columns only the export has."""
+    typed = derived(*groups, **types)
     return pa.schema(
-        [
-            pa.field(name, TEXT_LIST if name in LIST_SEPARATORS else known[name])
-            for name in names.split()
-        ]
+        [pa.field(f.name, TEXT_LIST if f.name in LIST_SEPARATORS else f.type) for f in typed]
     )
 
 
 ATTRIBUTIONS_COLUMNS = _columns(
     "event_id conversation_id ts src_ip src_port src_nat_ip src_host dst_ip dst_port protocol "
-    "dst_domain action rule signature labels how call_id run_id episode_id step host tool "
-    "command call_ts_start call_ts_end lag_s confidence candidates clock_offset_s "
+    "dst_domain action rule signature labels how",
+    CALL_FIELDS,
+    "call_ts_start call_ts_end lag_s confidence candidates clock_offset_s "
     "source_format source_path source_line",
     candidates=pa.int64(),
 )
@@ -86,10 +72,10 @@ FINDINGS_COLUMNS = pa.schema(
 """One row per conversation (the analysis's findings, with its list columns as lists)."""
 
 CANDIDATES_COLUMNS = _columns(
-    " ".join(CANDIDATES.names[:5])
-    + " src_ip src_nat_ip src_host dst_ip dst_port protocol dst_domain action labels "
-    + " ".join(CANDIDATES.names[5:])
-    + " attributed confidence",
+    CANDIDATES.names[:5],
+    "src_ip src_nat_ip src_host dst_ip dst_port protocol dst_domain action labels",
+    CANDIDATES.names[5:],
+    "attributed confidence",
     attributed=pa.bool_(),
 )
 """One row per (violation event x candidate call) pair: the scored pair, the event's context,
@@ -163,13 +149,11 @@ def attributed_calls(result: Result) -> dict[tuple[Any, ...], dict[str, Any]]:
     and host; the first one wins on a duplicate id. Only calls some event is attributed to
     become Python rows (a run has millions of calls: all of them as dicts cost 126 MiB at 199k)."""
     attributed = pc.unique(pc.drop_null(result.attributions.column("call_id")))
-    calls = result.loaded.calls.select(
-        ["call_id", "run_id", "episode_id", "step", "command", "ts_start", "ts_end", "host"]
-    )
+    calls = result.loaded.calls.select([*CALL_KEY, "command", "ts_start", "ts_end", "host"])
     chosen = pc.fill_null(pc.is_in(calls.column("call_id"), value_set=attributed), False)
     index: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in plain_rows(calls.filter(chosen)):
-        index.setdefault((row["call_id"], row["run_id"], row["episode_id"], row["step"]), row)
+        index.setdefault(tuple(row[k] for k in CALL_KEY), row)
     return index
 
 
@@ -192,7 +176,7 @@ def attribution_rows(result: Result) -> list[dict[str, Any]]:
     rows = []
     for a in plain_rows(result.attributions):
         event = events.get(a["event_id"], {})
-        call = calls.get((a["call_id"], a["run_id"], a["episode_id"], a["step"]), {})
+        call = calls.get(tuple(a[k] for k in CALL_KEY), {})
         rows.append(
             {
                 **a,
@@ -217,10 +201,11 @@ def findings_table(result: Result) -> pa.Table:
     return _table(plain_rows(result.findings), FINDINGS_COLUMNS)
 
 
-def candidates_table(
+def candidate_rows(
     result: Result, attributions: Sequence[dict[str, Any]] | None = None
-) -> pa.Table:
-    """One row per (violation event x candidate call) pair (``CANDIDATES_COLUMNS``).
+) -> list[dict[str, Any]]:
+    """The candidates table's rows: each scored pair with its event's context, ``attributed``
+    (the call the event is attributed to) and that attribution's ``confidence``; times as int ns.
 
     ``attributions``: ``attribution_rows(result)`` when the caller has them already.
     """
@@ -239,7 +224,14 @@ def candidates_table(
                 "confidence": event.get("confidence"),
             }
         )
-    return _table(rows, CANDIDATES_COLUMNS)
+    return rows
+
+
+def candidates_table(
+    result: Result, attributions: Sequence[dict[str, Any]] | None = None
+) -> pa.Table:
+    """One row per (violation event x candidate call) pair (``CANDIDATES_COLUMNS``)."""
+    return _table(candidate_rows(result, attributions), CANDIDATES_COLUMNS)
 
 
 def stats_table(associations: Sequence[Association]) -> pa.Table:
@@ -342,6 +334,7 @@ __all__ = [
     "attributed_calls",
     "attribution_rows",
     "attributions_table",
+    "candidate_rows",
     "candidates_table",
     "findings_table",
     "protected_files",

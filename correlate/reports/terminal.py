@@ -20,7 +20,7 @@ from ..schema import plain_rows
 from ..stats import ALPHA, POWER, Association, Baseline
 from ..textsafe import inert
 from ..timeparse import ns_to_iso
-from .styles import CONFIDENCE_STYLE
+from .styles import CONFIDENCE_STYLE, evidence_flags
 
 COMMAND_CHARS = 90
 
@@ -128,13 +128,9 @@ def _finding(f: dict[str, object], candidates: list[dict[str, object]], top: int
             title.append(f" (top {top} shown; all in the Parquet report)")
         lines.append(title)
         for c in candidates[:top]:
-            evidence = "identity" if c["identity"] == "match" else str(c["identity"])
-            if c["indicator"]:
-                evidence += f"+{c['indicator']}"
-            if c.get("agreement"):
-                evidence += "+agrees"
             line = Text(
-                f"  {c['rank']:>4}. {c['lag_s']:+9.3f}s {c['relation']:<6} {evidence:<16} {c['score']:5.2f}  "
+                f"  {c['rank']:>4}. {c['lag_s']:+9.3f}s {c['relation']:<6} "
+                f"{evidence_flags(c):<16} {c['score']:5.2f}  "
             )
             who = " ".join(
                 str(x)
