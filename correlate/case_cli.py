@@ -81,7 +81,7 @@ from .reports.export import FORMATS, export, formats_help, table_csv, table_json
 from .reports.html import write_html
 from .reports.parquet import protected_files, write_table
 from .reports.tables import events_table, findings_table, groups_table
-from .reports.terminal import _finding, rejects_renderable
+from .reports.terminal import finding_renderable, rejects_renderable
 from .reports.timeline_view import timeline_table, timeline_text
 from .schema import plain_rows
 from .stats import Association, Baseline
@@ -992,7 +992,7 @@ def show_command(
         out = stdout_console()
         out.print(clock_line(result), markup=False)
         first = [r for r in plain_rows(result.candidates) if r["event_id"] == anchor]
-        out.print(_finding(finding, first, top))
+        out.print(finding_renderable(finding, first, top))
 
 
 def _shown_conversation(
