@@ -107,6 +107,7 @@ def legacy_input_formats(analysis: dict[str, Any], quiet: bool) -> None:
 
 # --- one clock policy -----------------------------------------------------------------------
 
+
 def clock_line(result: Result) -> str:
     """Which clock an answer is on, in one sentence (``stats`` and ``findings --by`` print it)."""
     applied = result.applied_offsets

@@ -68,11 +68,16 @@ def findings_renderable(result: Result, top: int = 3) -> RenderableType:
         )
     ]
     for f in findings:
-        parts.append(finding_renderable(f, by_event.get(anchors.get(f["conversation_id"]), []), top))
+        parts.append(
+            finding_renderable(f, by_event.get(anchors.get(f["conversation_id"]), []), top)
+        )
     return Group(*parts)
 
+    """One finding with its top candidates (the detail block of ``run -d`` and ``show``)."""
 
-def finding_renderable(f: dict[str, object], candidates: list[dict[str, object]], top: int) -> RenderableType:
+def finding_renderable(
+    f: dict[str, object], candidates: list[dict[str, object]], top: int
+) -> RenderableType:
     head = Text()
     head.append(f"\n#{f['conversation_id']} ", style="bold")
     head.append_text(_t(_source(f), style="bold"))
