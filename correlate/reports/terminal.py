@@ -73,11 +73,11 @@ def findings_renderable(result: Result, top: int = 3) -> RenderableType:
         )
     return Group(*parts)
 
-    """One finding with its top candidates (the detail block of ``run -d`` and ``show``)."""
 
 def finding_renderable(
     f: dict[str, object], candidates: list[dict[str, object]], top: int
 ) -> RenderableType:
+    """One finding with its top candidates (the detail block of ``run -d`` and ``show``)."""
     head = Text()
     head.append(f"\n#{f['conversation_id']} ", style="bold")
     head.append_text(_t(_source(f), style="bold"))
