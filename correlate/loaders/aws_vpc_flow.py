@@ -102,8 +102,6 @@ _GENERIC_FIELDS = frozenset(
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 _ENI_RE = re.compile(r"^eni-[0-9a-f]{8,17}$")
 
-# Flow logs repeat the same few addresses millions of times: parse each once.
-
 ACTIONS = {"ACCEPT": "allowed", "REJECT": "denied"}
 DIRECTIONS = {"ingress": "inbound", "egress": "outbound"}
 NO_DATA = ("NODATA", "SKIPDATA")
