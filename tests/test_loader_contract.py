@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from loader_helpers import ROOT, display, same
+from _pytest.mark import ParameterSet
+from loader_helpers import ROOT, display, ns, same
 
 from correlate.errors import CorrelateError, StrictRejection
-from correlate.loaders import REGISTRY, LoadOptions, LoadResult
+from correlate.loaders import REGISTRY, LoadOptions, LoadResult, detect
 from correlate.loaders.base import Loader
 from correlate.sources import Source
 
@@ -37,10 +38,14 @@ OPTIONS: dict[str, dict[str, str]] = {
 """``--option`` settings samples are read with, by ``<format>/<file>`` or ``<format>``: without
 them a file cannot be read (a mapping names a log's fields; .traj files carry no times)."""
 
+REFERENCE = {"cef": ns("2025-12-02T12:00:00Z"), "iptables": ns("2026-01-02T00:00:00Z")}
+"""``--reference-date`` for logs without a year, as their golden tests read them (else the
+file's mtime would decide, and a copy's differs)."""
+
 BOM = b"\xef\xbb\xbf"
 
 
-def samples() -> Iterator[object]:
+def samples() -> Iterator[ParameterSet]:
     """``(format, path)`` for every input file below ``tests/data/<format>/``."""
     for name in REGISTRY:
         folder = DATA / name
@@ -52,10 +57,25 @@ def samples() -> Iterator[object]:
 
 SAMPLES = list(samples())
 
+BOM_NOT_DETECTED = {
+    "inventory/kinds.json": "inventory's JSON sniff does not skip a BOM (forced, it loads the same)"
+}
+"""Samples whose BOM copy is known not to be detected as the original is (a loader to fix)."""
+BOM_SAMPLES = [
+    pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(reason=why, strict=True))
+    if (why := BOM_NOT_DETECTED.get(str(p.id)))
+    else p
+    for p in SAMPLES
+]
+
 
 def options(name: str, path: Path, *, strict: bool = False) -> LoadOptions:
     settings = OPTIONS.get(f"{name}/{path.name}", OPTIONS.get(name))
-    return LoadOptions(strict=strict, format_options={name: settings} if settings else {})
+    return LoadOptions(
+        strict=strict,
+        reference_ns=REFERENCE.get(name, ns("2026-01-02T00:00:00Z")),
+        format_options={name: settings} if settings else {},
+    )
 
 
 def load(name: str, path: Path, opts: LoadOptions, shown: str) -> LoadResult | CorrelateError:
@@ -66,11 +86,22 @@ def load(name: str, path: Path, opts: LoadOptions, shown: str) -> LoadResult | C
         return exc
 
 
+def detected(path: Path, shown: str) -> str:
+    """The format detection picks for the file, or why it picks none."""
+    try:
+        return detect(Source(path, shown)).name
+    except CorrelateError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def assert_same_outcome(a: LoadResult | CorrelateError, b: LoadResult | CorrelateError) -> None:
+    """The same rows, accounting, rejects and identity rows, or the same error."""
     if isinstance(a, CorrelateError) or isinstance(b, CorrelateError):
         assert (type(a), str(a)) == (type(b), str(b))
-    else:
-        same(a, b)
+        return
+    same(a, b)
+    assert (a.hosts is None) == (b.hosts is None)
+    assert a.hosts is None or b.hosts is None or a.hosts.equals(b.hosts)
 
 
 def copy_loads_identically(
@@ -84,6 +115,7 @@ def copy_loads_identically(
     copy.write_bytes(change(path.read_bytes()))
     shown = display(path)
     opts = options(name, path)
+    assert detected(copy, shown) == detected(path, shown)
     assert_same_outcome(load(name, copy, opts, shown), load(name, path, opts, shown))
 
 
@@ -101,7 +133,7 @@ def test_gzip_copy_loads_identically(tmp_path, name, path):
     copy_loads_identically(tmp_path, name, path, gzip.compress, ".gz")
 
 
-@pytest.mark.parametrize(("name", "path"), SAMPLES)
+@pytest.mark.parametrize(("name", "path"), BOM_SAMPLES)
 def test_utf8_bom_copy_loads_identically(tmp_path, name, path):
     text = path.read_bytes()
     try:
