@@ -438,6 +438,13 @@ def parsed_whole(line: bytes, schema: pa.Schema) -> bool:
     return next(blocks.json_pieces(line, 1, 1, schema))[3] is not None
 
 
+def enrichment_json_schema(spec: zeek_conn.Enrichment) -> pa.Schema:
+    """The columns an enrichment log's JSON lines are parsed with (as its loader reads them)."""
+    return pa.schema(
+        [("uid", pa.string()), ("ts", pa.float64()), *spec.json_fields, ("_path", pa.string())]
+    )
+
+
 def json_lines(variants: list[bytes], schema: pa.Schema) -> st.SearchStrategy[list[bytes]]:
     """Mostly lines pyarrow parses (so runs are read column-wise), some it refuses."""
     whole = [v for v in variants if parsed_whole(v, schema)]
