@@ -81,10 +81,10 @@ def write(path: Path, lines: list[bytes], trailing_newline: bool = True) -> Path
     return path
 
 
-def variant(base: dict[str, Any], **changes: Any) -> str:
-    """``base`` as one compact JSON line, with each ``a__b=value`` setting the nested key ``a.b``
-    (``...`` removes it)."""
-    record = json.loads(json.dumps(base))
+def changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of ``base`` with each ``a__b=value`` setting the nested key ``a.b`` (``...`` removes
+    it)."""
+    record = deepcopy(base)
     for key, value in changes.items():
         node = record
         *parents, leaf = key.split("__")
@@ -94,7 +94,12 @@ def variant(base: dict[str, Any], **changes: Any) -> str:
             node.pop(leaf, None)
         else:
             node[leaf] = value
-    return json.dumps(record, separators=(",", ":"))
+    return record
+
+
+def variant(base: dict[str, Any], **changes: Any) -> str:
+    """``changed(base, **changes)`` as one compact JSON line."""
+    return json.dumps(changed(base, **changes), separators=(",", ":"))
 
 
 def same_outcome(load: Callable[[bool], Any]) -> None:
