@@ -1,6 +1,6 @@
 """ArcSight Common Event Format (CEF) lines, bare or after a syslog header, as network events.
 
-``CEF:Version|Vendor|Product|Version|Signature ID|Name|Severity|key=value ...``; a RFC 3164
+``CEF:Version|Vendor|Product|Version|Signature ID|Name|Severity|key=value ...``; an RFC 3164
 header's missing year is inferred as for iptables (``--reference-date`` or the file's mtime).
 Mapping: ``src``/``dst``/``spt``/``dpt``/``proto`` -> the 5-tuple; ``sourceTranslatedAddress`` ->
 ``src_nat_ip``; ``rule`` = the first ``csN`` labelled rule/policy (else vendor keys);
