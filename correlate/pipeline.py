@@ -68,8 +68,9 @@ class RunOptions:
     offsets: tuple[tuple[str, float], ...] = ()
     """Known clock offsets (network source format, seconds: its clock minus the trajectories')."""
     offset_auto: bool = False
-    limits: Limits = field(default_factory=Limits)
     """Estimate each network source's offset and apply it (known offsets take precedence)."""
+    limits: Limits = field(default_factory=Limits)
+    """Resource limits on untrusted input (``--max-line-bytes``, ``--max-expansion``)."""
     unmapped: str = "skip"
     lease_grace_ns: int = DEFAULT_LEASE_GRACE_NS
     """How long a trajectory's lease on a shared or re-used address outlives its last call."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
+from correlate.errors import InputError, StrictRejection
 from correlate.timeparse import parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +79,54 @@ def write(path: Path, lines: list[bytes], trailing_newline: bool = True) -> Path
     body = b"\n".join(lines)
     path.write_bytes(body + (b"\n" if trailing_newline and body else b""))
     return path
+
+
+def changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of ``base`` with each ``a__b=value`` setting the nested key ``a.b`` (``...`` removes
+    it)."""
+    record = deepcopy(base)
+    for key, value in changes.items():
+        node = record
+        *parents, leaf = key.split("__")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if value is ...:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return record
+
+
+def variant(base: dict[str, Any], **changes: Any) -> str:
+    """``changed(base, **changes)`` as one compact JSON line."""
+    return json.dumps(changed(base, **changes), separators=(",", ":"))
+
+
+def same_outcome(load: Callable[[bool], Any]) -> None:
+    """``load(fast=True)`` (the column-wise path) and ``load(fast=False)`` (the per-line reader)
+    give the same rows, accounting and rejects, or stop with the same ``InputError`` (say when
+    every record of the first 100 fails)."""
+    found: list[Any] = []
+    for fast in (True, False):
+        try:
+            found.append(load(fast))
+        except InputError as exc:
+            found.append(str(exc))
+    if isinstance(found[0], str) or isinstance(found[1], str):
+        assert found[0] == found[1]
+    else:
+        same(found[0], found[1])
+
+
+def raised(
+    load: Callable[[bool], object],
+    error: type[Exception] = StrictRejection,
+    match: str | None = None,
+) -> list[str]:
+    """The messages ``load(fast=True)`` and ``load(fast=False)`` each stop with (``error``)."""
+    messages = []
+    for fast in (True, False):
+        with pytest.raises(error, match=match) as caught:
+            load(fast)
+        messages.append(str(caught.value))
+    return messages

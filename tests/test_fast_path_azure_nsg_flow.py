@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from loader_helpers import same
+from loader_helpers import raised, same
 
-from correlate.errors import CorrelateError, StrictRejection
+from correlate.errors import CorrelateError
 from correlate.keep import KeepPolicy, cut_sample
 from correlate.loaders import LoadOptions, LoadResult, azure_nsg_flow
 from correlate.sources import Source
@@ -215,11 +215,7 @@ def test_strict_stops_at_the_same_first_reject(tmp_path, monkeypatch):
     blob = {"records": [v4_record([("r", V4_TUPLES[:4] * 10 + [bad] + V4_TUPLES[:4])])]}
     path = tmp_path / "PT1H.json"
     path.write_text(json.dumps(blob))
-    messages = []
-    for fast in (True, False):
-        with pytest.raises(StrictRejection) as caught:
-            load(path, fast=fast, monkeypatch=monkeypatch, strict=True)
-        messages.append(str(caught.value))
+    messages = raised(lambda fast: load(path, fast=fast, monkeypatch=monkeypatch, strict=True))
     assert messages[0] == messages[1] and "tuple 41: destination IP is not an IP" in messages[0]
 
 
@@ -242,9 +238,9 @@ def test_a_blob_of_bad_tuples_stops_early_alike(tmp_path, monkeypatch):
     blob = {"records": [v4_record([("r", [bad] * 150 + V4_TUPLES[:4])])]}
     path = tmp_path / "PT1H.json"
     path.write_text(json.dumps(blob))
-    messages = []
-    for fast in (True, False):
-        with pytest.raises(CorrelateError, match="does not look like azure_nsg_flow") as caught:
-            load(path, fast=fast, monkeypatch=monkeypatch)
-        messages.append(str(caught.value))
+    messages = raised(
+        lambda fast: load(path, fast=fast, monkeypatch=monkeypatch),
+        CorrelateError,
+        match="does not look like azure_nsg_flow",
+    )
     assert messages[0] == messages[1]

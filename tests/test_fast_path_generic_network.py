@@ -6,7 +6,6 @@ exactly the violations and the anchor sample.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loader_helpers import changed
 from test_fast_path_zeek_conn import json_lines, measure, raw_json, same, write
 
 from correlate.errors import CorrelateError, StrictRejection
@@ -77,17 +77,7 @@ GOOD: dict[str, Any] = {
 
 def record(**changes: Any) -> dict[str, Any]:
     """GOOD with changes; ``a__b`` sets a nested value, ``...`` removes one."""
-    out = copy.deepcopy(GOOD)
-    for key, value in changes.items():
-        node = out
-        *parents, leaf = key.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        if value is ...:
-            node.pop(leaf, None)
-        else:
-            node[leaf] = value
-    return out
+    return changed(GOOD, **changes)
 
 
 TIMES = [

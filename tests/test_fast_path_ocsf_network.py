@@ -5,7 +5,6 @@ sample. ``python tests/test_fast_path_ocsf_network.py DIR`` measures them on ~20
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loader_helpers import changed
 from test_fast_path_zeek_conn import json_lines, measure, raw_json, same, write
 
 from correlate.errors import CorrelateError, StrictRejection
@@ -56,17 +56,7 @@ GOOD: dict[str, Any] = {
 
 def event(**changes: Any) -> dict[str, Any]:
     """GOOD with changes; ``a__b`` sets a nested attribute, ``...`` removes one."""
-    out = copy.deepcopy(GOOD)
-    for key, value in changes.items():
-        node = out
-        *parents, leaf = key.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        if value is ...:
-            node.pop(leaf, None)
-        else:
-            node[leaf] = value
-    return out
+    return changed(GOOD, **changes)
 
 
 CHANGES: list[dict[str, Any]] = [

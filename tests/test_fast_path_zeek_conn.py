@@ -438,6 +438,16 @@ def parsed_whole(line: bytes, schema: pa.Schema) -> bool:
     return next(blocks.json_pieces(line, 1, 1, schema))[3] is not None
 
 
+def enrichment_lines(
+    variants: list[bytes], spec: zeek_conn.Enrichment
+) -> st.SearchStrategy[list[bytes]]:
+    """``json_lines`` of an enrichment log, with the columns its loader parses JSON lines with."""
+    schema = pa.schema(
+        [("uid", pa.string()), ("ts", pa.float64()), *spec.json_fields, ("_path", pa.string())]
+    )
+    return json_lines(variants, schema)
+
+
 def json_lines(variants: list[bytes], schema: pa.Schema) -> st.SearchStrategy[list[bytes]]:
     """Mostly lines pyarrow parses (so runs are read column-wise), some it refuses."""
     whole = [v for v in variants if parsed_whole(v, schema)]

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fast_path_zeek_conn import header, json_lines, measure, outcomes, raw_tsv, write
+from test_fast_path_zeek_conn import enrichment_lines, header, measure, outcomes, raw_tsv, write
 
 from correlate.loaders import blocks, zeek_conn, zeek_ssl
 
@@ -141,17 +140,7 @@ JSON_VARIANTS = [
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    lines=json_lines(
-        JSON_VARIANTS,
-        pa.schema(
-            [
-                ("uid", pa.string()),
-                ("ts", pa.float64()),
-                *zeek_ssl.SPEC.json_fields,
-                ("_path", pa.string()),
-            ]
-        ),
-    ),
+    lines=enrichment_lines(JSON_VARIANTS, zeek_ssl.SPEC),
     piece=st.integers(1, 20),
 )
 def test_json_column_wise_equals_line_by_line(tmp_path_factory, monkeypatch, lines, piece):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 from typing import Any
@@ -321,24 +320,6 @@ def test_every_record_is_loaded_rejected_or_skipped(path):
 def test_strict_stops_at_the_first_rejected_line():
     with pytest.raises(StrictRejection, match=re.escape(f"{shown(MALFORMED)}:2: 13 fields")):
         load(MALFORMED, LoadOptions(strict=True))
-
-
-def test_strict_loads_a_clean_file_unchanged():
-    assert load(SANDBOX, LoadOptions(strict=True)).table.equals(load(SANDBOX).table)
-
-
-@pytest.mark.parametrize("path", [SANDBOX, MALFORMED], ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    copy = tmp_path / f"{path.name}.gz"
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    source = Source(copy, shown(path))
-    detection = detect(source)
-    assert detection.name == "aws_vpc_flow"
-    result = detection.loader.read(source, LoadOptions())
-    plain = load(path)
-    assert result.table.equals(plain.table)
-    assert result.rejects == plain.rejects
-    assert result.stats == plain.stats
 
 
 # --- custom formats given by --option ---------------------------------------------------------

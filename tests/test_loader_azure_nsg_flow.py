@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -296,18 +295,6 @@ def test_epoch_unit_option_overrides_magnitude():
 
 
 # --- layouts and compression ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    packed = tmp_path / (path.name + ".gz")
-    packed.write_bytes(gzip.compress(path.read_bytes()))
-    plain, zipped = load(path), load(packed)
-    assert detect(Source(packed, packed.name)).name == "azure_nsg_flow"
-    strip = ["source_path"]
-    assert plain.table.drop_columns(strip).equals(zipped.table.drop_columns(strip))
-    assert reject_list(zipped) == reject_list(plain)
-    assert (zipped.stats.read, zipped.stats.skipped) == (plain.stats.read, plain.stats.skipped)
 
 
 def test_minified_blob_and_array_of_records_match_the_pretty_document(tmp_path):

@@ -3,7 +3,6 @@ strict mode, gzip, the session-id fallback, host options and negative sniffs."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -260,19 +259,6 @@ def test_malformed_reversed_output_and_naive_time():
 def test_strict_stops_at_the_first_rejected_line():
     with pytest.raises(StrictRejection, match=r"^tests/data/codex/malformed\.jsonl:2: "):
         load(MALFORMED, LoadOptions(strict=True))
-
-
-@pytest.mark.parametrize("path", [SHAPES, MALFORMED, OPENAGENTS], ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    copy = tmp_path / (path.name + ".gz")
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    source = Source(copy, display(path))
-    assert detect(source).name == "codex"
-    result = loader.read(source, LoadOptions())
-    plain = load(path)
-    assert result.table.equals(plain.table)
-    assert result.rejects == plain.rejects
-    assert result.stats == plain.stats
 
 
 def test_session_id_falls_back_to_the_file_name_without_session_meta(tmp_path):

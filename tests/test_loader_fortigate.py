@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 from typing import Any
@@ -328,22 +327,6 @@ def test_strict_mode_stops_at_the_first_bad_row():
         StrictRejection, match=r"^tests/data/fortigate/bad_rows_\S+\.log:2: unbalanced"
     ):
         load(BAD, LoadOptions(strict=True))
-
-
-def test_strict_mode_loads_a_clean_file_unchanged():
-    assert load(UTM, LoadOptions(strict=True)).table.equals(load(UTM).table)
-
-
-def test_gzip_copy_loads_identically(tmp_path):
-    copy = tmp_path / f"{BAD.name}.gz"
-    copy.write_bytes(gzip.compress(BAD.read_bytes()))
-    source = Source(copy, shown(BAD))
-    assert detect(source).name == "fortigate"
-    result = fortigate.read(source, LoadOptions())
-    plain = load(BAD)
-    assert result.table.equals(plain.table)
-    assert result.rejects == plain.rejects
-    assert result.stats == plain.stats
 
 
 def test_invalid_utf8_is_replaced_and_noted(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -261,20 +260,6 @@ def test_strict_mode_accepts_a_clean_file():
 
 
 # --- compressed and reshaped inputs --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    packed = tmp_path / (path.name + ".gz")
-    packed.write_bytes(gzip.compress(path.read_bytes()))
-    plain, zipped = load(path), load(packed)
-    assert detect(Source(packed, packed.name)).name == "gcp_logging"
-    strip = ["source_path"]
-    assert plain.table.drop_columns(strip).equals(zipped.table.drop_columns(strip))
-    assert (zipped.stats.read, zipped.stats.skipped) == (plain.stats.read, plain.stats.skipped)
-    assert [(r.location.line, r.reason) for r in zipped.rejects] == [
-        (r.location.line, r.reason) for r in plain.rejects
-    ]
 
 
 def test_json_lines_and_gcloud_array_of_the_same_entries_agree(tmp_path):

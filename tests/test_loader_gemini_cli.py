@@ -3,7 +3,6 @@ document, exact reject accounting, strict mode, gzip, subagents and negative sni
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -228,19 +227,6 @@ def test_malformed_loaded_calls_inferred_start_naive_time_and_session_change():
 def test_strict_stops_at_the_first_rejected_line():
     with pytest.raises(StrictRejection, match=r"^tests/data/gemini_cli/malformed\.jsonl:3: "):
         load(MALFORMED, LoadOptions(strict=True))
-
-
-@pytest.mark.parametrize("path", [SESSION_FILE, MALFORMED, LEGACY], ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    copy = tmp_path / (path.name + ".gz")
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    source = Source(copy, display(path))
-    assert detect(source).name == "gemini_cli"
-    result = loader.read(source, LoadOptions())
-    plain = load(path)
-    assert result.table.equals(plain.table)
-    assert result.rejects == plain.rejects
-    assert result.stats == plain.stats
 
 
 def test_subagent_recording_joins_the_parent_session_folder(tmp_path):

@@ -3,7 +3,6 @@ inline mappings, option errors, exact reject accounting, strict mode, gzip and t
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
@@ -211,19 +210,6 @@ def test_malformed_rejects_exactly_the_bad_lines():
 def test_strict_stops_at_the_first_rejected_line():
     with pytest.raises(StrictRejection, match=r"^tests/data/generic/malformed\.calls\.jsonl:2: "):
         load(MALFORMED, LoadOptions(strict=True))
-
-
-@pytest.mark.parametrize("path", [CALLS_JSONL, CALLS_CSV, MALFORMED], ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    copy = tmp_path / (path.name + ".gz")
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    source = Source(copy, display(path))
-    assert detect(source).name == "generic"
-    result = loader.read(source, LoadOptions())
-    plain = load(path)
-    assert result.table.equals(plain.table)
-    assert result.rejects == plain.rejects
-    assert result.stats == plain.stats
 
 
 # --- a mapping file: nested paths, a list of calls per line, zone and unit --------------------------

@@ -466,27 +466,6 @@ def test_strict_stops_at_the_first_rejected_row(path, first_bad):
         load(path, LoadOptions(strict=True))
 
 
-def test_strict_loads_a_clean_file_unchanged():
-    opts = LoadOptions(
-        strict=True, format_options={"generic_network": {"mapping": str(GATEWAY_MAPPING)}}
-    )
-    assert gateway(opts).table.equals(gateway().table)
-
-
-@pytest.mark.parametrize(
-    ("path", "mapping"), [(GATEWAY, GATEWAY_MAPPING), (BAD_CSV, None), (ARRAY, None)]
-)
-def test_gzip_copy_loads_identically(tmp_path, path, mapping):
-    copy = tmp_path / f"{path.name}.gz"
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    opts = options(mapping=str(mapping)) if mapping else None
-    plain = load(path, opts)
-    result = load(copy, opts, shown=display(path))
-    assert result.table.equals(plain.table)
-    assert result.rejects == plain.rejects
-    assert result.stats == plain.stats
-
-
 # --- option errors ------------------------------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ mode, compressed copies and near-miss sniffing."""
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections import Counter
 from pathlib import Path
@@ -461,22 +460,6 @@ def test_every_line_is_loaded_rejected_or_skipped(path):
 def test_strict_stops_at_the_first_rejected_line(path, line):
     with pytest.raises(StrictRejection, match=rf"^{path.name}:{line}: "):
         load(path, LoadOptions(reference_ns=REF, strict=True))
-
-
-def test_strict_loads_a_clean_file_unchanged():
-    strict = load(PROXMOX, LoadOptions(reference_ns=REF, strict=True))
-    assert strict.table.equals(load(PROXMOX).table)
-
-
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    copy = tmp_path / f"{path.name}.gz"
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    plain = load(path)
-    packed = load(copy, shown=path.name)
-    assert packed.table.equals(plain.table)
-    assert packed.rejects == plain.rejects
-    assert packed.stats == plain.stats
 
 
 # --- sniffing -------------------------------------------------------------------------------------

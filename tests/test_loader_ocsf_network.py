@@ -444,18 +444,6 @@ def test_strict_mode_stops_at_the_first_bad_event():
         load(BAD, LoadOptions(strict=True))
 
 
-def test_gzip_copy_of_json_lines_loads_identically(tmp_path):
-    copy = tmp_path / f"{BAD.name}.gz"
-    copy.write_bytes(gzip.compress(BAD.read_bytes()))
-    source = Source(copy, shown(BAD))
-    assert detect(source).name == "ocsf_network"
-    result = ocsf_network.read(source, LoadOptions())
-    plain = load(BAD)
-    assert result.table.equals(plain.table)
-    assert result.rejects == plain.rejects
-    assert result.stats == plain.stats
-
-
 def test_json_events_with_hostnames_are_still_ocsf_not_an_inventory(tmp_path):
     path = tmp_path / "events.jsonl"
     event = json.loads(LAKE.read_text().splitlines()[1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -287,19 +286,6 @@ def test_every_line_is_loaded_rejected_or_skipped(path):
 def test_strict_mode_stops_at_the_first_bad_row():
     with pytest.raises(StrictRejection, match=r"bad_rows_short_record_bad_time\.log:2: 20 fields"):
         load(BAD, LoadOptions(strict=True))
-
-
-def test_gzip_copy_loads_identically(tmp_path):
-    for path in (SYSLOG, EXPORT):
-        copy = tmp_path / f"{path.name}.gz"
-        copy.write_bytes(gzip.compress(path.read_bytes()))
-        source = Source(copy, shown(path))
-        assert detect(source).name == "panos_traffic"
-        result = panos_traffic.read(source, LoadOptions())
-        plain = load(path)
-        assert result.table.equals(plain.table)
-        assert result.rejects == plain.rejects
-        assert result.stats == plain.stats
 
 
 # --- sniffing -------------------------------------------------------------------------------------

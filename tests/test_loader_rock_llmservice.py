@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import shutil
@@ -218,10 +217,6 @@ def test_strict_stops_at_the_first_rejected_record():
         load(TRAPS, LoadOptions(strict=True))
 
 
-def test_strict_loads_a_clean_session_unchanged():
-    assert load(SESSION, LoadOptions(strict=True)).table.equals(load(SESSION).table)
-
-
 # --- LLMTraj.jsonl -------------------------------------------------------------------------------
 
 
@@ -343,20 +338,6 @@ def test_a_sandbox_id_named_in_a_request_beats_the_folder(tmp_path):
     )
     [row] = rows(load(path).table)
     assert row["host"] == "sandbox-from-record"
-
-
-@pytest.mark.parametrize("path", [SESSION, TRAJ, TRAPS], ids=lambda p: p.name)
-def test_gzip_copy_in_the_same_sandbox_folder_loads_identically(tmp_path, path):
-    folder = tmp_path / path.parent.name
-    folder.mkdir()
-    copy = folder / f"{path.name}.gz"
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    assert copy.read_bytes()[:2] == b"\x1f\x8b"
-    plain = load(path)
-    packed = load(copy, display=shown(path))
-    assert packed.table.equals(plain.table)
-    assert packed.rejects == plain.rejects
-    assert packed.stats == plain.stats
 
 
 def test_a_plain_copy_outside_a_sandbox_folder_takes_that_folder_name(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
@@ -269,27 +268,12 @@ def test_strict_stops_at_the_first_rejected_trajectory():
         load(TRAPS, LoadOptions(strict=True))
 
 
-def test_strict_loads_a_clean_dump_unchanged():
-    assert load(DUMP, LoadOptions(strict=True)).table.equals(load(DUMP).table)
-
-
 def test_train_step_falls_back_to_global_step_when_the_name_has_none(tmp_path):
     copy = tmp_path / "dump.jsonl"
     copy.write_text(
         DUMP.read_text().replace('"global_step": [230, 230, 230]', '"global_step": [7, 7, 7]')
     )
     assert {row["train_step"] for row in rows(load(copy).table)} == {7}
-
-
-def test_gzip_copy_loads_identically(tmp_path):
-    copy = tmp_path / f"{DUMP.name}.gz"
-    copy.write_bytes(gzip.compress(DUMP.read_bytes()))
-    plain = load(DUMP)
-    packed = load(copy, display=shown(DUMP))
-    assert packed.table.equals(plain.table)
-    assert packed.hosts.equals(plain.hosts)
-    assert packed.stats == plain.stats
-    assert packed.rejects == plain.rejects
 
 
 # --- sniffing ------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -183,16 +182,6 @@ def test_the_identity_map_gives_the_address_back_to_its_first_owner():
 def test_strict_stops_at_the_first_rejected_line():
     with pytest.raises(StrictRejection, match=rf"^{re.escape(shown(TRAPS))}:2: sandbox IP"):
         load(TRAPS, LoadOptions(strict=True))
-
-
-def test_gzip_copy_loads_identically(tmp_path):
-    copy = tmp_path / f"{ROLL.name}.gz"
-    copy.write_bytes(gzip.compress(ROLL.read_bytes()))
-    plain = load(ROLL)
-    packed = load(copy, display=shown(ROLL))
-    assert packed.table.equals(plain.table)
-    assert packed.stats == plain.stats
-    assert packed.rejects == plain.rejects
 
 
 # --- sniffing ------------------------------------------------------------------------------------

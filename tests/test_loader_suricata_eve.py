@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
@@ -259,15 +258,6 @@ def test_strict_stops_at_the_first_rejected_line():
         StrictRejection, match=rf"^{re.escape(display(MALFORMED))}:2: not valid JSON"
     ):
         load(MALFORMED, LoadOptions(strict=True))
-
-
-@pytest.mark.parametrize("path", [IPS, MALFORMED, EVELOG], ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    copy = tmp_path / f"{path.name}.gz"
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    packed, plain = load(copy, shown=display(path)), load(path)
-    assert packed.table.equals(plain.table)
-    assert (packed.rejects, packed.stats) == (plain.rejects, plain.stats)
 
 
 # --- sniffing -----------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import re
 import shutil
@@ -304,21 +303,6 @@ def test_every_line_is_loaded_rejected_or_skipped(path):
 def test_strict_stops_at_the_first_rejected_line(path, line):
     with pytest.raises(StrictRejection, match=rf"^{re.escape(display(path))}:{line}: "):
         load(path, LoadOptions(strict=True))
-
-
-def test_strict_loads_a_clean_file_unchanged():
-    assert load(ROTATED, LoadOptions(strict=True)).table.equals(load(ROTATED).table)
-
-
-@pytest.mark.parametrize("path", [ROTATED, MALFORMED, JSON_TRAPS], ids=lambda p: p.name)
-def test_gzip_copy_loads_identically(tmp_path, path):
-    copy = tmp_path / f"{path.name}.gz"
-    copy.write_bytes(gzip.compress(path.read_bytes()))
-    plain = load(path)
-    packed = load(copy, shown=display(path))
-    assert packed.table.equals(plain.table)
-    assert packed.rejects == plain.rejects
-    assert packed.stats == plain.stats
 
 
 # --- sniffing -----------------------------------------------------------------------------------

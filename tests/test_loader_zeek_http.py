@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
@@ -91,14 +90,6 @@ def test_every_line_is_loaded_rejected_or_skipped(path):
 def test_strict_stops_at_the_first_rejected_line():
     with pytest.raises(StrictRejection, match=rf"^{re.escape(display(HOSTS))}:14: "):
         load(HOSTS, LoadOptions(strict=True))
-
-
-def test_gzip_copy_loads_identically(tmp_path):
-    copy = tmp_path / "http.log.gz"
-    copy.write_bytes(gzip.compress(HOSTS.read_bytes()))
-    packed, plain = load(copy, shown=display(HOSTS)), load(HOSTS)
-    assert packed.table.equals(plain.table)
-    assert (packed.rejects, packed.stats) == (plain.rejects, plain.stats)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 import shutil
 from pathlib import Path
@@ -91,14 +90,6 @@ def test_every_line_is_loaded_rejected_or_skipped(path):
 def test_strict_stops_at_the_first_rejected_line():
     with pytest.raises(StrictRejection, match=rf"^{re.escape(display(TRAPS))}:12: "):
         load(TRAPS, LoadOptions(strict=True))
-
-
-def test_gzip_copy_loads_identically(tmp_path):
-    copy = tmp_path / "ssl.log.gz"
-    copy.write_bytes(gzip.compress(TRAPS.read_bytes()))
-    packed, plain = load(copy, shown=display(TRAPS)), load(TRAPS)
-    assert packed.table.equals(plain.table)
-    assert (packed.rejects, packed.stats) == (plain.rejects, plain.stats)
 
 
 @pytest.mark.parametrize(

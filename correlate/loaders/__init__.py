@@ -1,8 +1,7 @@
 """Loader registry: one module per format, chosen by a scored sniff of the file's head.
 
-To add a format, write ``loaders/<name>.py`` with ``name``, ``kind``, ``description``,
-``sniff(head, filename) -> score`` and ``read(source, options) -> LoadResult`` (and ``OPTIONS``, a
-dict of the ``--option <name>.KEY`` settings it reads, with their help), and add its module name
+To add a format, write ``loaders/<name>.py`` keeping the ``base.Loader`` protocol (``name``,
+``kind``, ``description``, ``sniff``, ``read`` and optionally ``OPTIONS``), and add its module name
 to ``LOADER_MODULES`` below.
 """
 
@@ -11,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import import_module
-from types import ModuleType
+from typing import cast
 
 from ..errors import FormatMismatch, UnknownFormat
 from ..sources import Source
-from .base import LoadOptions, LoadResult, LoadStats
+from .base import Loader, LoadOptions, LoadResult, LoadStats
 
 __all__ = [
     "LOADER_MODULES",
@@ -24,6 +23,7 @@ __all__ = [
     "LoadOptions",
     "LoadResult",
     "LoadStats",
+    "Loader",
     "detect",
     "get_loader",
     "mismatch",
@@ -65,7 +65,7 @@ LOADER_MODULES = (
 )
 
 
-class _Registry(Mapping[str, ModuleType]):
+class _Registry(Mapping[str, Loader]):
     """Format name -> loader module, imported on first use.
 
     Commands that only name formats (option checks, case queries) do not pay for importing all
@@ -74,14 +74,14 @@ class _Registry(Mapping[str, ModuleType]):
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self._names = names
-        self._modules: dict[str, ModuleType] = {}
+        self._modules: dict[str, Loader] = {}
 
-    def __getitem__(self, name: str) -> ModuleType:
+    def __getitem__(self, name: str) -> Loader:
         if name not in self._names:
             raise KeyError(name)
         module = self._modules.get(name)
         if module is None:
-            module = self._modules[name] = import_module(f"{__name__}.{name}")
+            module = self._modules[name] = cast(Loader, import_module(f"{__name__}.{name}"))
         return module
 
     def __iter__(self) -> Iterator[str]:
@@ -91,7 +91,7 @@ class _Registry(Mapping[str, ModuleType]):
         return len(self._names)
 
 
-REGISTRY: Mapping[str, ModuleType] = _Registry(LOADER_MODULES)
+REGISTRY: Mapping[str, Loader] = _Registry(LOADER_MODULES)
 
 MIN_SCORE = 0.5
 """A sniff score below this is "not my format"."""
@@ -101,16 +101,16 @@ MIN_SCORE = 0.5
 class Detection:
     """The format chosen for a file, its score, and whether the user forced it."""
 
-    loader: ModuleType
+    loader: Loader
     score: float
     forced: bool
 
     @property
     def name(self) -> str:
-        return str(self.loader.name)
+        return self.loader.name
 
 
-def get_loader(name: str) -> ModuleType:
+def get_loader(name: str) -> Loader:
     """The loader module called ``name``; a clear error lists the known names otherwise."""
     try:
         return REGISTRY[name]
@@ -181,7 +181,7 @@ def _utf8(line: bytes) -> bool:
     return True
 
 
-def mismatch(source: Source, loader: ModuleType, why: str | None = None) -> str:
+def mismatch(source: Source, loader: Loader, why: str | None = None) -> str:
     """The sentence for a file forced onto a loader whose sniff scored 0 (and, with ``why``,
     that could not read it either)."""
     text = f"{source.display}: does not look like {loader.name} ({loader.description})"

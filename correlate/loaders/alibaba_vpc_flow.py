@@ -1,32 +1,15 @@
 """Alibaba Cloud VPC flow logs exported from Log Service (SLS): JSON lines, or CSV with a header.
 
-Sources: SLS "VPC flow log fields" (alibabacloud.com/help/en/sls/vpc and the older
-/help/en/sls/flowlog-field-details; Chinese original help.aliyun.com/zh/sls/vpc): ``__topic__``
-``flow_log``, ``version``, ``vswitch-id``, ``vm-id`` (the ECS instance the ENI is bound to),
-``vpc-id``, ``account-id``, ``eni-id``, ``region``, ``srcaddr``/``srcport``/``dstaddr``/``dstport``,
-``protocol`` (IANA number), ``direction`` (``in`` = into the ENI, ``out`` = out of the ENI),
-``packets``, ``bytes``, ``start`` (first packet in the capture window, Unix seconds), ``end``
-(end of the window, or the close of a short connection, Unix seconds), ``log-status``
-(OK/NODATA/SKIPDATA), ``action`` (ACCEPT/REJECT by security group or network ACL), ``tcp-flags``.
-The Microsoft Sentinel table ``AlibabaCloudVPCFlowLogs`` documents the same values. Through SLS
-every value arrives as a string; epoch values are zone-free.
+Mapping: ``ts``/``ts_end`` = ``start``/``end`` (Unix seconds; ``__time__``, when SLS stored the
+record, stands in for a missing ``start``, noted); ``direction`` out -> outbound, in -> inbound
+(relative to the ENI), else unknown; ``action`` ACCEPT -> allowed, REJECT -> denied;
+``protocol`` number -> name; ``host_hint`` = ``vm-id``, else ``eni-id``. A record's one counter
+pair goes to ``*_in`` for ``in`` records and to ``*_out`` otherwise. NODATA/SKIPDATA records are
+skipped; Cloud Firewall records (with ``rule_result``) belong to ``alibaba_cfw``.
 
-Mapping: ``ts``/``ts_end`` = ``start``/``end`` (``__time__``, when SLS stored the record, stands in
-for a missing ``start``, noted); ``direction`` out -> outbound, in -> inbound (relative to the
-ENI), else unknown; ``action`` ACCEPT -> allowed, REJECT -> denied (``action_raw`` keeps it);
-``protocol`` number -> name; ``host_hint`` = ``vm-id``, else ``eni-id``; ``observer`` =
-``alibaba-vpc-flow``. A record has one counter pair (``bytes``/``packets``, one direction on one
-ENI): it goes to ``bytes_in``/``packets_in`` for ``in`` records and to ``bytes_out``/``packets_out``
-otherwise. NODATA/SKIPDATA records are counted as skipped. Cloud Firewall records (with
-``rule_result``) belong to the ``alibaba_cfw`` loader.
-
-CSV is read one physical line at a time (a flow log has no multi-line values). Both are read
-column-wise: runs of JSON lines parsed by ``pyarrow.json`` with an explicit schema of the fields
-read, runs of CSV lines by ``pyarrow.csv`` (where it reads a line into the header's number of
-fields, Python's csv module reads the same values). Vectorised checks vouch for each row (plain epoch seconds,
-addresses per distinct value, ports, counters); any other row (NODATA/SKIPDATA, a reject, a note)
-goes through the per-line reader, so rows, rejects and stats are the same either way. No
-``--option`` keys.
+Reading: runs of lines are parsed column-wise by pyarrow; a row the vectorised checks do not
+vouch for goes through the per-line reader, so rows, rejects and stats are the same either way.
+No ``--option`` keys. Field reference and sources: ``tests/data/alibaba_vpc_flow/README.md``.
 """
 
 from __future__ import annotations

@@ -1,50 +1,17 @@
-"""Harbor / Terminal-Bench ATIF ``trajectory.json`` (``schema_version`` ATIF-v1.0 … v1.8).
+"""Harbor / Terminal-Bench ATIF ``trajectory.json`` (``schema_version`` ATIF-v1.0 ... v1.8).
 
-Fields per Harbor RFC 0001 (docs/rfcs/0001-trajectory-format.md, mirrored in
-OpenAgentsInc/openagents ``docs/atif/``) and Harbor's Pydantic models
-(``harbor/models/trajectories``): a Trajectory has ``schema_version``, ``session_id``,
-``trajectory_id`` (v1.7), ``agent`` {name, version, model_name}, ``steps[]`` and, from v1.7,
-``subagent_trajectories[]`` (embedded Trajectory objects). A Step has ``step_id``, one optional
-``timestamp`` (ISO 8601), ``source``, ``model_name``, ``tool_calls[]`` {``tool_call_id``,
-``function_name``, ``arguments``} and ``observation.results[]`` {``source_call_id``,
-``content``}; ``is_copied_context`` (v1.5) marks steps replayed from an earlier context.
+One row per step tool call: ``call_id`` = ``tool_call_id``, ``tool`` = ``function_name``,
+``command`` = ``arguments.keystrokes`` (Terminus-2) or ``command``/``cmd``/..., ``output`` = the
+result whose ``source_call_id`` is the call (or the step's only unlabelled result), ``step`` =
+``step_id``, ``run_id`` = ``session_id``. ATIF has no exit code. ``source_line`` is the 1-based
+step number (main trajectory, then embedded subagent trajectories).
 
-One row per tool call: ``call_id`` = ``tool_call_id``, ``tool`` = ``function_name``,
-``arguments`` = JSON, ``command`` = ``arguments.keystrokes`` (Terminus-2's ``bash_command``,
-trailing newline dropped) or ``command``/``cmd``/…, ``output`` = the result whose
-``source_call_id`` is the call (or the step's only unlabelled result, which Terminus-2 shares
-between the commands of a batch), ``step`` = ``step_id``, ``run_id`` = ``session_id``,
-``model`` = the step's ``model_name`` else ``agent.model_name``. ATIF has no exit code.
-
-Times, in order of preference:
-
-* ``exact``: per-call start/end from ``tool_calls[i].extra.invocation`` (NVIDIA NeMo Agent
-  Toolkit) or ``step.extra.tool_invocations[i]`` (NeMo Relay ``AtifStepExtra``, aligned by index
-  with ``tool_calls``): ``start_timestamp``/``end_timestamp`` in Unix epoch seconds (checked in
-  docs.nvidia.com/nemo/relay ``struct AtifInvocationInfo`` and ``struct AtifStepExtra``).
-* ``bracket`` for Terminus-2 (``agent.name`` ``terminus-2``), which stamps a step *after* its
-  commands ran (``terminus_2.py``): the commands ran between the previous step's timestamp and
-  this one's.
-* ``step`` otherwise: ``ts_start`` = the step's timestamp, ``ts_end`` empty (converters copy the
-  source's line time, usually when the call was issued).
-
-Naive timestamps are read in ``--tz atif=ZONE`` (default UTC) and noted.
-
-Harbor run layout (``harbor/models/trial/paths.py``): ``<job>/<trial_name>/agent/trajectory.json``
-beside ``<trial_name>/result.json`` (``TrialResult``: ``trial_name``, ``agent_execution``
-{started_at, finished_at}). When that ``result.json`` exists it is read as context (listed in
-``LoadResult.context``) and used for: ``episode_id`` = ``trial_name``; ``host`` = Harbor's Docker
-compose project for the trial, ``<trial_name>__env`` sanitised as Harbor does (lower case,
-``[^a-z0-9_-]`` → ``-``; ``environments/docker/docker.py``), which is the name an inventory should
-map to the sandbox's address; a step without a timestamp gets the ``agent_execution`` window as a
-``bracket``; a step time outside that window is noted. Without ``result.json`` the trial folder's
-name stands in when it looks like a Harbor trial name (``<task>__<7 characters>``); otherwise
-``episode_id`` = ``trajectory_id`` or ``session_id`` and ``host`` is empty.
-
-Records: ``source_line`` is the 1-based step number in document order (the main trajectory's
-steps, then each embedded subagent trajectory's); a step without tool calls is one record,
-skipped; a step with calls is one record per call (``stats.unit`` = ``tool calls``). No
-``--option`` keys.
+Times, in order of preference: ``exact`` from NeMo invocation start/end; ``bracket`` for
+Terminus-2, which stamps a step after its commands ran (previous step's time to this one's);
+else ``step`` (``ts_end`` empty). Naive times are read in ``--tz atif=ZONE`` (default UTC), noted.
+A sibling Harbor ``result.json`` is read as context for ``episode_id`` (``trial_name``), ``host``
+(``<trial_name>__env`` as Harbor sanitises it) and the ``agent_execution`` window. No
+``--option`` keys. Field reference and sources: ``tests/data/atif/README.md``.
 """
 
 from __future__ import annotations

@@ -1,44 +1,17 @@
 """AWS Network Firewall alert, flow and TLS logs: JSON lines wrapping Suricata EVE records.
 
-Sources: "Contents of a AWS Network Firewall log" (docs.aws.amazon.com/network-firewall/latest/
-developerguide/firewall-logging-contents.html): outer ``firewall_name``, ``availability_zone``,
-``event_timestamp`` ("the time that the log was created, written in epoch seconds at UTC"; a
-string in the samples, a number in the TLS-log example), ``aws_category``, and ``event`` = a
-Suricata EVE record (flow logs use ``event_type`` ``netflow``, which is unidirectional; alerts use
-``alert``); "Logging for TLS inspection" (same guide, tls-inspection-logging.html): TLS logs carry
-``event.sni`` and ``event.tls_error`` (connection resets) or ``event.revocation_check`` and no
-``event_type``. The sample records in the IBM QRadar / Juniper JSA "AWS Network Firewall sample
-event messages" pages show ``event.timestamp`` as ISO 8601 with a ``+0000`` offset.
+Mapping: ``ts`` = ``event.timestamp`` (else ``event_timestamp``, noted), except ``netflow``/``flow``
+records, whose ``ts``/``ts_end`` are the flow's ``start``/``end``. ``action``: alert allowed ->
+alerted, blocked/drop/reject -> denied; netflow/flow records -> allowed; TLS ``tls_error`` ->
+denied. ``rule`` = ``alert.signature_id``; ``dst_domain`` = SNI or HTTP host, lower-case, also
+lent to the other records of the same flow; ``observer`` = ``aws-nfw/<firewall_name>``.
+``direction`` is unknown (the policy decides by address). A ``netflow`` record counts one
+direction (``*_out``); EVE ``flow`` objects give toserver -> out, toclient -> in. Other event types
+are protocol metadata, skipped. Naive times are UTC (``--tz aws_nfw=ZONE``), noted.
 
-Mapping: ``ts`` = ``event.timestamp`` (else ``event_timestamp``, noted), except for ``netflow`` and
-``flow`` records, whose ``ts``/``ts_end`` are the flow's own ``start``/``end`` (when the flow
-began, which is what a tool call caused; ``event.timestamp`` is when the record was written).
-``action``: alert ``allowed`` -> alerted, ``blocked`` (or drop/reject spellings) -> denied;
-``netflow``/``flow`` records -> allowed (they are flow records: the traffic passed the stateless
-and stateful engines far enough to be counted; a blocked flow also shows as an alert);
-TLS ``tls_error`` -> denied (Network Firewall reset the connection), ``revocation_check`` by its
-``action``. ``action_raw`` = the vendor value (``alert.action``, the event type, or
-``tls_error``). ``rule`` = ``alert.signature_id``, ``signature``/``category`` = ``alert.*``;
-``dst_domain`` = ``tls.sni`` or ``http.hostname`` (or the TLS log's ``sni``), lower-case, not when
-it is an IP address; ``app`` = ``app_proto``; ``observer`` = ``aws-nfw/<firewall_name>``;
-``flow_key`` = ``aws_nfw:<firewall_name>:<flow_id>``. A record without a domain gets one seen in
-another record of the same flow in the same file (e.g. a netflow record from its TLS alert).
-``direction`` is ``unknown``: Network Firewall does not say (the policy decides by address).
-Counters: a ``netflow`` record counts one direction, sent by its ``src_ip``, so its
-``bytes``/``pkts`` go to ``bytes_out``/``packets_out``; EVE ``flow`` objects (``flow`` records and
-alerts that carry them) give ``*_toserver`` -> out and ``*_toclient`` -> in. Other event types
-(``tls``, ``http``, ``dns``, ...) are protocol metadata: counted as skipped, their domain still
-fills the flow's rows. Naive times are read as UTC (``--tz aws_nfw=ZONE`` overrides), noted.
-
-No ``--option`` keys.
-
-Reading: lines are parsed column-wise by pyarrow (``suricata_eve.read_columns``); netflow, flow
-and alert records a vectorised check vouches for are normalised in columns, other typed records
-are counted as skipped in columns (their domain still names the flow), and every other line
-(TLS-log records, every note and reject) goes through the per-line reader, so rows, notes and
-rejects are those it gives (property test). A file whose first record is a TLS-log record is
-read line by line (its ports are strings, which the column-wise schema refuses). Under ``run``'s
-keep policy the "taken from another record" note counts the kept rows it filled.
+Reading: column-wise through ``suricata_eve.read_columns``, every note and reject through the
+per-line reader (property-tested equal). No ``--option`` keys. Field reference and sources:
+``tests/data/aws_nfw/README.md``.
 """
 
 from __future__ import annotations

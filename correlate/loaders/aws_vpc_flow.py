@@ -1,45 +1,17 @@
 """AWS VPC Flow Logs as space-separated text: the v2 default format or any custom format (v3-v8).
 
-Sources: "Flow log records" (docs.aws.amazon.com/vpc/latest/userguide/flow-log-records.html:
-available fields with the version that introduced each, ``-`` for "not applicable", start/end in
-Unix seconds, log-status OK/NODATA/SKIPDATA) and "Flow log record examples" (same guide,
-flow-logs-records-examples.html: default records, NAT gateway with ``pkt-srcaddr``/``pkt-dstaddr``,
-v5 with ``flow-direction``); v7 ECS fields per the AWS blog "Introducing VPC Flow Logs for Elastic
-Container Services" and the CDK ``LogFormat`` enum. ``reject-reason`` (v8, e.g. ``BPA``) is taken
-from ../shared/formats/firewall_formats.md section 2a, not re-verified against the AWS page.
+Field order: a header line in the file (a later one switches the format), else
+``--option aws_vpc_flow.fields``, else the v2 default. A format without ``start`` is rejected.
+Also read: Athena-style CSV exports (``_`` names, header naming ``start``) and JSON objects keyed
+by the field names (Data Prepper arrays or JSON lines).
 
-The field order comes from, in this order of precedence: a header line of field names in the file
-(what S3 delivery writes; any later header line switches the format, so concatenated objects of
-different flow logs read right), ``--option aws_vpc_flow.fields="version account-id ..."`` (the
-flow log's ``LogFormat``; ``${field}`` and ``field_name`` spellings are accepted), else the v2
-default order. A format without ``start`` cannot place records in time: its records are rejected
-with that reason. Parquet flow logs are out of scope (convert them to text first); a line with
-anything added before its first field (say, a shipper's own timestamp) is rejected for its field
-count.
-
-Mapping: ``ts``/``ts_end`` = ``start``/``end`` (Unix seconds: the first/last packet within the
-aggregation window, so up to a minute late); ``action`` ACCEPT -> allowed, REJECT -> denied
-(``action_raw`` keeps it); ``direction`` from ``flow-direction`` ingress -> inbound, egress ->
-outbound, else unknown (the policy decides by address); ``src_ip`` = ``pkt-srcaddr`` when present
-and different from ``srcaddr``, with ``srcaddr`` (the interface's address) in ``src_nat_ip``;
-``dst_ip`` = ``pkt-dstaddr`` when present (the real destination behind a NAT gateway), else
-``dstaddr``; ``protocol`` IANA number -> name; ``rule`` = ``reject-reason``; ``host_hint`` =
-``instance-id``, else ``ecs-task-id``, else ``ecs-container-id``, else ``interface-id``. A record
-has one counter pair (``bytes``/``packets``, one direction on one interface): it goes to
-``bytes_in``/``packets_in`` for ingress records and to ``bytes_out``/``packets_out`` otherwise
-(egress, and when the direction is unknown). NODATA and SKIPDATA records are counted as skipped;
-header lines and blank lines too.
-
-Also read: CSV exports (Athena and others) with a header row of the same names spelled with
-``_`` (``account_id,interface_id,...``; ``version`` first or not; quoted cells; empty cells and
-``-`` as unset); the header must name ``start``. Plain rows go through the same column-wise path
-with a comma separator; rows with quotes or spaces go line by line. And JSON objects keyed by
-the field names with ``-`` or ``_`` (an array, possibly pretty-printed, as Amazon OpenSearch Data
-Prepper writes it, or JSON lines; numbers or text), each item a record at its 1-based index (an
-object on a JSON line at its line); sniffed only with ``srcaddr``, ``dstaddr``, ``start`` and
-``interface-id`` present (Alibaba Cloud's ``eni-id`` flow logs have their own loader).
-
-Options: ``--option aws_vpc_flow.fields="..."`` (default: the v2 default format) as above.
+Mapping: ``ts``/``ts_end`` = ``start``/``end`` (Unix seconds); ACCEPT -> allowed, REJECT ->
+denied; ``flow-direction`` ingress -> inbound, egress -> outbound, else unknown; ``pkt-srcaddr``/
+``pkt-dstaddr`` win over ``srcaddr``/``dstaddr`` (the interface address goes to ``src_nat_ip``);
+``rule`` = ``reject-reason``; ``host_hint`` = instance, ECS task, ECS container, else interface
+id. A record's one counter pair goes to ``*_in`` for ingress and ``*_out`` otherwise.
+NODATA/SKIPDATA records, headers and blank lines are skipped. Plain rows are read column-wise.
+Field reference and sources: ``tests/data/aws_vpc_flow/README.md``.
 """
 
 from __future__ import annotations
@@ -101,8 +73,6 @@ _GENERIC_FIELDS = frozenset(
 )
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 _ENI_RE = re.compile(r"^eni-[0-9a-f]{8,17}$")
-
-# Flow logs repeat the same few addresses millions of times: parse each once.
 
 ACTIONS = {"ACCEPT": "allowed", "REJECT": "denied"}
 DIRECTIONS = {"ingress": "inbound", "egress": "outbound"}

@@ -1,55 +1,17 @@
 """Azure Network Watcher flow logs: NSG flow logs (v1, v2) and VNet flow logs (v4), as JSON.
 
-The blob ``PT1H.json`` holds one document ``{"records": [...]}``; a file of such documents, a
-JSON array of records, or one bare record per line (an Event Hub or diagnostic-settings dump)
-reads the same. One normalised row per flow tuple (``stats.unit = "tuples"``).
+A ``PT1H.json`` blob (``{"records": [...]}``), a file of such documents, a JSON array of records
+or one record per line. One row per flow tuple (``stats.unit = "tuples"``).
 
-Field mapping, per the Azure docs (MicrosoftDocs/azure-docs ``articles/network-watcher/``
-``nsg-flow-logs-overview.md`` "Log format" @ 03464f2b and ``vnet-flow-logs-overview.md`` "Log
-format" @ 010d565d, both read for this module; CC BY 4.0):
-
-* NSG v1/v2 record: ``time``, ``category`` ``NetworkSecurityGroupFlowEvent``, ``resourceId`` (the
-  NSG; the docs' property list spells it ``resourceid``: both are read), ``properties.Version``,
-  ``properties.flows[].rule`` -> ``.flows[].mac`` -> ``.flowTuples[]``. Tuple
-  ``ts,src,dst,sport,dport,proto(T|U),dir(I|O),decision(A|D)`` (v1, 8 fields), plus
-  ``state(B|C|E),pkts_s2d,bytes_s2d,pkts_d2s,bytes_d2s`` (v2, 13 fields; B leaves them empty).
-* VNet v4 record: ``time``, ``flowLogVersion`` 4, ``category`` ``FlowLogFlowEvent``,
-  ``macAddress``, ``targetResourceID``, ``flowRecords.flows[].aclID`` -> ``.flowGroups[].rule`` ->
-  ``.flowTuples[]``. Tuple ``ts,src,dst,sport,dport,proto(IANA number),dir(I|O),
-  state(B|C|E|D),encryption,pkts_s2d,bytes_s2d,pkts_d2s,bytes_d2s``; no decision field.
-
-Normalisation:
-
-* ``ts`` = the tuple's own time ("when the flow occurred"), not the record ``time`` (when it was
-  logged). The docs say only "UNIX epoch"; NSG samples use seconds, the v4 sample 13-digit
-  milliseconds, the v4 bandwidth example seconds. The unit is taken by magnitude; a note is set
-  when it is not the documented sample's unit (s for v1/v2, ms for v4).
-* ``action``: NSG decision A -> allowed, D -> denied; v4 state D -> denied, B/C/E -> allowed, and
-  an encryption status the docs say drops the packet (``NX_SW_NOT_READY``, ``NX_NOT_ACCEPTED``,
-  ``NX_NOT_SUPPORTED``) -> denied. ``action_raw`` = the decision (v1/v2) or state (v4) letter,
-  ``"<state>/<encryption>"`` for an encryption drop.
-* ``direction``: I -> inbound, O -> outbound (relative to the NIC); protocol T/U -> tcp/udp,
-  numbers -> names.
-* Counters are the NIC's view: ``bytes_out``/``packets_out`` are what the VM sent (s2d for an O
-  tuple, d2s for an I tuple). C and E tuples carry deltas since the previous tuple of the flow.
-* ``rule`` = the rule name; ``host_hint`` = the NIC's MAC as ``00:0d:3a:f8:78:56``; ``observer``
-  = ``azure-nsg/<NSG name>`` (v1/v2, from the resource id) or ``azure-vnet-flow/<target name>``
-  (v4, from ``targetResourceID``). The v4 ``aclID`` is not kept.
-* ``source_line``: the record's 1-based index in ``records`` when the file is one document (a
-  ``PT1H.json`` blob); otherwise the JSON line (or array item) of the record's document. Rejects
-  name the record, the rule and the tuple's 1-based index.
-
-Records of another ``category`` (NSG event or rule-counter logs share the layout) are skipped,
-one count per record. A record that cannot be walked counts as one rejected item. No
-``--option`` keys.
-
-Reading: each document is parsed whole by Python's ``json`` and walked record by record (its
-shape decides rejects and skips); the flow tuples of a document with at least
-``TUPLES_COLUMN_WISE`` of them are then converted column-wise (split, trimmed, typed and checked
-in Arrow), and a tuple that fails a vectorised check is converted alone for its reject reason;
-should one of those convert after all (a spelling the vectorised checks do not take, such as
-``+5`` or ``1.7e12``), the document is read tuple by tuple instead. Rows, notes, rejects and
-their order are those of the tuple-by-tuple reader (property test).
+Mapping: ``ts`` = the tuple's own time (unit by magnitude; noted when it is not the documented
+sample's: s for v1/v2, ms for v4); NSG decision A -> allowed, D -> denied; v4 state D or an
+encryption status that drops the packet -> denied, else allowed; I/O -> inbound/outbound
+(relative to the NIC); counters are the NIC's view (``*_out`` = what the VM sent); ``rule`` = the
+rule name; ``host_hint`` = the NIC's MAC; ``observer`` = ``azure-nsg/<NSG>`` or
+``azure-vnet-flow/<target>``. ``source_line`` = the record's index in a blob, else its line.
+Records of another ``category`` are skipped. Large documents' tuples are converted column-wise
+(property-tested against the tuple-by-tuple reader). No ``--option`` keys. Field reference and
+sources: ``tests/data/azure_nsg_flow/README.md``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -359,8 +359,9 @@ def keeper_for(options: LoadOptions) -> Keeper | Spill | None:
     return None if options.keep is None else Keeper(options.keep)
 
 
+@runtime_checkable
 class Loader(Protocol):
-    """A format module: it says what it is, scores a file's head, and reads the file.
+    """A format module (the registry's values): what it is, a score for a file's head, a reader.
 
     Modules may also define ``OPTIONS``: ``{key: help}`` for the ``--option <name>.KEY=VALUE``
     settings they read through ``LoadOptions.option``; the CLI refuses keys not listed there.
@@ -368,6 +369,13 @@ class Loader(Protocol):
 
     name: str
     kind: str
+    """network | agent | hosts | enrichment"""
     description: str
-    sniff: Callable[[bytes, str], float]
-    read: Callable[[Source, LoadOptions], LoadResult]
+
+    def sniff(self, head: bytes, filename: str) -> float:
+        """How likely (0..1) a file with this head and name is this format."""
+        ...
+
+    def read(self, source: Source, options: LoadOptions) -> LoadResult:
+        """The file's rows, accounting and rejects."""
+        ...

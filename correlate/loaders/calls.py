@@ -167,6 +167,3 @@ def add_row(
     stats.loaded += 1
     if row.get("ts_note"):
         stats.notes[row["ts_note"]] += 1
-
-
-# --- the generic loader ------------------------------------------------------------------------

@@ -1,43 +1,17 @@
 """Claude Code session transcripts: ``~/.claude/projects/<cwd>/<sessionId>.jsonl`` (and subagents).
 
-Claude Code has no published schema for these files; the shape below was read from real redacted
-sessions (marot/spotter ``test/fixtures/transcripts``, Claude Code 2.1.38/2.1.39), from Harbor's
-reader (``harbor/agents/installed/claude_code.py``, trajectory_formats.md §9.1) and checked against
-other public readers and fixtures (code search: "tool_result" "is_error" "Exit code"). Each line is
-one JSON object with ``type`` (user, assistant, system, summary, progress, file-history-snapshot,
-queue-operation, ...), ``sessionId``, ``uuid``/``parentUuid``, ``isSidechain``, ``cwd``,
-``gitBranch``, ``version`` and ``timestamp`` (ISO 8601 UTC with ``Z``). Assistant lines carry the
-Anthropic Messages API ``message`` (``model``, ``content[]``); a ``tool_use`` content block
-(``id``, ``name``, ``input``) is a tool call. The tool's answer is a ``tool_result`` block
-(``tool_use_id``, ``content`` as text or blocks, ``is_error``) on a later user line, which may also
-hold ``toolUseResult`` (Bash: ``stdout``, ``stderr``, ``interrupted``, ``backgroundTaskId``).
+One row per ``tool_use`` block of an assistant line: ``call_id`` = its ``id``, ``tool`` = ``name``,
+``arguments`` = ``input``, ``command`` = ``input.command`` (Bash), ``model`` = ``message.model``.
+``ts_start``/``ts_end`` = the tool_use line's and its ``tool_result`` line's ``timestamp``
+(``bracket``; no result: end null, noted). ``episode_id`` = ``sessionId``; ``run_id`` = ``agentId``
+on subagent transcripts. ``output``/``is_error`` from the tool_result; ``exit_code`` from a Bash
+error starting ``Exit code N``.
 
-One row per ``tool_use`` block:
-
-* ``call_id`` = the block's ``id`` (``toolu_...``); ``tool`` = ``name``; ``arguments`` = ``input``
-  as JSON; ``command`` = ``input.command`` (Bash); ``model`` = ``message.model``.
-* ``ts_start`` = the tool_use line's ``timestamp``, ``ts_end`` = the matching tool_result line's
-  (``ts_kind`` ``bracket``: the line times bound the execution; a wait for the user's permission is
-  inside the bracket). No tool_result in the file: ``ts_end`` is null and noted. A tool_result
-  stamped before its tool_use (clock or write order): end ignored, noted.
-* ``episode_id`` = ``sessionId``. ``run_id`` = ``agentId`` on subagent (sidechain) transcripts
-  (``<session>/subagents/agent-<id>.jsonl``, which carry the parent's ``sessionId``), so their calls
-  join the parent's episode but stay apart; null for the main agent.
-* ``output`` = the tool_result text (2,000 characters); ``is_error`` = its ``is_error`` (absent
-  means false, as in the Messages API); ``exit_code`` = N from an error result that starts
-  ``Exit code N`` (Bash); there is no structured exit code.
-* ``host``/``host_ip``: the transcript does not name the machine (``cwd`` and ``gitBranch`` are
-  project facts, not host identity, and are not mapped). Give them with ``--option
-  claude_code.host=NAME`` and ``--option claude_code.host_ip=IP``; with both, the file also yields
-  an identity row valid from its first call.
-
-Accounting (unit "records"): a line counts once, except that an assistant line with tool_use
-blocks counts as its blocks. Skipped (counted): other record types, assistant lines without tool_use, user lines with tool
-results (merged into their calls), duplicate tool_use ids, and tool uses the user rejected in the
-permission prompt (``toolUseResult`` "User rejected tool use": the tool never ran). Bash calls run
-in the background (``run_in_background`` or a ``backgroundTaskId``) get a note: the process may
-outlive ``ts_end``. Naive timestamps (never written by Claude Code) are read in UTC unless
-``--tz claude_code=ZONE``, noted. The same layout is used by iFlow CLI (§1.5, unverified).
+Skipped (counted): other record types, lines without tool_use, tool results (merged), duplicate
+ids, and tool uses the user rejected. Background Bash calls are noted (they may outlive
+``ts_end``). Naive times are UTC unless ``--tz claude_code=ZONE``, noted. The transcript does not
+name its machine: ``host``/``host_ip`` come from ``OPTIONS`` (both give an identity row). Field
+reference and sources: ``tests/data/claude_code/README.md``.
 """
 
 from __future__ import annotations

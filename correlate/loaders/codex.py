@@ -1,39 +1,17 @@
 """Codex CLI rollout files: ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<local time>-<uuid>.jsonl``.
 
-Shape (trajectory_formats.md §9.2; checked against openai/codex ``codex-rs/protocol/src/models.rs``
-@ 001cb8e2 (``ResponseItem``), ``codex-rs/core/src/tools/mod.rs`` @ 019402a8 (output formats) and
-the public rollouts in OpenAgentsInc/openagents and madshn/localpush): every line is
-``{"timestamp": "<ISO 8601 UTC, ms, Z>", "type": ..., "payload": {...}}`` with ``type`` one of
-``session_meta`` (``payload.id`` = the session id, ``cwd``, ``originator``, ``cli_version``),
-``turn_context`` (``model``, ``cwd``, ``sandbox_policy``), ``response_item``, ``event_msg`` or
-``compacted``. Tool calls are ``response_item`` payloads of type ``function_call`` (``name``,
-``arguments`` as a JSON string, ``call_id``), ``custom_tool_call`` (``name``, free-form ``input``,
-e.g. ``apply_patch``) and ``local_shell_call`` (``action.command`` argv); their results are
-``function_call_output`` / ``custom_tool_call_output`` items with the same ``call_id``.
+One row per ``function_call``, ``custom_tool_call`` or ``local_shell_call`` response item:
+``call_id``; ``tool`` = ``name`` (``local_shell``); ``arguments`` as written; ``command`` = ``cmd``,
+``command`` or argv (``bash -lc X`` reduced to ``X``); ``model`` = the latest
+``turn_context.model``; ``episode_id`` = the session id, else the file name's UUID (noted).
+``ts_start``/``ts_end`` = the call's and its output's line ``timestamp`` (``bracket``; no output:
+end null, noted). ``exit_code`` is read from the output's header (structured metadata,
+``Exit code: N`` or ``Process exited with code N``), never from the command's own output; a
+still-running process is noted.
 
-One row per call: ``call_id``; ``tool`` = ``name`` (``local_shell`` for local_shell_call);
-``arguments`` = the arguments text as written (redacted or non-JSON text is kept as is);
-``command`` = ``cmd`` (exec_command), ``command`` as text (shell_command) or argv (shell, with a
-``bash -lc X`` wrapper reduced to ``X``); ``model`` = the latest ``turn_context.model``;
-``episode_id`` = ``session_meta.payload.id``, else the UUID at the end of the file name (noted);
-``run_id``/``step`` are not in the format (null). ``ts_start`` = the call line's ``timestamp``,
-``ts_end`` = its output line's (``ts_kind`` ``bracket``); no output in the file: end null, noted.
-
-Exit codes live inside the output text, in the shapes the Codex source writes:
-``{"output": ..., "metadata": {"exit_code": N, "duration_seconds": ...}}`` (structured),
-``Exit code: N`` / ``Wall time: ...`` / ``Output:`` (freeform) and, from ``exec_command``,
-``Chunk ID`` / ``Wall time`` / ``Process exited with code N`` / ``Output:`` - only the header
-above the first ``Output:`` line is searched, never the command's own output. ``Process running
-with session ID N`` means the process was still running when the output was written: noted, it may
-outlive ``ts_end``. ``is_error`` = exit code != 0, else ``success: false`` on an old-style output
-object, else null. ``output`` = the output text (2,000 characters).
-
-Skipped (counted): ``session_meta``, ``turn_context``, ``event_msg`` and ``compacted`` lines,
-outputs (merged into their calls), other response items (messages, reasoning, ...), duplicate
-call ids and ``web_search_call`` items (a hosted tool: the search runs on OpenAI's servers, not on
-the machine). The older rollout layout without per-line timestamps is not read (nothing to time).
-``host``/``host_ip`` are not in the file: give them with ``--option codex.host=NAME`` and
-``--option codex.host_ip=IP`` (with both, an identity row valid from the first call).
+Skipped (counted): session_meta, turn_context, event_msg and compacted lines, outputs (merged),
+other response items, duplicate call ids and hosted ``web_search_call`` items. ``host``/``host_ip``
+come from ``OPTIONS``. Field reference and sources: ``tests/data/codex/README.md``.
 """
 
 from __future__ import annotations

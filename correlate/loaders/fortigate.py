@@ -1,60 +1,20 @@
 """FortiGate (FortiOS) key=value logs: traffic records, and UTM records that carry a 5-tuple.
 
-One record per line in the FortiOS "default" log format: space-separated ``key=value`` pairs,
-values optionally in double quotes (inside them ``\\"`` and ``\\\\`` are escapes), optionally
-behind a syslog header (``<189>``, RFC 3164 ``Dec  2 14:00:01 fgt-edge-01``, RFC 5424). The header
-is ignored: the record starts at its first FortiOS field (``date=``, ``logver=``, ``devname=``,
-``devid=``, ``logid=``, ``eventtime=``, ``itime=``).
+One record per line (``key=value`` pairs, optionally quoted, optionally behind a syslog header,
+which is ignored). Time: ``eventtime`` (unit by magnitude, noted when not ns), else ``date`` +
+``time`` in the record's ``tz``, else ``--tz fortigate=ZONE`` (UTC), noted; a disagreement between
+the two is noted. ``eventtime`` is when the record was logged (a session's end for traffic).
 
-Sources: FortiOS Log Message Reference, "13 - LOG_ID_TRAFFIC_END_FORWARD" (7.6.1),
-"2 - LOG_ID_TRAFFIC_ALLOW" (6.2.15), "3 - LOG_ID_TRAFFIC_DENY" (6.0.13),
-"16384 - LOGID_ATTCK_SIGNATURE_TCP_UDP" (7.6.0; IPS ``action`` values), "List of log types and
-subtypes" (7.6.1), "Traffic log support for CEF" (7.2.4, a full traffic record) and "IPS log
-support for CEF" (7.0.5, a full IPS record), all under
-docs.fortinet.com/document/fortigate/<version>/fortios-log-message-reference/; notes in
-../shared/formats/firewall_formats.md section 9c.
+Mapping: ``srcip``/``srcport``/``dstip``/``dstport``/``proto``; ``transip`` -> ``src_nat_ip`` for
+source NAT; sent -> ``*_out``, rcvd -> ``*_in``; ``policyid`` -> rule; ``attack``/``virus`` ->
+signature; ``hostname``/``qname`` -> ``dst_domain``; ``fortigate/<dev>/<vd>`` -> observer;
+``sessionid`` -> ``flow_key``. Verdict: traffic accept/close/timeout/... -> allowed, deny/block/
+drop -> denied; a UTM ``utmaction`` or record's block/reset -> denied, monitored/pass -> alerted.
+Direction from the interface roles (lan/dmz -> wan outbound, wan -> lan/dmz inbound).
 
-Time: ``eventtime`` (Unix epoch; FortiOS 6.2+ writes ns, 6.0 wrote s; the unit is taken by
-magnitude and noted when it is not ns). Without ``eventtime``: ``date`` + ``time`` in the record's
-``tz`` (``+0800``) when present, else in ``--tz fortigate=ZONE`` (default UTC), noted. When a
-record has both, ``eventtime`` wins and a disagreement is noted on the row (and so counted in the
-load notes), with or without ``tz``: with ``tz``, any difference over 1.5 s; without it,
-``date``/``time`` are the device's local clock, so the difference must be a UTC offset (a whole
-quarter-hour from -12:00 to +14:00) to within 1.5 s, and anything else is noted (a date edited
-or restored by hand, a clock set wrong: 62 days apart on one published sample line). Differences
-are shown in s, min, or days from one day on. ``eventtime`` is when the record was logged, which for a traffic
-record is the session's end; ``--option fortigate.session_start=duration`` makes ``ts`` the
-session start (``eventtime - duration``, noted) and ``ts_end`` the logged time.
-
-Mapping: ``srcip``/``srcport``/``dstip``/``dstport``; ``proto`` (IANA number) -> protocol;
-``transip`` -> ``src_nat_ip`` when ``trandisp`` is a source NAT (``snat``, ``snat+dnat``);
-``sentbyte``/``rcvdbyte``/``sentpkt``/``rcvdpkt`` -> out/in counters (sent = by the source);
-``policyid`` (with ``policyname``) -> rule; ``attack`` (IPS, anomaly) or ``virus`` -> signature;
-``catdesc`` (web filter) or ``appcat`` -> category; ``app`` (else ``service``) -> app;
-``hostname`` (web filter, IPS, traffic) or ``qname`` (DNS filter) -> ``dst_domain`` unless it is
-an IP address; ``devname`` (else ``devid``) and ``vd`` -> observer (``fortigate/<dev>/<vd>``);
-``srcname`` (else ``srcmac``) -> ``host_hint``; ``sessionid`` -> ``flow_key``
-(``fortigate:<devid or devname>:<sessionid>``; FortiOS reuses session ids over time).
-
-Verdict: traffic ``action`` accept/start/close/timeout/server-rst/client-rst -> allowed (FortiOS:
-"All Others = allowed by Firewall Policy and the status indicates how it was closed"),
-deny/block/blocked/drop/dropped -> denied; a traffic record's ``utmaction`` block/blocked/reset
--> denied, passthrough/monitored -> alerted. A UTM record (``type="utm"``) is a security
-profile's detection: blocked/block/deny/dropped/drop/reset/reset_client/reset_server/
-drop_session/clear_session/redirect -> denied; detected/monitored/passthrough/pass/pass_session/
-allow -> alerted; exempt -> allowed. Anything else is ``unknown``; the vendor value (with the
-``utmaction``) is kept in ``action_raw``.
-
-Direction from the interface roles: ``srcintfrole`` lan/dmz to ``dstintfrole`` wan -> outbound,
-wan to lan/dmz -> inbound, lan/dmz to lan/dmz -> internal, else unknown. Interfaces named in
-``--option fortigate.wan_interfaces=port1,wan2`` count as wan whatever their role, and then any
-other interface without a lan/dmz/wan role (FortiOS 5 logs have none) counts as inside.
-
-Skipped with a reason: blank lines, lines with no FortiOS field (other programs' syslog lines),
-``type="event"`` (system/VPN/user events) and other non-traffic types, and UTM records without
-``srcip``/``dstip``. Options: ``fortigate.session_start`` = ``logged`` (default) | ``duration``;
-``fortigate.wan_interfaces`` = comma-separated interface names (default none). The CSV variant of
-the FortiOS syslog format (``set format csv``) and CEF are not read here.
+Ambiguity defaults (see ``OPTIONS``): ``ts`` is the logged time (``session_start``), and no
+interface is taken as wan by name (``wan_interfaces``). Event and other non-traffic records are
+skipped. Field reference and sources: ``tests/data/fortigate/README.md``.
 """
 
 from __future__ import annotations

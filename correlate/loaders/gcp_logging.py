@@ -1,68 +1,19 @@
 """Google Cloud Logging entries of VPC firewall rules logging and VPC Flow Logs, as JSON.
 
-Reads Cloud Logging ``LogEntry`` objects one per line (a log sink to Cloud Storage) or as one
-JSON array (``gcloud logging read --format=json``). Entries are told apart by ``logName``
-(``.../logs/compute.googleapis.com%2Ffirewall`` or ``%2Fvpc_flows``), or, without one, by the
-shape of ``jsonPayload``; every other entry (audit logs, NGFW threat logs, ...) is skipped with
-its log id as the reason. One row per entry (``stats.unit = "entries"``). Top-level keys are read
-in camelCase (``jsonPayload``, ``logName``, ``receiveTimestamp``) or snake_case.
+``LogEntry`` objects one per line (a log sink) or as one JSON array (``gcloud logging read``),
+told apart by ``logName`` or the ``jsonPayload`` shape; entries of other logs are skipped with
+their log id. One row per entry; camelCase and snake_case keys are read.
 
-Firewall rules logging, per https://docs.cloud.google.com/firewall/docs/vpc-log-format and
-https://docs.cloud.google.com/firewall/docs/firewall-policy-log-format (both checked for this
-module): ``jsonPayload.connection.{src_ip,src_port,dest_ip,dest_port,protocol}`` (protocol an
-IANA number; a name such as ``"udp"`` is accepted too), ``disposition`` ALLOWED | DENIED (and
-INTERCEPTED for Cloud NGFW policy rules), ``rule_details.{reference,action,direction}``,
-``instance.vm_name`` (the VM the rule applied to), ``remote_instance``/``remote_vpc`` (the other
-end, when it is a VM in a VPC network).
-
-* ``ts`` = the entry's ``timestamp`` (RFC 3339, nanoseconds); ``receiveTimestamp`` stands in
-  when it is missing, noted. Naive times are read in UTC (``--tz gcp_logging=ZONE``), noted.
-* ``action`` from ``disposition``: ALLOWED -> allowed, DENIED -> denied, INTERCEPTED -> the
-  ``intercepted`` option (default unknown: the connection was handed to Cloud NGFW layer-7
-  inspection by an ``apply_security_profile_group`` rule, whose outcome is logged elsewhere,
-  e.g. ``networksecurity.googleapis.com/firewall_url_filter``, not here). Without a
-  ``disposition``, ``rule_details.action`` ALLOW/DENY decides. ``action_raw`` keeps the value.
-* ``direction``: ``internal`` when ``remote_instance`` or ``remote_vpc`` is present (both ends
-  are VMs: an INGRESS deny then still shows the probing VM as the source), else
-  ``rule_details.direction`` EGRESS -> outbound, INGRESS -> inbound (the rule's direction, which
-  is the connection's as seen from ``instance``), else unknown.
-* ``rule`` = ``rule_details.reference`` (``network:<net>/firewall:<name>`` or a firewall policy
-  reference); ``host_hint`` = ``instance.vm_name``; ``observer`` = ``gcp-firewall/<vpc_name>``.
-
-VPC Flow Logs, per https://docs.cloud.google.com/vpc/docs/about-flow-logs-records and
-https://cloud.google.com/vpc/docs/about-traffic-flows (checked): ``connection`` as above,
-``reporter`` SRC | DEST | SRC_GATEWAY | DEST_GATEWAY, ``start_time``/``end_time`` (RFC 3339),
-``bytes_sent``/``packets_sent`` (int64 serialised as strings; estimated from sampled packets),
-``src_instance``/``dest_instance`` ``{vm_name, ...}``, ``src_vpc``/``dest_vpc`` and
-``src_gke_details``/``dest_gke_details.pod.pod_name`` (pod fields per the Google SecOps
-GCP_VPC_FLOW parser changelog of 2024-03-15, not the record-format page).
-
-* Each record is one direction of a connection; a VM reports the packets it sent (``reporter``
-  SRC) and those it received (DEST), and VM-to-VM traffic is reported by both VMs.
-* ``ts``/``ts_end`` = ``start_time``/``end_time``; ``end_time`` stands in for a missing
-  ``start_time`` and the entry ``timestamp`` for both (noted); an end before the start is
-  dropped (noted).
-* ``action`` = allowed (flow logs carry no verdict; ``action_raw`` stays empty). A
-  ``disposition`` field, where present, is honoured (ALLOWED -> allowed, DENIED/DROPPED ->
-  denied) and kept in ``action_raw``: the field notes mention a newer ``DROPPED`` value that the
-  record-format page as read does not list, so this is accepted defensively, not verified.
-* ``direction``: ``internal`` when both ``src_instance`` and ``dest_instance`` (or both VPCs)
-  are named, else SRC -> outbound, DEST -> inbound, gateway reporters -> unknown.
-* Counters: ``bytes_sent``/``packets_sent`` (source to destination) go to ``bytes_out``/
-  ``packets_out``, or to ``bytes_in``/``packets_in`` when the reporter is DEST.
-* ``host_hint`` = the reporting side's GKE ``pod_name``, else its ``vm_name``; ``observer`` =
-  ``gcp-vpc-flows/<vpc_name>`` of the reporting side.
-
-Options: ``--option gcp_logging.intercepted=unknown|alerted|allowed|denied`` (default
-``unknown``): the ``action`` for firewall entries whose disposition is INTERCEPTED.
-
-Reading: JSON lines (a log sink) are parsed column-wise by pyarrow (``suricata_eve.read_columns``):
-firewall and flow entries a vectorised check vouches for are normalised in columns, entries of
-other logs named by ``logName`` are counted as skipped in columns, and every other line (every
-note and reject, entries without ``logName`` or ``jsonPayload`` in camelCase, values of another
-JSON type such as a protocol given by name) goes through the per-line reader, so rows, notes and
-rejects are those it gives (property test). A whole-file document (``gcloud --format=json``) is
-read record by record as before.
+Firewall entries: ``ts`` = ``timestamp`` (``receiveTimestamp`` stands in, noted); ``disposition``
+ALLOWED -> allowed, DENIED -> denied, INTERCEPTED -> the ``intercepted`` option (default
+unknown: the outcome is logged by Cloud NGFW elsewhere); ``direction`` internal when the other end
+is a VM, else the rule's; ``rule`` = ``rule_details.reference``; ``host_hint`` = the VM name.
+Flow records: one direction each; ``ts``/``ts_end`` = ``start_time``/``end_time``; ``action`` =
+allowed unless a ``disposition`` says otherwise; SRC reporter -> outbound and ``*_out``, DEST ->
+inbound and ``*_in``; ``host_hint`` = the reporter's pod, else VM. Naive times are UTC
+(``--tz gcp_logging=ZONE``), noted. JSON lines are read column-wise, every note and reject through
+the per-line reader (property-tested). Field reference and sources:
+``tests/data/gcp_logging/README.md``.
 """
 
 from __future__ import annotations

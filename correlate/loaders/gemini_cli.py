@@ -1,54 +1,18 @@
 """Gemini CLI chat recordings: ``~/.gemini/tmp/<projectHash>/chats/session-*.jsonl`` (and ``.json``).
 
-Read from google-gemini/gemini-cli source (Apache-2.0), no public session file having been found:
-``packages/core/src/services/chatRecordingTypes.ts`` @ 04741d1d and ``chatRecordingService.ts``
-@ 016443b5 (the file layout), ``packages/core/src/core/geminiChat.ts`` @ 02a69c40
-(``recordCompletedToolCalls``) and ``packages/core/src/tools/shell.ts`` @ 002a57ef (shell output).
+A metadata line, then appended MessageRecords, ``$set`` updates and ``$rewindTo`` markers; the
+last record of a message id wins, as in Gemini CLI's own loader. The legacy ``session-*.json``
+document is read the same way (record number = message index).
 
-The JSONL file starts with a metadata line ``{sessionId, projectHash, startTime, lastUpdated, kind,
-directories}``; then every change appends a whole record: a MessageRecord (``id``, ``timestamp``,
-``type`` user/gemini/info/error/warning, ``content``; gemini messages add ``toolCalls[]``,
-``thoughts[]`` (each with a ``timestamp``), ``tokens``, ``model``), ``{"$set": {...}}`` metadata
-updates (``lastUpdated``, ``sessionId``, sometimes all ``messages``) or ``{"$rewindTo": id}``. A
-message is appended again whenever it changes, so the last record of an id wins (as Gemini CLI's own
-loader does). The legacy format is one JSON document ``{sessionId, ..., messages: [...]}``
-(``session-*.json``); it is read the same way, record numbers being the 1-based message index.
-
-A ToolCallRecord (``id``, ``name``, ``args``, ``result`` = Gemini ``functionResponse`` parts,
-``status`` success/error/cancelled, ``timestamp``, ``agentId``, ``resultDisplay``) gives one row:
-
-* ``source_line`` = the line of the call's last record (a message index in a legacy document).
-* ``call_id`` = ``id``; ``tool`` = ``name``; ``arguments`` = ``args`` as JSON; ``command`` =
-  ``args.command`` (run_shell_command); ``model`` = the message's ``model``; ``episode_id`` = the
-  ``sessionId`` in force; ``run_id`` = ``agentId`` when set. A subagent recording (metadata
-  ``kind: "subagent"``, stored as ``chats/<parent session id>/<session id>.jsonl``) gets
-  ``run_id`` = its own session id and ``episode_id`` = the parent folder's name.
-* Time: the record's ``timestamp`` is taken when the *completed* calls are recorded
-  (``recordCompletedToolCalls``: ``new Date().toISOString()``), so it is ``ts_end``. ``ts_start`` is
-  the latest time written before the call's first record - earlier lines (messages, thoughts,
-  earlier tool calls, ``lastUpdated``), its message's own ``timestamp`` and thoughts when earlier -
-  a lower bound on when the tool started (``ts_kind`` ``bracket``). With nothing earlier,
-  ``ts_start`` = ``ts_end``, ``ts_kind`` ``inferred``, noted.
-* A call without a ``timestamp`` of its own (an unreadable one is still a reject) takes its
-  message's: ``ts_start`` = the message's ``timestamp``, no ``ts_end``, ``ts_kind`` ``step``,
-  noted. ``recordToolCalls`` creates the message when the completed calls are the first thing
-  to record (then its time is the calls' completion) and otherwise adds them to the gemini
-  message already written (then its time is before they started), so it is the step's time, not
-  a bracket. Without a message timestamp either, the call is rejected.
-* ``output`` = the function response's ``output`` (or ``error``) text, else ``resultDisplay``
-  (2,000 characters). ``exit_code`` = N from the shell tool's last ``Exit Code: N`` line (it writes
-  one only for non-zero codes, so a zero exit is null). ``is_error`` = exit code != 0, else
-  ``status`` error/success; a cancelled call is null and noted. ``Command moved to background`` or
-  ``Background PIDs:`` (other than ``(none)``, which older versions write for every command):
-  noted, the process may outlive ``ts_end``.
-
-Accounting (unit "records"): a line counts once, except that a line holding tool calls counts as
-its tool-call entries. Skipped (counted): metadata lines and updates, ``$rewindTo`` markers, messages without tool calls,
-and earlier records of a tool call that a later record replaced. Calls of messages later removed by
-``$rewindTo`` are kept (they ran) and counted in the file's notes. Times are ISO 8601 UTC (``Z``);
-naive ones are read in UTC unless ``--tz gemini_cli=ZONE``, noted. ``host``/``host_ip`` are not in
-the file: ``--option gemini_cli.host=NAME`` and ``--option gemini_cli.host_ip=IP`` (with both, an
-identity row valid from the first call).
+One row per ToolCallRecord: ``call_id`` = ``id``, ``tool`` = ``name``, ``arguments`` = ``args``,
+``command`` = ``args.command``, ``episode_id`` = the session id (a subagent recording: the parent
+folder's, with ``run_id`` its own). The call's ``timestamp`` is taken at completion, so it is
+``ts_end``; ``ts_start`` = the latest time written before the call (``bracket``), else
+``ts_end`` (``inferred``, noted); a call without its own time takes its message's (``step``,
+noted). ``exit_code`` from the shell tool's ``Exit Code: N`` (written only when non-zero).
+Calls later removed by ``$rewindTo`` are kept (they ran) and noted. Naive times are UTC unless
+``--tz gemini_cli=ZONE``; ``host``/``host_ip`` come from ``OPTIONS``. Field reference and
+sources: ``tests/data/gemini_cli/README.md``.
 """
 
 from __future__ import annotations

@@ -1,55 +1,19 @@
 """Generic tool calls: an in-house RL framework's JSON lines or CSV, read through a column mapping.
 
-RL frameworks dump rollouts in their own shapes (trajectory_formats.md §8: verl, OpenRLHF, SkyRL,
-rLLM, AReaL, ROLL); this loader reads any of them that has one record per tool call (or a list of
-calls per line, see ``records``) once the user says which field holds what. It never wins format
-detection on a file another loader recognises: it is meant to be forced with ``--format generic``
-(or ``--format 'GLOB=generic'``), and refuses files another loader recognises (except an
-inventory-looking file that the inventory sniff is not sure of, < 0.9). Files named
-``*.calls.jsonl``, ``*.calls.json`` or ``*.calls.csv`` are detected as generic tool calls by that
-naming convention alone (read with the default or given mapping).
+Forced with ``--input-format generic`` (or ``GLOB=generic``), or detected by file name alone
+(``*.calls.jsonl``, ``*.calls.json``, ``*.calls.csv``); it refuses files another loader
+recognises. ``mapping`` / ``columns`` (see ``OPTIONS``) name the source field of each target
+(``call_id run_id episode_id step ts_start ts_end duration tool command arguments output exit_code
+is_error host host_ip model train_step``): a key, else a dotted path into nested JSON. Without a
+mapping each target is read from its same-named column. Mapping settings: ``time_zone`` (default
+UTC), ``epoch_unit`` (default: by magnitude, noted unless seconds), ``duration_unit`` (s),
+``ts_kind`` (exact) and ``records`` (a path to a list of calls per line).
 
-Options (``--option generic.KEY=VALUE``):
-
-* ``mapping=PATH`` - a JSON object mapping normalised columns to source fields, e.g.
-  ``{"ts_start": "start_time", "ts_end": "end_time", "command": "action.cmd",
-  "host": "env.sandbox_id", "host_ip": "env.sandbox_ip", "episode_id": "traj_id",
-  "step": "turn", "call_id": "id", "tool": "tool_name", "time_zone": "Asia/Shanghai",
-  "epoch_unit": "ms"}``. The value may also be the JSON object itself (``mapping={...}``). The file
-  is reported as read context, so it is not loaded as an input when it lies beside the data.
-* ``columns=TARGET=SOURCE,...`` - the same mapping inline (``columns=ts_start=t0,command=cmd``);
-  entries override ``mapping``.
-
-Mapping targets: ``call_id run_id episode_id step ts_start ts_end duration tool command arguments
-output exit_code is_error host host_ip model train_step``. A source is a field name, tried first as
-one key (CSV headers, flat JSON), then as a dotted path into nested JSON (``env.sandbox_ip``,
-``calls.0.cmd``). Without any mapping every target is read from the same-named column; with a
-mapping only the targets it names are read, and ``ts_start`` must be one of them.
-Settings in the mapping (not paths): ``time_zone`` for naive times (default UTC; ``--tz generic=``
-overrides it), ``epoch_unit`` the unit of numeric times, taken as given (``--epoch-unit``
-overrides it; with neither, the magnitude decides and a unit other than seconds is noted),
-``duration_unit`` for ``duration`` (default ``s``; ``ts_end = ts_start + duration`` when there is no
-``ts_end``), ``ts_kind`` (default ``exact``) and ``records``: a dotted path to a list of call
-objects inside each JSON line (one trajectory per line); targets are looked up in each call object
-first, then in its line.
-
-Values: ``command`` may be text or a list of words (``["bash", "-lc", "X"]`` gives ``X``); without a
-``command`` the shell text is taken from ``arguments`` (keys ``command``/``cmd``/...). ``is_error``
-accepts booleans and true/false/yes/no/1/0; when absent a non-zero ``exit_code`` means an error.
-``output`` is cut to 2,000 characters. When a call names both ``host`` and ``host_ip`` the file
-also yields an identity row (origin ``trajectory``, valid from the first call seen with the pair).
-
-Reading: JSON lines are read column-wise (``_Plan``) when the mapping's paths have no list
-index and the file's head holds no object or list in a mapped field: pyarrow parses runs of lines
-with the mapped paths typed as the head shows them, and every target is converted in columns with
-``_convert``'s rules (distinct values the vectorised rules do not cover go through ``_convert``'s
-helpers once each). A line pyarrow refuses (a value of another type, a key twice, bad JSON) or a
-rule does not vouch for goes through the per-record reader, which ``read(..., fast=False)`` uses
-for everything: the reference the column-wise path is property-tested against
-(``tests/test_fast_path_generic.py``). CSV files and whole-file JSON documents are read record by
-record.
-
-Also here: small helpers shared by the coding-agent loaders (claude_code, codex, gemini_cli).
+``command`` may be text or argv; without one it is taken from ``arguments``. A call naming both
+``host`` and ``host_ip`` yields an identity row. JSON lines are read column-wise when the
+mapping allows, else (and with ``read(..., fast=False)``) record by record; the two are
+property-tested equal. Also here: small helpers shared by the coding-agent loaders. Details:
+``tests/data/generic/README.md``.
 """
 
 from __future__ import annotations

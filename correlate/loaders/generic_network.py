@@ -1,89 +1,20 @@
 """Generic network events: an in-house JSON lines, JSON array, CSV or Parquet log, read through a mapping.
 
-For whatever firewall, proxy or flow export no other loader knows: the user says which source
-field holds which ``network_events`` column. It never wins detection on a file another loader
-recognises. Naming convention: files called ``*.events.jsonl``, ``*.events.json``, ``*.events.csv``
-or ``*.events.parquet`` are detected as generic network events by that name alone (score 0.6),
-read with the default or given mapping; any other JSON/CSV/Parquet file must be forced with
-``--format generic_network`` or ``--format 'GLOB=generic_network'`` (its sniff score is 0.3, enough
-to force but below detection; a file another loader claims scores 0, so forcing it fails).
+For whatever firewall, proxy or flow export no other loader knows. Detected by file name alone
+(``*.events.jsonl``/``.json``/``.csv``/``.parquet``, score 0.6); any other file must be forced
+(its sniff scores 0.3; 0 when another loader claims it). ``mapping`` / ``columns`` (see
+``OPTIONS``) name the source of each ``network_events`` column (``TARGETS``): a key, else a dotted
+path into nested JSON or Parquet structs (the ``generic`` loader's lookup); unnamed targets are
+read from same-named columns. ``ts``, ``src_ip`` and ``dst_ip`` are required per row.
 
-Options (``--option generic_network.KEY=VALUE``):
-
-* ``mapping=PATH`` - a JSON object: normalised column -> source field, plus settings, e.g.
-  ``{"ts": "@timestamp", "src_ip": "flow.src.ip", "dst_ip": "flow.dst.ip", "dst_port":
-  "flow.dst.port", "action": "verdict", "direction": "dir", "time_zone": "Asia/Shanghai",
-  "actions": {"QUARANTINE": "denied"}, "directions": {"O": "outbound", "I": "inbound"}}``. The
-  value may also be the JSON object itself (``mapping={...}``). The file is reported as read
-  context (so it is not loaded as an input when it lies beside the data).
-* ``columns=TARGET=SOURCE,...`` - the same inline (``columns=ts=time,src_ip=src,dst_ip=dst``);
-  entries override ``mapping``. Only columns and the text settings fit here (not ``actions`` or
-  ``directions``, which are JSON objects).
-
-Mapping targets: ``ts ts_end duration src_ip src_port src_nat_ip dst_ip dst_port protocol direction
-action rule signature category dst_domain app bytes_out bytes_in packets_out packets_in observer
-host_hint flow_key``. Every target is read from the same-named column unless the mapping names
-another source for it (``null`` turns a target off). A source is tried first as one key (CSV
-headers, flat JSON, Parquet column names), then as a dotted path into nested JSON or Parquet
-structs (``flow.src.ip``, ``hops.0.ip``); the lookup is the ``generic`` loader's. Required per row:
-``ts``, ``src_ip`` and ``dst_ip`` (a CSV header or Parquet schema without them is a whole-file
-error naming the missing column).
-
-Settings (in the mapping, not paths):
-
-* ``time_zone`` - zone of naive times (default UTC, noted on the row; ``--tz generic_network=``
-  overrides it). ``epoch_unit`` - unit of numeric times, taken as given (``--epoch-unit``
-  overrides it; with neither the magnitude decides and a unit other than seconds is noted).
-* ``duration_unit`` (default ``s``): ``ts_end = ts + duration`` when there is no ``ts_end``.
-* ``actions`` - source verdict word -> allowed | denied | alerted | unknown, case-insensitive, on
-  top of the defaults: allow(ed)/accept(ed)/pass(ed)/permit(ted) -> allowed,
-  deny/denied/drop(ped)/block(ed)/reject(ed) -> denied, alert(ed) -> alerted. Other words ->
-  ``unknown``; the source value is always kept in ``action_raw``.
-* ``directions`` - source word -> outbound | inbound | internal | unknown, on top of the defaults:
-  out/outbound/egress/outgoing, in/inbound/ingress/incoming, internal/lateral/east-west. Without a
-  direction field (or an unknown word) the direction is ``unknown`` and the policy decides by CIDR.
-* ``flow_key_prefix`` (default ``generic_network:``) - namespace of ``flow_key``; set it to
-  ``zeek:`` for a Zeek ``uid`` column (so zeek_dns/zeek_ssl enrich the rows) or ``""`` for none.
-
-Values: ports and counters accept integers, digit strings and integral floats (``"443.0"``, as a
-pandas CSV export writes them); ``protocol`` numbers become names (6 -> tcp); ``dst_domain`` is
-lower-cased without a trailing dot; ``src_nat_ip`` equal to ``src_ip`` is dropped. Times are ISO
-8601 / RFC 3339 text or epoch numbers (``correlate.timeparse``); Parquet ``timestamp`` columns are
-exact (a zone-less one is read in ``time_zone`` and noted), ``date`` columns are midnight.
-
-Duplicate keys: a JSON record giving a key a mapped path goes through twice (``{"action": "deny",
-"action": "allow"}``) loads with the last value, as JSON parsers do, and its row's note says so
-(JSON lines: pyarrow refuses such a line, so it reaches the per-record reader, which checks it).
-A multi-line JSON document (an array, or one object over many lines) is parsed whole and not
-checked.
-
-Record numbers: JSON lines and CSV rows carry their physical line, JSON array items their 1-based
-index, Parquet rows their 1-based row number (read in record batches of the needed columns only).
-Accounting: blank lines and the CSV header are skipped (counted); everything else loads or is
-rejected with its reason. Limitations: a multi-line JSON document is read whole (up to 256 MiB;
-write large logs as JSON lines); a compressed ``.parquet.gz`` is refused (Parquet compresses its own
-pages, and it needs random access); Parquet ``decimal``/``binary`` cells are not converted.
-
-Reading: JSON lines, CSV and Parquet are read column-wise, the per-record reader kept as the
-reference. JSON lines: runs parsed by ``pyarrow.json`` with the mapped paths as nested struct
-columns, typed as the file's head shows them (a path through a list index, or a value that is an
-object or a list, reads the file record by record; a line naming a dotted path as one key, or
-holding a value of another type, goes line by line; a file whose types change line by line soon
-goes line by line). CSV: runs of lines parsed by ``pyarrow.csv``, the header's columns by name; a
-record over several lines or oddly quoted makes the streaming reader read the whole file. Parquet:
-record batches, struct children by path. Every target is converted with ``_convert``'s rules in
-columns: ISO text (``T`` or space, fraction, ``Z`` or an offset; zone-less in a fixed-offset zone,
-noted) and epochs (by magnitude, noted) in numpy, Parquet timestamps exactly, other spellings
-through ``_convert``'s helpers once per distinct value; a value they cannot vouch for sends its
-record to the per-record reader, so rows, notes, rejects and stats are the same either way.
-
-Checked against: the ``generic`` (agent) loader's mapping conventions, reused here (``lookup``,
-CSV streaming, shape sniff); Apache Arrow ``pyarrow.parquet.ParquetFile.iter_batches`` (column
-projection, ``batch_size``) and the Parquet ``TIMESTAMP`` logical type (apache/parquet-format
-``LogicalTypes.md#timestamp``: ``isAdjustedToUTC`` false = zone-less "local" time, as Spark writes
-``TIMESTAMP_NTZ``; pyarrow reads it as a timestamp without ``tz``, read as naive here). Real sample: msticpy ``tests/testdata/az_net_flows.csv``
-(Azure Traffic Analytics export with a pandas index column and ``443.0`` ports), read through a
-mapping in the tests.
+Ambiguity defaults (mapping settings): naive times are UTC (``time_zone``), epoch units by
+magnitude (``epoch_unit``), durations in seconds; verdict words allow/accept/pass/permit ->
+allowed, deny/drop/block/reject -> denied, alert -> alerted, else unknown (``actions`` adds
+more); direction words out/in/internal (``directions`` adds more), else unknown and the policy
+decides by CIDR; ``flow_key_prefix`` ``generic_network:``. A JSON key given twice loads its last
+value, noted. ``.parquet.gz`` is refused. JSON lines, CSV and Parquet are read column-wise, with
+the per-record reader as the reference (property-tested). Field reference and sources:
+``tests/data/generic_network/README.md``.
 """
 
 from __future__ import annotations

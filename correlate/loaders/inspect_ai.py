@@ -1,59 +1,19 @@
 """Inspect AI eval logs (UK AISI): ``.eval`` zip archives and ``.json`` logs; one row per tool call.
 
-Layout (read in UKGovernmentBEIS/inspect_ai ``src/inspect_ai/log/_recorders/eval.py`` and
-``log/_log.py``): a ``.json`` log is one ``EvalLog`` object (``version``, ``status``, ``eval``
-spec, ``plan``, ``stats``, ``samples[]``); an ``.eval`` file is a zip with ``header.json`` (the
-log without samples, written at the end), ``_journal/start.json`` (``{version, eval, plan}``,
-written first, so it stands in while a run is still going) and one ``samples/<id>_epoch_<n>.json``
-member per sample (a re-written sample is a second member of the same name: the last one wins).
-Older archives name the start member ``start.json``.
+A ``ToolEvent`` is one row: ``id`` -> ``call_id``, ``function`` -> ``tool``, ``arguments`` (and
+``command``: ``cmd``/``code``/``input``), ``timestamp``/``completed`` -> ``ts_start``/``ts_end``
+(``exact``), ``result`` -> ``output``, ``error`` -> ``is_error``. A sandbox ``exec`` inside the
+call gives its ``exit_code`` (left empty and noted when several ran); an exec outside every tool
+call is a row of its own (``tool`` = ``sandbox_exec``). ``attachment://`` strings are resolved
+from the sample's attachments. ``run_id`` = ``eval.eval_id``, ``episode_id`` =
+``<sample id>#<epoch>``, ``step`` = model calls so far, ``model`` = ``eval.model``.
 
-Events (``src/inspect_ai/event/_base.py``, ``_tool.py``, ``_sandbox.py``): every event has
-``timestamp`` (ISO 8601 with an offset; old logs carry the machine's local offset, new ones UTC;
-naive ones are read as UTC, which is what Inspect's ``UtcDatetime`` does) and ``span_id``.
-
-* ``ToolEvent`` (``event: "tool"``) is one row: ``id`` → ``call_id``, ``function`` → ``tool``,
-  ``arguments`` → ``arguments`` (JSON) and ``command`` (the ``cmd`` of ``bash``, ``code`` of
-  ``python``, ``input`` of ``bash_session``), ``timestamp`` → ``ts_start``, ``completed`` →
-  ``ts_end`` (ts_kind ``exact``), ``result`` → ``output`` (first 2000 characters), ``error`` /
-  ``failed`` → ``is_error``.
-* ``SandboxEvent`` with ``action: "exec"`` (``cmd``, ``result`` = exit code, ``timestamp``,
-  ``completed``) is a detail of the tool call it ran inside, not a row of its own: Inspect emits
-  a tool call as ``span_begin(type "tool", name = function, parent_id = the ToolEvent's
-  span_id)``, the ``ToolEvent``, then the call's nested events carrying the tool span's id (and
-  logs before spans nested them in the ToolEvent's own ``events`` list). When exactly one exec
-  ran inside the call, its ``result`` becomes the row's ``exit_code``; with several (the web
-  browser tool runs a helper two to four times) the exit code is left empty and the file's notes
-  count it. An exec outside every tool call (solver set-up, scorers) still ran in the sandbox, so
-  it is a row of its own with ``tool`` = ``sandbox_exec`` and ``call_id`` = the event's ``uuid``.
-* Strings over 100 characters in event fields (a long ``cmd`` included) are stored as
-  ``attachment://<hash>`` (``tc://`` in 2024 logs) and resolved here from the sample's
-  ``attachments`` (or ``transcript.content``), as ``log/_condense.py`` does.
-
-Identity: ``run_id`` = ``eval.eval_id`` (unique per task log; ``eval.run_id`` in logs before
-eval_id existed), ``episode_id`` = ``<sample id>#<epoch>``, ``step`` = the number of model
-calls so far in the sample (tool calls answering one model response share a step), ``model`` =
-``eval.model``. ``host`` stays empty: a log names only the sandbox type (``eval.sandbox``), not
-the container (Docker's ``inspect-<task>-i<id>`` project name is never written), so these calls
-can only be joined by time (``--unmapped time``). No ``--option`` keys; ``--tz inspect_ai=ZONE``
-applies to naive timestamps only.
-
-Records are events: ``source_line`` is the 1-based index of the event in the file, counting the
-events of every sample in file (archive member) order; ``stats.unit`` is ``events``. The log's
-header (the ``EvalLog`` without its samples, or the ``.eval``'s ``header.json`` /
-``_journal/start.json``) is one more record, skipped (it holds no tool call) and not numbered. A
-sample that is not an object or has no ``events`` list (nor ``transcript.events``) is one
-rejected record naming the sample id and epoch (its calls have no times); the other samples load,
-and a file whose only sample is such is not "every row rejected": its header was read.
-
-Reading is not column-wise, by measurement: a sample is one JSON document whose events share
-field names across types (a ToolEvent's ``result`` is text, a SandboxEvent's a number; arguments
-are objects of any keys, needed whole for the row's ``arguments``), so pyarrow cannot parse it and
-``json.loads`` stays; decompressing and parsing the samples are about a third of the load on
-50-call samples, and converting the calls in columns instead of one by one saved nothing. What
-grew with a sample was finding each tool call's span (every span scanned per call): ``_Claims``
-finds it by bisection (``read(..., fast=False)`` keeps the scan, the reference it is
-property-tested against in ``tests/test_fast_path_inspect_ai.py``).
+``host`` stays empty (a log never names its container): join by time (``--unmapped time``).
+Naive timestamps are read as UTC, as Inspect does (``--tz inspect_ai=ZONE``). Records are events
+(``source_line`` = the event's 1-based index in the file); the header is one more record,
+skipped; a sample without events is one reject. Not column-wise, by measurement; each call's
+span is found by bisection (``read(..., fast=False)`` keeps the reference scan). No ``--option``
+keys. Layout reference and sources: ``tests/data/inspect_ai/README.md``.
 """
 
 from __future__ import annotations

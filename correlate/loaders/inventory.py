@@ -1,44 +1,19 @@
 """Inventory of sandboxes/hosts and their addresses, CSV or JSON, with optional validity and kind.
 
-One row says that a host held an address, over a time, in some way. Columns (names
-case-insensitive; for each, the first of its names with a value wins; other columns are ignored):
+One row says that a host held an address, over a time, in some way. Columns (case-insensitive;
+the first of each's names with a value wins): host (``host``, ``hostname``, ``sandbox``, ...,
+required), ip (``ip``, ``ip_address``, ``address``, ..., required), ``valid_from``/``valid_to``
+(half-open, empty = open; naive times UTC unless ``--tz inventory=ZONE``, noted), kind (``kind``,
+``role``, ``held_as``; ``KIND_ALIASES``): ``sandbox`` holds its address exclusively,
+``docker_host``/``node``/``nat`` share it; empty = shared when rows overlap, exclusive re-use when
+they follow each other (``correlate/identity.py``); any other kind rejects the row. ``note``
+(or ``comment``, ``description``) is shown with the row. JSON (an array, ``{"hosts": [...]}`` or
+JSON lines) gives the same rows as CSV.
 
-- host (required) = ``host`` | ``hostname`` | ``sandbox`` | ``sandbox_id`` | ``container`` |
-  ``name``: the host or sandbox the agent's calls name; a violation from the address makes it a
-  candidate.
-- ip (required) = ``ip`` | ``ip_address`` | ``address`` | ``private_ip`` | ``sandbox_ip`` |
-  ``host_ip``: the address as the firewall sees it (IPv4 or IPv6; stored in canonical form).
-- ``valid_from``, ``valid_to`` (optional): the host held the address over [valid_from, valid_to);
-  empty = open on that side. ISO 8601 or epoch seconds; naive times are UTC unless
-  ``--tz inventory=ZONE`` (noted on the row).
-- kind (optional) = ``kind`` | ``role`` | ``held_as`` (not ``type``: inventories use it for an instance type): how the host holds the address.
-  ``sandbox``: its own, exclusively (no other host holds it at that time); ``docker_host``,
-  ``node``, ``nat``: shared with every other host listed on the address at that time (a Docker
-  host's sandboxes, a Kubernetes node's pods, a NAT gateway's subnet). Empty = unspecified:
-  shared when two hosts' rows overlap, exclusive re-use when they follow each other
-  (``correlate/identity.py``). Values are case-insensitive, ``-`` and spaces read as ``_``, and
-  these spellings are accepted (``KIND_ALIASES``): ``sandbox`` | ``pod`` | ``container`` ->
-  ``sandbox``; ``docker_host`` | ``dockerhost`` -> ``docker_host``; ``node`` | ``k8s_node`` |
-  ``kubernetes_node`` -> ``node``; ``nat`` | ``nat_gateway`` | ``natgw`` | ``nat_gw`` | ``eip``
-  -> ``nat``. Any other value rejects the row (an unknown kind is not read as unspecified).
-- ``note`` | ``comment`` | ``description`` (optional): free text shown with the row.
-
-JSON may be an array of objects, ``{"hosts": [...]}``, or one object per line; it is read with
-the same columns and rules as CSV, and gives the same rows.
-
-Rejected rows (``path:line`` and the reason; the rest of the file still loads; ``--strict`` stops
-at the first): no host; a missing or invalid address; a time that does not parse; a validity that
-ends at or before its start; an unknown kind; and a row that contradicts an earlier loaded row of
-the same file over an overlapping time (half-open intervals: a row ending when another starts
-does not overlap it):
-
-- the same address held with kind ``sandbox`` (exclusively) by two different hosts;
-- the same host and address listed with two different kinds (an unspecified kind contradicts
-  nothing).
-
-The later row (by line) is rejected, naming the earlier one. Rows of different hosts on one address
-where either is a shared kind or unspecified are sharing, not a contradiction. To check this the
-loader keeps, per address, the loaded rows' host, kind and validity (an inventory is small).
+Rejected: no host, a bad address or time, a validity ending at or before its start, an unknown
+kind, and a later row contradicting an earlier one over an overlapping time (one address held
+exclusively by two hosts; one host and address with two kinds). Column details:
+``tests/data/inventory/README.md``.
 """
 
 from __future__ import annotations

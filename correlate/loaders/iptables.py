@@ -1,80 +1,19 @@
 """Linux netfilter LOG lines (iptables ``-j LOG``, nftables ``log prefix``) in syslog, journald or
 Proxmox ``pve-firewall.log``.
 
-Line format, from the kernel (``torvalds/linux:net/netfilter/nf_log_syslog.c``, which prints
-``"%sIN=%s OUT=%s "`` with the log prefix glued on the left, then ``PHYSIN= PHYSOUT= MAC= SRC= DST=
-LEN= TOS= PREC= TTL= ID= [DF] PROTO= SPT= DPT= ... [UID= GID=] [MARK=]``; an ICMP error repeats an
-inner header in brackets ``[SRC=... DST=...]``, which is ignored) and ``../shared/formats/
-firewall_formats.md`` section 7. Envelopes read, line by line (they may be mixed in one file):
+Envelopes, line by line: RFC 3164 syslog (no year: inferred from ``--reference-date`` or the
+file's mtime and rolled over in file order, noted), ISO/RFC 5424 syslog, ``journalctl -o json``,
+``dmesg -T`` and Proxmox. Zone-less times are read in ``--tz iptables=ZONE`` (UTC), noted.
+Mapping: ``SRC``/``DST``/``SPT``/``DPT``/``PROTO``; one row per packet, ``LEN`` -> ``bytes_in`` for
+inbound packets, else ``bytes_out``; ``rule`` = ``action_raw`` = the log prefix (Proxmox: the
+chain); ``host_hint`` = the syslog host plus the ``IN= OUT= PHYSIN= PHYSOUT= UID=`` values.
 
-- RFC 3164 syslog ``[<PRI>]Mmm dd HH:MM:SS[.frac] host kernel: [uptime] PREFIX IN=...`` (also
-  ``journalctl -o short``/``short-precise``). No year and no zone: the zone is
-  ``--tz iptables=ZONE`` (default UTC) and the year is inferred, both said in ``ts_note``: the first
-  line takes the year of ``--reference-date`` (default: the file's mtime), or the year before when
-  that would put it more than a day after the reference; later lines keep that year and roll over
-  to the next when the month goes backwards by more than one month (Dec -> Jan); a December line
-  right after January lines is read as the previous year (out of order across New Year).
-- ISO 8601 / RFC 3339 syslog: RFC 5424 ``<pri>1 2025-12-02T06:00:00.123+08:00 host kernel - - -
-  MSG`` and the same without the version digit (rsyslog high-precision, ``journalctl -o short-iso``);
-  a time without an offset is read in the ``iptables`` zone, noted.
-- journald JSON (``journalctl -o json``, one object per line; ``systemd.journal-fields(7)``):
-  ``MESSAGE`` (text, or a byte array for non-UTF-8 text), ``_SOURCE_REALTIME_TIMESTAMP`` else
-  ``__REALTIME_TIMESTAMP`` (epoch microseconds as a string, journalctl's own preference),
-  ``_HOSTNAME``.
-- ``dmesg -T`` lines ``[Tue Dec  2 06:00:00 2025] PREFIX IN=...`` (local time, read in the
-  ``iptables`` zone, noted). Plain ``dmesg`` lines carry only seconds since boot: rejected.
-- Proxmox VE ``/var/log/pve-firewall.log`` (``proxmox/pve-firewall:src/pvefw-logger.c``):
-  ``VMID LOGLEVEL CHAIN dd/Mon/yyyy:HH:MM:SS +zzzz PREFIX IN=...``; ``IN=``/``OUT=`` appear only
-  when set, the time has its offset.
-
-Mapping: ``src_ip``/``dst_ip`` = ``SRC``/``DST``, ``src_port``/``dst_port`` = ``SPT``/``DPT``,
-``protocol`` = ``PROTO`` lower-cased (``ICMPv6`` -> ``ipv6-icmp``, numbers -> IANA names); one row
-is one packet, so ``LEN`` (the IP packet length) goes to ``bytes_in``/``packets_in`` = 1 for inbound
-packets and to ``bytes_out``/``packets_out`` = 1 otherwise (sent by ``SRC``). ``rule`` =
-``action_raw`` = the log prefix without its trailing colon (Proxmox: ``rule`` = the chain).
-``host_hint`` = ``host=<syslog host>`` (Proxmox ``vmid=<id>``) plus the non-empty ``IN= OUT= PHYSIN=
-PHYSOUT= UID=`` values (``UID=`` from ``--log-uid`` names the local socket owner).
-``observer`` = ``netfilter@<host>`` (Proxmox: ``pve-firewall``).
-
-Direction (from the hook the packet was logged in): ``IN=`` empty and ``OUT=`` set -> outbound
-(locally generated); ``IN=`` set and ``OUT=`` empty -> inbound; ``lo`` on either side -> internal;
-both set -> forwarded, which is ``unknown`` (the policy then classifies by CIDR) unless
-``iptables.inside_interfaces`` names the sandbox-side interfaces: forwarded from an inside to an
-outside interface -> outbound, the reverse -> inbound, inside to inside -> internal (for a bridge,
-``IN`` = ``OUT``, the ``PHYSIN``/``PHYSOUT`` ports decide). Proxmox chains say it outright:
-``...-OUT`` (``tap101i0-OUT``, ``PVEFW-HOST-OUT``) -> outbound, ``...-IN`` -> inbound.
-
-Verdict: LOG is non-terminating, so the log never says what happened next; the verdict comes from
-the prefix (operator convention). Default: first the Vyatta convention of Ubiquiti EdgeOS/UniFi
-USG and VyOS, which log a rule as ``[<rule set>-<rule number or "default">-<action letter>]``
-(EdgeOS ``[WAN_LOCAL-default-D]``, ``[LAN_IN-2000-A]``; VyOS 1.3 ``[{name[:19]}-{rule}-{A}]``,
-VyOS 1.4+ ``[ipv4-FWD-filter-20-D]``; the letter is the rule's action's first letter, upper-cased,
-in ``vyos-1x`` ``python/vyos/firewall.py``/``template.py``): ``A`` (accept) -> allowed, ``D``
-(drop) and ``R`` (reject; VyOS 1.4's ``return`` also writes ``R``) -> denied, other letters
-(jump, queue, continue) unknown. Then a prefix map, case-insensitive substrings tried in order,
-first match wins: ``DROP``, ``REJECT``, ``DENY``, ``BLOCK`` -> denied; ``ACCEPT``, ``ALLOW``,
-``PASS`` -> allowed; otherwise (or no prefix) unknown.
-
-Options (``--option iptables.KEY=VALUE``):
-- ``prefix_map``: replaces the default map and the Vyatta convention, e.g.
-  ``"-D]=denied,-A]=allowed,LOG=alerted"`` (comma-separated ``SUBSTRING=action``; action one of
-  allowed, denied, alerted, unknown).
-- ``inside_interfaces``: comma-separated shell globs of sandbox-side interfaces, e.g.
-  ``"docker0,br-*,veth*"``; default none.
-
-Skipped: blank lines, syslog lines that are not netfilter LOG lines, LOG lines of non-IP packets
-(no ``SRC=``/``DST=``). Rejected: lines with no recognisable time, damaged fields (an invalid
-address, port or length, ``SRC=``/``DST=`` without the ``IN=``/``OUT=`` pair), invalid JSON.
-Limitations: container network namespaces log nothing unless ``net.netfilter.nf_log_all_netns=1``;
-``log group N`` (NFLOG/ulogd) output other than pve-firewall's is not read; ``journalctl -o
-json-pretty`` is not read (use ``-o json``).
-
-Checked against: the kernel's ``nf_log_syslog.c``/``ipt_LOG.c`` printk formats (prefix glued to
-``IN=``, ``PHYSIN``/``PHYSOUT`` for bridged packets, bracketed inner headers, ``UID=``/``GID=``);
-``pvefw-logger.c`` (its ``<VMID> <LOGLEVEL> <CHAIN> <TIME> <TIMEZONE> <MSG>`` comment, ``IN=``/
-``OUT=`` printed only when set, status lines with chain ``-``); ``systemd.journal-fields(7)`` and
-journalctl's preference for ``_SOURCE_REALTIME_TIMESTAMP``; RFC 3164 section 5.4 and RFC 5424
-section 6.5 examples as quoted in the notes.
+Ambiguity defaults (see ``OPTIONS``): direction from the hook (``IN=`` empty -> outbound, ``OUT=``
+empty -> inbound, ``lo`` -> internal); a forwarded packet is unknown unless ``inside_interfaces``
+names the sandbox side. LOG is non-terminating, so the verdict comes from the prefix: the Vyatta
+``[<set>-<rule>-<A|D|R>]`` convention, then DROP/REJECT/DENY/BLOCK -> denied,
+ACCEPT/ALLOW/PASS -> allowed, else unknown (``prefix_map`` replaces both). Non-netfilter lines and
+non-IP packets are skipped. Field reference and sources: ``tests/data/iptables/README.md``.
 """
 
 from __future__ import annotations

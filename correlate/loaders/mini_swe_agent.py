@@ -1,33 +1,15 @@
 """mini-swe-agent trajectories (``*.traj.json``); commands are timed in ``trajectory_format``
 ``mini-swe-agent-1.1`` (mini-swe-agent v2), earlier files are recognised but hold no times.
 
-Layout per mini-swe-agent ``docs/usage/output_files.md`` and ``src/minisweagent/agents/default.py``
-/ ``models/utils/actions_toolcall.py``: ``{info{model_stats, config{agent, model, environment,
-*_type}, mini_version, exit_status, submission}, messages[], trajectory_format}``. Messages are
-OpenAI chat dicts plus ``extra``:
-
-* assistant: ``extra.actions[]`` {``command``, ``tool_call_id`` for tool-calling models},
-  ``extra.timestamp`` (``time.time()`` when the response was parsed, float Unix seconds);
-* observation: ``role: "tool"`` with ``tool_call_id`` (tool calling) or ``role: "user"`` right
-  after the assistant message (text actions), ``extra.returncode``, ``extra.raw_output``,
-  ``extra.exception_info`` and ``extra.timestamp`` (``time.time()`` after the command ran).
-
-One row per action: ``ts_start`` = the assistant message's timestamp, ``ts_end`` = its
-observation's (ts_kind ``bracket``: the command ran in between; Unix seconds are zone-free);
-``command`` = the action's ``command``; ``tool`` = the tool call's function name (``bash``);
-``exit_code`` = ``returncode``; ``is_error`` = non-zero exit or an ``exception_info`` (e.g. a
-timeout); ``output`` = ``raw_output`` (else the message content; first 2000 characters);
-``call_id`` = ``tool_call_id``; ``step`` = the 1-based number of the assistant message (model
-turn); ``episode_id`` = top-level ``instance_id``, else the file name without ``.traj.json``;
-``model`` = ``info.config.model.model_name``, else the response's ``model``. The Docker container
-name is only logged, never saved, so ``host`` is empty. Observations pair with actions by
-``tool_call_id``, else in order.
-
-Older files — ``mini-swe-agent-1`` and the bare message list of early versions — have no
-timestamps: every message is counted as skipped with that reason (no row can be placed in time).
-
-Records are messages (``source_line`` = the 1-based message index, ``stats.unit`` = ``messages``);
-an assistant message with several actions counts as one record per action. No ``--option`` keys.
+One row per assistant action: ``ts_start``/``ts_end`` = the assistant message's and its
+observation's ``extra.timestamp`` (``bracket``; Unix seconds are zone-free); ``command`` = the
+action's ``command``; ``exit_code`` = ``returncode``; ``is_error`` = non-zero exit or an
+``exception_info``; ``output`` = ``raw_output``; ``call_id`` = ``tool_call_id``; ``step`` = the
+model turn; ``episode_id`` = ``instance_id``, else the file name; ``model`` from the config.
+Observations pair with actions by ``tool_call_id``, else in order. ``host`` is empty (the
+container name is never saved). Older formats have no timestamps: every message is skipped with
+that reason. Records are messages (``source_line`` = the message index). No ``--option`` keys.
+Layout reference and sources: ``tests/data/mini_swe_agent/README.md``.
 """
 
 from __future__ import annotations

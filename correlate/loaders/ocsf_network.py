@@ -1,52 +1,18 @@
 """OCSF Network Activity events (class_uid 4001): JSON lines/documents, or Parquet (AWS Security Lake).
 
-JSON: one event object per line, or one pretty-printed object or array of objects. Parquet: the
-OCSF attributes as (nested struct) columns, as Security Lake stores them, read in record batches;
-a record number is the 1-based row in the file. Events of other classes are skipped with their
-class_uid. Parquet compresses its own pages, so a ``.parquet.gz`` is refused with a clear error.
+Events of other classes are skipped; a ``.parquet.gz`` is refused (Parquet compresses its own
+pages). Mapping: ``start_time`` (else ``time``, else ``*_dt``) -> ``ts`` (epoch ms, noted when the
+magnitude says otherwise; zone-less times in ``--tz ocsf_network=ZONE``, UTC, noted),
+``end_time`` -> ``ts_end``; endpoints -> the 5-tuple; ``connection_info.uid`` -> ``flow_key``;
+``direction_id`` 1 -> inbound, 2 -> outbound, 3/4 -> internal, else unknown; verdict: ``action_id``
+Denied or a blocking ``disposition_id`` -> denied, else Detected/Alert -> alerted, else Allowed ->
+allowed, else unknown (``action_raw`` = ``<action>/<disposition>``); ``traffic.*_out``/``*_in`` ->
+counters (totals are not split); ``firewall_rule`` -> rule; ``dst_endpoint.hostname`` ->
+``dst_domain``; the product -> observer; ``src_endpoint.instance_uid`` -> ``host_hint``.
 
-Sources (OCSF 1.x, schema.ocsf.io; ocsf/ocsf-schema ``events/network/network_activity.json``,
-``objects/_endpoint.json``, ``objects/network_endpoint.json``, ``objects/network_connection_info.json``,
-``objects/network_traffic.json``; the enum captions as generated in mcm/typescript-ocsf
-``src/v1_6/enums/{direction_id,action_id,disposition_id}.ts`` and mcm/pydantic-ocsf
-``src/ocsf/v1_7_0/enums/direction_id.py``; Security Lake storing OCSF as Parquet per
-docs.aws.amazon.com/security-lake/latest/userguide/open-cybersecurity-schema-framework.html as
-cited in ../shared/formats/firewall_formats.md section 10a). Mapping (``direction_id`` is
-1 Inbound, 2 Outbound in every OCSF 1.x version checked: 1.1, 1.5, 1.6, 1.7):
-
-- time: ``start_time`` (else ``time``; else the ``*_dt`` ISO strings) -> ``ts``; ``end_time`` ->
-  ``ts_end``. ``timestamp_t`` is epoch milliseconds; the unit is checked by magnitude and noted
-  when it is not ms. Parquet timestamp columns are exact; a zone-less one (and a zone-less
-  ``*_dt`` string) is read in ``--tz ocsf_network=ZONE`` (default UTC), noted.
-- ``src_endpoint.ip``/``port``, ``dst_endpoint.ip``/``port``; ``connection_info.protocol_name``
-  (else ``protocol_num``) -> protocol; ``connection_info.uid`` -> ``flow_key`` (``ocsf:<uid>``).
-- direction: ``connection_info.direction_id`` 1 Inbound -> inbound, 2 Outbound -> outbound,
-  3 Lateral and 4 Local -> internal, 0 Unknown/99 Other -> unknown (else the ``direction`` text).
-- verdict: ``action_id`` 2 Denied, or ``disposition_id`` 2 Blocked/6 Dropped/21 Reset/
-  24 Access Revoked/25 Rejected/26 Unauthorized -> denied; else ``disposition_id`` 15 Detected/
-  19 Alert or ``is_alert`` true -> alerted; else ``action_id`` 1 Allowed or ``disposition_id``
-  1 Allowed/8 Approved -> allowed; else unknown. The captions (``action``, ``disposition``) are
-  read when the ids are missing; ``action_raw`` is ``<action>/<disposition>``.
-- ``traffic.bytes_out``/``bytes_in``/``packets_out``/``packets_in`` -> counters (out = from the
-  source, per the OCSF dictionary); the totals ``traffic.bytes``/``packets`` are not split.
-- ``firewall_rule.name``/``uid`` -> rule (``name (uid)`` when both); ``dst_endpoint.hostname``
-  (else ``domain``) -> ``dst_domain`` unless it is an IP; ``app_name`` (else
-  ``dst_endpoint.svc_name``) -> app; ``metadata.product.name`` (+ ``feature.name``) -> observer
-  (else ``device.hostname``/``device.name``, else ``ocsf``); ``src_endpoint.instance_uid``
-  (else ``interface_uid``, ``hostname``, ``name``) -> ``host_hint``.
-
-Rejected: records without ``class_uid``, without a source or destination IP, or with unreadable
-values. No per-format options.
-
-Reading: JSON lines and Parquet are read column-wise. Runs of JSON lines are parsed by
-``pyarrow.json`` with an explicit schema of the attributes read (nested objects as struct
-columns, everything else unparsed); Parquet record batches are read with the same attributes
-(struct children by name, integers widened). Vectorised checks vouch for each event (class_uid,
-epoch ms by magnitude, zoned Parquet timestamps, ``*_dt`` ISO times with ``Z``, addresses per
-distinct value, ports, counters; verdict, direction, rule and observer once per distinct
-combination); any other event (a reject, a note, a value of another type) goes through the
-per-event reader, so rows, rejects and stats are the same either way. A multi-line JSON document
-is read whole, event by event, as before.
+Rejected: no ``class_uid``, no source or destination IP, unreadable values. JSON lines and Parquet
+are read column-wise, every other event through the per-event reader (same rows, rejects and
+stats). No ``--option`` keys. Field reference and sources: ``tests/data/ocsf_network/README.md``.
 """
 
 from __future__ import annotations

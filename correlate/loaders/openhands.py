@@ -1,71 +1,20 @@
-"""OpenHands (V0) event streams: a trajectory export, i.e. a JSON list of event dicts (or
-``{"trajectory": [...]}`` as the conversation API returns it); one row per tool action.
+"""OpenHands (V0) event streams: a trajectory export (a JSON list of events, or
+``{"trajectory": [...]}``) or an evaluation ``output.jsonl``; one row per tool action.
 
-Event fields per OpenHands ``openhands/events/serialization/event.py`` and
-``events/observation/commands.py`` (``CmdOutputMetadata``), read at All-Hands-AI/OpenHands
-156d0686: every event has ``id`` (sequential per conversation), ``timestamp`` (ISO 8601 **without
-a zone**: ``datetime.now().isoformat()`` on the server, i.e. its local time, µs) and ``source``.
-An action has ``action`` (``run``, ``run_ipython``, ``edit``, ``read``, ``write``, ``browse``,
-``browse_interactive``, ``mcp``, …), ``args`` and ``tool_call_metadata`` {``function_name``,
-``tool_call_id``, ``model_response``}; an observation has ``observation``, ``cause`` (the id of
-the action it answers), ``content`` and ``extras`` (for ``run``: ``metadata`` {``exit_code``,
-``hostname``, ``pid``, ``working_dir``, …}).
+Each action that does something in the runtime is one row, its observation (matched by
+``cause``) folded in; other actions are skipped. ``ts_start``/``ts_end`` = the action's and the
+observation's ``timestamp`` (``bracket``); ``call_id`` = ``tool_call_id``, else ``event-<id>``;
+``step`` = the event ``id``; ``command`` = ``args.command``/``args.code``; ``exit_code`` from the
+observation's metadata, except ``-1`` (OpenHands stopped waiting: left empty and noted, the
+command may still run); ``host`` = the runtime's hostname, else the nearest one seen in the file;
+``episode_id`` = the ``episode`` option, else the file name (an ``output.jsonl`` line: its
+``instance_id``; ``run_id`` from ``metadata.eval_output_dir``).
 
-Mapping: each action that does something in the runtime is one row (``message``, ``think``,
-``finish``, ``reject``, ``system``, ``recall``, ``change_agent_state``, ``null``,
-``condensation``… are counted as skipped); its observation (matched by ``cause``) is folded in.
-``ts_start`` = the action's timestamp, ``ts_end`` = the observation's (ts_kind ``bracket``).
-``call_id`` = ``tool_call_metadata.tool_call_id``, else ``event-<id>``; ``step`` = the event
-``id``; ``tool`` = ``function_name``, else the action name; ``command`` = ``args.command``
-(``run``) or ``args.code`` (``run_ipython``); ``arguments`` = ``args`` without ``thought``;
-``output`` = the observation's ``content`` (first 2000 characters); ``exit_code`` =
-``extras.metadata.exit_code`` (``extras.exit_code`` in 2024 observations) — except ``-1``, which
-OpenHands writes when it stopped waiting for a command that was still running (no output for
-30 s, or a background server): the exit code is then left empty, ``is_error`` too, and the note
-says so, because the command may still be running (and talking to the network) after ``ts_end``. ``is_error`` = non-zero exit, an ``error``
-observation, or ``success: false``. ``host`` = ``extras.metadata.hostname`` (the runtime
-container's hostname, a 12-hex Docker id); calls whose observation names none take the nearest
-hostname seen before them in the file (else the first one after). ``model`` =
-``tool_call_metadata.model_response.model``. ``episode_id`` = ``--option openhands.episode``, else
-the file name without ``.json`` (an export holds no conversation id). No ``host_ip``.
-
-Times: ``model_response.created`` (Unix seconds from the LLM provider, zone-free) is stamped when
-the response was made, just before the action (0-1 s for Anthropic models, the generation time
-for OpenAI ones), so the difference between an action's naive timestamp and its ``created``
-reveals the server's UTC offset. Per episode (a trajectory, or an instance of an
-``output.jsonl``), every action with both gives a difference; rounded to 15 minutes it is an
-offset, and what is left over is the response-to-action delay. The offset is **fixed** when at
-least ``FIX_MIN_ACTIONS`` (2) actions give one, all the same, each with a delay within
-``FIX_DELAY_S`` (-5 s to +300 s): naive times are then read at that offset and each row's note
-says so (``no zone: read at UTC-08:00, fixed by model_response.created on 4 actions``), which
-the load notes count. Otherwise (one action, offsets that disagree, delays out of range) the
-evidence only **suggests** an offset (the median's): times stay in the default zone (UTC), the
-row note adds ``model_response.created suggests UTC-08:00``, and the file's load notes carry one
-warning per suggested offset (``WARNING: model_response.created suggests UTC-08:00 without
-fixing it ...``). ``--tz openhands=ZONE`` (or ``--tz ZONE``) always wins: naive times are read
-in it, and the row note names an offset the evidence fixes or suggests when it differs.
-
-Records are events (``source_line`` = the 1-based index in the list, ``stats.unit`` = ``events``).
-The per-event store (``sessions/<sid>/events/<n>.json``, one event per file) is not read: export
-the trajectory first.
-
-Evaluation output (``output.jsonl``, the form OpenHands benchmark runs are published in; written
-by ``evaluation/utils/shared.py`` ``update_progress`` as ``EvalOutput.model_dump_json()``, one
-instance per line: ``instance_id``, ``test_result``, ``instruction``, ``metadata`` (EvalMetadata:
-``agent_class``, ``llm_config.model``, ``eval_output_dir``, ``start_time``...), ``history``,
-``metrics``, ``error``, ``instance``): each line is one episode, ``episode_id`` = its
-``instance_id`` (``--option openhands.episode`` does not apply). ``history`` is the instance's
-event list, read as above (events counted one by one, all carrying the instance's line as
-``source_line``; a reject names the instance and the event's index), or the older list of
-``[action, observation]`` pairs (``compatibility_for_eval_history_pairs``), whose observation
-answers its pair's action. ``host`` = the hostname the instance's own observations name (never
-one from another line), else empty; ``run_id`` = the last three parts of
-``metadata.eval_output_dir`` (``<dataset>/<agent>/<model>_maxiter_<n>[_N_<note>]``, the run's own
-name); ``model`` falls back to ``metadata.llm_config.model``; ``call_id`` without a tool-call id
-is ``<instance_id>#event-<id>``. An instance with an empty history (a run that failed before the
-agent started; its ``error`` says why) is one record skipped; OpenHands V1 (software-agent-sdk)
-instances, whose events have a ``kind`` instead of ``action``/``observation``, are one record
-rejected each.
+Timestamps have no zone (the server's local time). ``model_response.created`` (Unix seconds)
+reveals the offset: when at least two actions agree on it within sane delays it is applied and
+noted, else it is only suggested (times stay UTC, with a warning). ``--tz openhands=ZONE`` always
+wins. Records are events (``source_line`` = the index in the list). Field reference and sources:
+``tests/data/openhands/README.md``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """OpenTelemetry traces as OTLP/JSON lines (the Collector file exporter): ``execute_tool`` spans.
 
-Per the OTLP JSON encoding, each line is one ``ExportTraceServiceRequest``; 64-bit times are
-decimal strings of Unix nanoseconds (UTC); ids are hex. A span is a tool call when its
-``gen_ai.operation.name`` is ``execute_tool`` (GenAI semantic conventions) or, failing that
-attribute, its name starts with ``execute_tool``. Other spans are counted as skipped.
+Each line is one ``ExportTraceServiceRequest``; times are Unix nanoseconds (UTC), ids hex. A span
+is a tool call when ``gen_ai.operation.name`` is ``execute_tool`` or, without that attribute, its
+name starts with ``execute_tool``; other spans are skipped.
 
 Mapping: ``call_id`` = ``gen_ai.tool.call.id`` (else the span id); ``episode_id`` =
 ``gen_ai.conversation.id`` on the span or anywhere in its trace (else the trace id); ``run_id`` =
@@ -11,20 +10,10 @@ resource ``service.namespace`` (else ``service.name``); ``host`` = resource ``ho
 ``container.name``, ``container.id``); ``host_ip`` = resource ``host.ip``; ``exit_code`` =
 ``process.exit.code``; ``step``/``train_step`` from span attributes of those names.
 
-Reading: runs of lines that start with ``{`` and end with ``}`` (``blocks.line_runs``) are parsed
-by Arrow's JSON reader with a schema of only the fields used (``_schema``), flattened to one row
-per span, and converted column-wise (``_Spans``, ``_Rows``); the next run is read and parsed in a
-thread meanwhile. A run Arrow refuses (a type it did not expect, a key twice, bad JSON, two
-documents on a line) is parsed again in pieces around the lines it refuses, which go to the
-per-line reader; so does every line a column-wise check does not vouch for: anything that would
-make a note or a reject, invalid UTF-8, an attribute value of a kind the column-wise path does not
-convert (say a ``doubleValue`` exit code), snake_case or pre-1.0 spellings, an explicit ``null``
-where Python tells it from a missing key. Rows, hosts, stats and rejects are those of the per-line
-reader (``read_per_line``), in the same order. Two inputs where the per-line reader's outcome
-comes from Python's limits rather than the data are read by Arrow as valid JSON: nesting deeper
-than the recursion limit in a field the loader does not read (the per-line reader rejects the
-line: ``RecursionError``), and an integer of more than 4,300 digits there (it stops with
-``ValueError``).
+Reading: runs of lines are parsed by Arrow with a schema of the fields used and converted
+column-wise; every line a check does not vouch for goes to the per-line reader
+(``read_per_line``), whose rows, hosts, stats and rejects (in order) are the answer. Details and
+the known differences: ``tests/data/otlp_json/README.md``.
 """
 
 from __future__ import annotations

@@ -1,56 +1,21 @@
 """Palo Alto Networks PAN-OS traffic (and threat) logs: syslog CSV, or a CSV export with a header.
 
-Syslog form: one record per line, fields in PAN-OS's fixed order, optionally behind a syslog
-header (RFC 3164 ``Nov 30 16:09:08 PA-220 ``, RFC 5424, or just ``<14>``); the record starts at
-``FUTURE_USE,Receive Time,Serial Number,Type,...`` (a leading ``1,`` that is sometimes left out).
-Values holding commas are double-quoted (CSV). Export form: a header row naming the columns
-(the web UI's names such as ``Generate Time``/``Source address``/``IP Protocol`` or the syslog
-field names of the docs; matched case-insensitively), then one record per row.
+Syslog form: fields in PAN-OS's fixed order, optionally behind a syslog header; export form: a
+header row naming the columns (web UI or docs names, case-insensitive). Field positions:
+``COMMON_POSITIONS``, ``TRAFFIC_POSITIONS``, ``THREAT_POSITIONS``.
 
-Field order (0-based), verified against "Traffic Log Fields" and "Threat Log Fields" of PAN-OS
-9.1 and 10.2 (docs.paloaltonetworks.com/pan-os/<9-1|10-2>/pan-os-admin/monitoring/
-use-syslog-for-monitoring/syslog-field-descriptions/traffic-log-fields): 1 Receive Time,
-2 Serial Number, 3 Type, 4 Threat/Content Type, 6 Generated Time, 7 Source Address,
-8 Destination Address, 9 NAT Source IP, 11 Rule Name, 14 Application, 15 Virtual System,
-16 Source Zone, 17 Destination Zone, 22 Session ID, 24 Source Port, 25 Destination Port,
-29 Protocol, 30 Action; TRAFFIC: 32 Bytes Sent, 33 Bytes Received, 35 Start Time,
-36 Elapsed Time, 37 Category, 44 Packets Sent, 45 Packets Received, 46 Session End Reason,
-51 Virtual System Name, 52 Device Name, 54 Source VM UUID, 82 Source Hostname (10.0+),
-92 Container ID, 93 POD Namespace, 94 POD Name; THREAT: 31 URL/Filename, 32 Threat ID,
-33 Category, 34 Severity, 58 Virtual System Name, 59 Device Name, 61 Source VM UUID. Later
-versions only append fields; shorter records (older versions) just lack the later ones. A
-public 10.x record (../shared/formats/firewall_formats.md section 9b) has 115 fields with the
-High Resolution Timestamp at 102.
+Time: Generated/Start Time are the firewall's local time without offset: read at the High
+Resolution Timestamp's offset when the record has one (noted), else in ``--tz panos_traffic=ZONE``
+(UTC), noted. TRAFFIC ``ts`` = Start Time (Generated Time when missing or implausible, noted),
+``ts_end`` = Generated Time; THREAT ``ts`` = Generated Time. Verdict: allow -> allowed;
+deny/drop/reset-*/block-*/sinkhole... -> denied; THREAT alert/allow/continue... -> alerted;
+else unknown (``action_raw`` = ``subtype/action``). Mapping: NAT Source IP -> ``src_nat_ip``;
+sent/received -> ``*_out``/``*_in``; Rule Name -> rule; Device Name and vsys -> observer; pod,
+container, VM or hostname -> ``host_hint``; Session ID -> ``flow_key``.
 
-Time: Generated Time and Start Time are ``YYYY/MM/DD HH:MM:SS`` in the firewall's local zone with
-no offset. When the record carries a High Resolution Timestamp with an offset (PAN-OS 10.0+, an
-ISO 8601 field after position 74), that offset is the zone (noted); else the times are read in
-``--tz panos_traffic=ZONE`` (default UTC), noted. TRAFFIC: ``ts`` = Start Time (the session's
-first packet), ``ts_end`` = Generated Time; when Start Time is missing, before 2000, or after
-Generated Time, ``ts`` = Generated Time (noted). THREAT: ``ts`` = Generated Time.
-
-Verdict: TRAFFIC ``Action`` allow -> allowed; deny, drop, drop-icmp, reset-client,
-reset-server, reset-both -> denied; a ``deny``/``drop`` subtype with another Action is denied
-(noted). THREAT: alert, allow, continue, override, syncookie-sent -> alerted; deny, drop,
-drop-all-packets, drop-icmp, reset-*, block-url, block-ip, block-continue, block-override,
-override-lockout, random-drop, sinkhole -> denied; the threat name (Threat ID, without a bare
-``(9999)``) -> signature; the URL's host -> ``dst_domain`` for ``url`` records. Other values are
-``unknown``; the vendor value is in ``action_raw`` (``subtype/action``).
-
-Mapping: NAT Source IP -> ``src_nat_ip`` (unless 0.0.0.0 or the source itself); Bytes Sent /
-Bytes Received / Packets Sent / Packets Received -> out/in counters (sent = client to server);
-Rule Name -> rule; Application -> app; Category (``any`` = none) -> category; Device Name (else Serial Number)
-and Virtual System -> observer (``panos/<device>/<vsys>``); POD Namespace/POD Name, else
-Container ID, Source VM UUID or Source Hostname -> ``host_hint``; Session ID -> ``flow_key``
-(``panos:<serial>:<session id>``; PAN-OS reuses session ids over time).
-
-Direction: PAN-OS zones are named by the operator. A zone in ``--option
-panos_traffic.untrust_zones=untrust,outside`` (default ``untrust``) is the internet side:
-from another zone into one of them -> outbound, out of one into another zone -> inbound,
-otherwise unknown (set the option to an empty value to leave every row unknown).
-
-Skipped with a reason: blank lines, lines with no PAN-OS record (other programs' syslog lines),
-and other log types (SYSTEM, CONFIG, USERID, ...). CEF/LEEF forms are not read here.
+Ambiguity default (see ``OPTIONS``): zone ``untrust`` is the internet side (into it -> outbound,
+out of it -> inbound, else unknown). Other log types are skipped. Field reference and sources:
+``tests/data/panos_traffic/README.md``.
 """
 
 from __future__ import annotations

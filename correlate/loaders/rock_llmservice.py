@@ -1,63 +1,19 @@
 """ROCK ModelService hand-off files from inside a sandbox: ``LLMService.log`` and ``LLMTraj.jsonl``.
 
-In the ROME stack iFlow CLI runs the tools itself inside the ROCK sandbox and talks to the local
-ModelService (OpenAI-compatible, ``localhost:8080/v1``); ROLL reads each request from, and writes
-each policy response to, ``$ROCK_MODEL_SERVICE_DATA_DIR/LLMService.log`` (default ``/data/logs``).
-No file records a tool's own start or end, but every tool call of response *N* ran after response
-*N* was written and before iFlow sent request *N+1* (which carries the ``role: "tool"`` results).
-So each tool call becomes one row with ``ts_kind = "bracket"``: ``ts_start`` = response *N*'s time,
-``ts_end`` = request *N+1*'s time (null, with a note, when the session ended or the file stops
-first). Both stamps come from the sandbox's clock, zone-free.
+No file records a tool's own start or end, but every tool call of response *N* ran after it was
+written and before request *N+1* (which carries the results): each call is one ``bracket`` row,
+``ts_start`` = response *N*'s time, ``ts_end`` = request *N+1*'s (null and noted when the session
+or file ends first). Stamps are the sandbox's clock, zone-free. ``LLMService.log`` records are
+``LLM_REQUEST_START...``/``LLM_RESPONSE_START...`` lines split at the *last* end marker (agent text
+cannot forge one) and ``SESSION_END``; ``LLMTraj.jsonl`` records carry start/end times (the
+old ``{"request", "response"}`` shape has none: its calls are rejected).
 
-``LLMService.log`` lines (markers: alibaba/ROCK ``rock/sdk/model/server/config.py``; writers:
-``rock/sdk/model/server/file_handler.py`` ``write_request`` L28-L40 and ``write_session_end``,
-read in the zhongwen666/ROCK mirror because the alibaba/ROCK snapshot lacks the file, and
-``rock/sdk/model/client.py`` ``_construct_response``, L124-L131 per ``trajectory_formats.md``
-§1.4; the response stamp is taken by ``rock model-service anti-call-llm`` inside the sandbox)::
-
-    LLM_REQUEST_START{request json}LLM_REQUEST_END{"timestamp": <epoch ms>, "index": N}
-    LLM_RESPONSE_START{response json}LLM_RESPONSE_END{"timestamp": <epoch ms>, "index": N}
-    SESSION_END
-
-The body is split from the meta at the *last* end marker, so a marker inside agent-written text
-cannot cut a record short. Requests are OpenAI chat requests (``model``, ``messages``, ``tools``);
-responses are chat completions (``choices[].message.tool_calls[]`` with ``id``,
-``function.name``, ``function.arguments`` as a JSON string), per ROLL's anti-call protocol.
-
-``LLMTraj.jsonl`` (recording proxy, one JSON object per call): ``{"model", "stream", "status",
-"response_time", "start_time", "end_time", "request", "response", "error"}`` with ``time.time()``
-floats (``rock/sdk/model/server/traj.py`` ``TrajectoryRecorder.record``; ``api/proxy.py`` takes
-``start`` before the upstream call and ``end_time`` after it), or litellm's
-``StandardLoggingPayload`` (``startTime``/``endTime`` floats, ``messages``, ``response``;
-``rock/sdk/model/server/integrations/traj_recorder.py``; field list checked against
-https://docs.litellm.ai/docs/proxy/logging_spec). Tool calls of record *N* ran between its
-``end_time`` and record *N+1*'s ``start_time``. The older shape ``{"request", "response"}``
-(``rock/sdk/model/server/utils.py`` ``record_traj``; it also rewrote the file on every call unless
-``ROCK_MODEL_SERVICE_TRAJ_APPEND_MODE``) has no times: its tool calls are rejected, saying so.
-
-Mapping: ``call_id`` = ``tool_calls[].id``; ``tool`` = ``function.name``; ``arguments`` = the
-arguments text; ``command`` = ``command``/``cmd``/``commands``/``script`` from the arguments (not
-the ``view``/``create``/... sub-command of a file-editor tool); ``output`` = the matching
-``role: "tool"`` message of the next request (first 2000 characters); ``step`` = the response's
-meta ``index`` (for ``LLMTraj.jsonl``, the record's ordinal among readable records); ``model`` =
-the response's, else the request's ``model``; ``exit_code``/``is_error`` stay null (iFlow
-reports results only as text).
-
-Sandbox (``host``): ``--option rock_llmservice.sandbox=ID``; else a ``sandbox_id`` named in a
-record's meta or request (``sandbox_id``, ``metadata.sandbox_id``); else the name of the folder
-holding the file, skipping generic folder names (``logs``, ``data``, ...). The file lives inside
-the container, so copy each sandbox's ``/data/logs`` out as ``<root>/<sandbox_id>/LLMService.log``
-(or ``<root>/<sandbox_id>/data/logs/LLMService.log``), named by the ROCK ``sandbox_id`` that ROLL
-logs (``roll_rock_textlog``) and dumps (``roll_dump``). ``episode_id`` = ``<sandbox>#<session>``,
-sessions counted by ``SESSION_END``. ``run_id`` = ``--option rock_llmservice.run=ID`` (else null).
-
-A record is a request line, ``SESSION_END``, a response without tool calls, or one tool call of
-a response (``stats.unit = "records"``).
-
-Reading is line by line, by measurement: requests carry the whole conversation so far, but that
-is long strings CPython's ``json`` reads about as fast as pyarrow does (on a 307 MB file of
-20,000 calls: 1.7 s of CPU line by line, 1.5 s column-wise at best), and agreeing with ``json``
-on lines it refuses (nesting too deep) costs pyarrow's path more than that difference.
+Mapping: ``call_id``/``tool``/``arguments`` from ``tool_calls[]``; ``command`` from the
+arguments; ``output`` = the next request's ``role: "tool"`` message; ``step`` = the response
+index; ``exit_code``/``is_error`` null. ``host`` = the ``sandbox`` option, else a ``sandbox_id``
+in the records, else the folder name (generic names skipped); ``episode_id`` =
+``<sandbox>#<session>``; ``run_id`` = the ``run`` option. Read line by line, by measurement.
+Format reference and sources: ``tests/data/rock_llmservice/README.md``.
 """
 
 from __future__ import annotations

@@ -1,50 +1,18 @@
 """ROLL agentic rollout dumps (``rollout_dump_dir``): ``rollout_dump_data.step_<N>.jsonl``.
 
-Writer: ``roll/pipeline/agentic/utils.py`` ``dump_rollout_trajectories`` (drops rows holding a
-None via ``remove_nan_items``, appends ``global_step``) -> ``roll/pipeline/rlvr/utils.py``
-``write_to_json_process``, which opens the file with mode ``"w"`` and writes **one JSON line whose
-values are columns**: ``{"trajectory_data": [...], "messages": [...], "tools": [...],
-"exp_name": [...], "global_step": [...]}`` (element *i* of each list is trajectory *i*; the
-column list is ``COLUMMNS_CONFIG`` in ``agent_native_env_manager.py`` ``formulate_rollouts``).
-
-``trajectory_data[i]`` is a JSON string (``formulate_rollouts``; ``trajectory_formats.md`` §1.1):
-``trajectory_id``, ``timestamp`` (``%Y%m%d_%H%M%S_%f``), ``current_step``, ``env_info`` (``env_id``,
-``group_id``, ``tag``, ``seed``, ``episode_id``, ... plus ``RockTBNativeEnv.env_info``: ``task_id``,
-``task_name``, ``sandbox_image``, ``sandbox_ip``, ``sandbox_id`` — ``rock_tb_native_env.py``
-``env_info``), ``timing_info`` (``traj_save_time`` = ``datetime.now().isoformat()`` and the
-trajectory timings in seconds: ``trajectory.total_time`` = now - ``traj_start_time`` in current
-ROLL, ``traj_time_env_total`` in older ROLL), ``length_info``, ``reward_info``, ``failure_info``.
-``messages[i]`` is a JSON string of a list of OpenAI chat message lists (iFlow's last request:
-assistant ``tool_calls[].id/function.name/function.arguments``, ``role: "tool"`` results with
-``tool_call_id``); a flat message list is read too.
-
-Times: ROLL stamps only the trajectory's end, with ``datetime.now()`` — **naive local time of the
-trainer** — so there is no per-call time. Each tool call gets the trajectory's window
-``[traj_save_time - trajectory.total_time, traj_save_time]`` with ``ts_kind = "inferred"`` and a
-note (only the save time when no duration is recorded). Naive times are read in
-``--tz roll_dump=ZONE`` (default UTC, noted). For per-call brackets use the sandbox's
-``LLMService.log`` (``rock_llmservice``).
+One JSON line whose values are columns (``trajectory_data``, ``messages``, ``tools``,
+``exp_name``, ``global_step``); element *i* of each is trajectory *i*, and ``trajectory_data[i]``
+and ``messages[i]`` are JSON strings. ROLL stamps only a trajectory's end, with the trainer's
+naive local time, so each tool call gets the trajectory's window ``[save time - total time,
+save time]`` (``inferred``, noted); naive times are read in ``--tz roll_dump=ZONE`` (UTC), noted.
+Per-call brackets come from the sandbox's ``LLMService.log`` (``rock_llmservice``).
 
 Mapping: ``call_id`` = ``tool_calls[].id``; ``episode_id`` = ``trajectory_id``; ``run_id`` =
-``exp_name``; ``step`` = the assistant turn (1-based) holding the call; ``train_step`` = ``N`` of
-the file name (else ``global_step``, else ``current_step``); ``host`` = ``env_info.sandbox_id``;
-``host_ip`` = ``env_info.sandbox_ip`` (ROCK's ``host_ip``: the pod IP on Kubernetes, the Docker
-host's IP — shared by its sandboxes — on Ray/Docker; ``trajectory_formats.md`` §1.3);
-``tool``/``arguments``/``command``/``output`` as in ``rock_llmservice``. Each trajectory naming
-both ``sandbox_id`` and ``sandbox_ip`` yields a HOSTS row (origin ``trajectory``, valid from the
-trajectory's start).
-
-``source_line`` (and a reject's location) is the trajectory's 1-based position in the file, counted
-across lines (ROLL writes one physical line); a line that cannot be split into trajectories is
-reported at the position its first trajectory would have, its line number in the reason.
-A record is one tool call, or one trajectory without tool calls (``stats.unit = "records"``).
-Rows of a dump without ``trajectory_data`` (ROLL's RLVR dumps share the file name) are skipped.
-
-Reading is line by line, by measurement: a dump line is JSON text inside JSON (every
-trajectory's conversation a string), mostly long strings CPython's ``json`` reads about as fast
-as pyarrow does; on a 147 MB dump of 100,000 calls reading both levels with pyarrow and the calls
-in columns took 1.3 s of CPU against 1.5 s line by line, before checking what ``json`` would
-refuse (nesting too deep), which costs about that difference.
+``exp_name``; ``step`` = the assistant turn; ``train_step`` = ``N`` of the file name (else
+``global_step``, ``current_step``); ``host``/``host_ip`` = ``env_info.sandbox_id``/``sandbox_ip``
+(a trajectory naming both yields a HOSTS row). ``source_line`` is the trajectory's 1-based
+position across the file. Rows without ``trajectory_data`` (RLVR dumps) are skipped. Read line by
+line, by measurement. Format reference and sources: ``tests/data/roll_dump/README.md``.
 """
 
 from __future__ import annotations

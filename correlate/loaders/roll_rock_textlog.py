@@ -1,39 +1,17 @@
 """ROLL / ROCK text logs: the lines where a ROLL environment names its ROCK sandbox's id and IP.
 
-ROLL's sandbox manager and ROCK environments log each sandbox they start (f-strings verbatim):
+The lines ROLL's sandbox manager and ROCK environments write for each sandbox they start
+(``[SANDBOX_INIT] ... Success``, ``[SANDBOX_START] Success!``, ``start sandbox cost``,
+``[ENV_RESET] Success!``) each become one HOSTS row: ``host`` = sandbox_id, ``ip`` = the IP,
+origin ``trajectory``, ``valid_from`` = the line's time. The IP is ROCK's ``host_ip``: the pod IP
+on Kubernetes, but the Docker host's (shared by its sandboxes) on Ray/Docker. A repeated identity
+and every other line are skipped. Markers count only at the start of a record's message, so
+identity text echoed by an agent is not taken; an unreadable identity line is rejected.
 
-* ``[SANDBOX_INIT] Final Success! - Sandbox started successfully with IP: {ip}, sandbox_id: {id}``
-  and ``[SANDBOX_INIT] Success on attempt {n}! - ...`` (same tail) —
-  ``roll/pipeline/agentic/env/rock/sandbox_manager_v2.py`` ``_initialize_sandbox_with_times``
-  (``trajectory_formats.md`` §1.2: L199);
-* ``[SANDBOX_START] Success! - Sandbox environment initialized with IP: {ip}, sandbox_id: {id}``
-  (same file, ``_initialize_sandbox``);
-* ``image_id:{image}, sandbox_id:{id}, sandbox ip: {ip},  start sandbox cost:{s}`` (same file,
-  ``start_sandbox``, debug level);
-* ``[ENV_RESET] Success! - TaskID: ..., TaskName: ..., image: ..., sandbox_ip: {ip},
-  sandbox_id: {id}[, Reset time: {s}s]`` — ``roll/pipeline/agentic/env/sandbox/rock_tb_native_env.py``
-  ``reset`` (§1.2: L457) and the iFlow sandbox env.
-
-Each such line becomes one HOSTS row (``host`` = sandbox_id, ``ip`` = the IP, origin
-``trajectory``, ``valid_from`` = the line's time); a line repeating the identity an address
-already has in this file is skipped. The IP is ROCK's ``host_ip``: the pod IP on Kubernetes, but
-the Docker host's IP on Ray/Docker deployments — shared by every sandbox on that host
-(``rock/sandbox/sandbox_actor.py``; §1.3). Every other line is skipped ("no sandbox identity on
-this line"). Markers are matched only at the start of a log record's message, so identity text
-inside an agent's echoed command or response is not taken; an identity line that cannot be read
-(IP ``None``, no sandbox_id, bad time, no log prefix) is rejected.
-
-Line formats:
-
-* ROLL (``roll/utils/logging.py`` ``get_logger``): ``[%(asctime)s] [%(filename)s (%(lineno)d)]
-  [%(levelname)s] [%(WORKER_NAME)s %(RANK)s / %(WORLD_SIZE)s][PID {pid}] %(message)s`` with
-  ``datefmt="%Y-%m-%d %H:%M:%S"``: naive local time of the trainer, read in
-  ``--tz roll_rock_textlog=ZONE`` (default UTC, noted). Files ``$ROLL_LOG_DIR/log_rank_<WORKER>_<RANK>_<WS>.log``.
-* ROCK (``rock/logger.py`` ``StandardFormatter``/``TimezoneFormatter``): ``{iso8601 ms with offset}
-  {LEVEL}:{file}:{line} [{logger}] [{sandbox_id}] [{trace_id}] -- {message}``, time in
-  ``ROCK_TIME_ZONE`` (default ``Asia/Shanghai``, ``rock/env_vars.py``) with its offset; a naive
-  one is read in ``--tz roll_rock_textlog=ZONE``, else Asia/Shanghai, noted. ANSI colour codes of
-  console captures are ignored.
+Times: ROLL lines are the trainer's naive local time, read in ``--tz roll_rock_textlog=ZONE``
+(UTC), noted; ROCK lines carry an offset (a naive one is read in that zone, else Asia/Shanghai,
+ROCK's default, noted). ANSI colour codes are ignored. No ``--option`` keys. Line formats and
+sources: ``tests/data/roll_rock_textlog/README.md``.
 """
 
 from __future__ import annotations

@@ -1,61 +1,19 @@
 """Suricata EVE JSON (``eve.json``): flow, netflow, alert and drop events as network events.
 
-Sources checked:
+One row per event: ``alert`` -> alerted for ``alert.action`` allowed, denied for blocked or a
+``verdict.action`` drop (src/dst oriented initiator -> responder); ``drop`` -> denied; ``flow`` ->
+``ts``/``ts_end`` = the flow's start/end, denied when ``flow.action`` is drop, else allowed,
+toserver -> ``*_out``, toclient -> ``*_in``; ``netflow`` (one direction) -> allowed, counters to
+``*_out``, skipped when its flow is also logged as a ``flow`` event (counted once). ``dns``,
+``tls``, ``http``, ``quic``, ``http2`` events make no row: their name fills ``dst_domain`` of the
+same flow's rows (skipped, counted). Other types are skipped; a file of only stats/engine events
+loads no rows.
 
-- OISF/suricata ``doc/userguide/output/eve/eve-json-format.rst`` (docs.suricata.io 6.0 to
-  8.0): the common envelope ``timestamp``, ``flow_id`` ("correlates ... all logs of a
-  flow"), ``in_iface``, ``event_type``, ``src_ip``/``src_port``/``dest_ip``/``dest_port``,
-  ``proto``, ``app_proto``; alert ``action`` "allowed" or "blocked" ("allowed unless a rule used
-  the drop action and Suricata is in IPS mode, or when the rule used the reject action"),
-  ``signature_id``, ``signature``, ``category``; flow ``pkts_toserver``/``pkts_toclient``,
-  ``bytes_toserver``/``bytes_toclient``, ``start``, ``end`` ("last seen packet"); DNS
-  ``rrname`` (v1/v2 top level, v3 ``queries[]``), TLS ``sni``, HTTP ``hostname``.
-- OISF/suricata ``src/output-json-alert.c``: alerts carry ``direction`` ``to_server`` |
-  ``to_client`` (the packet's side of the flow) and, with flow metadata, ``flow.src_ip``/
-  ``flow.dest_ip`` oriented as the flow's initiator; ``verdict.action`` (Suricata 7+, PR #8318)
-  is the engine's final verdict on the packet: ``drop`` | ``accept`` | ``pass`` | ``alert``.
-- OISF/suricata flow logger: ``flow.action`` is ``drop`` or ``pass`` when the whole flow was.
-- Real files: crowdsecurity/hub ``.tests/suricata-*`` EVE logs (tests/data/suricata_eve).
-
-Rows (``network_events``), one per event:
-
-- ``alert``: action ``alerted`` for ``alert.action`` allowed, ``denied`` for blocked or when
-  ``verdict.action`` is drop; action_raw the vendor value (``allowed (verdict drop)`` when the
-  two differ); rule = ``signature_id``, signature, category; ts = ``timestamp`` (the packet).
-  src/dst are oriented as the flow's initiator -> responder: from ``flow.src_ip``/``dest_ip``
-  when logged, else swapped when ``direction`` is ``to_client``.
-- ``drop`` (IPS mode): action ``denied``, action_raw ``drop`` (with ``drop.reason``).
-- ``flow``: ts = ``flow.start``, ts_end = ``flow.end``; action ``denied`` when ``flow.action``
-  is drop, else ``allowed`` (Suricata saw the traffic pass); counters toserver -> out,
-  toclient -> in.
-- ``netflow`` (one direction of a flow): ts/ts_end from ``netflow.start``/``end``, ``pkts``/
-  ``bytes`` -> out; action ``allowed``. Suricata logs a flow as one ``netflow`` record per
-  direction (``output-json-netflow.c``) and, when the ``flow`` type is enabled too, as one
-  bidirectional ``flow`` event with the same ``flow_id``: a ``netflow`` record whose ``flow_id``
-  has a ``flow`` event in the file is skipped ("netflow record of a flow logged as a flow event"),
-  so the flow counts once, as its ``flow`` event. Which flow ids have one is found by a scan of
-  the file's bytes for ``"event_type":"flow"`` lines, done once and only when the file has a
-  ``netflow`` event (both readers use it, so they agree).
-- ``dns``, ``tls``, ``http``, ``quic``, ``http2``: no row; their name (first one seen per
-  ``flow_id``: DNS query, TLS SNI, HTTP hostname) fills ``dst_domain`` of the rows of the same
-  flow in this file; counted as skipped ("<type> event used for enrichment"). Alerts carrying
-  app-layer metadata name their own domain the same way.
-- Any other event type (stats, engine, anomaly, fileinfo, ...) is skipped with its type; a file
-  holding only ``stats`` or ``engine`` events (Suricata's own log written as EVE: ``timestamp``,
-  ``log_level``, ``event_type`` engine, an ``engine`` object with the ``message``) is recognised
-  and loads no rows.
-
-Every row: direction ``unknown`` (EVE has no network-boundary field; to_server/to_client are
-relative to the flow), app = ``app_proto`` (``failed`` dropped), host_hint = ``in_iface``,
-observer ``suricata`` (``suricata/<host>`` when ``sensor-name`` is set), flow_key
-``suricata:<flow_id>``. Timestamps carry an offset (``+0000``, ``-0800``); one without is read in
-``--tz suricata_eve=ZONE`` (default UTC) and noted. No ``--option`` keys. AWS Network Firewall
-logs (EVE wrapped in ``{"firewall_name", "event"}``) are not this format.
-
-Reading: lines are parsed column-wise by pyarrow (``read_columns``); alert, drop, flow and
-netflow events a vectorised check vouches for are normalised in columns, app-layer and other
-events are counted as skipped in columns (their names still fill flows), and every other line
-goes through the per-line reader, so rows, notes and rejects are those it gives (property test).
+Every row: direction unknown (EVE has no network-boundary field; the policy decides by address),
+``app`` = ``app_proto``, ``host_hint`` = ``in_iface``, ``flow_key`` = ``suricata:<flow_id>``.
+Zone-less timestamps are read in ``--tz suricata_eve=ZONE`` (UTC), noted. Read column-wise
+(``read_columns``), every other line through the per-line reader (property-tested). No
+``--option`` keys. Field reference and sources: ``tests/data/suricata_eve/README.md``.
 """
 
 from __future__ import annotations

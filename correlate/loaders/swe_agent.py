@@ -1,48 +1,18 @@
 """SWE-agent ``.traj`` trajectories: one row per executed step, timed from an anchor you give.
 
-Layout per SWE-agent ``sweagent/types.py`` (``TrajectoryStep``, ``HistoryItem``) and
-``docs/usage/trajectories.md``: a JSON object with ``environment``, ``trajectory[]``,
-``history[]``, ``info`` and ``replay_config``. Each trajectory step has ``action`` (the command
-as executed in the container's shell, where SWE-agent's tools are installed as commands),
-``observation``, ``thought``, ``state`` and ``execution_time`` (float seconds, a
-``time.perf_counter()`` difference around the execution in ``agents/agents.py``).
+A .traj holds no wall-clock time, so it loads only with ``--option swe_agent.start`` (a naive
+time in ``--tz swe_agent=ZONE``, UTC, noted); without it the loader raises an InputError naming
+it. Step *k* starts at the anchor plus the ``execution_time`` of the steps before it and ends
+``execution_time`` later (``inferred``; model time is not in the file, so times are a lower
+bound). A trajectory without ``execution_time`` is spread evenly up to ``swe_agent.end`` when
+given, else ordered 1 ns apart with no end (``step``), noted.
 
-**A .traj holds no wall-clock time at all**, so it is loaded only with an anchor:
-``--option swe_agent.start=<ISO 8601 time when the first step started>`` (a naive time is read in
-``--tz swe_agent=ZONE``, default UTC, and noted). Step *k* then starts at the anchor plus the
-``execution_time`` of steps 1…k-1 and ends ``execution_time`` later (ts_kind ``inferred``; model
-time between steps is not in the file, so later steps drift early: treat the times as a lower
-bound and widen the join window). Without the option the loader raises an InputError naming it.
-The wall clock can be read off the run's ``*.info.log``/``*.debug.log`` lines (naive local time).
-
-Older trajectories (SWE-agent 0.x demonstrations, EnIGMA CTF runs) have no ``execution_time`` at
-all. Their steps are never put at one instant:
-
-* with ``--option swe_agent.end=<ISO time the last step ended>`` (e.g. the ``.traj`` file's
-  mtime, or the log's last line) the run from ``start`` to ``end`` is divided evenly among the
-  steps: step *k* of *n* runs from ``start + (k-1)(end-start)/n`` to ``start + k(end-start)/n``
-  (ts_kind ``inferred``, noted with *n*);
-* without it, step *k* is placed ``k-1`` ns after ``start`` with no end (ts_kind ``step``, noted):
-  the order of the steps, not their time.
-
-``end`` is used only for such a trajectory (noted as unused otherwise). In a trajectory where only
-some steps lack ``execution_time``, such a step has no end and the next one starts 1 ns after it
-(noted). A step never starts at or before the previous one's start.
-
-Mapping: ``command`` = ``action`` without surrounding whitespace (older trajectories end every
-action with a newline); ``output`` = ``observation`` (first 2000 characters); ``step`` = the
-1-based step number (also ``source_line``: records are trajectory steps, ``stats.unit`` =
-``steps``); ``call_id``, ``tool`` and ``arguments`` come from the matching ``history`` action
-message's ``tool_calls[0]`` (function-calling agents; the n-th action message belongs to the
-n-th step when their ``action`` texts agree). Without one, ``call_id`` = ``<episode>#step-<n>``
-(stable for the file and step) and ``tool`` = the action's first word when it is one of
-SWE-agent's own commands (``submit``, ``edit``, ``open``, ``find_file``, ``str_replace_editor``,
-the EnIGMA ``debug_*``/``connect_*`` tools, ...; ``SWE_AGENT_COMMANDS``), else ``bash`` (any
-other action is run by the container's shell). ``episode_id`` =
-``replay_config.problem_statement.id``, else the file name without ``.traj`` (SWE-agent names the
-file after the instance); ``model`` = ``replay_config.agent.model.name``. No exit code, host or
-run id is recorded in a .traj. A history-only file (demonstrations) has no steps to time: its
-messages are counted as skipped.
+Mapping: ``command`` = ``action`` stripped; ``output`` = ``observation``; ``step`` = the step
+number (also ``source_line``); ``call_id``/``tool``/``arguments`` from the matching ``history``
+tool call, else ``<episode>#step-<n>`` and the action's first word when it is a SWE-agent command
+(``SWE_AGENT_COMMANDS``), else ``bash``; ``episode_id`` = the problem statement id, else the file
+name; ``model`` from the replay config. No exit code, host or run id. A history-only file's
+messages are skipped. Layout reference and sources: ``tests/data/swe_agent/README.md``.
 """
 
 from __future__ import annotations

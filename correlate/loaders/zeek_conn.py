@@ -1,56 +1,20 @@
 """Zeek ``conn.log``: the ASCII writer's header-driven TSV, or the JSON writer's lines.
 
-Sources checked (field names and meanings):
+Columns are read by name from ``#fields`` (a later header block replaces the previous; a bare
+first line of column names and ``id_orig_h`` scope spellings are read too); pretty-printed JSON is
+read object by object. A file whose ``#path`` names another log is read only when forced (noted).
+Mapping: ``ts`` -> ts; ts + ``duration`` -> ts_end; ``id.orig_*`` -> src, ``id.resp_*`` -> dst
+(ICMP "ports" are not stored); ``proto``; ``service`` -> app; ``orig_*``/``resp_*`` ->
+``*_out``/``*_in``; ``conn_state`` -> ``action_raw``; ``uid`` -> ``flow_key`` ``zeek:<uid>``
+(the dns/ssl/http logs enrich by it). Direction from ``local_orig``/``local_resp``: T/F outbound,
+F/T inbound, T/T internal, else unknown.
 
-- ``Conn::Info`` in ``base/protocols/conn/main.zeek`` (docs.zeek.org, v4.0 to v8.2 pages):
-  ``ts`` "time of the first packet"; ``uid``; ``id`` (the 4-tuple, logged as ``id.orig_h``,
-  ``id.orig_p``, ``id.resp_h``, ``id.resp_p``); ``proto``; ``service`` ("comma-separated list
-  of confirmed protocols"); ``duration``; ``orig_bytes``/``resp_bytes`` (payload bytes);
-  ``conn_state``; ``local_orig``/``local_resp`` (only set when ``Site::local_nets`` is
-  configured); ``orig_pkts``/``resp_pkts``. ``conn_state`` values: S0 "connection attempt seen,
-  no reply", REJ "connection attempt rejected", RSTOS0 "originator sent a SYN followed by a RST,
-  we never saw a SYN-ACK", SH "originator sent a SYN followed by a FIN, we never saw a SYN ACK".
-- zeek-docs ``logs/conn.rst`` and ``log-formats.rst``: the TSV header (``#separator \\x09``,
-  ``#set_separator``, ``#empty_field (empty)``, ``#unset_field -``, ``#path``, ``#open``,
-  ``#fields``, ``#types``, trailing ``#close``); non-printable bytes and the separator inside a
-  value are written as ``\\xHH``; the JSON writer keeps the dotted ``id.*`` keys and omits unset
-  fields; ``ts`` is epoch seconds (or ISO 8601 with ``LogAscii::json_timestamps``).
-- Real files: SuperCowPowers/zat ``data/conn.log`` and ``data/json/conn.log`` (tests/data).
-
-Every column is read by its name in ``#fields`` (never by position; old files lack
-``local_resp``); a file may hold several header blocks (rotated logs concatenated), each one
-replacing the previous. Lines are not in time order (Zeek writes a connection when it ends).
-Also read: a file cut to a bare first line of tab-separated column names (no ``#`` block; the
-ASCII writer's defaults then apply), and the ``conn_id`` fields spelled ``id_orig_h`` ... by
-``redef Log::default_scope_sep = "_"`` (TSV and JSON). A file whose ``#path``/``_path`` names
-another log scores 0, but when ``--format`` forces this loader its records are read (noted).
-Pretty-printed JSON (a file whose first line is a lone ``{``: one Corelight/Zeek record, or
-several one after another, each over many lines) is read object by object, each record at the
-line of its opening ``{``; such a file is read whole (up to 256 MiB), never column-wise.
-
-Mapping: ``ts`` -> ts (exact decimal seconds); ts + ``duration`` -> ts_end; ``id.orig_h``/
-``id.orig_p`` -> src; ``id.resp_h``/``id.resp_p`` -> dst (ICMP "ports" are type/code and are
-not stored); ``proto`` -> protocol; ``service`` -> app; ``orig_bytes``/``resp_bytes`` ->
-bytes_out/bytes_in; ``orig_pkts``/``resp_pkts`` -> packets_out/packets_in; ``conn_state`` ->
-action_raw; ``uid`` -> flow_key ``zeek:<uid>`` (dns/ssl/http logs enrich it by that key).
-Direction from ``local_orig``/``local_resp``: T/F outbound, F/T inbound, T/T internal, else
-unknown (the policy then decides by address).
-
-Verdict: Zeek only watches; it blocks nothing, so every connection's action is ``unknown``
-(pass ``--actions unknown`` to treat every connection as a violation candidate). Option
-``--option zeek_conn.unanswered=denied`` maps TCP attempts that were never answered
-(``conn_state`` S0, REJ, RSTOS0, SH) to ``denied``: right when the sensor sits inside an egress
-firewall that drops or resets what it blocks, wrong on an open network (dead hosts and scans
-look the same), hence not the default.
-
-Reading: header lines, ``#close``, blank lines and any odd line go through the per-line reader
-(``ZeekReader.line``, the reference); runs of data lines are read column-wise: TSV with
-``pyarrow.csv`` (the block's separator, ``#unset_field`` as null, ``#empty_field`` as empty, only
-the columns read), JSON lines with ``pyarrow.json`` (an explicit schema of the fields read).
-Vectorised checks vouch for each row (plain decimal seconds, addresses per distinct value, ports,
-counters, T/F); a row they cannot vouch for (a reject, a note, an escape, an ISO time) is read by
-the per-line reader, so rows, notes, rejects and stats are the same either way. The reader here
-is shared by the ``zeek_dns``, ``zeek_ssl`` and ``zeek_http`` enrichment loaders.
+Ambiguity default (see ``OPTIONS``): Zeek blocks nothing, so every action is ``unknown``;
+``unanswered=denied`` maps never-answered TCP attempts (S0, REJ, RSTOS0, SH) to denied. Runs of
+data lines are read column-wise, any row the vectorised checks do not vouch for by the per-line
+reader (``ZeekReader.line``), so the results are the same; the reader is shared by the
+``zeek_dns``, ``zeek_ssl`` and ``zeek_http`` loaders. Field reference and sources:
+``tests/data/zeek_conn/README.md``.
 """
 
 from __future__ import annotations

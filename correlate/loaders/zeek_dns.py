@@ -1,22 +1,16 @@
 """Zeek ``dns.log`` (TSV or JSON) as enrichment: which name each DNS exchange asked for.
 
-Sources checked: ``DNS::Info`` in zeek/zeek ``scripts/base/protocols/dns/main.zeek``: ``ts``,
-``uid`` (the DNS exchange's own connection), ``query`` ("the domain name that is the subject of
-the DNS query"), ``answers`` ("the set of resource descriptions in the query answer", a
-``vector[string]`` holding addresses and names), ``qtype_name``, ``rcode_name``; real files
-SuperCowPowers/zat ``data/dns.log`` and ``data/json/dns.log`` (tests/data/zeek_dns). The TSV
-header and JSON spellings are read as for ``zeek_conn``.
+Rows (``enrichment``), per record with a ``query`` (lower case, no trailing dot):
 
-Rows (``enrichment``), per record with a ``query``:
-
-- ``zeek:<uid>`` -> dst_domain = query (lower case, no trailing dot), app ``dns``. This names the
-  DNS exchange itself (the connection to the resolver), not the connection that follows it.
+- ``zeek:<uid>`` -> dst_domain = query, app ``dns``. This names the DNS exchange itself (the
+  connection to the resolver), not the connection that follows it.
 - ``ip:<address>`` for every address in ``answers`` -> dst_domain = query, app null: "a later
-  connection to this address was probably to this name". The pipeline matches enrichment by exact
-  ``flow_key`` only, so these rows take effect once network events are also looked up by
-  ``ip:<dst_ip>``; until then they are loaded and unused.
+  connection to this address was probably to this name". Enrichment matches by exact
+  ``flow_key`` only, so these rows are loaded and unused until network events are also looked up
+  by ``ip:<dst_ip>``.
 
-Records without a query are skipped ("no query name"). No options.
+Records without a query are skipped ("no query name"). The header and JSON spellings are read as
+for ``zeek_conn``. No options. Field reference and sources: ``tests/data/zeek_dns/README.md``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Zeek ``http.log`` (TSV or JSON) as enrichment: the ``Host`` header of each connection.
 
-Sources checked: ``HTTP::Info`` in zeek/zeek ``scripts/base/protocols/http/main.zeek``: ``ts``,
-``uid`` (the HTTP connection, as in conn.log), ``trans_depth``, ``method``, ``host`` ("value of
-the HOST header"), ``uri``; real file SuperCowPowers/zat ``data/http_empty.log`` (a header with
-no records, tests/data/zeek_http). Header and JSON spellings as for ``zeek_conn``.
-
 Rows (``enrichment``): ``zeek:<uid>`` -> dst_domain = ``host`` without its ``:port`` (lower
 case), app ``http``. Records without a host are skipped ("no Host header"), and so are hosts that
 are IP literals ("Host header is an IP address"). Several requests on one connection give several
-rows; the pipeline keeps the earliest. No options.
+rows; the pipeline keeps the earliest. Header and JSON spellings as for ``zeek_conn``. No options.
+Field reference and sources: ``tests/data/zeek_http/README.md``.
 """
 
 from __future__ import annotations

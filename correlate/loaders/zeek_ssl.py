@@ -1,14 +1,9 @@
 """Zeek ``ssl.log`` (TSV or JSON) as enrichment: the TLS server name (SNI) of each connection.
 
-Sources checked: ``SSL::Info`` in zeek/zeek ``scripts/base/protocols/ssl/main.zeek``: ``ts``,
-``uid`` (the TLS connection, the same ``uid`` as its conn.log record), ``server_name`` ("value
-of the Server Name Indicator SSL/TLS extension"), ``version``, ``cipher``, ``established``; real
-file SuperCowPowers/zat ``data/ssl.log`` (tests/data/zeek_ssl). Header and JSON spellings as
-for ``zeek_conn``.
-
 Rows (``enrichment``): ``zeek:<uid>`` -> dst_domain = ``server_name`` (lower case), app ``ssl``.
 Records without a server name are skipped ("no server_name (SNI)"); an SNI that is an IP
-address is skipped too ("server_name is an IP address"). No options.
+address is skipped too ("server_name is an IP address"). Header and JSON spellings as for
+``zeek_conn``. No options. Field reference and sources: ``tests/data/zeek_ssl/README.md``.
 """
 
 from __future__ import annotations
