@@ -57,17 +57,6 @@ def samples() -> Iterator[ParameterSet]:
 
 SAMPLES = list(samples())
 
-BOM_NOT_DETECTED = {
-    "inventory/kinds.json": "inventory's JSON sniff does not skip a BOM (forced, it loads the same)"
-}
-"""Samples whose BOM copy is known not to be detected as the original is (a loader to fix)."""
-BOM_SAMPLES = [
-    pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(reason=why, strict=True))
-    if (why := BOM_NOT_DETECTED.get(str(p.id)))
-    else p
-    for p in SAMPLES
-]
-
 
 def options(name: str, path: Path, *, strict: bool = False) -> LoadOptions:
     settings = OPTIONS.get(f"{name}/{path.name}", OPTIONS.get(name))
@@ -133,7 +122,7 @@ def test_gzip_copy_loads_identically(tmp_path, name, path):
     copy_loads_identically(tmp_path, name, path, gzip.compress, ".gz")
 
 
-@pytest.mark.parametrize(("name", "path"), BOM_SAMPLES)
+@pytest.mark.parametrize(("name", "path"), SAMPLES)
 def test_utf8_bom_copy_loads_identically(tmp_path, name, path):
     text = path.read_bytes()
     try:

@@ -84,6 +84,7 @@ def sniff(head: bytes, filename: str) -> float:
     Only top-level keys with plain values count, so a trajectory or a flow record that nests a
     ``sandbox_ip`` or an endpoint's ``hostname`` is not mistaken for an inventory.
     """
+    head = head.removeprefix(b"\xef\xbb\xbf")
     sample = head.lstrip()
     if sample.startswith((b"{", b"[")):
         record = _first_record(head)
