@@ -216,8 +216,9 @@ class Batcher:
 
 
 class Counts:
-    """A file's accounting as a reader reports to it: notes, and records read and rejected or
-    skipped; ``FileLoad`` adds the records read and loaded. The one place ``read`` is counted."""
+    """A file's accounting as readers report to it: notes, and records read and then rejected or
+    skipped (``FileLoad`` adds records read and loaded). Loaders and the ``records`` helpers
+    count through it, never ``stats.read`` by hand."""
 
     def __init__(self, stats: LoadStats, sink: RejectSink) -> None:
         self.stats, self.sink = stats, sink

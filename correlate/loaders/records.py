@@ -10,7 +10,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import InputError
 from ..sources import Source, decode_line, iter_lines
@@ -29,17 +29,7 @@ def json_line_records(source: Source, stats: LoadStats, sink: RejectSink) -> Ite
             yield line, found[0], found[1]
 
 
-class Accounting(Protocol):
-    """What a per-line reader reports to: a ``Counts`` (a ``FileLoad`` is one)."""
-
-    def note(self, text: str, count: int = 1) -> None: ...
-
-    def skip(self, reason: str, count: int = 1) -> None: ...
-
-    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None: ...
-
-
-def text_lines(source: Source, load: Accounting) -> Iterator[tuple[int, str]]:
+def text_lines(source: Source, load: Counts) -> Iterator[tuple[int, str]]:
     """The file's lines as text, blank lines counted as skipped (see ``text_line``)."""
     for line, raw_bytes in iter_lines(source):
         text = text_line(line, raw_bytes, load)
@@ -48,7 +38,7 @@ def text_lines(source: Source, load: Accounting) -> Iterator[tuple[int, str]]:
 
 
 def marked_lines(
-    source: Source, load: Accounting, marker: re.Pattern[str], unmarked: str
+    source: Source, load: Counts, marker: re.Pattern[str], unmarked: str
 ) -> Iterator[tuple[int, str, re.Match[str]]]:
     """The file's non-blank lines in which ``marker`` is found, with its match; the others are
     counted as skipped with the reason ``unmarked`` (syslog-borne records after their header)."""
@@ -60,7 +50,7 @@ def marked_lines(
         yield line, text, match
 
 
-def text_line(line: int, raw_bytes: bytes, load: Accounting) -> str | None:
+def text_line(line: int, raw_bytes: bytes, load: Counts) -> str | None:
     """One line as text (invalid UTF-8 as U+FFFD, noted; a BOM on line 1 dropped); None when it
     was blank, counted as skipped here. The caller counts the record it makes of the text."""
     raw, note = decode_line(raw_bytes)
@@ -75,7 +65,7 @@ def text_line(line: int, raw_bytes: bytes, load: Accounting) -> str | None:
 
 
 def json_line_record(
-    line: int, raw_bytes: bytes, load: Accounting
+    line: int, raw_bytes: bytes, load: Counts
 ) -> tuple[dict[str, Any], str] | None:
     """One line of a JSON-lines file as (object, text); None when it was counted as skipped or
     rejected here (blank, not JSON, not an object). The caller counts the object it converts."""
