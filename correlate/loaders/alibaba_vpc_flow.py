@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from ..schema import NETWORK_EVENTS
-from ..sources import Source, decode_line
+from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
@@ -38,7 +38,7 @@ from .columnar import (
     mapped,
     text,
 )
-from .records import first_line, json_line_record
+from .records import first_line, json_line_record, text_line
 from .zeek_conn import (
     Checked,
     Spans,
@@ -166,13 +166,8 @@ class CsvLines:
     def line(self, line: int, raw_bytes: bytes, load: FileLoad | None = None) -> None:
         """One physical line (without its end of line) through the per-line reader."""
         load = load or self.load
-        raw, note = decode_line(raw_bytes)
-        if note:
-            load.note(note)
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        if not raw.strip():
-            load.skip("blank line")
+        raw = text_line(line, raw_bytes, load)
+        if raw is None:
             return
         try:
             values = next(csv.reader([raw]))

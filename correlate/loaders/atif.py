@@ -28,7 +28,7 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult, LoadStats
 from .calls import command_from, truncate
 from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
@@ -62,51 +62,35 @@ class _Trial:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one ATIF trajectory into ``tool_calls`` rows (see the module docstring)."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="tool calls")
-    sink = RejectSink(source, stats, options.strict)
+    load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="tool calls")
     zone = options.zone_for(name, UTC)
-    batch = Batcher(TOOL_CALLS)
     context: list[str] = []
     parsed = read_document(
         source,
-        stats,
-        sink,
+        load.stats,
+        load.sink,
         too_big=f"an ATIF trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
     )
     if parsed is None:
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        return load.result()
     document, text = parsed
     if not isinstance(document, dict) or not isinstance(document.get("steps"), list):
-        stats.read += 1
-        sink.reject(1, "not an ATIF trajectory (no steps list)", text[:4096])
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.reject(1, "not an ATIF trajectory (no steps list)", text[:4096])
+        return load.result()
     version = fields.text(document.get("schema_version")) or ""
     if not re.fullmatch(r"ATIF-v1\.\d+", version):
-        stats.notes[f"schema_version {version or 'missing'!r}: read as ATIF v1"] += 1
-    trial = _trial(source, stats, zone)
+        load.note(f"schema_version {version or 'missing'!r}: read as ATIF v1")
+    trial = _trial(source, load.stats, zone)
     if trial.path:
         context.append(trial.path)
-    reader = _Reader(source, stats, sink, batch, zone, trial)
+    reader = _Reader(load, zone, trial)
     reader.trajectory(document, None, None)
-    return LoadResult(
-        kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects, context=context
-    )
+    return load.result(context=context)
 
 
 class _Reader:
-    def __init__(
-        self,
-        source: Source,
-        stats: LoadStats,
-        sink: RejectSink,
-        batch: Batcher,
-        zone: tzinfo,
-        trial: _Trial,
-    ) -> None:
-        self.source = source
-        self.stats = stats
-        self.sink = sink
-        self.batch = batch
+    def __init__(self, load: FileLoad, zone: tzinfo, trial: _Trial) -> None:
+        self.load = load
         self.zone = zone
         self.trial = trial
         self.record = 0
@@ -133,27 +117,19 @@ class _Reader:
         for position, step in enumerate(steps if isinstance(steps, list) else [], start=1):
             self.record += 1
             if not isinstance(step, dict):
-                self.stats.read += 1
-                self.sink.reject(
+                self.load.reject(
                     self.record, f"step {position} is not an object", json.dumps(step)[:4096]
                 )
                 continue
             calls = step.get("tool_calls")
             step_ts, step_note = self._step_time(step)
             if not calls:
-                self.stats.read += 1
-                self.stats.skipped[
-                    f"{step.get('source') or 'untyped'} step without tool calls"
-                ] += 1
+                self.load.skip(f"{step.get('source') or 'untyped'} step without tool calls")
             elif step.get("is_copied_context") is True:
                 count = len(calls) if isinstance(calls, list) else 1
-                self.stats.read += count
-                self.stats.skipped["step copied from an earlier context (is_copied_context)"] += (
-                    count
-                )
+                self.load.skip("step copied from an earlier context (is_copied_context)", count)
             elif not isinstance(calls, list):
-                self.stats.read += 1
-                self.sink.reject(self.record, "tool_calls is not a list", _raw(step))
+                self.load.reject(self.record, "tool_calls is not a list", _raw(step))
             else:
                 self._calls(
                     step, calls, step_ts, step_note, previous_ts, terminus, run_id, episode, model
@@ -166,8 +142,7 @@ class _Reader:
                 self.trajectory(sub, episode, run_id)
             else:
                 self.record += 1
-                self.stats.read += 1
-                self.sink.reject(
+                self.load.reject(
                     self.record, "subagent trajectory is not an object", str(sub)[:4096]
                 )
 
@@ -200,9 +175,8 @@ class _Reader:
         extra = _object(step.get("extra"))
         invocations = extra.get("tool_invocations")
         for index, call in enumerate(calls):
-            self.stats.read += 1
             if not isinstance(call, dict):
-                self.sink.reject(self.record, f"tool call {index + 1} is not an object", _raw(step))
+                self.load.reject(self.record, f"tool call {index + 1} is not an object", _raw(step))
                 continue
             invocation = _invocation(call, invocations, index)
             try:
@@ -210,7 +184,7 @@ class _Reader:
                 row = self._row(call, results, unlabelled, times)
             except fields.RowError as exc:
                 label = fields.text(call.get("tool_call_id")) or f"#{index + 1}"
-                self.sink.reject(
+                self.load.reject(
                     self.record, f"step {step.get('step_id')} call {label}: {exc}", _raw(step)
                 )
                 continue
@@ -220,14 +194,8 @@ class _Reader:
                 step=_step_id(step.get("step_id")),
                 host=self.host,
                 model=fields.text(step.get("model_name")) or model,
-                source_format=name,
-                source_path=self.source.display,
-                source_line=self.record,
             )
-            self.batch.add(row)
-            self.stats.loaded += 1
-            if row["ts_note"]:
-                self.stats.notes[row["ts_note"]] += 1
+            self.load.emit(row, self.record)
 
     def _times(
         self,

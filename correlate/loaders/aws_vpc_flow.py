@@ -30,12 +30,12 @@ import pyarrow.csv as pv
 
 from ..errors import OptionError
 from ..schema import NETWORK_EVENTS
-from ..sources import Source, decode_line
+from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink, keeper_for
+from .base import FileLoad, LoadOptions, LoadResult
 from .blocks import DIGITS, line_runs
-from .records import first_line, json_documents
+from .records import first_line, json_documents, text_line
 
 name = "aws_vpc_flow"
 kind = "network"
@@ -215,9 +215,7 @@ class _Reader:
     def __init__(self, source: Source, options: LoadOptions) -> None:
         self.source = source
         self.options = options
-        self.stats = LoadStats(path=source.display, format=name, kind=kind)
-        self.sink = RejectSink(source, self.stats, options.strict)
-        self.batch = Batcher(NETWORK_EVENTS, keeper_for(options))
+        self.load = FileLoad(source, options, name, kind, NETWORK_EVENTS)
         option = options.option(name, "fields")
         self.layout = list(DEFAULT_FIELDS)
         self.layout_problem: str | None = None
@@ -238,33 +236,21 @@ class _Reader:
                 raise OptionError(f"--option {name}.fields {problem}")
 
     def add_table(self, table: pa.Table) -> None:
-        self.batch.add_table(table)
+        """Rows ``_fast`` converted (and counted)."""
+        self.load.keep_rows(table)
 
     def result(self) -> LoadResult:
-        table = self.batch.table()
-        self.stats.unkept += self.batch.unkept
-        return LoadResult(
-            kind=kind,
-            table=table,
-            stats=self.stats,
-            rejects=self.sink.rejects,
-        )
+        return self.load.result()
 
     def line(self, line: int, raw_bytes: bytes) -> None:
-        stats, sink = self.stats, self.sink
-        raw, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        stats.read += 1
-        if not raw.strip():
-            stats.skipped["blank line"] += 1
+        load = self.load
+        raw = text_line(line, raw_bytes, load)
+        if raw is None:
             return
         if self.csv:
             cells = _csv_cells(raw)
             if cells is None:
-                sink.reject(line, "not a CSV line", raw)
+                load.reject(line, "not a CSV line", raw)
                 return
             tokens = [c.strip() for c in cells]
             names = _cell_names(cells) if tokens[0][:1].isalpha() else []
@@ -275,19 +261,19 @@ class _Reader:
             self.layout = names
             problem = _format_problem(names)
             self.layout_problem = f"the header line {line} {problem}" if problem else None
-            stats.skipped["header line"] += 1
+            load.skip("header line")
             return
         layout = self.layout
         if len(tokens) != len(layout):
-            sink.reject(line, f"{len(tokens)} fields where the format has {len(layout)}", raw)
+            load.reject(line, f"{len(tokens)} fields where the format has {len(layout)}", raw)
             return
         if self.layout_problem:
             if self.layout_problem.endswith(NO_START):
                 # Valid records of a format without times (AWS's NAT and transit-gateway examples):
                 # useless for a time join, not malformed, so counted as skipped.
-                stats.skipped[f"format without a start field: {NO_START}"] += 1
+                load.skip(f"format without a start field: {NO_START}")
             else:
-                sink.reject(line, self.layout_problem, raw)
+                load.reject(line, self.layout_problem, raw)
             return
         values = {
             key: None if value in ("-", "") else value
@@ -298,8 +284,7 @@ class _Reader:
     def json_records(self) -> None:
         """Every object of a JSON file (an array, one object, or JSON lines) as one record; keys
         spelled with ``-`` or ``_`` in any case, numbers as their text."""
-        for line, record, raw in json_documents(self.source, self.stats, self.sink):
-            self.stats.read += 1
+        for line, record, raw in json_documents(self.source, self.load.stats, self.load.sink):
             values: dict[str, str | None] = {}
             for key, value in record.items():
                 name_ = str(key).lower().replace("_", "-")
@@ -318,23 +303,16 @@ class _Reader:
     def record(self, line: int, values: dict[str, str | None], raw: str) -> None:
         """One record (field name -> value, ``-`` already None) counted as read: a row, a reject
         or a skip."""
-        stats, sink, options, source = self.stats, self.sink, self.options, self.source
         status = values.get("log-status")
         if status in NO_DATA:
-            stats.skipped[f"log-status {status}"] += 1
+            self.load.skip(f"log-status {status}")
             return
         try:
-            row = _convert(values, options)
+            row = _convert(values, self.options)
         except fields.RowError as exc:
-            sink.reject(line, str(exc), raw)
+            self.load.reject(line, str(exc), raw)
             return
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        self.batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
+        self.load.emit(row, line)
 
 
 # --- the column-wise fast path ------------------------------------------------------------------
@@ -507,12 +485,10 @@ def _fast(reader: _Reader, first: int, blob: bytes, count: int) -> pa.Table | No
             value = value.combine_chunks()
         arrays.append(value.cast(f.type))
     out = pa.Table.from_arrays(arrays, schema=NETWORK_EVENTS)
-    stats = reader.stats
-    stats.read += count
-    stats.loaded += n
-    for status_name, count in skipped.items():
-        if count:
-            stats.skipped[f"log-status {status_name}"] += count
+    reader.load.count_loaded(n)
+    for status_name, skips in skipped.items():
+        if skips:
+            reader.load.skip(f"log-status {status_name}", skips)
     return out
 
 

@@ -215,7 +215,30 @@ class Batcher:
         return 0 if self.keeper is None else self.keeper.rows_in - self.keeper.rows_kept
 
 
-class FileLoad:
+class Counts:
+    """A file's accounting as readers report to it: notes, and records read and then rejected or
+    skipped (``FileLoad`` adds records read and loaded). Loaders and the ``records`` helpers
+    count through it, never ``stats.read`` by hand."""
+
+    def __init__(self, stats: LoadStats, sink: RejectSink) -> None:
+        self.stats, self.sink = stats, sink
+
+    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None:
+        """``count`` records of line ``line`` that cannot be loaded, with the reason."""
+        self.stats.read += count
+        self.sink.reject(line, reason, raw, count)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        """``count`` records read and deliberately not loaded (a header, a blank line, ...)."""
+        self.stats.read += count
+        self.stats.skipped[reason] += count
+
+    def note(self, text: str, count: int = 1) -> None:
+        """Something assumed or repaired while reading (counted in the load summary)."""
+        self.stats.notes[text] += count
+
+
+class FileLoad(Counts):
     """One file's load: every record read is emitted, rejected or skipped through it.
 
     It counts ``read`` itself, so ``read = loaded + rejected + skipped`` holds by construction; it
@@ -238,8 +261,8 @@ class FileLoad:
         self.options = options
         self.name = name
         self.kind = kind
-        self.stats = LoadStats(path=source.display, format=name, kind=kind, unit=unit)
-        self.sink = RejectSink(source, self.stats, options.strict)
+        stats = LoadStats(path=source.display, format=name, kind=kind, unit=unit)
+        super().__init__(stats, RejectSink(source, stats, options.strict))
         self.rows = Batcher(schema, keeper_for(options) if kind == "network" else None)
 
     @property
@@ -291,20 +314,6 @@ class FileLoad:
         other.stats, other.sink = self.stats, self.sink
         other.rows = Batcher(self.rows.schema)
         return other
-
-    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None:
-        """``count`` records of line ``line`` that cannot be loaded, with the reason."""
-        self.stats.read += count
-        self.sink.reject(line, reason, raw, count)
-
-    def skip(self, reason: str, count: int = 1) -> None:
-        """``count`` records read and deliberately not loaded (a header, a blank line, ...)."""
-        self.stats.read += count
-        self.stats.skipped[reason] += count
-
-    def note(self, text: str, count: int = 1) -> None:
-        """Something assumed or repaired while reading (counted in the load summary)."""
-        self.stats.notes[text] += count
 
     def result(
         self, *, hosts: pa.Table | None = None, context: list[str] | None = None

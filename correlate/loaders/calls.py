@@ -4,6 +4,7 @@ times, take the machine from options, and turn first sightings into identity row
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -15,7 +16,7 @@ from ..schema import HOSTS, from_columns
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadStats
+from .base import FileLoad, LoadOptions, LoadResult
 
 OUTPUT_CHARS = 2000
 """Tool output is kept to this many characters; the rest is counted in a marker."""
@@ -158,12 +159,35 @@ class FirstSeen:
         )
 
 
-def add_row(
-    batch: Batcher, stats: LoadStats, row: dict[str, Any], source: Source, fmt: str, line: int
-) -> None:
-    """Add a finished ``tool_calls`` row with its provenance, counting it and its note."""
-    row.update(source_format=fmt, source_path=source.display, source_line=line)
-    batch.add(row)
-    stats.loaded += 1
-    if row.get("ts_note"):
-        stats.notes[row["ts_note"]] += 1
+@dataclass
+class PendingCall:
+    """A tool call read from a transcript, waiting for (or matched with) its result."""
+
+    line: int
+    call_id: str
+    tool: str
+    ts_start: int
+    notes: list[str]
+    session: str | None
+    model: str | None
+    ts_end: int | None = None
+    answered: bool = False
+    output: str | None = None
+    is_error: bool | None = None
+    exit_code: int | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+def emit_calls(
+    load: FileLoad,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    host: str | None,
+    host_ip: str | None,
+) -> LoadResult:
+    """Each finished ``tool_calls`` row, with the line it came from, emitted; the result carries
+    the identity row the host options give (first seen at the earliest call)."""
+    hosts = FirstSeen(load.name, f"given by --option {load.name}.host_ip")
+    for line, row in rows:
+        hosts.add(host, host_ip, row["ts_start"], line)
+        load.emit(row, line)
+    return load.result(hosts=hosts.table(load.source))

@@ -27,12 +27,12 @@ from urllib.parse import urlsplit
 
 from ..errors import OptionError
 from ..schema import NETWORK_EVENTS
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch, parse_iso, resolve_zone
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .iptables import Skip, parse_action_map
-from .syslog import MONTHS, SyslogClock, SyslogLine, join_notes, split_syslog
+from .base import LoadOptions, LoadResult
+from .iptables import parse_action_map
+from .syslog import MONTHS, Skip, SyslogClock, SyslogLine, join_notes, read_lines, split_syslog
 
 name = "cef"
 kind = "network"
@@ -457,37 +457,11 @@ def _convert(text: str, times: _Times, settings: Settings) -> dict[str, Any]:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one file of CEF lines into ``network_events`` rows, line by line."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="lines")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
     settings = Settings.from_options(options)
     times = _Times(source, options)
-    for line, raw_bytes in iter_lines(source):
-        stats.read += 1
-        text, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            text = text.removeprefix("\ufeff")
-        if not text.strip():
-            stats.skipped["blank line"] += 1
-            continue
-        try:
-            row = _convert(text, times, settings)
-        except Skip as skip:
-            stats.skipped[str(skip)] += 1
-            continue
-        except fields.RowError as exc:
-            sink.reject(line, str(exc), text)
-            continue
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    return read_lines(
+        source, options, name, NETWORK_EVENTS, lambda text: _convert(text, times, settings)
+    )
 
 
 SNIFF_LINES = 64

@@ -17,18 +17,19 @@ reference and sources: ``tests/data/claude_code/README.md``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..schema import TOOL_CALLS
 from ..sources import Source
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .calls import (
-    FirstSeen,
-    add_row,
+    PendingCall,
     bracket_end,
     command_from,
+    emit_calls,
     head_objects,
     host_options,
     iso_time,
@@ -81,41 +82,26 @@ def sniff(head: bytes, filename: str) -> float:
     return score
 
 
-@dataclass
-class _Call:
+@dataclass(kw_only=True)
+class _Call(PendingCall):
     """A tool_use block waiting for (or matched with) its tool_result."""
 
-    line: int
-    call_id: str
-    tool: str
     arguments: Any
-    ts_start: int
-    notes: list[str]
-    session: str | None
     agent: str | None
-    model: str | None
     background: bool = False
-    ts_end: int | None = None
-    answered: bool = False
-    output: str | None = None
-    is_error: bool | None = None
-    exit_code: int | None = None
     rejected: bool = False
-    extra: list[str] = field(default_factory=list)
 
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one transcript into ``tool_calls`` rows (and, with the host options, an identity row)."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="records")
-    sink = RejectSink(source, stats, options.strict)
+    load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="records")
     zone = options.zone_for(name)
     host, host_ip = host_options(options, name)
     calls: dict[str, _Call] = {}
-    for line, record, raw in json_line_records(source, stats, sink):
+    for line, record, raw in json_line_records(source, load.stats, load.sink):
         record_type = record.get("type")
         if not isinstance(record_type, str) or not record_type:
-            stats.read += 1
-            sink.reject(line, "no record type (not a Claude Code transcript line)", raw)
+            load.reject(line, "no record type (not a Claude Code transcript line)", raw)
             continue
         message = record.get("message")
         content = message.get("content") if isinstance(message, dict) else None
@@ -123,30 +109,29 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         uses = [b for b in blocks if b.get("type") == "tool_use"]
         results = [b for b in blocks if b.get("type") == "tool_result"]
         if record_type == "assistant" and uses:
-            _add_uses(uses, record, line, raw, zone, calls, stats, sink)
+            _add_uses(uses, record, line, raw, zone, calls, load)
             continue
-        stats.read += 1
         if record_type == "user" and results:
-            stats.skipped["tool results (merged into their tool_use)"] += 1
-            _add_results(results, record, line, zone, calls, stats)
+            load.skip("tool results (merged into their tool_use)")
+            _add_results(results, record, line, zone, calls, load)
         elif record_type == "assistant":
-            stats.skipped["assistant message without tool_use"] += 1
+            load.skip("assistant message without tool_use")
         elif record_type in RECORD_TYPES:
-            stats.skipped[f"{record_type} record"] += 1
+            load.skip(f"{record_type} record")
         else:
-            stats.skipped["record of another type"] += 1
-    batch = Batcher(TOOL_CALLS)
-    hosts = FirstSeen(name, f"given by --option {name}.host_ip")
+            load.skip("record of another type")
+    return emit_calls(load, _rows(calls, load, host, host_ip), host, host_ip)
+
+
+def _rows(
+    calls: dict[str, _Call], load: FileLoad, host: str | None, host_ip: str | None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The finished rows, in call order; a call the user rejected is skipped."""
     for call in calls.values():
         if call.rejected:
-            stats.skipped[REJECTED_BY_USER] += 1
+            load.skip(REJECTED_BY_USER)
             continue
-        row = _row(call, host, host_ip)
-        hosts.add(host, host_ip, call.ts_start, call.line)
-        add_row(batch, stats, row, source, name, call.line)
-    return LoadResult(
-        kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects, hosts=hosts.table(source)
-    )
+        yield call.line, _row(call, host, host_ip)
 
 
 def _add_uses(
@@ -156,28 +141,27 @@ def _add_uses(
     raw: str,
     zone: Any,
     calls: dict[str, _Call],
-    stats: LoadStats,
-    sink: RejectSink,
+    load: FileLoad,
 ) -> None:
-    """Each tool_use block of an assistant line: a pending call, a duplicate, or a reject."""
+    """Each tool_use block of an assistant line: a pending call (counted when its row is made),
+    a duplicate, or a reject."""
     message = record.get("message") or {}
     for block in uses:
-        stats.read += 1
         call_id = fields.text(block.get("id"))
         if call_id is None:
-            sink.reject(line, "tool_use without an id", raw)
+            load.reject(line, "tool_use without an id", raw)
             continue
         tool = fields.text(block.get("name"))
         if tool is None:
-            sink.reject(line, f"tool_use {call_id} without a name", raw)
+            load.reject(line, f"tool_use {call_id} without a name", raw)
             continue
         try:
             ts_start, note = iso_time(record.get("timestamp"), "timestamp", zone)
         except fields.RowError as exc:
-            sink.reject(line, f"tool_use {call_id}: {exc}", raw)
+            load.reject(line, f"tool_use {call_id}: {exc}", raw)
             continue
         if call_id in calls:
-            stats.skipped["duplicate tool_use id (first one kept)"] += 1
+            load.skip("duplicate tool_use id (first one kept)")
             continue
         arguments = block.get("input")
         calls[call_id] = _Call(
@@ -200,7 +184,7 @@ def _add_results(
     line: int,
     zone: Any,
     calls: dict[str, _Call],
-    stats: LoadStats,
+    load: FileLoad,
 ) -> None:
     """Match tool_result blocks to their calls: end time, output, error flag, exit code."""
     # toolUseResult belongs to the line, so it is only unambiguous with one result on it.
@@ -208,10 +192,10 @@ def _add_results(
     for block in results:
         call = calls.get(str(block.get("tool_use_id")))
         if call is None:
-            stats.notes["tool_result without a matching tool_use in this file"] += 1
+            load.note("tool_result without a matching tool_use in this file")
             continue
         if call.answered:
-            stats.notes["second tool_result for one tool_use (ignored)"] += 1
+            load.note("second tool_result for one tool_use (ignored)")
             continue
         call.answered = True
         ts_end, why = bracket_end(

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..schema import TOOL_CALLS
 from ..sources import Source
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .calls import (
-    FirstSeen,
-    add_row,
+    PendingCall,
     bracket_end,
     command_from,
+    emit_calls,
     head_objects,
     host_options,
     iso_time,
@@ -79,57 +79,42 @@ def sniff(head: bytes, filename: str) -> float:
     return score
 
 
-@dataclass
-class _Call:
+@dataclass(kw_only=True)
+class _Call(PendingCall):
     """A call item waiting for (or matched with) its output."""
 
-    line: int
-    call_id: str
-    tool: str
     arguments: str | None
     command: str | None
-    ts_start: int
-    notes: list[str]
-    session: str | None
-    model: str | None
-    ts_end: int | None = None
-    answered: bool = False
-    output: str | None = None
-    exit_code: int | None = None
-    is_error: bool | None = None
-    extra: list[str] = field(default_factory=list)
 
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one rollout into ``tool_calls`` rows (and, with the host options, an identity row)."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="lines")
-    sink = RejectSink(source, stats, options.strict)
+    load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="lines")
     zone = options.zone_for(name)
     host, host_ip = host_options(options, name)
     from_name = _SESSION_IN_NAME.search(source.name)
     session: str | None = None
     model: str | None = None
     calls: dict[str, _Call] = {}
-    for line, record, raw in json_line_records(source, stats, sink):
-        stats.read += 1
+    for line, record, raw in json_line_records(source, load.stats, load.sink):
         line_type = record.get("type")
         payload = record.get("payload")
         if not isinstance(line_type, str) or not isinstance(payload, dict):
-            sink.reject(line, "not a Codex rollout line (needs a type and a payload object)", raw)
+            load.reject(line, "not a Codex rollout line (needs a type and a payload object)", raw)
             continue
         if line_type == "session_meta":
-            stats.skipped["session_meta line"] += 1
+            load.skip("session_meta line")
             session = (
                 session or fields.text(payload.get("id")) or fields.text(payload.get("session_id"))
             )
             continue
         if line_type == "turn_context":
-            stats.skipped["turn_context line"] += 1
+            load.skip("turn_context line")
             model = fields.text(payload.get("model")) or model
             continue
         if line_type != "response_item":
             known = line_type in LINE_TYPES
-            stats.skipped[f"{line_type} line" if known else "line of another type"] += 1
+            load.skip(f"{line_type} line" if known else "line of another type")
             continue
         item_type = payload.get("type")
         if item_type in CALL_TYPES:
@@ -141,32 +126,26 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
             try:
                 call = _call(payload, str(item_type), record, zone, episode, model)
             except fields.RowError as exc:
-                sink.reject(line, str(exc), raw)
+                load.reject(line, str(exc), raw)
                 continue
             if call.call_id in calls:
-                stats.skipped["duplicate call_id (first one kept)"] += 1
+                load.skip("duplicate call_id (first one kept)")
                 continue
             call.line = line
             if note:
                 call.notes.append(note)
             calls[call.call_id] = call
         elif item_type in OUTPUT_TYPES:
-            stats.skipped["tool output (merged into its call)"] += 1
-            _answer(payload, record, line, zone, calls, stats)
+            load.skip("tool output (merged into its call)")
+            _answer(payload, record, line, zone, calls, load)
         elif item_type == "web_search_call":
-            stats.skipped["web_search_call (hosted tool: runs on OpenAI's servers)"] += 1
+            load.skip("web_search_call (hosted tool: runs on OpenAI's servers)")
         elif item_type in OTHER_ITEMS:
-            stats.skipped[f"response_item {item_type}"] += 1
+            load.skip(f"response_item {item_type}")
         else:
-            stats.skipped["response_item of another type"] += 1
-    batch = Batcher(TOOL_CALLS)
-    hosts = FirstSeen(name, f"given by --option {name}.host_ip")
-    for call in calls.values():
-        hosts.add(host, host_ip, call.ts_start, call.line)
-        add_row(batch, stats, _row(call, host, host_ip), source, name, call.line)
-    return LoadResult(
-        kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects, hosts=hosts.table(source)
-    )
+            load.skip("response_item of another type")
+    rows = ((call.line, _row(call, host, host_ip)) for call in calls.values())
+    return emit_calls(load, rows, host, host_ip)
 
 
 def _call(
@@ -215,15 +194,15 @@ def _answer(
     line: int,
     zone: Any,
     calls: dict[str, _Call],
-    stats: LoadStats,
+    load: FileLoad,
 ) -> None:
     """Match an output item to its call: end time, output text, exit code, error flag."""
     call = calls.get(str(payload.get("call_id")))
     if call is None:
-        stats.notes["tool output without a matching call in this file"] += 1
+        load.note("tool output without a matching call in this file")
         return
     if call.answered:
-        stats.notes["second output for one call (ignored)"] += 1
+        load.note("second output for one call (ignored)")
         return
     call.answered = True
     ts_end, why = bracket_end(record.get("timestamp"), zone, call.ts_start, line, "output", "call")

@@ -26,10 +26,11 @@ from typing import Any
 
 from ..errors import OptionError
 from ..schema import NETWORK_EVENTS
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
+from .records import marked_lines
 
 name = "fortigate"
 kind = "network"
@@ -159,55 +160,34 @@ def parse_pairs(text: str) -> dict[str, str]:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read FortiOS key=value lines into ``network_events`` rows."""
-    stats = LoadStats(path=source.display, format=name, kind=kind)
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
+    load = FileLoad(source, options, name, kind, NETWORK_EVENTS)
     settings = _settings(options)
-    for line, raw_bytes in iter_lines(source):
-        stats.read += 1
-        raw, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        if not raw.strip():
-            stats.skipped["blank line"] += 1
-            continue
-        start = _START_RE.search(raw)
-        if start is None:
-            stats.skipped["not a FortiOS key=value record"] += 1
-            continue
+    for line, raw, start in marked_lines(source, load, _START_RE, "not a FortiOS key=value record"):
         try:
             record = parse_pairs(raw[start.start() :])
         except _PairError as exc:
-            sink.reject(line, str(exc), raw)
+            load.reject(line, str(exc), raw)
             continue
         log_type = (record.get("type") or "").strip().lower()
         subtype = (record.get("subtype") or "").strip().lower()
         if not log_type:
-            sink.reject(line, "no type= field", raw)
+            load.reject(line, "no type= field", raw)
             continue
         if log_type not in ("traffic", "utm"):
-            stats.skipped[f"{log_type} log (not traffic or utm)"] += 1
+            load.skip(f"{log_type} log (not traffic or utm)")
             continue
         if log_type == "utm" and (
             fields.is_blank(record.get("srcip")) or fields.is_blank(record.get("dstip"))
         ):
-            stats.skipped[f"utm {subtype or '?'} record without srcip/dstip"] += 1
+            load.skip(f"utm {subtype or '?'} record without srcip/dstip")
             continue
         try:
             row = _convert(record, log_type, options, settings)
         except fields.RowError as exc:
-            sink.reject(line, str(exc), raw)
+            load.reject(line, str(exc), raw)
             continue
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.emit(row, line)
+    return load.result()
 
 
 def _settings(options: LoadOptions) -> dict[str, Any]:

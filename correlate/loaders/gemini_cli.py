@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..schema import TOOL_CALLS
 from ..sources import Source
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .calls import (
-    FirstSeen,
-    add_row,
     command_from,
+    emit_calls,
     head_objects,
     host_options,
     iso_time,
@@ -103,8 +103,7 @@ class _Reader:
 
     def __init__(self, source: Source, options: LoadOptions) -> None:
         self.source = source
-        self.stats = LoadStats(path=source.display, format=name, kind=kind, unit="records")
-        self.sink = RejectSink(source, self.stats, options.strict)
+        self.load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="records")
         self.zone = options.zone_for(name)
         self.watermark: int | None = None
         """The latest time written on earlier records: a lower bound for later tool starts."""
@@ -159,21 +158,18 @@ class _Reader:
         calls = msg.get("toolCalls") if msg.get("type") == "gemini" else None
         if calls is None or calls == []:
             if plain:
-                self.stats.read += 1
                 kind_ = msg.get("type")
                 label = f"{kind_} message" if kind_ in MESSAGE_TYPES else "message of another type"
-                self.stats.skipped[f"{label} without tool calls"] += 1
+                self.load.skip(f"{label} without tool calls")
             return 0
         if not isinstance(calls, list):
-            self.stats.read += 1
-            self.sink.reject(line, "toolCalls is not a list", raw)
+            self.load.reject(line, "toolCalls is not a list", raw)
             return 1
         for entry in calls:
-            self.stats.read += 1
             try:
                 self.tool(entry, msg, msg_id, msg_ts, thought_times, line)
             except fields.RowError as exc:
-                self.sink.reject(line, str(exc), raw)
+                self.load.reject(line, str(exc), raw)
         return len(calls)
 
     def tool(
@@ -207,7 +203,7 @@ class _Reader:
             self.pending.append(ts_end)
         previous = self.tools.get(call_id)
         if previous is not None:
-            self.stats.skipped[SUPERSEDED] += 1
+            self.load.skip(SUPERSEDED)
             bound = previous.bound
         elif from_message:
             bound = None
@@ -239,33 +235,29 @@ class _Reader:
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one chat recording into ``tool_calls`` rows (and, with the host options, an identity row)."""
     state = _Reader(source, options)
-    stats, sink = state.stats, state.sink
+    load = state.load
     host, host_ip = host_options(options, name)
     legacy_document = not first_line(source.head()).endswith(b"}")
-    for line, record, raw in json_documents(source, stats, sink):
+    for line, record, raw in json_documents(source, load.stats, load.sink):
         if isinstance(record.get("messages"), list) and "projectHash" in record:
             state.metadata(record)
-            stats.read += 1
-            stats.skipped["session metadata"] += 1
+            load.skip("session metadata")
             state.settle()
             for index, msg in enumerate(record["messages"], start=1):
                 number = index if legacy_document else line
                 if isinstance(msg, dict):
                     state.message(msg, number, json.dumps(msg, ensure_ascii=False)[:4096], True)
                 else:
-                    stats.read += 1
-                    sink.reject(number, "message is not an object", json.dumps(msg)[:4096])
+                    load.reject(number, "message is not an object", json.dumps(msg)[:4096])
                 state.settle()
             continue
         if "$rewindTo" in record:
-            stats.read += 1
-            stats.skipped["$rewindTo marker"] += 1
+            load.skip("$rewindTo marker")
             state.rewind(record.get("$rewindTo"))
         elif "$set" in record:
             update = record["$set"]
             if not isinstance(update, dict):
-                stats.read += 1
-                sink.reject(line, "$set is not an object", raw)
+                load.reject(line, "$set is not an object", raw)
                 continue
             state.metadata(update)
             messages = update.get("messages")
@@ -274,30 +266,28 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
                 if isinstance(msg, dict):
                     held += state.message(msg, line, raw, False)
             if not held:
-                stats.read += 1
-                stats.skipped["metadata update ($set)"] += 1
+                load.skip("metadata update ($set)")
         elif isinstance(record.get("id"), str):
             state.message(record, line, raw, True)
         elif isinstance(record.get("sessionId"), str) and "projectHash" in record:
-            stats.read += 1
-            stats.skipped["session metadata"] += 1
+            load.skip("session metadata")
             state.metadata(record)
         else:
-            stats.read += 1
-            sink.reject(line, "not a Gemini CLI record (no id, sessionId, $set or $rewindTo)", raw)
+            load.reject(line, "not a Gemini CLI record (no id, sessionId, $set or $rewindTo)", raw)
         state.settle()
-    batch = Batcher(TOOL_CALLS)
-    hosts = FirstSeen(name, f"given by --option {name}.host_ip")
+    return emit_calls(load, _rows(state, source, host, host_ip), host, host_ip)
+
+
+def _rows(
+    state: _Reader, source: Source, host: str | None, host_ip: str | None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The finished rows, in call order; a call a rewind took back is noted."""
     parent = source.path.parent.name
     for call_id, tool in state.tools.items():
         row = _row(call_id, tool, state, parent, host, host_ip)
         if call_id in state.rewound:
-            stats.notes[REWOUND] += 1
-        hosts.add(host, host_ip, row["ts_start"], tool.line)
-        add_row(batch, stats, row, source, name, tool.line)
-    return LoadResult(
-        kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects, hosts=hosts.table(source)
-    )
+            state.load.note(REWOUND)
+        yield tool.line, row
 
 
 def _result_text(result: Any) -> str | None:

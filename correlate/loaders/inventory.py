@@ -29,7 +29,7 @@ from ..schema import HOSTS
 from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_time
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .records import Record, csv_records, first_line, json_documents
 
 name = "inventory"
@@ -115,29 +115,25 @@ def sniff(head: bytes, filename: str) -> float:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read an inventory into ``hosts`` rows (origin ``inventory``)."""
-    stats = LoadStats(path=source.display, format=name, kind=kind)
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(HOSTS)
+    load = FileLoad(source, options, name, kind, HOSTS)
     if first_line(source.head()).startswith((b"{", b"[")):
-        records = _expand_hosts(json_documents(source, stats, sink), stats, sink)
+        records = _expand_hosts(json_documents(source, load.stats, load.sink), load)
     else:
-        records = csv_records(source, stats, sink)
+        records = csv_records(source, load.stats, load.sink)
     zone = options.zone_for(name)
     held = _Held()
     for line, record, raw in records:
-        stats.read += 1
         try:
             row = _convert(record, options, zone)
             held.check(row, line)
         except fields.RowError as exc:
-            sink.reject(line, str(exc), raw)
+            load.reject(line, str(exc), raw)
             continue
-        row.update(source_format=name, source_path=source.display, source_line=line)
-        batch.add(row)
-        stats.loaded += 1
-        for note in row.pop("_time_notes"):
-            stats.notes[note] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        notes = row.pop("_time_notes")
+        load.emit(row, line)
+        for note in notes:
+            load.note(note)
+    return load.result()
 
 
 def _convert(record: dict[str, Any], options: LoadOptions, zone: Any) -> dict[str, Any]:
@@ -240,9 +236,7 @@ class _Lease:
         )
 
 
-def _expand_hosts(
-    records: Iterator[Record], stats: LoadStats, sink: RejectSink
-) -> Iterator[Record]:
+def _expand_hosts(records: Iterator[Record], load: FileLoad) -> Iterator[Record]:
     """Records as they come, except that ``{"hosts": [...]}`` gives one record per entry."""
     for line, record, raw in records:
         hosts = record.get("hosts")
@@ -253,5 +247,4 @@ def _expand_hosts(
             if isinstance(item, dict):
                 yield index, item, json.dumps(item, ensure_ascii=False)
             else:
-                stats.read += 1
-                sink.reject(index, f"inventory entry {index} is not an object", json.dumps(item))
+                load.reject(index, f"inventory entry {index} is not an object", json.dumps(item))

@@ -26,11 +26,21 @@ from typing import Any
 
 from ..errors import OptionError
 from ..schema import NETWORK_EVENTS
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .syslog import DMESG_T, MONTHS, TAG, UPTIME, SyslogClock, join_notes, split_syslog
+from .base import LoadOptions, LoadResult
+from .syslog import (
+    DMESG_T,
+    MONTHS,
+    TAG,
+    UPTIME,
+    Skip,
+    SyslogClock,
+    join_notes,
+    read_lines,
+    split_syslog,
+)
 
 name = "iptables"
 kind = "network"
@@ -71,10 +81,6 @@ _PVE_LINE = re.compile(
     r"(?P<offset>[+-]\d{4}) (?P<msg>.*)$"
 )
 _HINT_KEYS = ("IN", "OUT", "PHYSIN", "PHYSOUT", "UID")
-
-
-class Skip(Exception):
-    """A line of the right kind of file that is not a record (the message is the skip reason)."""
 
 
 @dataclass(frozen=True)
@@ -354,37 +360,11 @@ def _proxmox(m: re.Match[str], settings: Settings) -> dict[str, Any]:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one file of netfilter LOG lines into ``network_events`` rows, line by line."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="lines")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
     settings = Settings.from_options(options)
     clock = SyslogClock(source, options.reference_ns, options.zone_for(name))
-    for line, raw_bytes in iter_lines(source):
-        stats.read += 1
-        text, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            text = text.removeprefix("\ufeff")
-        if not text.strip():
-            stats.skipped["blank line"] += 1
-            continue
-        try:
-            row = _convert(text, clock, settings, options)
-        except Skip as skip:
-            stats.skipped[str(skip)] += 1
-            continue
-        except fields.RowError as exc:
-            sink.reject(line, str(exc), text)
-            continue
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+    return read_lines(
+        source, options, name, NETWORK_EVENTS, lambda text: _convert(text, clock, settings, options)
+    )
 
 
 # --- sniffing ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .calls import truncate
 from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
@@ -74,17 +74,15 @@ class _Action:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one mini-swe-agent trajectory into ``tool_calls`` rows."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="messages")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(TOOL_CALLS)
+    load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="messages")
     parsed = read_document(
         source,
-        stats,
-        sink,
+        load.stats,
+        load.sink,
         too_big=f"a trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
     )
     if parsed is None:
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        return load.result()
     document, text = parsed
     if isinstance(document, list):
         messages: Any = document
@@ -95,13 +93,11 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
         info = _object(document.get("info"))
         timed = _has_times(messages)
     else:
-        stats.read += 1
-        sink.reject(1, "not a mini-swe-agent trajectory (no messages list)", text[:4096])
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.reject(1, "not a mini-swe-agent trajectory (no messages list)", text[:4096])
+        return load.result()
     if not timed:
-        stats.read += len(messages)
-        stats.skipped[NO_TIMES] += len(messages)
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.skip(NO_TIMES, len(messages))
+        return load.result()
     episode = fields.text(document.get("instance_id")) or source.name.removesuffix(
         ".json"
     ).removesuffix(".traj")
@@ -111,8 +107,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     turn = 0
     for line, message in enumerate(messages, start=1):
         if not isinstance(message, dict):
-            stats.read += 1
-            sink.reject(
+            load.reject(
                 line, f"message is not an object but {type(message).__name__}", str(message)[:4096]
             )
             continue
@@ -122,13 +117,11 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
             turn += 1
             found = _actions(message, extra)
             if not found:
-                stats.read += 1
-                stats.skipped["assistant message without an action"] += 1
+                load.skip("assistant message without an action")
                 continue
             pending = []
             response = _object(extra.get("response"))
             for command, call_id, tool, arguments in found:
-                stats.read += 1
                 action = _Action(
                     line=line,
                     step=turn,
@@ -142,34 +135,24 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
                 actions.append(action)
                 pending.append(action)
         elif _is_observation(message, extra):
-            stats.read += 1
             target = _match(pending, fields.text(message.get("tool_call_id")))
             if target is None:
-                stats.skipped["observation without a pending action"] += 1
+                load.skip("observation without a pending action")
                 continue
             target.observation = message
             target.end = extra.get("timestamp")
-            stats.skipped["observation (folded into its action's row)"] += 1
+            load.skip("observation (folded into its action's row)")
         else:
-            stats.read += 1
-            stats.skipped[f"{role or 'untyped'} message (not a command)"] += 1
+            load.skip(f"{role or 'untyped'} message (not a command)")
     for action in actions:
         try:
             row = _row(action, options)
         except fields.RowError as exc:
-            sink.reject(action.line, str(exc), _raw(action))
+            load.reject(action.line, str(exc), _raw(action))
             continue
-        row.update(
-            episode_id=episode,
-            source_format=name,
-            source_path=source.display,
-            source_line=action.line,
-        )
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        row["episode_id"] = episode
+        load.emit(row, action.line)
+    return load.result()
 
 
 def _has_times(messages: list[Any]) -> bool:

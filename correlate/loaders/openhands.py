@@ -31,7 +31,7 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_epoch, parse_iso, zone_name
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .calls import truncate
 from .records import WHOLE_DOCUMENT_LIMIT, json_line_records, read_document
 
@@ -106,69 +106,56 @@ def sniff(head: bytes, filename: str) -> float:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one OpenHands trajectory (or evaluation output) into ``tool_calls`` rows."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="events")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(TOOL_CALLS)
+    load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="events")
     zone = options.zone_for(name, UTC)
     given = name in options.zones or "*" in options.zones
     if _EVAL_OUTPUT.match(source.head().lstrip(b"\xef\xbb\xbf \t\r\n")):
-        for line, record, raw in json_line_records(source, stats, sink):
-            _instance(record, line, raw, _Count(stats, sink, line), zone, given, source, batch)
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        for line, record, raw in json_line_records(source, load.stats, load.sink):
+            _instance(record, line, raw, _Count(load, line), zone, given)
+        return load.result()
     parsed = read_document(
         source,
-        stats,
-        sink,
+        load.stats,
+        load.sink,
         too_big=f"a trajectory over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
     )
     if parsed is None:
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        return load.result()
     document, text = parsed
     if isinstance(document, dict) and isinstance(document.get("trajectory"), list):
         document = document["trajectory"]
     if not isinstance(document, list):
-        stats.read += 1
-        sink.reject(1, "not an OpenHands event list", text[:4096])
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.reject(1, "not an OpenHands event list", text[:4096])
+        return load.result()
     episode = options.option(name, "episode") or source.name.removesuffix(".json")
-    for line, row in _episode(document, zone, given, _Count(stats, sink)):
+    for line, row in _episode(document, zone, given, _Count(load)):
         row["episode_id"] = episode
-        _add(batch, stats, source, row, line)
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.emit(row, line)
+    return load.result()
 
 
 class _Count:
     """Where an episode's events are counted: the event's own number (a trajectory export), or
     the instance's line with the event's index in the reason (an evaluation ``output.jsonl``)."""
 
-    def __init__(self, stats: LoadStats, sink: RejectSink, line: int | None = None) -> None:
-        self.stats, self.sink, self.line = stats, sink, line
+    def __init__(self, load: FileLoad, line: int | None = None) -> None:
+        self.load, self.line = load, line
         self.prefix = ""
 
     def warn(self, text: str) -> None:
         """A warning for the load summary, counted once per file."""
-        if text not in self.stats.notes:
-            self.stats.notes[text] += 1
+        if text not in self.load.stats.notes:
+            self.load.note(text)
 
     def at(self, index: int) -> int:
         return self.line if self.line is not None else index
 
     def skip(self, reason: str) -> None:
-        self.stats.read += 1
-        self.stats.skipped[reason] += 1
+        self.load.skip(reason)
 
     def reject(self, index: int, reason: str, raw: str) -> None:
-        self.stats.read += 1
         where = f"{self.prefix}event {index}: " if self.line is not None else ""
-        self.sink.reject(self.at(index), f"{where}{reason}", raw)
-
-
-def _add(batch: Batcher, stats: LoadStats, source: Source, row: dict[str, Any], line: int) -> None:
-    row.update(source_format=name, source_path=source.display, source_line=line)
-    batch.add(row)
-    stats.loaded += 1
-    if row["ts_note"]:
-        stats.notes[row["ts_note"]] += 1
+        self.load.reject(self.at(index), f"{where}{reason}", raw)
 
 
 def _instance(
@@ -178,27 +165,22 @@ def _instance(
     count: _Count,
     zone: tzinfo,
     given: bool,
-    source: Source,
-    batch: Batcher,
 ) -> None:
     """One line of an evaluation ``output.jsonl``: an instance and its history (one episode)."""
     instance = fields.text(record.get("instance_id"))
     if instance is None or isinstance(record.get("instance_id"), (dict, list)):
-        count.stats.read += 1
-        count.sink.reject(line, "not an OpenHands evaluation instance (no instance_id)", raw)
+        count.load.reject(line, "not an OpenHands evaluation instance (no instance_id)", raw)
         return
     history = record.get("history")
     if history is None or history == []:
         count.skip("instance with an empty history (the run failed before the agent started)")
         return
     if not isinstance(history, list):
-        count.stats.read += 1
-        count.sink.reject(line, f"instance {instance}: history is not a list", raw)
+        count.load.reject(line, f"instance {instance}: history is not a list", raw)
         return
     events = _flatten_pairs(history)
     if _is_v1(events):
-        count.stats.read += 1
-        count.sink.reject(
+        count.load.reject(
             line,
             f"instance {instance}: OpenHands V1 (software-agent-sdk) events are not read "
             "(this loader reads V0 actions and observations)",
@@ -215,7 +197,7 @@ def _instance(
         if row["call_id"].startswith("event-"):
             row["call_id"] = f"{instance}#{row['call_id']}"
         row.update(episode_id=instance, run_id=run_id, model=row["model"] or model)
-        _add(batch, count.stats, source, row, at)
+        count.load.emit(row, at)
 
 
 def _flatten_pairs(history: list[Any]) -> list[Any]:
@@ -260,7 +242,8 @@ def _run_id(value: Any) -> str | None:
 def _episode(
     events: list[Any], zone: tzinfo, given: bool, count: _Count
 ) -> list[tuple[int, dict[str, Any]]]:
-    """The rows of one conversation's events (without episode or provenance), with their lines."""
+    """The rows of one conversation's events (without episode or provenance), with their lines;
+    the caller emits them (a row is counted read then)."""
     actions: dict[Any, tuple[int, dict[str, Any]]] = {}
     order: list[tuple[int, dict[str, Any]]] = []
     observations: dict[Any, dict[str, Any]] = {}
@@ -311,7 +294,6 @@ def _episode(
             label = f"{action if isinstance(action, str) and action else 'untyped'} action {event.get('id')}"
             count.reject(index, f"{label}: {exc}", _raw(event))
             continue
-        count.stats.read += 1
         row["host"] = row["host"] or _nearest_host(hostnames, index)
         rows.append((count.at(index), row))
     return rows

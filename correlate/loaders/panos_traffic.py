@@ -28,11 +28,11 @@ from datetime import timedelta, timezone, tzinfo
 from typing import Any
 
 from ..schema import NETWORK_EVENTS
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
-from .records import csv_records, first_line
+from .base import FileLoad, LoadOptions, LoadResult
+from .records import csv_records, first_line, marked_lines
 
 name = "panos_traffic"
 kind = "network"
@@ -250,57 +250,34 @@ def sniff(head: bytes, filename: str) -> float:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read PAN-OS syslog lines or a CSV export into ``network_events`` rows."""
-    stats = LoadStats(path=source.display, format=name, kind=kind)
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(NETWORK_EVENTS)
+    load = FileLoad(source, options, name, kind, NETWORK_EVENTS)
     untrust = _untrust_zones(options)
     header = _header_keys(first_line(source.head()).decode("utf-8", "replace"))
-    records = (
-        _export_records(source, stats, sink) if header else _syslog_records(source, stats, sink)
-    )
+    records = _export_records(source, load) if header else _syslog_records(source, load)
     for line, record, raw in records:
         log_type = (record.get("type") or "TRAFFIC").strip().upper()
         if log_type not in ("TRAFFIC", "THREAT"):
-            stats.skipped[f"{log_type} log (not TRAFFIC or THREAT)"] += 1
+            load.skip(f"{log_type} log (not TRAFFIC or THREAT)")
             continue
         try:
             row = _convert(record, log_type, options, untrust)
         except fields.RowError as exc:
-            sink.reject(line, str(exc), raw)
+            load.reject(line, str(exc), raw)
             continue
-        row["source_format"] = name
-        row["source_path"] = source.display
-        row["source_line"] = line
-        batch.add(row)
-        stats.loaded += 1
-        if row["ts_note"]:
-            stats.notes[row["ts_note"]] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.emit(row, line)
+    return load.result()
 
 
 Record = tuple[int, dict[str, str], str]
 
 
-def _syslog_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
-    """Syslog-form lines as dicts keyed by our field names; counts every line as read."""
-    for line, raw_bytes in iter_lines(source):
-        stats.read += 1
-        raw, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        if not raw.strip():
-            stats.skipped["blank line"] += 1
-            continue
-        match = _RECORD_RE.search(raw)
-        if match is None:
-            stats.skipped["not a PAN-OS log record"] += 1
-            continue
+def _syslog_records(source: Source, load: FileLoad) -> Iterator[Record]:
+    """Syslog-form lines as dicts keyed by our field names (the caller counts what it yields)."""
+    for line, raw, match in marked_lines(source, load, _RECORD_RE, "not a PAN-OS log record"):
         try:
             values = next(csv.reader([raw[match.start() :]], strict=True))
         except csv.Error as exc:
-            sink.reject(line, f"unreadable CSV: {exc}", raw)
+            load.reject(line, f"unreadable CSV: {exc}", raw)
             continue
         if match.group(1) is None:
             values.insert(0, "")  # the leading FUTURE_USE field was left out
@@ -309,7 +286,7 @@ def _syslog_records(source: Source, stats: LoadStats, sink: RejectSink) -> Itera
             yield line, {"type": log_type}, raw
             continue
         if len(values) < MIN_FIELDS:
-            sink.reject(
+            load.reject(
                 line,
                 f"{len(values)} fields; a PAN-OS {log_type} record has at least {MIN_FIELDS}",
                 raw,
@@ -323,10 +300,9 @@ def _syslog_records(source: Source, stats: LoadStats, sink: RejectSink) -> Itera
         yield line, record, raw
 
 
-def _export_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
-    """Rows of a CSV export as dicts keyed by our field names (counted as read here)."""
-    for line, row, raw in csv_records(source, stats, sink):
-        stats.read += 1
+def _export_records(source: Source, load: FileLoad) -> Iterator[Record]:
+    """Rows of a CSV export as dicts keyed by our field names (the caller counts what it yields)."""
+    for line, row, raw in csv_records(source, load.stats, load.sink):
         record: dict[str, str] = {}
         for column, value in row.items():
             key = HEADER_ALIASES.get(_normalise_header(column))

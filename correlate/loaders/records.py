@@ -8,59 +8,51 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import InputError
 from ..sources import Source, decode_line, iter_lines
 from . import fields
-from .base import LoadStats, RejectSink
+from .base import Counts, LoadStats, RejectSink
 
 Record = tuple[int, dict[str, Any], str]
 
 
 def json_line_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[Record]:
     """One JSON object per line. Invalid UTF-8 is read as U+FFFD and counted in the file's notes."""
-    counting = _Counting(stats, sink)
+    counts = Counts(stats, sink)
     for line, raw_bytes in iter_lines(source):
-        found = json_line_record(line, raw_bytes, counting)
+        found = json_line_record(line, raw_bytes, counts)
         if found is not None:
             yield line, found[0], found[1]
 
 
-class Accounting(Protocol):
-    """What a per-line reader reports to: ``FileLoad``, or stats and a sink (``_Counting``)."""
-
-    def note(self, text: str, count: int = 1) -> None: ...
-
-    def skip(self, reason: str, count: int = 1) -> None: ...
-
-    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None: ...
+def text_lines(source: Source, load: Counts) -> Iterator[tuple[int, str]]:
+    """The file's lines as text, blank lines counted as skipped (see ``text_line``)."""
+    for line, raw_bytes in iter_lines(source):
+        text = text_line(line, raw_bytes, load)
+        if text is not None:
+            yield line, text
 
 
-class _Counting:
-    """``Accounting`` over a ``LoadStats`` and a ``RejectSink`` (loaders without a FileLoad)."""
-
-    def __init__(self, stats: LoadStats, sink: RejectSink) -> None:
-        self.stats, self.sink = stats, sink
-
-    def note(self, text: str, count: int = 1) -> None:
-        self.stats.notes[text] += count
-
-    def skip(self, reason: str, count: int = 1) -> None:
-        self.stats.read += count
-        self.stats.skipped[reason] += count
-
-    def reject(self, line: int, reason: str, raw: bytes | str, count: int = 1) -> None:
-        self.stats.read += count
-        self.sink.reject(line, reason, raw, count)
+def marked_lines(
+    source: Source, load: Counts, marker: re.Pattern[str], unmarked: str
+) -> Iterator[tuple[int, str, re.Match[str]]]:
+    """The file's non-blank lines in which ``marker`` is found, with its match; the others are
+    counted as skipped with the reason ``unmarked`` (syslog-borne records after their header)."""
+    for line, text in text_lines(source, load):
+        match = marker.search(text)
+        if match is None:
+            load.skip(unmarked)
+            continue
+        yield line, text, match
 
 
-def json_line_record(
-    line: int, raw_bytes: bytes, load: Accounting
-) -> tuple[dict[str, Any], str] | None:
-    """One line of a JSON-lines file as (object, text); None when it was counted as skipped or
-    rejected here (blank, not JSON, not an object). The caller counts the object it converts."""
+def text_line(line: int, raw_bytes: bytes, load: Counts) -> str | None:
+    """One line as text (invalid UTF-8 as U+FFFD, noted; a BOM on line 1 dropped); None when it
+    was blank, counted as skipped here. The caller counts the record it makes of the text."""
     raw, note = decode_line(raw_bytes)
     if note:
         load.note(note)
@@ -68,6 +60,17 @@ def json_line_record(
         raw = raw.removeprefix("\ufeff")
     if not raw.strip():
         load.skip("blank line")
+        return None
+    return raw
+
+
+def json_line_record(
+    line: int, raw_bytes: bytes, load: Counts
+) -> tuple[dict[str, Any], str] | None:
+    """One line of a JSON-lines file as (object, text); None when it was counted as skipped or
+    rejected here (blank, not JSON, not an object). The caller counts the object it converts."""
+    raw = text_line(line, raw_bytes, load)
+    if raw is None:
         return None
     try:
         record = json.loads(raw)
@@ -90,13 +93,14 @@ def csv_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[
     Streamed line by line (memory grows with one record, not the file); quoted fields may span
     lines, and each record carries the number of its first physical line and its raw text.
     """
+    counts = Counts(stats, sink)
     consumed: list[str] = []
 
     def physical_lines() -> Iterator[str]:
         for number, raw_bytes in iter_lines(source):
             text, note = decode_line(raw_bytes)
             if note:
-                stats.notes[note] += 1
+                counts.note(note)
             if number == 1:
                 text = text.removeprefix("\ufeff")
             consumed.append(text)
@@ -108,11 +112,9 @@ def csv_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[
     except StopIteration:
         return
     except csv.Error as exc:
-        stats.read += 1
-        sink.reject(1, f"unreadable CSV header: {exc}", "\n".join(consumed))
+        counts.reject(1, f"unreadable CSV header: {exc}", "\n".join(consumed))
         return
-    stats.read += 1
-    stats.skipped["CSV header"] += 1
+    counts.skip("CSV header")
     previous_end = reader.line_num
     while True:
         consumed.clear()
@@ -122,19 +124,16 @@ def csv_records(source: Source, stats: LoadStats, sink: RejectSink) -> Iterator[
         except StopIteration:
             break
         except csv.Error as exc:
-            stats.read += 1
-            sink.reject(start, f"unreadable CSV row: {exc}", "\n".join(consumed))
+            counts.reject(start, f"unreadable CSV row: {exc}", "\n".join(consumed))
             previous_end = reader.line_num
             continue
         previous_end = reader.line_num
         raw = "\n".join(consumed)
         if not values or all(not v.strip() for v in values):
-            stats.read += 1
-            stats.skipped["blank line"] += 1
+            counts.skip("blank line")
             continue
         if len(values) != len(header):
-            stats.read += 1
-            sink.reject(start, f"{len(values)} columns where the header has {len(header)}", raw)
+            counts.reject(start, f"{len(values)} columns where the header has {len(header)}", raw)
             continue
         yield start, dict(zip(header, values, strict=True)), raw
 
@@ -174,8 +173,9 @@ def read_document(
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, an int of 4,300+ digits
-        stats.read += 1
-        sink.reject(1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text)
+        Counts(stats, sink).reject(
+            1, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", text
+        )
         return None
     if fields.may_hold_surrogates(text):
         document, changed = fields.without_surrogates(document)
@@ -214,7 +214,6 @@ def json_documents(source: Source, stats: LoadStats, sink: RejectSink) -> Iterat
         if isinstance(item, dict):
             yield line, item, json.dumps(item, ensure_ascii=False)[:4096]
         else:
-            stats.read += 1
-            sink.reject(
+            Counts(stats, sink).reject(
                 line, f"not a JSON object but a JSON {type(item).__name__}", json.dumps(item)[:4096]
             )

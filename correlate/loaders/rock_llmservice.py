@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from ..schema import TOOL_CALLS
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source, iter_lines
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
 from .calls import truncate
-from .records import first_line, json_line_record
+from .records import first_line, json_line_record, text_line
 
 name = "rock_llmservice"
 kind = "agent"
@@ -370,15 +370,10 @@ class _Reader:
     def service_line(self, line: int, raw_bytes: bytes) -> None:
         """One line through the per-line reader."""
         load = self.load
-        raw, note = decode_line(raw_bytes)
-        if note:
-            load.note(note)
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        text = raw.strip()
-        if not text:
-            load.skip("blank line")
+        raw = text_line(line, raw_bytes, load)
+        if raw is None:
             return
+        text = raw.strip()
         if text == SESSION_END:
             load.skip(SKIP_SESSION_END)
             self.brackets.flush("session ended before a next request: end unknown")

@@ -26,12 +26,12 @@ from typing import Any
 import pyarrow as pa
 
 from ..schema import HOSTS, TOOL_CALLS, from_columns
-from ..sources import Source, decode_line, iter_lines
+from ..sources import Source, iter_lines
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
 from .calls import truncate
-from .records import first_line
+from .records import first_line, text_line
 from .rock_llmservice import content_text, convert_tool_call
 
 name = "roll_dump"
@@ -86,13 +86,8 @@ class _Reader:
     def line(self, line: int, raw_bytes: bytes) -> None:
         """One line of the dump: its trajectories, or why it has none."""
         load = self.load
-        raw, note = decode_line(raw_bytes)
-        if note:
-            load.note(note)
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        if not raw.strip():
-            load.skip("blank line")
+        raw = text_line(line, raw_bytes, load)
+        if raw is None:
             return
         at = self.ordinal + 1
         try:

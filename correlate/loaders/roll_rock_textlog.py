@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from zoneinfo import ZoneInfo
 
-from ..schema import HOSTS, from_columns
-from ..sources import Source, decode_line, iter_lines
+from ..schema import HOSTS
+from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
-from .base import LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
+from .records import text_lines
 
 name = "roll_rock_textlog"
 kind = "hosts"
@@ -126,24 +127,13 @@ def _zone(flavour: str, options: LoadOptions) -> tuple[tzinfo, str | None]:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read a ROLL/ROCK text log into ``hosts`` rows (one per sandbox identity line)."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="lines")
-    sink = RejectSink(source, stats, options.strict)
-    rows: list[dict[str, object]] = []
+    load = FileLoad(source, options, name, kind, HOSTS, unit="lines")
     owner: dict[str, str] = {}
-    for line, raw_bytes in iter_lines(source):
-        raw, note = decode_line(raw_bytes)
-        if note:
-            stats.notes[note] += 1
-        if line == 1:
-            raw = raw.removeprefix("\ufeff")
-        stats.read += 1
-        if not raw.strip():
-            stats.skipped["blank line"] += 1
-            continue
+    for line, raw in text_lines(source, load):
         record = parse_line(raw)
         message = record.message if record else ANSI.sub("", raw)
         if not _is_identity(message):
-            stats.skipped[NO_IDENTITY] += 1
+            load.skip(NO_IDENTITY)
             continue
         try:
             if record is None:
@@ -152,31 +142,25 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
                 )
             host, address, ts, ts_note = _identity(record, options)
         except fields.RowError as exc:
-            sink.reject(line, str(exc), raw)
+            load.reject(line, str(exc), raw)
             continue
         if owner.get(address) == host:
-            stats.skipped["sandbox identity already loaded from an earlier line"] += 1
+            load.skip("sandbox identity already loaded from an earlier line")
             continue
         owner[address] = host
         marker = message.split(" - ", 1)[0] if message.startswith("[") else "start_sandbox debug"
-        rows.append(
-            {
-                "host": host,
-                "ip": address,
-                "valid_from": ts,
-                "valid_to": None,
-                "origin": "trajectory",
-                "note": "; ".join(filter(None, [f"{marker} line", ts_note])),
-                "source_format": name,
-                "source_path": source.display,
-                "source_line": line,
-            }
-        )
-        stats.loaded += 1
+        row = {
+            "host": host,
+            "ip": address,
+            "valid_from": ts,
+            "valid_to": None,
+            "origin": "trajectory",
+            "note": "; ".join(filter(None, [f"{marker} line", ts_note])),
+        }
+        load.emit(row, line)
         if ts_note:
-            stats.notes[ts_note] += 1
-    table = from_columns({k: [r.get(k) for r in rows] for k in HOSTS.names}, HOSTS)
-    return LoadResult(kind=kind, table=table, stats=stats, rejects=sink.rejects)
+            load.note(ts_note)
+    return load.result()
 
 
 def _identity(record: LogLine, options: LoadOptions) -> tuple[str, str, int, str | None]:

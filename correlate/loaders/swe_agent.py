@@ -27,7 +27,7 @@ from ..schema import TOOL_CALLS
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import FileLoad, LoadOptions, LoadResult
 from .calls import truncate
 from .records import WHOLE_DOCUMENT_LIMIT, read_document
 
@@ -94,31 +94,27 @@ def sniff(head: bytes, filename: str) -> float:
 
 def read(source: Source, options: LoadOptions) -> LoadResult:
     """Read one .traj into ``tool_calls`` rows anchored at ``--option swe_agent.start``."""
-    stats = LoadStats(path=source.display, format=name, kind=kind, unit="steps")
-    sink = RejectSink(source, stats, options.strict)
-    batch = Batcher(TOOL_CALLS)
+    load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="steps")
     parsed = read_document(
         source,
-        stats,
-        sink,
+        load.stats,
+        load.sink,
         too_big=f"a .traj over {WHOLE_DOCUMENT_LIMIT >> 20} MiB is not read whole",
     )
     if parsed is None:
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        return load.result()
     document, text = parsed
     steps = document.get("trajectory") if isinstance(document, dict) else None
     history = document.get("history") if isinstance(document, dict) else None
     if not isinstance(steps, list):
         if isinstance(history, list):
-            stats.unit = "messages"
-            stats.read += len(history)
-            stats.skipped["history-only .traj: no trajectory steps with durations"] += len(history)
+            load.stats.unit = "messages"
+            load.skip("history-only .traj: no trajectory steps with durations", len(history))
         else:
-            stats.read += 1
-            sink.reject(
+            load.reject(
                 1, "not a SWE-agent trajectory (no trajectory or history list)", text[:4096]
             )
-        return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        return load.result()
     anchor, anchor_note = _anchor(source, options, bool(steps))
     actioned = [
         step
@@ -129,7 +125,7 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     finish = _end(options, anchor) if actioned else None
     spread: tuple[int, str] | None = None
     if finish is not None and timed:
-        stats.notes["swe_agent.end not used: the steps have execution_time"] += 1
+        load.note("swe_agent.end not used: the steps have execution_time")
     elif finish is not None:
         span = finish[0] - anchor
         spread = (
@@ -145,22 +141,21 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
     previous: int | None = None
     index = 0
     for number, step in enumerate(steps, start=1):
-        stats.read += 1
         if not isinstance(step, dict):
-            sink.reject(
+            load.reject(
                 number, f"step is not an object but {type(step).__name__}", str(step)[:4096]
             )
             continue
         action = step.get("action")
         if not isinstance(action, str) or not action.strip():
-            stats.skipped["step without an action"] += 1
+            load.skip("step without an action")
             continue
         index += 1
         command = action.strip()
         try:
             duration = _duration(step.get("execution_time"))
         except fields.RowError as exc:
-            sink.reject(number, str(exc), _raw(step))
+            load.reject(number, str(exc), _raw(step))
             continue
         end = None
         ts_kind = "inferred"
@@ -208,14 +203,9 @@ def read(source: Source, options: LoadOptions) -> LoadResult:
             "model": model,
             "train_step": None,
             "ts_note": "; ".join(notes),
-            "source_format": name,
-            "source_path": source.display,
-            "source_line": number,
         }
-        batch.add(row)
-        stats.loaded += 1
-        stats.notes[str(row["ts_note"])] += 1
-    return LoadResult(kind=kind, table=batch.table(), stats=stats, rejects=sink.rejects)
+        load.emit(row, number)
+    return load.result()
 
 
 def _same_action(value: Any, command: str) -> bool:

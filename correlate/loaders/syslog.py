@@ -8,13 +8,19 @@ file's mtime, with rollovers taken from the file's order; every assumption is no
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
+
+import pyarrow as pa
 
 from ..errors import InputError
 from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
+from .base import FileLoad, LoadOptions, LoadResult
+from .records import text_lines
 
 DAY_NS = 86_400 * 1_000_000_000
 MONTHS = {
@@ -187,3 +193,30 @@ class SyslogClock:
 
 def join_notes(*notes: str | None) -> str | None:
     return "; ".join(n for n in notes if n) or None
+
+
+class Skip(Exception):
+    """A line of the right kind of file that is not a record (the message is the skip reason)."""
+
+
+def read_lines(
+    source: Source,
+    options: LoadOptions,
+    format_name: str,
+    schema: pa.Schema,
+    convert: Callable[[str], dict[str, Any]],
+) -> LoadResult:
+    """A file of one record per line as ``network_events`` rows: each non-blank line through
+    ``convert``, which raises ``Skip`` (counted as skipped) or ``RowError`` (rejected)."""
+    load = FileLoad(source, options, format_name, "network", schema, unit="lines")
+    for line, text in text_lines(source, load):
+        try:
+            row = convert(text)
+        except Skip as skip:
+            load.skip(str(skip))
+            continue
+        except fields.RowError as exc:
+            load.reject(line, str(exc), text)
+            continue
+        load.emit(row, line)
+    return load.result()
