@@ -35,7 +35,7 @@ from ..schema import HOSTS, TOOL_CALLS, concat, from_columns
 from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_epoch
 from . import fields
-from .base import Batcher, LoadOptions, LoadResult, LoadStats, RejectSink
+from .base import Batcher, FileLoad, LoadOptions, LoadResult
 from .blocks import ahead, line_runs, line_spans
 from .calls import OUTPUT_CHARS, command_from, truncate
 from .records import first_line, json_documents
@@ -177,11 +177,11 @@ class _Reader:
     def __init__(self, source: Source, options: LoadOptions) -> None:
         self.source = source
         self.options = options
-        self.stats = LoadStats(path=source.display, format=name, kind=kind, unit="spans")
-        self.sink = RejectSink(source, self.stats, options.strict)
-        self.batch = Batcher(TOOL_CALLS)
+        self.load = FileLoad(source, options, name, kind, TOOL_CALLS, unit="spans")
+        """Counts every span read and keeps the per-line reader's rows (until ``_flush``)."""
+        self.stats, self.sink = self.load.stats, self.load.sink
         self.pending: list[str | None] = []
-        """For each row in ``batch``: its trace id when its episode is still to be looked up."""
+        """For each row kept by ``load``: its trace id when its episode is still to be looked up."""
         self.parts: list[tuple[pa.Table, pa.Array]] = []
         """Finished tables, in line order, each with its rows' pending trace ids."""
         self.conversations: dict[str, str] = {}
@@ -202,40 +202,35 @@ class _Reader:
 
     def line(self, line: int, raw_bytes: bytes) -> None:
         """One line as ``records.json_line_records`` reads it, then its document."""
-        stats, sink = self.stats, self.sink
+        load = self.load
         raw, note = decode_line(raw_bytes)
         if note:
-            stats.notes[note] += 1
+            load.note(note)
         if line == 1:
             raw = raw.removeprefix("\ufeff")
         if not raw.strip():
-            stats.read += 1
-            stats.skipped["blank line"] += 1
+            load.skip("blank line")
             return
         try:
             record = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, an int of 4,300+ digits
-            stats.read += 1
-            sink.reject(line, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", raw)
+            load.reject(line, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", raw)
             return
         if not isinstance(record, dict):
-            stats.read += 1
-            sink.reject(line, f"not a JSON object but a JSON {type(record).__name__}", raw)
+            load.reject(line, f"not a JSON object but a JSON {type(record).__name__}", raw)
             return
         self.document(line, record, raw)
 
     def document(self, line: int, document: dict[str, Any], raw: str) -> None:
         """The spans of one ``ExportTraceServiceRequest``."""
-        stats, sink, source = self.stats, self.sink, self.source
+        load = self.load
         resource_spans = _get(document, "resourceSpans", "resource_spans")
         if not isinstance(resource_spans, list):
-            stats.read += 1
-            sink.reject(line, "not an OTLP trace request (no resourceSpans list)", raw)
+            load.reject(line, "not an OTLP trace request (no resourceSpans list)", raw)
             return
         for resource_span in resource_spans:
             if not isinstance(resource_span, dict):
-                stats.read += 1
-                sink.reject(line, "resourceSpans entry is not an object", raw)
+                load.reject(line, "resourceSpans entry is not an object", raw)
                 continue
             resource = attributes((resource_span.get("resource") or {}).get("attributes"))
             # What the resource says about every span under it, worked out once.
@@ -256,9 +251,8 @@ class _Reader:
             for scope in scopes if isinstance(scopes, list) else []:
                 spans = scope.get("spans") if isinstance(scope, dict) else None
                 for span in spans if isinstance(spans, list) else []:
-                    stats.read += 1
                     if not isinstance(span, dict):
-                        sink.reject(line, "span is not an object", raw)
+                        load.reject(line, "span is not an object", raw)
                         continue
                     attrs = attributes(span.get("attributes"))
                     trace_id = _hex_id(_get(span, "traceId", "trace_id"))
@@ -267,21 +261,15 @@ class _Reader:
                         self.conversations.setdefault(trace_id, str(conversation))
                     if not _is_tool_span(span, attrs):
                         kind_name = attrs.get("gen_ai.operation.name") or "no gen_ai.operation.name"
-                        stats.skipped[f"span is not a tool call ({kind_name})"] += 1
+                        load.skip(f"span is not a tool call ({kind_name})")
                         continue
                     try:
                         row = _convert(span, attrs, resource, self.options)
                     except fields.RowError as exc:
-                        sink.reject(line, f"span {span.get('spanId', '?')}: {exc}", raw)
+                        load.reject(line, f"span {span.get('spanId', '?')}: {exc}", raw)
                         continue
-                    row["source_format"] = name
-                    row["source_path"] = source.display
-                    row["source_line"] = line
                     self.pending.append(trace_id if row["episode_id"] is None else None)
-                    self.batch.add(row)
-                    stats.loaded += 1
-                    if row["ts_note"]:
-                        stats.notes[row["ts_note"]] += 1
+                    load.emit(row, line)
                     if row["host"]:
                         for address in resource["_ips"]:
                             self._seen(row["host"], address, row["ts_start"], line)
@@ -295,10 +283,10 @@ class _Reader:
 
     def _flush(self) -> None:
         """Close the per-line reader's current part (before a column-wise one)."""
-        table = self.batch.table()
+        table = self.load.rows.table()
         if table.num_rows:
             self.parts.append((table, pa.array(self.pending, pa.string())))
-        self.batch = Batcher(TOOL_CALLS)
+        self.load.rows = Batcher(TOOL_CALLS)
         self.pending = []
         if self.conversations:
             self.conversation_parts.append(self.conversations)
@@ -432,19 +420,17 @@ class _Reader:
         """Lines ``lo``..``hi`` of a piece, all vouched for: their rows, counts and conversations."""
         self._flush()
         a, b = np.searchsorted(spans.line, [lo, hi])
-        stats = self.stats
-        stats.read += int(b - a)
         if rows.count:
             r0, r1 = np.searchsorted(rows.line, [lo, hi])
             if r1 > r0:
                 self.parts.append((rows.table.slice(r0, r1 - r0), rows.pending.slice(r0, r1 - r0)))
-                stats.loaded += int(r1 - r0)
+                self.load.count_loaded(int(r1 - r0))
         codes = spans.skip_codes[a:b]
         codes = codes[codes >= 0]
         if len(codes):
             for code, number in enumerate(np.bincount(codes).tolist()):
                 if number:
-                    stats.skipped[spans.skip_reasons[code]] += number
+                    self.load.skip(spans.skip_reasons[code], number)
         c0, c1 = np.searchsorted(spans.conversation_span, [a, b])
         if c1 > c0:
             self.conversation_parts.append(
