@@ -229,3 +229,38 @@ def test_rows_with_lone_surrogates_do_not_fail_a_batch():
     batch = Batcher(NETWORK_EVENTS)
     batch.add({"src_ip": "10.0.0.1", "app": "x\ud800"})
     assert batch.table().column("app").to_pylist() == ["x\ufffd"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(st.sampled_from(RAW_VARIANTS), min_size=1, max_size=120),
+    anchors=st.integers(1, 12),
+)
+def test_the_put_off_sample_is_the_sample_of_the_full_table(tmp_path_factory, lines, anchors):
+    """Allowed rows are held back until the file's end (``columnar.Deferred``); what is kept,
+    counted and rejected is what loading everything and cutting the sample gives, including
+    rows whose other fields only the per-line reader reads (a nested ``domain``)."""
+    path = write(tmp_path_factory.mktemp("cfw") / "cfw.json", lines)
+    policy = KeepPolicy(actions=("denied", "alerted"), anchors=anchors)
+    full = load(path, fast=True)
+    kept = load(path, fast=True, keep=policy)
+    expected, _ = cut_sample(full.table, policy, {})
+    assert kept.table.sort_by("source_line").equals(expected.sort_by("source_line"))
+    for field in ("read", "loaded", "rejected", "skipped", "notes"):
+        assert getattr(kept.stats, field) == getattr(full.stats, field), field
+    assert kept.stats.unkept == full.stats.loaded - kept.table.num_rows
+    assert kept.rejects == full.rejects
+
+
+def test_a_put_off_row_pyarrow_refuses_in_full_is_read_line_by_line_once(tmp_path):
+    nested = variant(domain={"nested": 1}).encode()
+    lines = [VARIANTS[0].encode(), nested, VARIANTS[1].encode(), nested, VARIANTS[0].encode()]
+    path = write(tmp_path / "cfw.json", lines * 3)
+    policy = KeepPolicy(actions=("denied", "alerted"), anchors=1000)
+    full = load(path, fast=True)
+    kept = load(path, fast=True, keep=policy)
+    assert kept.table.sort_by("source_line").equals(full.table.sort_by("source_line"))
+    assert '{"nested": 1}' in kept.table.column("dst_domain").to_pylist()
+    assert (kept.stats.read, kept.stats.loaded, kept.stats.unkept) == (15, 15, 0)
