@@ -16,7 +16,7 @@ from loader_helpers import raised, same, write
 
 from correlate.errors import InputError
 from correlate.keep import KeepPolicy, cut_sample
-from correlate.loaders import LoadOptions, LoadResult, alibaba_cfw, blocks
+from correlate.loaders import LoadOptions, LoadResult, alibaba_cfw, blocks, columnar
 from correlate.loaders.base import FileLoad
 from correlate.schema import NETWORK_EVENTS
 from correlate.sources import Limits, Source, iter_lines
@@ -254,7 +254,11 @@ def test_the_put_off_sample_is_the_sample_of_the_full_table(tmp_path_factory, li
     assert kept.rejects == full.rejects
 
 
-def test_a_put_off_row_pyarrow_refuses_in_full_is_read_line_by_line_once(tmp_path):
+@pytest.mark.parametrize("finish_rows", [2, 8192])
+def test_a_put_off_row_pyarrow_refuses_in_full_is_read_line_by_line_once(
+    tmp_path, monkeypatch, finish_rows
+):
+    monkeypatch.setattr(columnar, "FINISH_ROWS", finish_rows)  # parsed in parts at the end
     nested = variant(domain={"nested": 1}).encode()
     lines = [VARIANTS[0].encode(), nested, VARIANTS[1].encode(), nested, VARIANTS[0].encode()]
     path = write(tmp_path / "cfw.json", lines * 3)

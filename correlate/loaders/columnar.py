@@ -144,7 +144,7 @@ def _checked(
         keep &= violation
         if later is not None:
             rows = np.flatnonzero(sampled)
-            later.add(hashes[rows], rows + first, [blob[starts[i] : ends[i]] for i in rows])
+            later.add(hashes, np.arange(first, first + n), blob, starts, ends, rows)
             put_off = len(rows)
         else:
             keep |= sampled
@@ -187,14 +187,19 @@ def _checked(
     load.keep_rows(merged, unkept=loaded - put_off - sum(t.num_rows for t in full))
 
 
+FINISH_ROWS = 8192
+"""Rows held back are parsed this many at a time at the file's end."""
+
+
 class Deferred:
     """Allowed rows the anchor sample may keep, put off until the file's end: their hashes,
-    lines and bytes, never more than twice the sample (``keep.py``).
+    lines and bytes, never more than 1.25 times the sample (``keep.py``).
 
     While a file is read the sample's bound only falls, so most rows that pass it early are cut
     later: parsing them in full as they come costs ~5x the rows finally kept (370k for 79k on
     2.9M records). Held back, only the survivors are parsed, once. The bound here is the sample
     bound of the rows held (never above the true one: they are a subset of the allowed rows).
+    The bytes are held as runs of lines joined by ``\\n`` (one object per run, not per line).
     """
 
     def __init__(self, anchors: int) -> None:
@@ -202,18 +207,30 @@ class Deferred:
         self.bound = ALL
         self.hashes: list[np.ndarray] = []
         self.lines: list[np.ndarray] = []
-        self.raw: list[bytes] = []
+        self.runs: list[tuple[bytes, np.ndarray, np.ndarray]] = []
+        """(lines joined, their starts, their ends), in the order of ``hashes``/``lines``."""
+        self.held = 0
         self.taken = 0
         """Rows put off in all (counted loaded when checked; the ones cut count as unkept)."""
 
-    def add(self, hashes: np.ndarray, lines: np.ndarray, raw: list[bytes]) -> None:
-        if not len(lines):
+    def add(
+        self,
+        hashes: np.ndarray,
+        lines: np.ndarray,
+        blob: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        rows: np.ndarray,
+    ) -> None:
+        """Rows ``rows`` of a run (``blob`` with its line ``starts``/``ends``)."""
+        if not len(rows):
             return
-        self.hashes.append(hashes)
-        self.lines.append(lines)
-        self.raw.extend(raw)
-        self.taken += len(lines)
-        if len(self.raw) > 2 * self.anchors:
+        self.hashes.append(hashes[rows])
+        self.lines.append(lines[rows])
+        self.runs.append(_joined(blob, starts[rows], ends[rows]))
+        self.held += len(rows)
+        self.taken += len(rows)
+        if self.held > self.anchors + self.anchors // 4:
             self._cut()
 
     def _cut(self) -> None:
@@ -225,33 +242,58 @@ class Deferred:
             self.bound = min(self.bound, bound)
         held = hashes <= self.bound
         self.hashes, self.lines = [hashes[held]], [lines[held]]
-        self.raw = [r for r, h in zip(self.raw, held.tolist(), strict=True) if h]
+        parts: list[bytes] = []
+        at = 0
+        for blob, starts, ends in self.runs:
+            mine = np.flatnonzero(held[at : at + len(starts)])
+            at += len(starts)
+            parts.extend(blob[starts[i] : ends[i]] for i in mine.tolist())
+        whole = b"\n".join(parts)
+        self.runs = [(whole, *line_spans(whole))] if parts else []
+        self.held = len(parts)
 
     def finish(self, load: FileLoad, spec: JsonLines) -> None:
         """The rows still held, parsed with every field and kept (in line order); a row whose
         other fields pyarrow refuses is read line by line in its place, as ``_checked`` does."""
         self._cut()
-        lines = self.lines[0] if self.lines else np.zeros(0, dtype=np.int64)
         full: list[pa.Table] = []
         side = load.apart()
         refused = 0
-        if len(lines):
-            for at, _, m, parsed in json_pieces(b"\n".join(self.raw), 0, len(lines), spec.schema):
-                if parsed is not None:
-                    full.append(spec.normalise(parsed, lines[at : at + m], load.source))
-                    continue
-                refused += m
-                for i in range(at, at + m):
-                    load.stats.read -= 1  # counted loaded when checked: the per-line reader
-                    load.stats.loaded -= 1  # counts it again, as it decides
-                    spec.per_line(int(lines[i]), self.raw[i].rstrip(b"\r"), side)
+        if self.runs:
+            (whole, starts, ends), lines = self.runs[0], self.lines[0]
+            for a in range(0, len(lines), FINISH_ROWS):  # in parts, sliced from the run held
+                b = min(a + FINISH_ROWS, len(lines))
+                piece = whole[starts[a] : ends[b - 1]]
+                for at, _, m, parsed in json_pieces(piece, a, b - a, spec.schema):
+                    if parsed is not None:
+                        full.append(spec.normalise(parsed, lines[at : at + m], load.source))
+                        continue
+                    refused += m
+                    for i in range(at, at + m):
+                        load.stats.read -= 1  # counted loaded when checked: the per-line
+                        load.stats.loaded -= 1  # reader counts it again, as it decides
+                        raw = whole[starts[i] : ends[i]].rstrip(b"\r")
+                        spec.per_line(int(lines[i]), raw, side)
         parts = [t for t in (*full, side.rows.table()) if t.num_rows]
         merged = pa.concat_tables(parts) if parts else spec.output.empty_table()
         if len(parts) > 1:
             merged = merged.sort_by([("source_line", "ascending")])
         # the rows read again line by line were counted there, kept or rejected
         load.keep_rows(merged, unkept=self.taken - refused - sum(t.num_rows for t in full))
-        self.hashes, self.lines, self.raw, self.taken = [], [], [], 0
+        self.hashes, self.lines, self.runs, self.held, self.taken = [], [], [], 0, 0
+
+
+def _joined(
+    blob: bytes, starts: np.ndarray, ends: np.ndarray
+) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Lines ``starts``/``ends`` of ``blob`` joined by ``\\n``, with their spans in the result."""
+    if len(starts) and ends[-1] - starts[0] == int((ends - starts).sum()) + len(starts) - 1:
+        whole = blob[starts[0] : ends[-1]]  # consecutive lines: one slice
+    else:
+        whole = b"\n".join(blob[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
+    lengths = ends - starts
+    new_starts = np.concatenate(([0], np.cumsum(lengths[:-1] + 1))).astype(np.int64)
+    return whole, new_starts, new_starts + lengths
 
 
 DEEP = 500
