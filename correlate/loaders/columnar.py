@@ -199,7 +199,8 @@ class Deferred:
     later: parsing them in full as they come costs ~5x the rows finally kept (370k for 79k on
     2.9M records). Held back, only the survivors are parsed, once. The bound here is the sample
     bound of the rows held (never above the true one: they are a subset of the allowed rows).
-    The bytes are held as runs of lines joined by ``\\n`` (one object per run, not per line).
+    The bytes are held as runs of lines joined by ``\\n`` (one object per run, not per line),
+    cut run by run.
     """
 
     def __init__(self, anchors: int) -> None:
@@ -242,15 +243,16 @@ class Deferred:
             self.bound = min(self.bound, bound)
         held = hashes <= self.bound
         self.hashes, self.lines = [hashes[held]], [lines[held]]
-        parts: list[bytes] = []
-        at = 0
-        for blob, starts, ends in self.runs:
+        runs, at = [], 0
+        for blob, starts, ends in self.runs:  # run by run: a run's copy at most at a time
             mine = np.flatnonzero(held[at : at + len(starts)])
             at += len(starts)
-            parts.extend(blob[starts[i] : ends[i]] for i in mine.tolist())
-        whole = b"\n".join(parts)
-        self.runs = [(whole, *line_spans(whole))] if parts else []
-        self.held = len(parts)
+            if len(mine) == len(starts):
+                runs.append((blob, starts, ends))
+            elif len(mine):
+                runs.append(_joined(blob, starts[mine], ends[mine]))
+        self.runs = runs
+        self.held = int(held.sum())
 
     def finish(self, load: FileLoad, spec: JsonLines) -> None:
         """The rows still held, parsed with every field and kept (in line order); a row whose
@@ -259,21 +261,23 @@ class Deferred:
         full: list[pa.Table] = []
         side = load.apart()
         refused = 0
-        if self.runs:
-            (whole, starts, ends), lines = self.runs[0], self.lines[0]
-            for a in range(0, len(lines), FINISH_ROWS):  # in parts, sliced from the run held
-                b = min(a + FINISH_ROWS, len(lines))
+        lines = self.lines[0] if self.lines else np.zeros(0, dtype=np.int64)
+        done = 0  # rows of the runs before this one
+        for whole, starts, ends in self.runs:
+            for a in range(0, len(starts), FINISH_ROWS):  # in parts sliced from the run
+                b = min(a + FINISH_ROWS, len(starts))
                 piece = whole[starts[a] : ends[b - 1]]
                 for at, _, m, parsed in json_pieces(piece, a, b - a, spec.schema):
+                    rows = lines[done + at : done + at + m]
                     if parsed is not None:
-                        full.append(spec.normalise(parsed, lines[at : at + m], load.source))
+                        full.append(spec.normalise(parsed, rows, load.source))
                         continue
                     refused += m
-                    for i in range(at, at + m):
+                    for i, line in zip(range(at, at + m), rows.tolist(), strict=True):
                         load.stats.read -= 1  # counted loaded when checked: the per-line
                         load.stats.loaded -= 1  # reader counts it again, as it decides
-                        raw = whole[starts[i] : ends[i]].rstrip(b"\r")
-                        spec.per_line(int(lines[i]), raw, side)
+                        spec.per_line(line, whole[starts[i] : ends[i]].rstrip(b"\r"), side)
+            done += len(starts)
         parts = [t for t in (*full, side.rows.table()) if t.num_rows]
         merged = pa.concat_tables(parts) if parts else spec.output.empty_table()
         if len(parts) > 1:
