@@ -135,6 +135,13 @@ def line_runs_spans(
         raise InputError(f"{source.display}: cannot read further: {exc}") from exc
 
 
+def numbered_lines(first: int, blob: bytes, count: int = 1) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of a run from ``line_runs`` (``count`` 0: one line as it is), each
+    without its ``\\r``: what a per-line reader is handed."""
+    for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
+        yield first + offset, raw.rstrip(b"\r")
+
+
 def line_spans(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Start and end offsets of each ``\\n``-separated line of a run (ends exclude the ``\\n``)."""
     view = np.frombuffer(blob, dtype=np.uint8)

@@ -31,7 +31,7 @@ from ..schema import NETWORK_EVENTS
 from ..sources import Source
 from . import fields
 from .base import FileLoad
-from .blocks import ahead, json_pieces, line_runs_spans, line_spans
+from .blocks import ahead, json_pieces, line_runs_spans, line_spans, numbered_lines
 
 TEXT = pa.string()
 NULL_TEXT = pa.scalar(None, TEXT)
@@ -69,13 +69,13 @@ def read_json_lines(load: FileLoad, spec: JsonLines, *, fast: bool = True) -> No
     try:
         for first, blob, count, pieces in runs:
             if pieces is None:
-                for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
-                    spec.per_line(first + offset, raw.rstrip(b"\r"), load)
+                for line, raw in numbered_lines(first, blob, count):
+                    spec.per_line(line, raw, load)
                 continue
             for piece in pieces:
                 if piece.table is None:
-                    for offset, raw in enumerate(piece.blob.split(b"\n")):
-                        spec.per_line(piece.first + offset, raw.rstrip(b"\r"), load)
+                    for line, raw in numbered_lines(piece.first, piece.blob):
+                        spec.per_line(line, raw, load)
                 else:
                     _checked(piece, load, spec, in_full=not sampling, later=later)
         if later is not None:

@@ -36,7 +36,7 @@ from ..sources import Source, decode_line
 from ..timeparse import NS_PER_UNIT, TimeParseError, parse_time, resolve_zone, zone_name
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
-from .blocks import json_pieces, line_runs, line_spans
+from .blocks import json_pieces, line_runs, line_spans, numbered_lines
 from .calls import OUTPUT_CHARS, FirstSeen, command_from, shell_text, truncate_output
 from .columnar import BAD, IPV4, beyond_python, constant, mapped, table_of
 from .records import csv_records, first_line, json_documents, json_line_record
@@ -615,14 +615,14 @@ class _Plan:
         parsed = refused = 0
         for first, blob, count in line_runs(self.load.source, b"{", b"}"):
             if count == 0 or (refused > _GIVE_UP_LINES and refused > parsed):
-                for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
-                    reader.line(first + offset, raw.rstrip(b"\r"))
+                for line, raw in numbered_lines(first, blob, count):
+                    reader.line(line, raw)
                 continue
             for at, piece, m, table in json_pieces(blob, first, count, self.schema):
                 if table is None:
                     refused += m
-                    for offset, raw in enumerate(piece.split(b"\n")):
-                        reader.line(at + offset, raw.rstrip(b"\r"))
+                    for line, raw in numbered_lines(at, piece):
+                        reader.line(line, raw)
                 else:
                     parsed += m
                     self._checked(table, at, piece, m)

@@ -37,7 +37,7 @@ from ..sources import Source
 from ..timeparse import TimeParseError, parse_iso
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
-from .blocks import ahead, json_pieces, line_runs, line_spans
+from .blocks import ahead, json_pieces, line_runs, line_spans, numbered_lines
 from .columnar import (
     BAD,
     NULL_INT,
@@ -783,13 +783,13 @@ def read_columns(load: FileLoad, spec: Columns, *, fast: bool = True) -> None:
     try:
         for first, blob, count, pieces in runs:
             if pieces is None:
-                for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
-                    spec.per_line(first + offset, raw.rstrip(b"\r"), load)
+                for line, raw in numbered_lines(first, blob, count):
+                    spec.per_line(line, raw, load)
                 continue
             for at, piece, _, table in pieces:
                 if table is None:
-                    for offset, raw in enumerate(piece.split(b"\n")):
-                        spec.per_line(at + offset, raw.rstrip(b"\r"), load)
+                    for line, raw in numbered_lines(at, piece):
+                        spec.per_line(line, raw, load)
                 else:
                     _checked(table, at, piece, load, spec)
     finally:

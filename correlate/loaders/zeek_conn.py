@@ -40,7 +40,7 @@ from ..sources import Source, decode_line
 from ..timeparse import TimeParseError, parse_time
 from . import fields
 from .base import FileLoad, LoadOptions, LoadResult
-from .blocks import json_pieces, line_runs, line_spans, valid_utf8
+from .blocks import json_pieces, line_runs, line_spans, numbered_lines, valid_utf8
 from .columnar import (
     BAD,
     DEEP,
@@ -750,14 +750,14 @@ def read_json_runs(
     parsed = refused = 0
     for first, blob, count in line_runs(load.source, b"{", b"}"):
         if count == 0 or not fast or (refused > GIVE_UP_LINES and refused > parsed):
-            for offset, raw in enumerate(blob.split(b"\n") if count else [blob]):
-                per_line(first + offset, raw.rstrip(b"\r"), load)
+            for line, raw in numbered_lines(first, blob, count):
+                per_line(line, raw, load)
             continue
         for at, piece, m, table in json_pieces(blob, first, count, schema):
             if table is None:
                 refused += m
-                for offset, raw in enumerate(piece.split(b"\n")):
-                    per_line(at + offset, raw.rstrip(b"\r"), load)
+                for line, raw in numbered_lines(at, piece):
+                    per_line(line, raw, load)
                 continue
             parsed += m
             cols = (
@@ -766,8 +766,8 @@ def read_json_runs(
                 else flat(table)
             )
             if cols is None:
-                for offset, raw in enumerate(piece.split(b"\n")):
-                    per_line(at + offset, raw.rstrip(b"\r"), load)
+                for line, raw in numbered_lines(at, piece):
+                    per_line(line, raw, load)
                 continue
             ok, spans = np.ones(m, dtype=bool), Spans(piece, m)
             checked = columns(cols, ok)
