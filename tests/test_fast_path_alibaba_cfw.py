@@ -247,7 +247,7 @@ def test_the_put_off_sample_is_the_sample_of_the_full_table(tmp_path_factory, li
     full = load(path, fast=True)
     kept = load(path, fast=True, keep=policy)
     expected, _ = cut_sample(full.table, policy, {})
-    assert kept.table.sort_by("source_line").equals(expected.sort_by("source_line"))
+    assert kept.table.equals(expected)  # in line order, as every loader gives its rows
     for field in ("read", "loaded", "rejected", "skipped", "notes"):
         assert getattr(kept.stats, field) == getattr(full.stats, field), field
     assert kept.stats.unkept == full.stats.loaded - kept.table.num_rows
@@ -265,7 +265,7 @@ def test_a_put_off_row_pyarrow_refuses_in_full_is_read_line_by_line_once(
     policy = KeepPolicy(actions=("denied", "alerted"), anchors=1000)
     full = load(path, fast=True)
     kept = load(path, fast=True, keep=policy)
-    assert kept.table.sort_by("source_line").equals(full.table.sort_by("source_line"))
+    assert kept.table.equals(full.table)
     assert '{"nested": 1}' in kept.table.column("dst_domain").to_pylist()
     assert (kept.stats.read, kept.stats.loaded, kept.stats.unkept) == (18, 15, 0)
     assert kept.stats.skipped == full.stats.skipped

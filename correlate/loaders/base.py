@@ -264,6 +264,8 @@ class FileLoad(Counts):
         stats = LoadStats(path=source.display, format=name, kind=kind, unit=unit)
         super().__init__(stats, RejectSink(source, stats, options.strict))
         self.rows = Batcher(schema, keeper_for(options) if kind == "network" else None)
+        self.out_of_order = False
+        """Rows were kept out of line order (``columnar.Deferred``): ``result`` sorts them."""
 
     @property
     def keeper(self) -> Keeper | None:
@@ -313,6 +315,7 @@ class FileLoad(Counts):
         )
         other.stats, other.sink = self.stats, self.sink
         other.rows = Batcher(self.rows.schema)
+        other.out_of_order = False
         return other
 
     def result(
@@ -320,6 +323,8 @@ class FileLoad(Counts):
     ) -> LoadResult:
         """The rows kept, the accounting and the rejects."""
         table = self.rows.table()
+        if self.out_of_order:
+            table = table.sort_by([("source_line", "ascending")])  # stable: a line's rows stay
         self.stats.unkept += self.rows.unkept
         return LoadResult(
             kind=self.kind,

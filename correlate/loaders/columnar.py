@@ -284,6 +284,7 @@ class Deferred:
             merged = merged.sort_by([("source_line", "ascending")])
         # the rows read again line by line were counted there, kept or rejected
         load.keep_rows(merged, unkept=self.taken - refused - sum(t.num_rows for t in full))
+        load.out_of_order = load.out_of_order or merged.num_rows > 0
         self.hashes, self.lines, self.runs, self.held, self.taken = [], [], [], 0, 0
 
 
