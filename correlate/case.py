@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .atomic import SET_SUFFIX, atomic_path, check_file_set, fsync_path, sha256_file
-from .errors import CorrelateError, InputError, Reject, SourceLocation
+from .errors import CorrelateError, InputError, Reject, SourceLocation, write_rejects
 from .join import band_join
 from .keep import Keeper, KeepPolicy, sample_bounds
 from .loaders import LoadStats
@@ -95,7 +95,6 @@ from .same_events import merge_copies
 from .schema import ENRICHMENT, HOSTS, NETWORK_EVENTS, TOOL_CALLS, concat
 from .sources import Source, expand_paths
 from .stats import Association, Baseline, OffsetEstimate
-from .textsafe import inert_json
 from .timeparse import ns_to_iso
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -1145,18 +1144,6 @@ def _path_from_case(path: str, root: Path) -> str | None:
     return os.path.relpath(given, case)
 
 
-def _write_rejects(path: Path, rejects: Sequence[Reject]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        for r in rejects:
-            record = {
-                "path": r.location.path,
-                "line": r.location.line,
-                "reason": r.reason,
-                "raw": r.raw,
-            }
-            fh.write(inert_json(record, sort_keys=True) + "\n")
-
-
 def _commit(
     root: Path,
     staging: Path,
@@ -1183,7 +1170,7 @@ def _commit(
             write_parquet(tables[name], path, _table_metadata(name))
             rows = tables[name].num_rows
         files[filename] = {"rows": rows, "sha256": sha256_file(path)}
-    _write_rejects(staging / REJECTS, rejects)
+    write_rejects(staging / REJECTS, rejects)
     files[REJECTS] = {"rows": len(rejects), "sha256": sha256_file(staging / REJECTS)}
     manifest["files"] = files
     manifest["seal"] = {"sha256": manifest_seal(manifest)}

@@ -40,7 +40,7 @@ from .cli_common import (
     stdout_console,
 )
 from .distributed import engine_session
-from .errors import CorrelateError, OptionError, Reject
+from .errors import CorrelateError, OptionError, write_rejects
 from .loaders import MIN_SCORE, REGISTRY
 from .pipeline import Loaded, Result, RunOptions, analyse
 from .reports.export import FORMATS as FILE_FORMATS
@@ -54,7 +54,7 @@ from .reports.terminal import (
 )
 from .sources import expand_paths
 from .stats import Association, Baseline
-from .textsafe import inert, inert_json
+from .textsafe import inert
 
 # --- run's --format: the format of -o, or (deprecated) an input format ------------------------
 
@@ -78,19 +78,6 @@ def _run_format(values: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
                 param_hint="--format",
             )
     return chosen, tuple(legacy)
-
-
-def _write_rejects(path: str, rejects: Sequence[Reject]) -> None:
-    """Rejected rows as JSON lines: path, line, reason and the raw text."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for r in rejects:
-            record = {
-                "path": r.location.path,
-                "line": r.location.line,
-                "reason": r.reason,
-                "raw": r.raw,
-            }
-            fh.write(inert_json(record, sort_keys=True) + "\n")
 
 
 @click.group(
@@ -235,7 +222,8 @@ def _load_and_analyse(
         if rejects_path:
             inputs = [(Path(f.path), "an input of this analysis") for f in loaded.inputs]
             refuse_overwrite([rejects_path], inputs, option="--rejects")
-            _write_rejects(rejects_path, loaded.rejects)
+            with atomic_path(rejects_path) as tmp:
+                write_rejects(tmp, loaded.rejects)
         result = analyse(loaded, options, joiner=session.joiner)
     if verbose:
         err.print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -54,3 +56,21 @@ class Reject:
 
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}"
+
+    def record(self) -> dict[str, object]:
+        """The reject as a ``--rejects``/``rejects.jsonl`` record: path, line, reason, raw."""
+        return {
+            "path": self.location.path,
+            "line": self.location.line,
+            "reason": self.reason,
+            "raw": self.raw,
+        }
+
+
+def write_rejects(path: str | os.PathLike[str], rejects: Iterable[Reject]) -> None:
+    """Rejected rows as JSON lines (path, line, reason, raw; inert): ``--rejects`` and a case's
+    ``rejects.jsonl``."""
+    from .textsafe import write_inert_jsonl
+
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        write_inert_jsonl(fh, (r.record() for r in rejects))

@@ -8,7 +8,6 @@ Dask engine hands each worker of a big file) and may name its file by an fsspec 
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -19,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .atomic import sha256_stream
 from .errors import InputError
 
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
@@ -284,11 +284,8 @@ class Source:
         file, for a byte range)."""
         if self.problem is not None:
             return ""
-        digest = hashlib.sha256()
         with self._file() as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+            return sha256_stream(fh)
 
 
 def iter_lines(source: Source) -> Iterator[tuple[int, bytes]]:

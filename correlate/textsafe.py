@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 # C0 and C1 controls (tab kept as a visible escape too), DEL, and the Unicode bidi/format controls
 # that can reorder or hide text: LRE..RLO, LRI..PDI, LRM/RLM/ALM, zero-width joiners and BOM; and
@@ -86,6 +87,12 @@ _UNSAFE_IN_JSON = re.compile(
 
 def _json_escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group(0)):04x}"
+
+
+def write_inert_jsonl(fh: TextIO, records: Iterable[Any]) -> None:
+    """Records as JSON lines (``inert_json``, keys sorted) on an open text file."""
+    for record in records:
+        fh.write(inert_json(record, sort_keys=True) + "\n")
 
 
 def inert_json(record: Any, *, ascii_only: bool = False, **options: Any) -> str:
