@@ -1104,29 +1104,16 @@ def _input_key(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def _input_record(f: InputFile, root: Path, batch: int) -> dict[str, Any]:
-    """An input as the manifest keeps it: where, what, its hash and its accounting."""
-    record: dict[str, Any] = {
-        "path": f.path,
-        "path_from_case": _path_from_case(f.path, root),
-        "sha256": f.sha256,
-        "size": f.size,
-        "format": f.format,
-        "kind": f.kind,
-        "score": f.score,
-        "forced": f.forced,
-        "ingest": batch,
-    }
-    if f.stats is not None:
-        record.update(
-            unit=f.stats.unit,
-            read=f.stats.read,
-            loaded=f.stats.loaded,
-            rejected=f.stats.rejected,
-            skipped=dict(sorted(f.stats.skipped.items())),
-            notes=dict(sorted(f.stats.notes.items())),
-        )
-    if f.skipped_reason:
-        record["skipped_reason"] = f.skipped_reason
+    """An input as the manifest keeps it: provenance's record (``InputFile.record``), where it
+    is from the case, how it was chosen and in which ingest (the manifest sorts its keys)."""
+    record = f.record()
+    record.update(
+        path_from_case=_path_from_case(f.path, root),
+        kind=f.kind,
+        score=f.score,
+        forced=f.forced,
+        ingest=batch,
+    )
     return record
 
 

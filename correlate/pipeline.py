@@ -124,6 +124,27 @@ class InputFile:
     stats: LoadStats | None = None
     skipped_reason: str | None = None
 
+    def record(self) -> dict[str, Any]:
+        """The input as provenance records it: where, what, its hash and its accounting."""
+        record: dict[str, Any] = {
+            "path": self.path,
+            "sha256": self.sha256,
+            "size": self.size,
+            "format": self.format,
+        }
+        if self.stats is not None:
+            record.update(
+                unit=self.stats.unit,
+                read=self.stats.read,
+                loaded=self.stats.loaded,
+                rejected=self.stats.rejected,
+                skipped=dict(sorted(self.stats.skipped.items())),
+                notes=dict(sorted(self.stats.notes.items())),
+            )
+        if self.skipped_reason:
+            record["skipped_reason"] = self.skipped_reason
+        return record
+
 
 @dataclass
 class Loaded:
@@ -179,7 +200,7 @@ class Result:
                 "applied_s": dict(sorted(self.applied_offsets.items())),
                 "estimates": [asdict(e) for e in self.offset_estimates],
             },
-            "inputs": [_input_record(f) for f in self.loaded.inputs],
+            "inputs": [f.record() for f in self.loaded.inputs],
             "counts": {
                 "network_events": self.loaded.events.num_rows
                 if self.loaded.network_rows is None
@@ -202,27 +223,6 @@ class Result:
                 ),
             },
         }
-
-
-def _input_record(f: InputFile) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "path": f.path,
-        "sha256": f.sha256,
-        "size": f.size,
-        "format": f.format,
-    }
-    if f.stats is not None:
-        record.update(
-            unit=f.stats.unit,
-            read=f.stats.read,
-            loaded=f.stats.loaded,
-            rejected=f.stats.rejected,
-            skipped=dict(sorted(f.stats.skipped.items())),
-            notes=dict(sorted(f.stats.notes.items())),
-        )
-    if f.skipped_reason:
-        record["skipped_reason"] = f.skipped_reason
-    return record
 
 
 ProgressCallback = Callable[[str, int, int], None]
