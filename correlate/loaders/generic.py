@@ -98,8 +98,13 @@ class Mapping:
     context: tuple[str, ...] = ()
 
 
-def _shape(head: bytes) -> str | None:
-    """``json`` for JSON lines or an array, ``csv`` for a plausible header row, else None."""
+def head_shape(head: bytes, *, tables: bool = False) -> str | None:
+    """``json`` for JSON lines or an array, ``csv`` for a plausible header row, else None: the
+    gate of the mapping loaders' sniff. With ``tables`` (``generic_network``) also ``parquet``,
+    a pretty-printed object (a first line of just ``{``) and header names left blank (a pandas
+    index column)."""
+    if tables and head.startswith(b"PAR1"):
+        return "parquet"
     first = first_line(head)
     if first.startswith(b"["):
         return "json"
@@ -107,13 +112,15 @@ def _shape(head: bytes) -> str | None:
         try:
             return "json" if isinstance(json.loads(first), dict) else None
         except (ValueError, RecursionError):
-            return None
+            return "json" if tables and first == b"{" else None
     text, _ = decode_line(first)
     try:
         header = next(csv.reader([text]))
     except (csv.Error, StopIteration):
         return None
     names = [h.strip() for h in header]
+    if tables:
+        names = [n for n in names if n]
     if len(names) >= 2 and all(_HEADER_NAME.match(n) for n in names):
         return "csv"
     return None
@@ -125,7 +132,7 @@ def sniff(head: bytes, filename: str) -> float:
     A file another loader recognises scores 0, so forcing ``generic`` on a known format fails;
     a hosts-kind loader's guess below 0.9 does not count (host/IP fields are common in calls).
     """
-    if _shape(head) is None:
+    if head_shape(head) is None:
         return 0.0
     return forced_only_score(name, head, filename, CALLS_SUFFIXES)
 

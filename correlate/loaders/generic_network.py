@@ -49,7 +49,7 @@ from . import fields
 from .alibaba_vpc_flow import CSV_FIELD_LIMIT, CsvLines, csv_odd
 from .base import BATCH_ROWS, FileLoad, LoadOptions, LoadResult, LoadStats, RejectSink
 from .columnar import BAD, IPV4, PLAIN_TEXT, mapped
-from .generic import _HEADER_NAME, forced_only_score, lookup, read_mapping_document
+from .generic import forced_only_score, head_shape, lookup, read_mapping_document
 from .records import Record, csv_records, first_line, json_documents, json_line_record
 from .zeek_conn import (
     Checked,
@@ -143,37 +143,6 @@ class NetworkMapping:
 # --- sniffing ------------------------------------------------------------------------------------
 
 
-def _shape(head: bytes) -> str | None:
-    """``parquet``, ``json`` (lines or an array), ``csv`` (a plausible header row), else None.
-
-    Unlike ``generic``'s check, a CSV header may have blank names (a pandas index column).
-    """
-    if head.startswith(b"PAR1"):
-        return "parquet"
-    first = first_line(head)
-    if first.startswith(b"["):
-        return "json"
-    if first.startswith(b"{"):
-        try:
-            return "json" if isinstance(json.loads(first), dict) else None
-        except (ValueError, RecursionError):
-            # A pretty-printed object's first line is just "{".
-            return "json" if first == b"{" else None
-    text, _ = decode_line(first)
-    names = [n.strip() for n in _split_header(text)]
-    named = [n for n in names if n]
-    if len(named) >= 2 and all(_HEADER_NAME.match(n) for n in named):
-        return "csv"
-    return None
-
-
-def _split_header(text: str) -> list[str]:
-    try:
-        return next(csv.reader([text]))
-    except (csv.Error, StopIteration):
-        return []
-
-
 def sniff(head: bytes, filename: str) -> float:
     """Score: 0.6 for ``*.events.{jsonl,json,csv,parquet}``, 0.3 for other JSON/CSV/Parquet, else 0.
 
@@ -182,7 +151,7 @@ def sniff(head: bytes, filename: str) -> float:
     """
     global _sniffing
     try:
-        if _shape(head) is None:
+        if head_shape(head, tables=True) is None:
             return 0.0
     except Exception:  # sniffing must never raise on odd bytes
         return 0.0
