@@ -261,7 +261,7 @@ def test_a_put_off_row_pyarrow_refuses_in_full_is_read_line_by_line_once(
     monkeypatch.setattr(columnar, "FINISH_ROWS", finish_rows)  # parsed in parts at the end
     nested = variant(domain={"nested": 1}).encode()
     lines = [VARIANTS[0].encode(), nested, VARIANTS[1].encode(), nested, VARIANTS[0].encode()]
-    path = write(tmp_path / "cfw.json", (lines + [b""]) * 3)  # blank lines: three runs
+    path = write(tmp_path / "cfw.json", [*lines, b""] * 3)  # blank lines: three runs
     policy = KeepPolicy(actions=("denied", "alerted"), anchors=1000)
     full = load(path, fast=True)
     kept = load(path, fast=True, keep=policy)
