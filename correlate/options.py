@@ -379,8 +379,9 @@ def _forced(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     forced = _pairs(values, "formats", "*")
     for _, name in forced:
         if name not in REGISTRY:
-            # "--format": the flag's spelling before --input-format, as its errors always said
-            raise FlagError("--format", f"unknown format {name!r} (known: {_known_formats()})")
+            raise FlagError(
+                "--input-format", f"unknown format {name!r} (known: {_known_formats()})"
+            )
     return tuple(forced)
 
 
@@ -392,7 +393,7 @@ def _policy(actions: str, internal_cidr: Sequence[str]) -> ViolationPolicy:
     try:
         return ViolationPolicy.with_internal(internal_cidr, actions=chosen)
     except OptionError as exc:
-        raise FlagError("--internal-cidr", str(exc)) from None
+        raise FlagError("--internal-cidr", str(exc).removeprefix("--internal-cidr: ")) from None
 
 
 def _format_options(values: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -48,3 +48,18 @@ def test_an_unknown_keyword_is_a_type_error() -> None:
 def test_a_case_commands_help_names_the_same_default() -> None:
     assert OPTIONS_BY_NAME["gap"].case_help.endswith("(default: the case's, else 10m).")
     assert all("{" not in option.case_help for option in CASE_OPTIONS)
+
+
+def test_a_bad_value_names_its_flag_once_and_by_its_current_spelling():
+    from click.testing import CliRunner
+
+    from correlate.cli import cli
+
+    sample = "sample_logs/rome_incident"
+    cidr = CliRunner().invoke(cli, ["run", sample, "--internal-cidr", "bad"])
+    assert cidr.exit_code == 2
+    assert "Invalid value for --internal-cidr: not a network: 'bad'" in cidr.output
+    assert cidr.output.count("--internal-cidr") == 1
+    fmt = CliRunner().invoke(cli, ["run", sample, "--input-format", "nosuch"])
+    assert fmt.exit_code == 2
+    assert "Invalid value for --input-format: unknown format 'nosuch'" in fmt.output
