@@ -187,7 +187,8 @@ class CaseResult(Result):
         data = super().provenance()
         ingests = self.case.get("ingests", [])
         options = [i["options"] for i in ingests]
-        for key in sorted({k for o in options for k in o}):
+        # an older case may have recorded an analysis option per ingest: the value used wins
+        for key in sorted({k for o in options for k in o} - ANALYSIS_PARAMETERS):
             values = [o.get(key) for o in options]
             if values and all(v == values[0] for v in values):
                 data["parameters"][key] = values[0]

@@ -200,10 +200,8 @@ ANALYSIS_OPTIONS: tuple[AnalysisOption, ...] = (
             "How long a trajectory's hold on a shared address outlives its last call "
             "(default: the case's, else {default}).",
             "DURATION",
-            recorded=False,  # ingest has never recorded it, although the help says "the case's"
         ),
-        provenance=("lease_grace",),
-        per_ingest=True,
+        provenance=("lease_grace",),  # used when identity is built, in every analysis
     ),
     AnalysisOption(
         "formats",

@@ -217,6 +217,23 @@ def test_analysis_options_given_to_ingest_become_the_case_defaults() -> None:
     assert raw["findings"][0]["lag_s"] == pytest.approx(-4.1)
 
 
+def test_lease_grace_given_to_ingest_is_the_cases_default_as_its_help_says() -> None:
+    case = scratch("lease") / "case"
+    result = invoke("ingest", str(case), SAMPLE, "--lease-grace", "30m", "--no-prepare", "-q")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((case / "manifest.json").read_text())
+    assert manifest["analysis_defaults"] == {"lease_grace": "30m"}
+
+    def lease(*flags: str) -> str:
+        out = case.parent / f"report{len(flags)}.parquet"
+        assert invoke("export", str(case), "-o", str(out), "-q", *flags).exit_code == 0
+        provenance = json.loads(pq.read_schema(out).metadata[b"correlate.provenance"])
+        return str(provenance["parameters"]["lease_grace"])
+
+    assert lease() == "1800s"
+    assert lease("--lease-grace", "5m") == "300s"
+
+
 def test_register_adds_the_commands_once() -> None:
     group = correlate_cli()
     before = dict(group.commands)
