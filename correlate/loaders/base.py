@@ -293,7 +293,8 @@ class FileLoad(Counts):
         self.keep_rows(table, unkept=count - table.num_rows)
 
     def count_loaded(self, count: int) -> None:
-        """``count`` records read and loaded column-wise (their rows follow in ``keep_rows``)."""
+        """``count`` records read and loaded column-wise (their rows follow in ``keep_rows``);
+        negative: records counted so far that were handed to the per-line reader after all."""
         self.stats.read += count
         self.stats.loaded += count
 

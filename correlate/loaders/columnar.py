@@ -62,9 +62,9 @@ def read_json_lines(load: FileLoad, spec: JsonLines, *, fast: bool = True) -> No
     ``run`` samples, with the check fields, and the kept rows again with every field. The next
     runs are read, cut and parsed in a second thread (``blocks.ahead``) while this one is checked.
     """
-    sampling = load.keeper is not None and load.options.keep is not None
-    schema = spec.check_schema if sampling else spec.schema
-    later = Deferred(load.options.keep.anchors) if sampling and load.options.keep else None
+    policy = load.options.keep
+    later = Deferred(policy.anchors) if load.keeper is not None and policy is not None else None
+    schema = spec.schema if later is None else spec.check_schema
     runs = ahead(_parsed_runs(load.source, schema, fast), load.name)
     try:
         for first, blob, count, pieces in runs:
@@ -77,7 +77,7 @@ def read_json_lines(load: FileLoad, spec: JsonLines, *, fast: bool = True) -> No
                     for line, raw in numbered_lines(piece.first, piece.blob):
                         spec.per_line(line, raw, load)
                 else:
-                    _checked(piece, load, spec, in_full=not sampling, later=later)
+                    _checked(piece, load, spec, later)
         if later is not None:
             later.finish(load, spec)
     finally:
@@ -116,13 +116,13 @@ def _parsed_runs(
         yield first, blob, count, pieces
 
 
-def _checked(
-    piece: Piece, load: FileLoad, spec: JsonLines, *, in_full: bool, later: Deferred | None = None
-) -> None:
+def _checked(piece: Piece, load: FileLoad, spec: JsonLines, later: Deferred | None) -> None:
     """A parsed run: checked rows counted and the kept ones normalised; the rest line by line.
 
-    When ``run`` samples, violations are normalised now and the allowed rows the sample may
-    keep are put off (``later``) until the file's end, when the sample's bound is known."""
+    Without sampling (``later`` None) the run was parsed with every field and every good row is
+    kept. When ``run`` samples, the run was parsed with the check fields: violations are parsed
+    in full now, and the allowed rows the sample may keep are put off (``later``) until the
+    file's end, when the sample's bound is known."""
     table, first, blob = piece.table, piece.first, piece.blob
     assert table is not None
     starts, ends = piece.starts, piece.ends
@@ -133,26 +133,21 @@ def _checked(
     keep = ok.copy()
     keeper, policy = load.keeper, load.options.keep
     put_off = 0
-    if keeper is not None and policy is not None:
+    if later is not None:
+        assert keeper is not None and policy is not None, "sampling needs run's keeper"
         chosen = pc.fill_null(pc.is_in(verdict, value_set=pa.array(list(policy.actions))), False)
-        violation = np.asarray(chosen.to_numpy(zero_copy_only=False), dtype=bool)
-        hashes = line_hashes(load.source.display, np.arange(first, first + n, dtype=np.int64))
-        bound = keeper.bound(load.name)
-        if later is not None:
-            bound = min(bound, later.bound)
-        sampled = ok & ~violation & (hashes <= bound)
-        keep &= violation
-        if later is not None:
-            rows = np.flatnonzero(sampled)
-            later.add(hashes, np.arange(first, first + n), blob, starts, ends, rows)
-            put_off = len(rows)
-        else:
-            keep |= sampled
+        keep &= np.asarray(chosen.to_numpy(zero_copy_only=False), dtype=bool)  # violations
+        lines = np.arange(first, first + n, dtype=np.int64)
+        hashes = line_hashes(load.source.display, lines)
+        bound = min(keeper.bound(load.name), later.bound)
+        rows = np.flatnonzero(ok & ~keep & (hashes <= bound))
+        later.add(hashes, lines, blob, starts, ends, rows)
+        put_off = len(rows)
     # The kept rows, parsed with every field; a row whose other fields pyarrow refuses (a key
     # twice, an object where text was expected) is read line by line like a refused check.
     kept = np.flatnonzero(keep)
     full: list[pa.Table] = []
-    if len(kept) and in_full:
+    if len(kept) and later is None:
         rows_kept = table if len(kept) == n else table.filter(pa.array(keep))
         full.append(spec.normalise(rows_kept, kept + first, load.source))
     elif len(kept):
@@ -273,9 +268,8 @@ class Deferred:
                         full.append(spec.normalise(parsed, rows, load.source))
                         continue
                     refused += m
+                    load.count_loaded(-m)  # counted when checked; the per-line reader decides
                     for i, line in zip(range(at, at + m), rows.tolist(), strict=True):
-                        load.stats.read -= 1  # counted loaded when checked: the per-line
-                        load.stats.loaded -= 1  # reader counts it again, as it decides
                         spec.per_line(line, whole[starts[i] : ends[i]].rstrip(b"\r"), side)
             done += len(starts)
         parts = [t for t in (*full, side.rows.table()) if t.num_rows]
