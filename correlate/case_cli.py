@@ -223,6 +223,21 @@ def filter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+def _output_file(help_text: str) -> list[Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    """``-o/--output FILE`` and its old spelling ``--out FILE`` (hidden)."""
+    return [
+        click.option(
+            "-o",
+            "--output",
+            "out_path",
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help=help_text,
+        ),
+        click.option("--out", "legacy_out", hidden=True, type=click.Path(dir_okay=False)),
+    ]
+
+
 def output_options(formats: Sequence[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--format FORMAT``, ``-o/--output FILE``, ``--json``, ``--display-tz``, ``-q``, ``-v``.
 
@@ -240,15 +255,7 @@ def output_options(formats: Sequence[str]) -> Callable[[Callable[..., Any]], Cal
                     type=click.Choice(list(formats)),
                     help="Row format (default: as -o's suffix says, else a table on a terminal).",
                 ),
-                click.option(
-                    "-o",
-                    "--output",
-                    "out_path",
-                    metavar="FILE",
-                    type=click.Path(dir_okay=False),
-                    help="Write the rows to this file (atomically) instead of stdout.",
-                ),
-                click.option("--out", "legacy_out", hidden=True, type=click.Path(dir_okay=False)),
+                *_output_file("Write the rows to this file (atomically) instead of stdout."),
                 common_options,
             ],
         )
@@ -262,17 +269,7 @@ def file_options(
     """``-o/--output FILE`` (required) and, when ``format_help``, ``--format``; ``--out`` hidden."""
 
     def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
-            click.option(
-                "-o",
-                "--output",
-                "out_path",
-                metavar="FILE",
-                type=click.Path(dir_okay=False),
-                help="The file to write (required); sibling files are written beside it.",
-            ),
-            click.option("--out", "legacy_out", hidden=True, type=click.Path(dir_okay=False)),
-        ]
+        options = _output_file("The file to write (required); sibling files are written beside it.")
         if format_help:
             options.append(
                 click.option("--format", "fmt", type=click.Choice(list(formats)), help=format_help)

@@ -218,39 +218,42 @@ def _tool_of(command: str) -> str:
     return words[0] if words and words[0] in SWE_AGENT_COMMANDS else "bash"
 
 
-def _end(options: LoadOptions, anchor: int) -> tuple[int, str] | None:
-    """The ``swe_agent.end`` option as ns and the note suffix for an assumed zone."""
-    value = options.option(name, "end")
+def _option_time(options: LoadOptions, key: str, example: str) -> tuple[int, str] | None:
+    """The ``swe_agent.<key>`` option as ns and the note suffix for an assumed zone (None: not
+    given)."""
+    value = options.option(name, key)
     if value is None or not value.strip():
         return None
     try:
         ns, note = parse_iso(value, default_tz=options.zone_for(name, UTC))
     except TimeParseError:
         raise OptionError(
-            f"swe_agent.end: not an ISO 8601 time: {value!r} (e.g. 2025-12-02T06:40:00Z)"
+            f"swe_agent.{key}: not an ISO 8601 time: {value!r} (e.g. {example})"
         ) from None
-    if ns <= anchor:
-        raise OptionError(f"swe_agent.end ({value}) is not after swe_agent.start")
-    return ns, f"; swe_agent.end had {note}" if note else ""
+    return ns, f"; swe_agent.{key} had {note}" if note else ""
+
+
+def _end(options: LoadOptions, anchor: int) -> tuple[int, str] | None:
+    """The ``swe_agent.end`` option, after ``swe_agent.start``."""
+    end = _option_time(options, "end", "2025-12-02T06:40:00Z")
+    if end is not None and end[0] <= anchor:
+        raise OptionError(
+            f"swe_agent.end ({options.option(name, 'end')}) is not after swe_agent.start"
+        )
+    return end
 
 
 def _anchor(source: Source, options: LoadOptions, needed: bool) -> tuple[int, str]:
-    """The ``swe_agent.start`` option as ns and the note suffix for an assumed zone."""
-    value = options.option(name, "start")
-    if value is None or not value.strip():
-        if not needed:
-            return 0, ""
-        raise InputError(
-            f"{source.display}: SWE-agent .traj files carry no timestamps; pass "
-            "--option swe_agent.start=<ISO time of the first step> to anchor them"
-        )
-    try:
-        ns, note = parse_iso(value, default_tz=options.zone_for(name, UTC))
-    except TimeParseError:
-        raise OptionError(
-            f"swe_agent.start: not an ISO 8601 time: {value!r} (e.g. 2025-12-02T06:10:00Z)"
-        ) from None
-    return ns, f"; swe_agent.start had {note}" if note else ""
+    """The ``swe_agent.start`` option (0 when not needed and not given)."""
+    start = _option_time(options, "start", "2025-12-02T06:10:00Z")
+    if start is not None:
+        return start
+    if not needed:
+        return 0, ""
+    raise InputError(
+        f"{source.display}: SWE-agent .traj files carry no timestamps; pass "
+        "--option swe_agent.start=<ISO time of the first step> to anchor them"
+    )
 
 
 def _duration(value: Any) -> int | None:
